@@ -1,0 +1,3 @@
+from debias.cli import app
+
+app(prog_name="debias")

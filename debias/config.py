@@ -1,0 +1,144 @@
+"""Frozen configuration objects for every job.
+
+Each CLI command turns its options into one of these and passes it to a library function. The
+config a run used is written next to its outputs as JSON (``dataclasses.asdict``), so every result
+can be reproduced from that file alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Procedural face / non-face benchmark (``debias data synth``)."""
+
+    n_train: int = 20_000  # training images (faces + non-faces), biased by the shares below
+    n_val: int = 2_000  # validation images, drawn from the same biased distribution as train
+    n_test_per_cell: int = 120  # faces per skin_group x pose x gender cell in the balanced test split
+    size: int = 64  # image side in pixels (the DB-VAE lab uses 64)
+    seed: int = 0  # one seed drives everything; chunks get spawned child seeds
+    face_fraction: float = 0.5  # share of faces among images in every split
+    darker_share: float = 0.02  # MST 7-10 share of training faces (see datasets/synthfaces/README.md)
+    medium_share: float = 0.05  # MST 5-6 share of training faces
+    profile_share: float = 0.03  # |yaw| > 45 share of training faces
+    three_quarter_share: float = 0.05  # 15 <= |yaw| <= 45 share of training faces
+    female_share: float = 0.5  # female-presenting share of training faces
+    light_min: float = 0.55  # lowest light intensity (1.0 = the exposure the camera is set for)
+    light_max: float = 1.15  # highest light intensity
+    light_azimuth: float = 60.0  # light direction is uniform in +-this many degrees
+    noise: float = 0.02  # sensor read noise, std in linear intensity (shot noise is added on top)
+    png: bool = False  # also write one PNG per image under images/
+    workers: int = 2  # render processes; output does not depend on this
+
+    def __post_init__(self) -> None:
+        for name in ("darker_share", "medium_share", "profile_share", "three_quarter_share",
+                     "female_share", "face_fraction"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name}={v!r} must be between 0 and 1.")
+        if self.darker_share + self.medium_share > 1:
+            raise ValueError("darker_share + medium_share must be at most 1 (the rest is lighter).")
+        if self.profile_share + self.three_quarter_share > 1:
+            raise ValueError("profile_share + three_quarter_share must be at most 1 (the rest is frontal).")
+        if self.size < 32:
+            raise ValueError(f"size={self.size} is too small; use at least 32 pixels.")
+        if not 0 < self.light_min <= self.light_max:
+            raise ValueError(f"light range [{self.light_min}, {self.light_max}] must be positive and ordered.")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training of a standard classifier or a DB-VAE (``debias train``)."""
+
+    method: str = "dbvae"  # standard | dbvae | vae-uniform | balanced | jtt
+    arch: str = "cnn"  # cnn (the DB-VAE lab CNN) | resnet18 (torchvision, untrained)
+    width: int = 12  # n in the lab CNN's conv widths n, 2n, 4n, 6n
+    latent_dim: int = 100  # k, the DB-VAE latent size
+    beta: float = 5e-4  # weight of the KL term (beta-VAE); the lab's kl_weight, since rec is a pixel mean
+    c_rec: float = 1.0  # weight of the reconstruction term
+    rec_norm: str = "l1"  # l1 | l2 per-pixel reconstruction loss (mean over pixels)
+    epochs: int = 6  # passes over the training split (sampled batches count as one epoch's worth)
+    batch_size: int = 64  # images per optimisation step
+    lr: float = 5e-4  # Adam learning rate
+    seed: int = 0  # model init, sampling and augmentation all derive from this
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda
+    workers: int = 0  # DataLoader workers; 0 reads the memory map in the main process
+    compile: bool = False  # torch.compile the training step (falls back to eager on failure)
+    # resampling (debias/sampling.py)
+    bins: int = 10  # histogram bins per latent dimension
+    alpha: float = 0.01  # histogram smoothing; large alpha -> uniform sampling
+    combine: str = "tempered"  # product | max | tempered
+    temperature: float = 0.0  # tempered exponent; 0 picks the largest spread that keeps ESS >= min_ess
+    min_ess: float = 0.3  # floor on effective sample size, as a fraction of training faces
+    resample_from: int = 1  # first epoch (0-based) that resamples; earlier epochs are uniform
+    face_ratio: float = 0.5  # share of faces in every batch for weighted methods
+    balance_by: tuple[str, ...] = ("skin_group", "pose")  # oracle groups for method=balanced
+    jtt_epochs: int = 2  # epochs of the first (identification) model for method=jtt
+    jtt_lambda: float = 5.0  # upweighting factor for the first model's training errors
+    max_train: int = 0  # use at most this many training images (0 = all); for quick runs
+
+    def __post_init__(self) -> None:
+        choices = {
+            "method": ("standard", "dbvae", "vae-uniform", "balanced", "jtt"),
+            "arch": ("cnn", "resnet18"),
+            "rec_norm": ("l1", "l2"),
+            "combine": ("product", "max", "tempered"),
+            "device": ("auto", "cpu", "cuda"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}.")
+        if not 0 < self.min_ess <= 1:
+            raise ValueError(f"min_ess={self.min_ess} must be in (0, 1].")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ValueError("epochs must be >= 1 and batch_size >= 2.")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Subgroup audit of one or more models (``debias audit``)."""
+
+    by: tuple[str, ...] = ("skin_group", "pose", "gender")  # attribute columns to group faces by
+    split: str = "test"  # manifest split to audit; "all" uses every row
+    threshold: float | None = None  # fixed decision threshold on the score; None -> chosen by target_fpr
+    target_fpr: float = 0.05  # when threshold is None: one threshold for all groups at this overall FPR
+    reference: str = "largest"  # largest | best | a group name
+    n_boot: int = 1000  # stratified bootstrap resamples
+    min_n: int = 30  # cells with fewer faces are flagged "too few to judge"
+    seed: int = 0  # bootstrap seed
+    batch_size: int = 256  # inference batch
+    device: str = "auto"
+    size: int = 64  # input side for neural models
+    pad: float = 0.5  # context border for sliding-window detectors, as a fraction of the image side
+    thumbnails: bool = True  # gallery of worst-missed faces in the report
+    shard: tuple[int, int] = (0, 1)  # (k, n): audit only the k-th of n shards (predictions only)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.target_fpr < 1:
+            raise ValueError(f"target_fpr={self.target_fpr} must be in (0, 1).")
+        k, n = self.shard
+        if not (n >= 1 and 0 <= k < n):
+            raise ValueError(f"shard {k}/{n} is invalid; use K/N with 0 <= K < N.")
+
+
+def to_json(cfg: Any, path: str | Path, **extra: Any) -> None:
+    """Write a config (plus extra keys) as pretty JSON next to a run's outputs."""
+    d = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+    d.update(extra)
+    Path(path).write_text(json.dumps(d, indent=2, default=str) + "\n")
+
+
+def from_json(cls: type, path: str | Path) -> Any:
+    """Read a config written by :func:`to_json`, ignoring keys the class does not know."""
+    d = json.loads(Path(path).read_text())
+    names = {f.name for f in dataclasses.fields(cls)}
+    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+    return cls(**kw)
+
+
+__all__ = ["SynthConfig", "TrainConfig", "AuditConfig", "to_json", "from_json", "field"]

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+import pytest
+
+from debias.config import SynthConfig
+from debias.data.synth import generate
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory):
+    """A small synthetic dataset shared by tests that only read it."""
+    root = tmp_path_factory.mktemp("synth")
+    cfg = SynthConfig(n_train=600, n_val=100, n_test_per_cell=6, seed=3, workers=1,
+                      darker_share=0.1, profile_share=0.1)
+    generate(cfg, root)
+    return root

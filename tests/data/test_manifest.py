@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from debias.data.manifest import ManifestDataset, ManifestError, read_manifest
+
+
+def _folder(tmp_path, rows):
+    for r in rows:
+        if isinstance(r.get("image"), str) and not r.pop("_missing", False):
+            Image.fromarray(np.full((20, 30, 3), 100, np.uint8)).save(tmp_path / r["image"])
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    return tmp_path
+
+
+def test_file_dataset_reads_and_resizes(tmp_path):
+    root = _folder(tmp_path, [{"image": "a.png", "label": 1, "split": "test", "skin_group": "darker"},
+                              {"image": "b.png", "label": 0, "split": "test"}])
+    ds = ManifestDataset(root, "test", size=32)
+    x, y = ds[0]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32
+    assert float(x.max()) == pytest.approx(100 / 255, abs=1e-6) and y.item() == 1.0
+
+
+def test_packed_dataset(tiny_synth):
+    ds = ManifestDataset(tiny_synth, "val")
+    x, y = ds[3]
+    arr = np.load(tiny_synth / "images.npy")
+    assert torch.equal((x * 255).round().byte().permute(1, 2, 0), torch.from_numpy(arr[ds.frame.image[3]]))
+
+
+@pytest.mark.parametrize("rows,match", [
+    ([{"image": "a.png", "split": "test"}], "no column 'label'"),
+    ([{"image": "a.png", "label": 1, "split": "test"}, {"image": "b.png", "label": 2, "split": "test"}],
+     "row 1: label 2 is not 0 or 1"),
+    ([{"image": "a.png", "label": "face", "split": "test"}], "label 'face' is not 0 or 1"),
+    ([{"image": "a.png", "label": 1, "split": "holdout"}], "split 'holdout' is not one of"),
+    ([{"image": "a.png", "label": 1, "split": "test"}, {"image": "gone.png", "label": 1, "split": "test",
+                                                         "_missing": True}], "row 1: image file 'gone.png'"),
+])
+def test_manifest_validation_names_the_problem(tmp_path, rows, match):
+    root = _folder(tmp_path, rows)
+    with pytest.raises(ManifestError, match=match):
+        read_manifest(root)
+
+
+def test_missing_manifest_says_how_to_make_one(tmp_path):
+    with pytest.raises(ManifestError, match="debias data synth"):
+        read_manifest(tmp_path)
+
+
+def test_packed_index_out_of_range(tiny_synth, tmp_path):
+    import shutil
+
+    shutil.copy(tiny_synth / "images.npy", tmp_path / "images.npy")
+    m = pd.read_csv(tiny_synth / "manifest.csv")
+    m.loc[5, "image"] = 10**6
+    m.to_csv(tmp_path / "manifest.csv", index=False)
+    with pytest.raises(ManifestError, match="row 5: image index 1000000 is outside"):
+        read_manifest(tmp_path)
