@@ -28,11 +28,11 @@ def progress_bar(description: str, total: int | None) -> Iterator:
         task = p.add_task(description, total=total, info="")
 
         def advance(n: int = 1, info: str | None = None, total: int | None = None, description: str | None = None):
+            if total is not None:  # a new phase (for example the next epoch) restarts the bar
+                p.reset(task, total=total)
             kw = {}
             if info is not None:
                 kw["info"] = info
-            if total is not None:
-                kw["total"] = total
             if description is not None:
                 kw["description"] = description
             p.update(task, advance=n, **kw)
@@ -124,6 +124,398 @@ def data_preview(
     except (ManifestError, KeyError) as e:
         fail(str(e).strip('"'))
     console.print(f"wrote {p}")
+
+
+@data_app.command("import")
+def data_import(
+    fmt: str = typer.Argument(..., help="celeba | mit-h5 | ppb | fairface | utkface | folder."),
+    src: Optional[Path] = typer.Argument(None, help="Source folder or file (for folder: a face folder, or use --faces)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset folder to write."),
+    faces: List[Path] = typer.Option([], "--faces", help="folder: a folder of faces (repeatable)."),
+    non_faces: List[Path] = typer.Option([], "--non-faces", help="folder: a folder of non-faces (repeatable)."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="folder / ppb: attribute or metadata CSV."),
+    key: str = typer.Option("path", help="folder: CSV column with image paths relative to the folder."),
+    map_: List[str] = typer.Option([], "--map", help="folder: rename a CSV column, e.g. skin=skin_group (repeatable)."),
+    split: str = typer.Option("test", help="folder / ppb / utkface: split given to every image."),
+    pack_: bool = typer.Option(False, "--pack", help="Also decode into a packed images.npy."),
+    size: int = typer.Option(64, help="--pack: target size."),
+    crop: str = typer.Option("center", help="--pack: center (crop) or letterbox (pad)."),
+    workers: int = typer.Option(4, help="--pack: decoding threads."),
+) -> None:
+    """Import a real dataset into the manifest format (nothing is downloaded).
+
+    Examples:
+
+        debias data import folder --faces ../shared/data/ppb-sample --csv ../shared/data/ppb-sample/labels.csv --out data/ppb-sample
+
+        debias data import celeba ~/data/celeba --out data/celeba --pack
+
+        debias data import utkface ~/data/UTKFace --out data/utk
+    """
+    from debias.data import importers
+
+    try:
+        mod = importers.get(fmt)
+        if fmt == "folder":
+            from debias.data.importers.folder import parse_map
+
+            res = mod.run(src, out, faces=faces, non_faces=non_faces, csv=csv, key=key, rename=parse_map(map_),
+                          split=split)
+        elif src is None:
+            fail(f"{fmt} needs a SRC argument: the folder or file to import.")
+        elif fmt == "ppb":
+            res = mod.run(src, out, csv=csv, split=split)
+        elif fmt == "utkface":
+            res = mod.run(src, out, split=split)
+        else:
+            res = mod.run(src, out)
+    except (ValueError, KeyError, FileNotFoundError, ImportError) as e:
+        fail(str(e).strip('"'))
+    m = res.manifest
+    console.print(f"imported {len(m)} images ({int((m.label == 1).sum())} faces) into {out}/manifest.csv")
+    if len(res.report):
+        console.print(f"[yellow]{len(res.report)} problem(s) listed in {out}/import_report.csv[/], e.g.:")
+        for r in res.report.head(5).itertuples():
+            console.print(f"  {r.item}: {r.problem}", markup=False, highlight=False)
+    if pack_ and fmt != "mit-h5":
+        data_pack(out, size=size, crop=crop, workers=workers)
+
+
+@data_app.command("pack")
+def data_pack(
+    root: Path = typer.Argument(..., help="Dataset folder whose manifest points to image files."),
+    size: int = typer.Option(64, help="Target side in pixels."),
+    crop: str = typer.Option("center", help="center (crop to square) or letterbox (pad to square)."),
+    workers: int = typer.Option(4, help="Decoding threads."),
+) -> None:
+    """Decode image files into one memory-mapped images.npy for fast training.
+
+    Unreadable files are skipped and listed in import_report.csv.
+
+    Example:
+
+        debias data pack data/celeba --size 64
+    """
+    from debias.data.manifest import ManifestError
+    from debias.data.pack import pack
+
+    try:
+        with progress_bar("packing", None) as advance:
+            before = len(__import__("pandas").read_csv(root / "manifest.csv"))
+            m = pack(root, size=size, mode=crop, workers=workers, progress=advance)
+    except (ManifestError, ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    skipped = before - len(m)
+    console.print(f"packed {len(m)} images into {root}/images.npy" +
+                  (f"; [yellow]{skipped} unreadable file(s) skipped, listed in import_report.csv[/]" if skipped else ""))
+
+
+@data_app.command("annotate")
+def data_annotate(
+    root: Path = typer.Argument(..., help="Dataset folder."),
+    skin_tone: bool = typer.Option(False, "--skin-tone", help="Estimate skin tone (ITA) for every face."),
+) -> None:
+    """Add estimated attributes to a manifest: skin_tone_est, skin_group_est (ITA) with a confidence.
+
+    Estimates are labelled as such in every report. ITA is sensitive to lighting; see
+    datasets/synthfaces/README.md for how well it tracks true tone.
+
+    Example:
+
+        debias data annotate data/ppb-sample --skin-tone
+    """
+    import numpy as np
+    import pandas as pd
+
+    from debias.data.manifest import ManifestDataset, ManifestError, read_manifest
+    from debias.data.skin_tone import annotate
+
+    if not skin_tone:
+        fail("nothing to annotate; pass --skin-tone.")
+    try:
+        m = read_manifest(root)
+        ds = ManifestDataset(root, "all", frame=m, size=None)
+    except ManifestError as e:
+        fail(str(e))
+    faces = np.flatnonzero(m["label"].to_numpy() == 1)
+    with progress_bar("ITA", len(faces)) as advance:
+        est = annotate(lambda pos: ds.images_uint8(faces[pos]), len(faces), progress=advance)
+    for c in est.columns:
+        m[c] = pd.Series(est[c].to_numpy(), index=m.index[faces]).reindex(m.index)
+    m.to_csv(root / "manifest.csv", index=False)
+    console.print(f"annotated {len(faces)} faces in {root}/manifest.csv: " +
+                  ", ".join(f"{k} {v}" for k, v in est["skin_group_est"].value_counts().items()))
+
+
+# ------------------------------------------------------------------------------------------------
+# train / export
+# ------------------------------------------------------------------------------------------------
+
+@app.command("train")
+def train(
+    data: Path = typer.Argument(..., help="Dataset folder (manifest.csv + packed images.npy)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder for config.json, model.pt, history.csv, ..."),
+    method: str = typer.Option("dbvae", help="standard | dbvae | vae-uniform | balanced | jtt."),
+    epochs: int = typer.Option(6, help="Epochs."),
+    batch_size: int = typer.Option(64, help="Batch size (global, across DDP ranks)."),
+    lr: float = typer.Option(5e-4, help="Adam learning rate."),
+    seed: int = typer.Option(0, help="Seed for init, sampling and noise."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    workers: int = typer.Option(0, help="Reserved for file-backed data; packed data is read in-process."),
+    arch: str = typer.Option("cnn", help="cnn (the lab CNN) | resnet18 (torchvision, untrained)."),
+    width: int = typer.Option(12, help="Lab CNN width n (conv widths n, 2n, 4n, 6n)."),
+    latent_dim: int = typer.Option(100, help="DB-VAE latent size k."),
+    beta: float = typer.Option(5e-4, help="KL weight (beta-VAE)."),
+    c_rec: float = typer.Option(1.0, help="Reconstruction weight."),
+    rec_norm: str = typer.Option("l1", help="l1 | l2 reconstruction."),
+    bins: int = typer.Option(10, help="Histogram bins per latent dimension."),
+    alpha: float = typer.Option(0.01, help="Histogram smoothing (larger = closer to uniform)."),
+    combine: str = typer.Option("product", help="product | max | tempered: how latent dimensions combine."),
+    temperature: float = typer.Option(0.0, help="Exponent for --combine tempered (0 = 1/k, the geometric mean)."),
+    min_ess: float = typer.Option(0.3, help="ESS floor, fraction of training faces; weights are tempered to keep it."),
+    resample_from: int = typer.Option(1, help="First epoch (0-based) that resamples."),
+    face_ratio: float = typer.Option(0.5, help="Share of faces in each weighted batch."),
+    balance_by: str = typer.Option("skin_group,pose", help="Oracle groups for --method balanced."),
+    jtt_epochs: int = typer.Option(2, help="JTT: epochs of the identification model."),
+    jtt_lambda: float = typer.Option(5.0, help="JTT: upweighting of its errors."),
+    max_train: int = typer.Option(0, help="Use at most this many training images (0 = all)."),
+    compile: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the training step."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/checkpoint.pt."),
+) -> None:
+    """Train a face classifier, standard or debiased.
+
+    Examples:
+
+        debias train data/synthfaces --method dbvae --out runs/dbvae
+
+        debias train data/synthfaces --method standard --out runs/std --epochs 4
+
+        torchrun --nproc_per_node=2 -m debias train data/synthfaces --out runs/ddp
+    """
+    import os
+
+    from debias.config import TrainConfig
+    from debias.data.manifest import ManifestError
+    from debias.train import TrainingError, fit
+
+    try:
+        cfg = TrainConfig(method=method, arch=arch, width=width, latent_dim=latent_dim, beta=beta, c_rec=c_rec,
+                          rec_norm=rec_norm, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                          workers=workers, compile=compile, bins=bins, alpha=alpha, combine=combine,
+                          temperature=temperature, min_ess=min_ess, resample_from=resample_from,
+                          face_ratio=face_ratio, balance_by=_csv(balance_by), jtt_epochs=jtt_epochs,
+                          jtt_lambda=jtt_lambda, max_train=max_train)
+    except ValueError as e:
+        fail(str(e))
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        import torch
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if torch.cuda.is_available() and device != "cpu" else "gloo")
+        if torch.cuda.is_available() and device != "cpu":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            cfg = TrainConfig(**{**cfg.__dict__, "device": "cuda"})
+    log = (lambda m: console.print(m)) if rank == 0 else None
+    try:
+        if rank == 0:
+            with progress_bar("training", None) as advance:
+                fit(data, cfg, out, resume=resume, rank=rank, world=world, progress=advance, log=log)
+        else:
+            fit(data, cfg, out, resume=resume, rank=rank, world=world)
+    except (ManifestError, TrainingError, KeyError) as e:
+        fail(str(e).strip('"'))
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if rank == 0:
+        console.print(f"wrote {out}/model.pt, history.csv, sampling_weights.csv, config.json")
+
+
+@app.command("export")
+def export(
+    run: Path = typer.Argument(..., help="Run folder written by `debias train`."),
+    torchscript: Path = typer.Option(..., "--torchscript", help="Output TorchScript file."),
+) -> None:
+    """Export a trained model as a TorchScript classifier (images in [0, 1] -> face logit).
+
+    Example:
+
+        debias export runs/dbvae --torchscript dbvae.pt
+    """
+    from debias.train import export_torchscript
+
+    try:
+        p = export_torchscript(run, torchscript)
+    except FileNotFoundError as e:
+        fail(str(e))
+    console.print(f"wrote {p}")
+
+
+# ------------------------------------------------------------------------------------------------
+# audit / report
+# ------------------------------------------------------------------------------------------------
+
+def _audit_config(by, split, threshold, target_fpr, reference, n_boot, min_n, seed, batch_size, device, size, pad,
+                  thumbnails, shard="0/1"):
+    from debias.config import AuditConfig
+
+    try:
+        k, n = (int(v) for v in shard.split("/"))
+    except ValueError:
+        fail(f"--shard {shard!r} must look like K/N, for example 0/4.")
+    try:
+        return AuditConfig(by=_csv(by), split=split, threshold=threshold, target_fpr=target_fpr, reference=reference,
+                           n_boot=n_boot, min_n=min_n, seed=seed, batch_size=batch_size, device=device, size=size,
+                           pad=pad, thumbnails=thumbnails, shard=(k, n))
+    except ValueError as e:
+        fail(str(e))
+
+
+def _finish_audit(result, out: Path, fail_on: Optional[str]) -> None:
+    from debias.audit.engine import check_fail_on
+
+    for line in result.headline:
+        console.print(f"  {line}", highlight=False, markup=False)
+    if len(result.skipped):
+        console.print(f"[yellow]{len(result.skipped)} unreadable image(s) skipped; listed in summary.json and the report[/]")
+    console.print(f"wrote {out}/report.html, metrics.csv, disparities.csv, predictions.csv, summary.json")
+    if fail_on:
+        try:
+            failed = check_fail_on(result, fail_on)
+        except ValueError as e:
+            fail(str(e))
+        if failed:
+            console.print(f"[bold red]fairness gate failed[/] ({fail_on}): {len(failed)} group(s)")
+            for f in failed[:12]:
+                console.print(f"  {f}", highlight=False, markup=False)
+            if len(failed) > 12:
+                console.print(f"  ... and {len(failed) - 12} more (see disparities.csv)")
+            raise typer.Exit(3)
+        console.print(f"fairness gate passed ({fail_on})")
+
+
+BY_HELP = "Comma-separated attribute columns; intersections of all of them are audited too."
+
+
+@app.command("audit")
+def audit(
+    data: Path = typer.Argument(..., help="Dataset folder with manifest.csv (synthetic, imported or packed)."),
+    model: List[str] = typer.Option([], "--model", "-m", help="Model spec (repeatable): run:DIR, torchscript:FILE, "
+                                    "onnx:FILE, python:module:function, opencv:haar-frontal-default|-alt|-alt2|profile."),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", help="Audit a CSV of predictions made elsewhere "
+                                               "(columns image, score or prediction; optional model, label)."),
+    out: Path = typer.Option(Path("audit-output"), "--out", "-o", help="Output folder."),
+    by: str = typer.Option("skin_group,pose,gender", help=BY_HELP),
+    split: str = typer.Option("test", help="train, val, test or all."),
+    threshold: Optional[float] = typer.Option(None, help="Fixed score threshold for every group (default: chosen at --target-fpr)."),
+    target_fpr: float = typer.Option(0.01, help="Overall false-positive rate the shared threshold is chosen at."),
+    reference: str = typer.Option("largest", help="Reference group for gaps: largest, best or a group name."),
+    n_boot: int = typer.Option(1000, help="Stratified bootstrap resamples."),
+    min_n: int = typer.Option(30, help="Cells with fewer faces are flagged 'too few to judge'."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+    batch_size: int = typer.Option(256, help="Inference batch size."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda for neural models."),
+    size: int = typer.Option(64, help="Input size for torchscript/onnx/python models."),
+    mean: str = typer.Option("0,0,0", help="Normalisation mean for torchscript/onnx inputs in [0, 1]."),
+    std: str = typer.Option("1,1,1", help="Normalisation std for torchscript/onnx inputs."),
+    pad: float = typer.Option(0.5, help="Context border for OpenCV cascades, as a fraction of the image side."),
+    thumbnails: bool = typer.Option(True, "--thumbnails/--no-thumbnails", help="Gallery of worst-missed faces (turn off for private data)."),
+    shard: str = typer.Option("0/1", help="K/N: only predict the K-th of N shards; merge with `debias report merge`."),
+    fail_on: Optional[str] = typer.Option(None, help="Exit with code 3 when e.g. 'detection_rate_gap>0.05' holds "
+                                          "for a group's lower 95% bound."),
+) -> None:
+    """Audit one or more face classifiers by subgroup: rates, intervals, gaps, tests and an HTML report.
+
+    Examples:
+
+        debias audit data/synthfaces -m run:runs/std -m run:runs/dbvae --out audits/out
+
+        debias audit data/ppb -m opencv:haar-frontal-default --by skin_group,gender --min-n 30
+
+        debias audit data/synthfaces --predictions preds.csv --fail-on "detection_rate_gap>0.05"
+    """
+    from debias.audit.engine import run_audit
+    from debias.data.manifest import ManifestError
+    from debias.train import resolve_device
+
+    cfg = _audit_config(by, split, threshold, target_fpr, reference, n_boot, min_n, seed, batch_size, device, size,
+                        pad, thumbnails, shard)
+    try:
+        with progress_bar("scoring", None) as advance:
+            result = run_audit(data, model, cfg, out, predictions_csv=predictions, progress=advance,
+                               torch_device=str(resolve_device(device)), mean=[float(v) for v in _csv(mean)],
+                               std=[float(v) for v in _csv(std)])
+    except (ManifestError, KeyError, ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
+        fail(str(e).strip('"'))
+    if cfg.shard != (0, 1):
+        console.print(f"wrote shard {shard} predictions to {out}; merge shards with `debias report merge`")
+        return
+    _finish_audit(result, out, fail_on)
+
+
+@report_app.command("compare")
+def report_compare(
+    dirs: List[Path] = typer.Argument(..., help="Audit folders (each with predictions.csv) of the same test set."),
+    out: Path = typer.Option(Path("compare-output"), "--out", "-o", help="Output folder."),
+    by: str = typer.Option("skin_group,pose,gender", help=BY_HELP),
+    target_fpr: float = typer.Option(0.01, help="Overall FPR for each model's shared threshold."),
+    threshold: Optional[float] = typer.Option(None, help="Fixed threshold instead of --target-fpr."),
+    n_boot: int = typer.Option(1000, help="Bootstrap resamples."),
+    min_n: int = typer.Option(30, help="Minimum faces per judged cell."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+    fail_on: Optional[str] = typer.Option(None, help="Gate, as for `debias audit`."),
+) -> None:
+    """Side-by-side report of several audits (for example before and after debiasing), with paired tests.
+
+    Example:
+
+        debias report compare audits/standard audits/dbvae --out audits/compare
+    """
+    from debias.audit.engine import audit_table, compare_audits, write_outputs
+
+    cfg = _audit_config(by, "test", threshold, target_fpr, "largest", n_boot, min_n, seed, 256, "cpu", 64, 0.5, False)
+    try:
+        result = audit_table(compare_audits(dirs), cfg)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        fail(str(e).strip('"'))
+    write_outputs(result, out, cfg, title="Face detection fairness: comparison")
+    _finish_audit(result, out, fail_on)
+
+
+@report_app.command("merge")
+def report_merge(
+    dirs: List[Path] = typer.Argument(..., help="Shard folders written by `debias audit --shard K/N`."),
+    out: Path = typer.Option(Path("audit-output"), "--out", "-o", help="Output folder."),
+    by: str = typer.Option("skin_group,pose,gender", help=BY_HELP),
+    target_fpr: float = typer.Option(0.01, help="Overall FPR for the shared threshold."),
+    threshold: Optional[float] = typer.Option(None, help="Fixed threshold instead of --target-fpr."),
+    n_boot: int = typer.Option(1000, help="Bootstrap resamples."),
+    min_n: int = typer.Option(30, help="Minimum faces per judged cell."),
+    seed: int = typer.Option(0, help="Bootstrap seed."),
+) -> None:
+    """Merge sharded predictions and run the statistics on the whole table.
+
+    Example:
+
+        for k in 0 1 2 3; do debias audit data -m run:r --shard $k/4 --out shards/$k; done
+
+        debias report merge shards/* --out audit
+    """
+    from debias.audit.engine import audit_table, merge_predictions, write_outputs
+
+    cfg = _audit_config(by, "test", threshold, target_fpr, "largest", n_boot, min_n, seed, 256, "cpu", 64, 0.5, False)
+    try:
+        pred, skipped, files = merge_predictions(dirs)
+        result = audit_table(pred, cfg)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        fail(str(e).strip('"'))
+    result.skipped = skipped
+    write_outputs(result, out, cfg, model_files=files)
+    _finish_audit(result, out, None)
 
 
 @app.command("demo")

@@ -72,7 +72,7 @@ class TrainConfig:
     # resampling (debias/sampling.py)
     bins: int = 10  # histogram bins per latent dimension
     alpha: float = 0.01  # histogram smoothing; large alpha -> uniform sampling
-    combine: str = "tempered"  # product | max | tempered
+    combine: str = "product"  # product (the paper's) | max (the lab's) | tempered
     temperature: float = 0.0  # tempered exponent; 0 picks the largest spread that keeps ESS >= min_ess
     min_ess: float = 0.3  # floor on effective sample size, as a fraction of training faces
     resample_from: int = 1  # first epoch (0-based) that resamples; earlier epochs are uniform
@@ -106,7 +106,7 @@ class AuditConfig:
     by: tuple[str, ...] = ("skin_group", "pose", "gender")  # attribute columns to group faces by
     split: str = "test"  # manifest split to audit; "all" uses every row
     threshold: float | None = None  # fixed decision threshold on the score; None -> chosen by target_fpr
-    target_fpr: float = 0.05  # when threshold is None: one threshold for all groups at this overall FPR
+    target_fpr: float = 0.01  # when threshold is None: one threshold for all groups at this overall FPR
     reference: str = "largest"  # largest | best | a group name
     n_boot: int = 1000  # stratified bootstrap resamples
     min_n: int = 30  # cells with fewer faces are flagged "too few to judge"

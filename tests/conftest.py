@@ -14,3 +14,14 @@ def tiny_synth(tmp_path_factory):
                       darker_share=0.1, profile_share=0.1)
     generate(cfg, root)
     return root
+
+
+@pytest.fixture(scope="session")
+def ppb_sample():
+    """The 20 real PPB crops shipped beside the repository (../shared/data/ppb-sample)."""
+    from pathlib import Path
+
+    p = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ppb-sample"
+    if not (p / "labels.csv").exists():
+        pytest.skip(f"real-data sample not found at {p}")
+    return p

@@ -133,7 +133,7 @@ class ManifestDataset(torch.utils.data.Dataset):
     ``size``.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", *, size: int = 64,
+    def __init__(self, root: str | Path, split: str = "train", *, size: int | None = 64,
                  frame: pd.DataFrame | None = None) -> None:
         self.root = Path(root)
         full = read_manifest(self.root) if frame is None else frame
@@ -153,7 +153,8 @@ class ManifestDataset(torch.utils.data.Dataset):
             out = np.empty((len(rows),) + self.packed.shape[1:], np.uint8)
             out[order] = self.packed[rows[order]]
             return out
-        return np.stack([load_image(self.root, self.frame["image"].iloc[i], self.size) for i in idx])
+        imgs = [load_image(self.root, self.frame["image"].iloc[i], self.size) for i in idx]
+        return np.stack(imgs) if self.size is not None else imgs  # native sizes differ: a list
 
     def __getitem__(self, i: int):
         img = torch.from_numpy(self.images_uint8(np.array([i]))[0]).permute(2, 0, 1).float() / 255.0

@@ -29,7 +29,13 @@ def preview_grid(root: str | Path, by: Sequence[str], *, split: str = "test", pe
     rng = np.random.default_rng(seed)
     rows, names = [], []
     faces = frame[frame["label"] == 1]
-    for key, g in faces.groupby(list(by), sort=True):
+    from debias.audit.metrics import sort_levels
+
+    groups = dict(list(faces.groupby(list(by), sort=True)))
+    order = sorted(groups, key=lambda k: [sort_levels(frame[c].dropna().astype(str).unique()).index(str(v))
+                                          for c, v in zip(by, k if isinstance(k, tuple) else (k,))])
+    for key in order:
+        g = groups[key]
         pick = rng.choice(g.index.to_numpy(), min(per_row, len(g)), replace=False)
         rows.append(ds.images_uint8(pick))
         names.append(" / ".join(map(str, key if isinstance(key, tuple) else (key,))))

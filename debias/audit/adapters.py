@@ -1,0 +1,181 @@
+"""Models to audit, behind one interface: images in, face scores out.
+
+A spec string picks the adapter:
+
+- ``run:RUN_DIR``: a model trained by ``debias train``;
+- ``torchscript:FILE``: a scripted classifier, (B, 3, H, W) float in [0, 1] -> logit or probability;
+- ``onnx:FILE``: the same through onnxruntime (``pip install -e '.[onnx]'``);
+- ``python:module:function``: a callable from (B, H, W, 3) uint8 RGB arrays to (B,) scores;
+- ``opencv:haar-frontal-default`` (``-alt``, ``-alt2``, ``profile``): OpenCV's Haar cascades, run on
+  each full-resolution image with a context border.
+
+Every adapter's ``score(images)`` takes a list of (H, W, 3) uint8 RGB arrays of any size.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+HAAR = {
+    "haar-frontal-default": "haarcascade_frontalface_default.xml",
+    "haar-frontal-alt": "haarcascade_frontalface_alt.xml",
+    "haar-frontal-alt2": "haarcascade_frontalface_alt2.xml",
+    "haar-profile": "haarcascade_profileface.xml",
+}
+UNKNOWN_SPEC = ("model spec {spec!r} is not understood. Use run:RUN_DIR, torchscript:FILE, onnx:FILE, "
+                "python:module:function or opencv:{haar}.")
+BAD_OUTPUT = ("{kind} model {path} returned shape {shape} for a batch of {b} images; expected ({b},) or ({b}, 1) "
+              "face scores.")
+NO_ONNX = "onnx:{path} needs onnxruntime, which is not installed. Install it with: pip install -e '.[onnx]'"
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _resize_batch(images: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """List of (H, W, 3) uint8 -> (B, size, size, 3) uint8 (area interpolation when shrinking)."""
+    out = np.empty((len(images), size, size, 3), np.uint8)
+    for i, im in enumerate(images):
+        interp = cv2.INTER_AREA if im.shape[0] > size else cv2.INTER_LINEAR
+        out[i] = im if im.shape[:2] == (size, size) else cv2.resize(im, (size, size), interpolation=interp)
+    return out
+
+
+def _to_prob(out: np.ndarray) -> np.ndarray:
+    """Logits -> probabilities; outputs already within [0, 1] are taken as probabilities."""
+    if np.all((out >= 0) & (out <= 1)):
+        return out
+    return 1.0 / (1.0 + np.exp(-np.clip(out, -60, 60)))
+
+
+@dataclass
+class Adapter:
+    """A model to audit. ``score(images)`` returns (B,) scores, higher = more face-like."""
+
+    spec: str
+    name: str
+    fn: Callable[[Sequence[np.ndarray]], np.ndarray]
+    files: tuple[Path, ...] = ()
+    native_threshold: float | None = None  # a detector's own decision point (Haar: 0.5 = detected)
+    full_resolution: bool = False
+
+    def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return np.asarray(self.fn(images), dtype=np.float64).reshape(-1)
+
+
+def _torch_fn(module: Callable, size: int, mean: Sequence[float], std: Sequence[float], device: torch.device,
+              kind: str, path: Path) -> Callable:
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1).to(device)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1).to(device)
+
+    @torch.no_grad()
+    def fn(images):
+        x = torch.from_numpy(_resize_batch(images, size)).permute(0, 3, 1, 2).float().div_(255).to(device)
+        out = module((x - m) / s)
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        out = out.float().cpu().numpy()
+        if out.shape not in ((len(images),), (len(images), 1)):
+            raise ValueError(BAD_OUTPUT.format(kind=kind, path=path, shape=tuple(out.shape), b=len(images)))
+        return _to_prob(out.reshape(-1))
+
+    return fn
+
+
+def _haar_fn(xml: str, pad: float) -> Callable:
+    path = Path(cv2.data.haarcascades) / xml
+    cascade = cv2.CascadeClassifier(str(path))
+    if cascade.empty():
+        raise RuntimeError(f"OpenCV could not load its cascade {path}.")
+
+    def fn(images):
+        out = np.zeros(len(images))
+        for i, im in enumerate(images):
+            gray = cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)
+            b = int(round(pad * max(gray.shape)))
+            if b:
+                gray = cv2.copyMakeBorder(gray, b, b, b, b, cv2.BORDER_REPLICATE)
+            side = min(gray.shape)
+            min_size = max(12, int(0.15 * side))
+            _, _, weights = cascade.detectMultiScale3(gray, scaleFactor=1.1, minNeighbors=3,
+                                                      minSize=(min_size, min_size), outputRejectLevels=True)
+            if len(weights):
+                # detected: map the best stage sum into (0.5, 1]; missed: 0
+                out[i] = 0.5 + 0.5 / (1.0 + np.exp(-float(np.max(weights))))
+        return out
+
+    return fn
+
+
+def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu", pad: float = 0.5,
+                 mean: Sequence[float] = (0.0, 0.0, 0.0), std: Sequence[float] = (1.0, 1.0, 1.0)) -> Adapter:
+    """Build an :class:`Adapter` from a spec string (see the module docstring)."""
+    kind, _, rest = spec.partition(":")
+    device = torch.device(device)
+    if kind == "run":
+        from debias.train import load_run
+
+        model, arch = load_run(rest, device)
+        fn = _torch_fn(model, arch["size"], (0, 0, 0), (1, 1, 1), device, "run", Path(rest))
+        return Adapter(spec, Path(rest).name, fn, (Path(rest) / "model.pt",))
+    if kind == "torchscript":
+        path = Path(rest)
+        if not path.is_file():
+            raise FileNotFoundError(f"torchscript file {path} does not exist.")
+        try:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still the format users have
+                module = torch.jit.load(str(path), map_location=device).eval()
+        except Exception as e:  # noqa: BLE001 - any load failure gets the same message
+            raise ValueError(f"torchscript file {path} could not be loaded: {e}") from e
+        fn = _torch_fn(module, size, mean, std, device, "torchscript", path)
+        return Adapter(spec, path.stem, fn, (path,))
+    if kind == "onnx":
+        path = Path(rest)
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise ImportError(NO_ONNX.format(path=path)) from e
+        if not path.is_file():
+            raise FileNotFoundError(f"onnx file {path} does not exist.")
+        try:
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(f"onnx file {path} could not be loaded: {e}") from e
+        inp = sess.get_inputs()[0].name
+        m, s = np.asarray(mean, np.float32).reshape(1, 3, 1, 1), np.asarray(std, np.float32).reshape(1, 3, 1, 1)
+
+        def fn(images):
+            x = _resize_batch(images, size).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+            out = np.asarray(sess.run(None, {inp: (x - m) / s})[0])
+            if out.shape not in ((len(images),), (len(images), 1)):
+                raise ValueError(BAD_OUTPUT.format(kind="onnx", path=path, shape=tuple(out.shape), b=len(images)))
+            return _to_prob(out.reshape(-1).astype(np.float64))
+
+        return Adapter(spec, path.stem, fn, (path,))
+    if kind == "python":
+        mod, _, func = rest.rpartition(":")
+        if not mod or not func:
+            raise ValueError(f"python spec {spec!r} must be python:module:function.")
+        f = getattr(importlib.import_module(mod), func)
+        return Adapter(spec, func, lambda images: np.asarray(f(_resize_batch(images, size))))
+    if kind == "opencv":
+        if rest not in HAAR:
+            raise ValueError(f"opencv:{rest} is not one of {', '.join('opencv:' + k for k in HAAR)}.")
+        return Adapter(spec, rest, _haar_fn(HAAR[rest], pad), (Path(cv2.data.haarcascades) / HAAR[rest],),
+                       native_threshold=0.5, full_resolution=True)
+    raise ValueError(UNKNOWN_SPEC.format(spec=spec, haar="|".join(HAAR)))

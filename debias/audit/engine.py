@@ -1,0 +1,332 @@
+"""The audit as one function: predictions in, tidy tables, paired comparisons and a headline out."""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from debias.audit.metrics import MISSING, TOO_FEW, audit_model
+from debias.audit.stats import mcnemar, percentile_ci, stratified_bootstrap
+from debias.config import AuditConfig
+
+FAIL_ON = re.compile(r"^\s*(detection_rate_gap|max_min_gap|miss_rate_gap)\s*>\s*([0-9.]+)\s*$")
+
+
+@dataclass
+class AuditResult:
+    predictions: pd.DataFrame
+    metrics: pd.DataFrame
+    disparities: pd.DataFrame
+    paired: pd.DataFrame
+    summary: dict
+    skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["row", "image", "reason"]))
+    headline: list[str] = field(default_factory=list)
+    estimated: tuple[str, ...] = ()  # grouping columns that are estimates (e.g. skin_group_est)
+
+
+def _fmt_pct(x: float) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def paired_comparison(pred: pd.DataFrame, by: Sequence[str], thresholds: dict[str, float], *, n_boot: int,
+                      min_n: int, random_state: int) -> pd.DataFrame:
+    """Each model against the first: McNemar on faces, and a paired bootstrap of the max-min gap.
+
+    The gap of a grouping is the best minus the worst detection rate over its groups with at least
+    ``min_n`` faces. Resampling is within cells and joint over models, so pairing is kept.
+    """
+    models = list(dict.fromkeys(pred["model"]))
+    if len(models) < 2:
+        return pd.DataFrame()
+    wide = {}
+    for m in models:
+        d = pred[(pred["model"] == m) & (pred["y_true"] == 1)].set_index("row")
+        wide[m] = (d["y_score"] >= thresholds[m]).where(d["y_score"].notna())
+    rows_ok = set.intersection(*(set(w.dropna().index) for w in wide.values()))
+    base = pred[(pred["model"] == models[0]) & (pred["row"].isin(rows_ok))].set_index("row").sort_index()
+    attrs = base[list(by)].astype("string").fillna(MISSING).astype(str)
+    codes, uniq = pd.factorize(attrs.agg("\x1f".join, axis=1), sort=True)
+    cells = [tuple(u.split("\x1f")) for u in uniq]
+    hits = {m: wide[m].loc[base.index].astype(float).to_numpy() for m in models}
+    boot = stratified_bootstrap(codes, hits, n_boot=n_boot, random_state=random_state)
+    out = []
+    a = models[0]
+    for b in models[1:]:
+        n10, n01, p = mcnemar(hits[a], hits[b])
+        out.append(dict(baseline=a, model=b, grouping="all faces", statistic="detection_rate",
+                        baseline_value=hits[a].mean(), model_value=hits[b].mean(),
+                        difference=hits[b].mean() - hits[a].mean(), ci_low=np.nan, ci_high=np.nan,
+                        test="McNemar exact", p_value=p, note=f"{n10} faces only {a} detects, {n01} only {b}"))
+        for col in by:
+            lv = sorted(attrs[col].unique())
+            member = np.array([[c[by.index(col)] == l for l in lv] for c in cells], float)  # (cells, groups)
+            n_g = boot.n @ member
+            judged = n_g >= min_n
+            if judged.sum() < 2:
+                continue
+
+            def gap(sums):
+                r = (sums @ member)[..., judged] / n_g[judged]
+                return r.max(-1) - r.min(-1)
+
+            point = {m: gap(np.array([hits[m][codes == c].sum() for c in range(len(uniq))])) for m in (a, b)}
+            diff = gap(boot.sums[b]) - gap(boot.sums[a])
+            lo, hi = percentile_ci(diff)
+            p_boot = float(min(1.0, 2 * min((diff <= 0).mean(), (diff >= 0).mean())))
+            out.append(dict(baseline=a, model=b, grouping=col, statistic="max_min_gap",
+                            baseline_value=float(point[a]), model_value=float(point[b]),
+                            difference=float(point[b] - point[a]), ci_low=float(lo), ci_high=float(hi),
+                            test="paired stratified bootstrap", p_value=p_boot,
+                            note="negative difference = smaller gap than the baseline"))
+    return pd.DataFrame(out)
+
+
+def headline(result_models: dict, paired: pd.DataFrame, by: Sequence[str]) -> list[str]:
+    """Plain-language sentences: who is failed most, by how much, and whether it is beyond noise."""
+    lines = []
+    for m, ma in result_models.items():
+        d = ma.disparities
+        for col in by:
+            s = ma.summary.get(col, {})
+            if not s.get("worst_group"):
+                lines.append(f"{m}: by {col}, every group has fewer faces than the minimum: too few to judge.")
+                continue
+            rows = d[(d["grouping"] == col)]
+            w = rows[rows["group"] == s["worst_group"]].iloc[0]
+            ref = rows[rows["group"] == s["reference"]].iloc[0]
+            if w["group"] == ref["group"]:
+                lines.append(f"{m}: by {col}, the reference group {ref['group']} is also the worst detected "
+                             f"({_fmt_pct(ref['detection_rate'])}).")
+                continue
+            sig = "significant" if bool(w.get("significant")) else "not significant"
+            lines.append(
+                f"{m}: by {col}, {w['group']} faces are detected least: {_fmt_pct(w['detection_rate'])} against "
+                f"{_fmt_pct(ref['detection_rate'])} for {ref['group']}, a gap of {100 * w['gap']:.1f} points "
+                f"(95% CI {100 * w['gap_ci_low']:.1f} to {100 * w['gap_ci_high']:.1f}; Fisher exact, Holm-adjusted "
+                f"p = {w['p_holm']:.2g}, {sig}).")
+        full = " x ".join(by)
+        s = ma.summary.get(full, {})
+        if s.get("worst_group"):
+            lines.append(f"{m}: the worst intersection is {s['worst_group']} at {_fmt_pct(s['worst_detection_rate'])}.")
+    if len(paired):
+        for _, r in paired[paired["statistic"] == "max_min_gap"].iterrows():
+            beyond = r["ci_high"] < 0 or r["ci_low"] > 0
+            verb = "narrows" if r["difference"] < 0 else "widens"
+            lines.append(
+                f"{r['model']} {verb} the {r['grouping']} gap from {100 * r['baseline_value']:.1f} to "
+                f"{100 * r['model_value']:.1f} points compared with {r['baseline']} (difference "
+                f"{100 * r['difference']:+.1f}, 95% CI {100 * r['ci_low']:+.1f} to {100 * r['ci_high']:+.1f}): "
+                + ("beyond noise." if beyond else "within noise."))
+    return lines
+
+
+def audit_table(pred: pd.DataFrame, cfg: AuditConfig, *, progress: Callable | None = None) -> AuditResult:
+    """Statistics on a prediction table (from ``predict``, a CSV, merged shards or several audits)."""
+    by = list(cfg.by)
+    missing = [c for c in by if c not in pred.columns]
+    if missing:
+        raise KeyError(f"attribute column(s) {', '.join(map(repr, missing))} not found; columns present: "
+                       f"{', '.join(c for c in pred.columns if c not in ('y_score', 'native_threshold'))}.")
+    audits = {}
+    for m, d in pred.groupby("model", sort=False):
+        audits[m] = audit_model(d, by, threshold=cfg.threshold, target_fpr=cfg.target_fpr, reference=cfg.reference,
+                                n_boot=cfg.n_boot, min_n=cfg.min_n, random_state=cfg.seed, model=str(m))
+        if progress:
+            progress(1)
+    thresholds = {m: a.threshold for m, a in audits.items()}
+    paired = paired_comparison(pred, by, thresholds, n_boot=cfg.n_boot, min_n=cfg.min_n, random_state=cfg.seed)
+    summary = {"models": {m: a.summary for m, a in audits.items()}, "thresholds": thresholds}
+    metrics = pd.concat([a.metrics for a in audits.values()], ignore_index=True)
+    disp = pd.concat([a.disparities for a in audits.values()], ignore_index=True)
+    return AuditResult(pred, metrics, disp, paired, summary, headline=headline(audits, paired, by),
+                       estimated=tuple(c for c in by if c.endswith("_est")))
+
+
+def check_fail_on(result: AuditResult, expr: str) -> list[str]:
+    """Groups whose named gap has a lower 95% bound above the bound in ``expr``; [] if none.
+
+    ``detection_rate_gap>B`` (or ``miss_rate_gap``, the same gap): any group's gap to its reference.
+    ``max_min_gap>B``: a grouping's best-minus-worst gap.
+    """
+    m = FAIL_ON.match(expr)
+    if not m:
+        raise ValueError(f"--fail-on {expr!r} is not understood; use for example 'detection_rate_gap>0.05' or "
+                         f"'max_min_gap>0.1'.")
+    name, bound = m.group(1), float(m.group(2))
+    failed = []
+    if name in ("detection_rate_gap", "miss_rate_gap"):
+        d = result.disparities
+        bad = d[(d["flag"] != TOO_FEW) & (d["gap_ci_low"] > bound)]
+        for _, r in bad.iterrows():
+            failed.append(f"{r['model']}: {r['grouping']} = {r['group']} is detected {100 * r['gap']:.1f} points below "
+                          f"{r['reference']} (95% CI lower bound {100 * r['gap_ci_low']:.1f} > {100 * bound:.1f})")
+    else:
+        for model, s in result.summary["models"].items():
+            for grouping, v in s.items():
+                if isinstance(v, dict) and "max_min_gap_ci" in v and v["max_min_gap_ci"][0] > bound:
+                    failed.append(f"{model}: {grouping} max-min gap {100 * v['max_min_gap']:.1f} points, worst group "
+                                  f"{v['worst_group']} (95% CI lower bound {100 * v['max_min_gap_ci'][0]:.1f} > "
+                                  f"{100 * bound:.1f})")
+    return failed
+
+
+def _versions() -> dict:
+    import cv2
+    import scipy
+    import sklearn
+    import torch
+
+    import debias
+
+    return {"debias": getattr(debias, "__version__", "0"), "torch": torch.__version__, "numpy": np.__version__,
+            "pandas": pd.__version__, "scikit-learn": sklearn.__version__, "scipy": scipy.__version__,
+            "opencv": cv2.__version__}
+
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    h.update(Path(path).read_bytes())
+    return h.hexdigest()
+
+
+def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, data: str | Path | None = None,
+                  model_files: dict | None = None, title: str = "Face detection fairness audit",
+                  images: Callable | None = None, extra_sections: Sequence[dict] = ()) -> Path:
+    """Write predictions.csv, metrics.csv, disparities.csv, paired.csv, summary.json and report.html."""
+    from debias.report.html import render_report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result.predictions.to_csv(out / "predictions.csv", index=False, float_format="%.6g")
+    result.metrics.to_csv(out / "metrics.csv", index=False, float_format="%.6g")
+    result.disparities.to_csv(out / "disparities.csv", index=False, float_format="%.6g")
+    if len(result.paired):
+        result.paired.to_csv(out / "paired.csv", index=False, float_format="%.6g")
+    summary = {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(), "config": asdict(cfg), "seed": cfg.seed,
+        "data": str(data) if data else None,
+        "manifest_sha256": _sha(Path(data) / "manifest.csv") if data and (Path(data) / "manifest.csv").exists() else None,
+        "model_files_sha256": model_files or {},
+        "skipped_images": {"count": len(result.skipped), "images": result.skipped.to_dict("records")},
+        "estimated_groupings": list(result.estimated),
+        "headline": result.headline,
+        **result.summary,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    html = render_report(result, cfg, title=title, images=images, extra_sections=extra_sections, summary=summary)
+    (out / "report.html").write_text(html, encoding="utf-8")
+    return out
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.bool_,)):
+        return bool(o)
+    return str(o)
+
+
+def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: str | Path, *,
+              predictions_csv: str | Path | None = None, progress: Callable | None = None,
+              torch_device: str = "cpu", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)) -> AuditResult:
+    """Audit ``models`` (adapter specs) or a predictions CSV on dataset ``data``; write ``out``."""
+    from debias.audit.adapters import load_adapter, sha256_file
+    from debias.audit.predict import predict, predictions_from_csv
+    from debias.data.manifest import is_packed, read_manifest, select_split
+
+    skipped = pd.DataFrame(columns=["row", "image", "reason"])
+    files = {}
+    if predictions_csv is not None:
+        pred = predictions_from_csv(predictions_csv, data, split=cfg.split)
+        files[str(predictions_csv)] = sha256_file(predictions_csv)
+    else:
+        if not models:
+            raise ValueError("give at least one --model SPEC, or --predictions FILE.csv.")
+        adapters = [load_adapter(s, size=cfg.size, device=torch_device, pad=cfg.pad, mean=mean, std=std) for s in models]
+        names = [a.name for a in adapters]
+        for i, a in enumerate(adapters):  # two runs both called "run" must stay apart
+            if names.count(a.name) > 1:
+                a.name = f"{a.name}#{i + 1}"
+        files = {a.spec: sha256_file(f) for a in adapters for f in a.files if Path(f).exists()}
+        pred, skipped = predict(data, adapters, split=cfg.split, batch_size=cfg.batch_size, shard=cfg.shard,
+                                progress=progress)
+    if cfg.shard != (0, 1):  # a shard only predicts; statistics run on the merged table
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        pred.to_csv(out / "predictions.csv", index=False, float_format="%.6g")
+        skipped.to_csv(out / "skipped.csv", index=False)
+        (out / "shard.json").write_text(json.dumps({"shard": list(cfg.shard), "data": str(data), "models": list(models),
+                                                   "model_files_sha256": files}, indent=2))
+        return AuditResult(pred, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, skipped)
+    result = audit_table(pred, cfg)
+    result.skipped = skipped
+    images = None
+    if cfg.thumbnails and data is not None and (Path(data) / "manifest.csv").exists():
+        images = _thumbnail_reader(Path(data), is_packed(Path(data)))
+    write_outputs(result, out, cfg, data=data, model_files=files, images=images)
+    return result
+
+
+def _thumbnail_reader(root: Path, packed: bool) -> Callable[[int], np.ndarray | None]:
+    from debias.audit.predict import _read_file
+    from debias.data.manifest import read_manifest
+
+    m = read_manifest(root, check_files=False)
+    arr = np.load(root / "images.npy", mmap_mode="r") if packed else None
+
+    def read(row: int):
+        try:
+            return np.asarray(arr[int(m["image"].iloc[row])]) if packed else _read_file(root / str(m["image"].iloc[row]))
+        except Exception:  # noqa: BLE001 - a thumbnail that cannot be read is simply not shown
+            return None
+
+    return read
+
+
+def merge_predictions(dirs: Sequence[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Concatenate shard folders' predictions.csv (and skipped.csv), checking shards are disjoint."""
+    preds, skips, meta = [], [], {}
+    for d in dirs:
+        d = Path(d)
+        if not (d / "predictions.csv").exists():
+            raise FileNotFoundError(f"{d} has no predictions.csv; is it an audit or shard folder?")
+        preds.append(pd.read_csv(d / "predictions.csv", low_memory=False))
+        if (d / "skipped.csv").exists():
+            skips.append(pd.read_csv(d / "skipped.csv"))
+        if (d / "shard.json").exists():
+            meta.update(json.loads((d / "shard.json").read_text()).get("model_files_sha256", {}))
+    pred = pd.concat(preds, ignore_index=True)
+    dup = pred.duplicated(["row", "model"])
+    if dup.any():
+        raise ValueError(f"{int(dup.sum())} image/model pairs appear in more than one shard; merge each shard once.")
+    skipped = pd.concat(skips, ignore_index=True) if skips else pd.DataFrame(columns=["row", "image", "reason"])
+    return pred.sort_values(["model", "row"], kind="stable").reset_index(drop=True), skipped, meta
+
+
+def compare_audits(dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """Stack several audits' predictions (model names made unique by folder) for a paired comparison."""
+    preds = []
+    for d in dirs:
+        p = pd.read_csv(Path(d) / "predictions.csv", low_memory=False)
+        if p["model"].nunique() == 1:
+            p["model"] = Path(d).name if len(dirs) > 1 else p["model"]
+        preds.append(p)
+    pred = pd.concat(preds, ignore_index=True)
+    n_rows = pred.groupby("model")["row"].nunique()
+    if n_rows.nunique() > 1:
+        raise ValueError(f"the audits cover different images ({n_rows.to_dict()}); compare audits of the same test set.")
+    return pred
+
+
+__all__ = ["AuditResult", "run_audit", "audit_table", "write_outputs", "check_fail_on", "merge_predictions",
+           "compare_audits", "paired_comparison"]

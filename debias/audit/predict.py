@@ -1,0 +1,138 @@
+"""Run adapters over a dataset split: one prediction row per image and model, plus image covariates.
+
+Images are decoded once and given to every model. Unreadable or corrupt files are skipped, counted
+and listed; they never end the audit.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from debias.audit.adapters import Adapter
+from debias.data.manifest import is_packed, read_manifest, select_split
+
+COVARIATES = ("width", "height", "brightness", "contrast", "sharpness")
+
+
+def image_covariates(im: np.ndarray) -> tuple[int, int, float, float, float]:
+    """(width, height, brightness, contrast, sharpness) of an (H, W, 3) uint8 RGB image.
+
+    Brightness and contrast are the mean and standard deviation of grey levels in [0, 1]; sharpness
+    is the variance of the Laplacian of the grey image, measured at a common 64 x 64 size so that
+    resolution does not masquerade as sharpness.
+    """
+    g = cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)
+    g64 = cv2.resize(g, (64, 64), interpolation=cv2.INTER_AREA) if g.shape != (64, 64) else g
+    lap = cv2.Laplacian(g64.astype(np.float32) / 255.0, cv2.CV_32F)
+    return im.shape[1], im.shape[0], float(g.mean() / 255), float(g.std() / 255), float(lap.var())
+
+
+def _read_file(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()  # force a full decode so truncated files fail here
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test", batch_size: int = 256,
+            shard: tuple[int, int] = (0, 1), progress: Callable | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score every image of ``split`` with every adapter.
+
+    Returns
+    -------
+    predictions : long table, one row per (image, model): ``row`` (manifest row), ``image``, ``model``,
+        ``y_true``, ``y_score``, ``native_threshold``, the manifest's attribute columns and covariates.
+    skipped : one row per unreadable image: ``row``, ``image``, ``reason``.
+    """
+    root = Path(root)
+    manifest = read_manifest(root, check_files=is_packed(root))
+    frame = select_split(manifest, split)
+    frame = frame.assign(row=frame.index)
+    k, n = shard
+    frame = frame.iloc[k::n]
+    packed = np.load(root / "images.npy", mmap_mode="r") if is_packed(root) else None
+    attr_cols = [c for c in frame.columns if c not in ("image", "label", "split", "row", "path")]
+    scores = {a.name: np.full(len(frame), np.nan) for a in adapters}
+    cov = np.full((len(frame), len(COVARIATES)), np.nan)
+    skipped = []
+    if progress:
+        progress(0, total=len(frame), description="scoring")
+    for s in range(0, len(frame), batch_size):
+        part = frame.iloc[s:s + batch_size]
+        imgs, pos = [], []
+        if packed is not None:
+            idx = part["image"].to_numpy(int)
+            order = np.argsort(idx)
+            arr = np.empty((len(idx),) + packed.shape[1:], np.uint8)
+            arr[order] = packed[idx[order]]
+            imgs, pos = list(arr), list(range(s, s + len(part)))
+        else:
+            for j, rel in enumerate(part["image"]):
+                try:
+                    imgs.append(_read_file(root / str(rel)))
+                    pos.append(s + j)
+                except Exception as e:  # noqa: BLE001 - any decode failure: skip, record, go on
+                    skipped.append({"row": int(part["row"].iloc[j]), "image": str(rel),
+                                    "reason": f"{type(e).__name__}: {e}"[:200]})
+        if imgs:
+            for j, im in zip(pos, imgs):
+                cov[j] = image_covariates(im)
+            for a in adapters:
+                scores[a.name][pos] = a.score(imgs)
+        if progress:
+            progress(len(part))
+    parts = []
+    for a in adapters:
+        df = frame[["row", "image"] + attr_cols].copy()
+        df.insert(2, "model", a.name)
+        df.insert(3, "y_true", frame["label"].to_numpy())
+        df.insert(4, "y_score", scores[a.name])
+        df.insert(5, "native_threshold", a.native_threshold)
+        for i, c in enumerate(COVARIATES):
+            df[c] = cov[:, i]
+        parts.append(df)
+    return pd.concat(parts, ignore_index=True), pd.DataFrame(skipped, columns=["row", "image", "reason"])
+
+
+def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: str = "test",
+                         model: str | None = None) -> pd.DataFrame:
+    """A model-agnostic prediction table from a CSV made elsewhere.
+
+    The CSV needs ``image`` and ``score`` (or ``prediction``, 0/1); ``model`` and ``y_true`` (or
+    ``label``) are optional. Attributes come from the CSV or, when ``root`` is given, from that
+    dataset's manifest, joined on ``image``.
+    """
+    p = pd.read_csv(path)
+    if "image" not in p.columns:
+        raise KeyError(f"predictions file {path} has no 'image' column (columns: {', '.join(p.columns)}).")
+    if "score" in p.columns:
+        p = p.rename(columns={"score": "y_score"})
+    elif "prediction" in p.columns:
+        p = p.rename(columns={"prediction": "y_score"})
+        p["native_threshold"] = 0.5
+    else:
+        raise KeyError(f"predictions file {path} needs a 'score' or 'prediction' column "
+                       f"(columns: {', '.join(p.columns)}).")
+    if "label" in p.columns and "y_true" not in p.columns:
+        p = p.rename(columns={"label": "y_true"})
+    if root is not None:
+        m = select_split(read_manifest(root, check_files=False), split)
+        m = m.assign(row=m.index)
+        keep = [c for c in m.columns if c not in p.columns or c == "image"]
+        m = m[keep].rename(columns={"label": "y_true"}) if "y_true" not in p.columns else m[keep].drop(
+            columns=["label"], errors="ignore")
+        p["image"] = p["image"].astype(str)
+        m["image"] = m["image"].astype(str)
+        p = p.merge(m, on="image", how="left")
+    if "y_true" not in p.columns:
+        raise KeyError(f"predictions file {path} has no y_true/label column and no dataset was given to take it from.")
+    if "model" not in p.columns:
+        p["model"] = model or Path(path).stem
+    if "row" not in p.columns:
+        p["row"] = np.arange(len(p))
+    return p

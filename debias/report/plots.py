@@ -1,0 +1,162 @@
+"""Figures for the audit report. Each function draws data it is given; nothing here computes a metric.
+
+matplotlib is imported lazily (scikit-learn's Display pattern) so that importing debias stays light.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
+    return plt, sns
+
+
+def group_bars(metrics: pd.DataFrame, grouping: str, metric: str = "detection_rate", ax=None):
+    """Bars per group (hue = model) with the interval in ci_low / ci_high as error bars."""
+    plt, sns = _plt()
+    d = metrics[(metrics["grouping"] == grouping) & (metrics["metric"] == metric)].copy()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(4.5, 0.9 * d["group"].nunique() * max(1, d["model"].nunique()) ** 0.5), 3.2))
+    groups = list(dict.fromkeys(d["group"]))
+    models = list(dict.fromkeys(d["model"]))
+    width = 0.8 / len(models)
+    pal = sns.color_palette("colorblind", len(models))
+    for i, m in enumerate(models):
+        dm = d[d["model"] == m].set_index("group").reindex(groups)
+        x = np.arange(len(groups)) + (i - (len(models) - 1) / 2) * width
+        v = dm["value"].to_numpy(float)
+        err = np.vstack([v - dm["ci_low"].to_numpy(float), dm["ci_high"].to_numpy(float) - v])
+        ax.bar(x, v, width, label=m, color=pal[i], yerr=np.clip(np.nan_to_num(err), 0, None), capsize=3)
+        for xi, flag in zip(x, dm["flag"].fillna("")):
+            if flag:
+                ax.text(xi, 0.02, "n<min", rotation=90, fontsize=7, ha="center", va="bottom")
+    ax.set_xticks(np.arange(len(groups)), groups, rotation=20 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(f"{metric.replace('_', ' ')} by {grouping} (95% Wilson CI)")
+    ax.legend(fontsize=7, loc="lower right")
+    return ax.figure
+
+
+def heatmap(metrics: pd.DataFrame, model: str, row: str, col: str, metric: str = "detection_rate"):
+    """Intersectional heatmap of one metric over two attributes."""
+    plt, sns = _plt()
+    d = metrics[(metrics["model"] == model) & (metrics["grouping"] == f"{row} x {col}") & (metrics["metric"] == metric)]
+    from debias.audit.metrics import sort_levels
+
+    table = d.pivot_table(index=row, columns=col, values="value", aggfunc="first", dropna=False)
+    table = table.reindex(index=sort_levels(table.index), columns=sort_levels(table.columns))
+    ns = d.pivot_table(index=row, columns=col, values="n", aggfunc="first", dropna=False).reindex_like(table)
+    annot = table.map(lambda v: "n/a" if pd.isna(v) else f"{100 * v:.0f}%").astype(str) + "\nn=" + ns.fillna(0).astype(int).astype(str)
+    fig, ax = plt.subplots(figsize=(1.3 * table.shape[1] + 2, 0.8 * table.shape[0] + 1.2))
+    sns.heatmap(table.astype(float), annot=annot, fmt="", vmin=0, vmax=1, cmap="rocket", ax=ax, cbar_kws={"label": metric})
+    ax.set_title(f"{model}: {metric.replace('_', ' ')}, {row} x {col}")
+    return fig
+
+
+def score_distributions(pred: pd.DataFrame, model: str, col: str, threshold: float):
+    plt, sns = _plt()
+    d = pred[pred["model"] == model].copy()
+    d["group"] = np.where(d["y_true"] == 1, d[col].astype(str), "non-faces")
+    fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    sns.histplot(d, x="y_score", hue="group", stat="density", common_norm=False, element="step", fill=False,
+                 bins=30, ax=ax)
+    ax.axvline(threshold, color="k", ls="--", lw=1)
+    ax.set_title(f"{model}: score distribution by {col} (dashed: threshold)")
+    return fig
+
+
+def roc_by_group(pred: pd.DataFrame, model: str, col: str):
+    """ROC of each group's faces against all non-faces."""
+    from sklearn.metrics import roc_curve
+
+    plt, sns = _plt()
+    d = pred[(pred["model"] == model) & pred["y_score"].notna()]
+    neg = d[d["y_true"] == 0]["y_score"].to_numpy()
+    fig, ax = plt.subplots(figsize=(4.0, 3.6))
+    if len(neg) == 0:
+        ax.text(0.5, 0.5, "no non-faces: ROC undefined", ha="center")
+        return fig
+    for g, dg in d[d["y_true"] == 1].groupby(col):
+        y = np.r_[np.ones(len(dg)), np.zeros(len(neg))]
+        fpr, tpr, _ = roc_curve(y, np.r_[dg["y_score"].to_numpy(), neg])
+        ax.plot(fpr, tpr, label=f"{g} (n={len(dg)})")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("false positive rate (all non-faces)")
+    ax.set_ylabel("detection rate")
+    ax.set_title(f"{model}: ROC by {col}")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def calibration_by_group(pred: pd.DataFrame, model: str, col: str):
+    from sklearn.calibration import calibration_curve
+
+    plt, sns = _plt()
+    d = pred[(pred["model"] == model) & pred["y_score"].notna()]
+    fig, ax = plt.subplots(figsize=(4.0, 3.6))
+    if not ((d["y_score"] >= 0) & (d["y_score"] <= 1)).all() or not (d["y_true"] == 0).any():
+        ax.text(0.5, 0.5, "scores are not probabilities, or no non-faces", ha="center")
+        return fig
+    neg = d[d["y_true"] == 0]
+    for g, dg in d[d["y_true"] == 1].groupby(col):
+        both = pd.concat([dg, neg])
+        pt, pp = calibration_curve(both["y_true"], both["y_score"].clip(0, 1), n_bins=10, strategy="quantile")
+        ax.plot(pp, pt, marker="o", ms=3, label=str(g))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("fraction of faces")
+    ax.set_title(f"{model}: calibration by {col}")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def covariates(pred: pd.DataFrame, col: str, names: Sequence[str] = ("width", "brightness", "contrast", "sharpness")):
+    """Image covariates per group (one model's rows: covariates do not depend on the model)."""
+    plt, sns = _plt()
+    first = pred["model"].iloc[0]
+    d = pred[(pred["model"] == first) & (pred["y_true"] == 1)]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 3.0))
+    for ax, c in zip(np.atleast_1d(axes), names):
+        if c in d and d[c].notna().any():
+            sns.boxplot(d, x=col, y=c, ax=ax, fliersize=1.5)
+            ax.tick_params(axis="x", rotation=20)
+        ax.set_title(c)
+        ax.set_xlabel("")
+    fig.suptitle(f"image covariates of faces by {col}", y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def fig_to_base64(fig) -> str:
+    import base64
+    import io
+
+    plt, _ = _plt()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def image_to_base64(im: np.ndarray, size: int = 72) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    p = Image.fromarray(im)
+    p.thumbnail((size, size))
+    buf = io.BytesIO()
+    p.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")

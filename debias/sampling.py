@@ -1,0 +1,168 @@
+"""Latent-histogram resampling (DB-VAE), the effective-sample-size guard, and reference samplers.
+
+The DB-VAE resamples training faces toward under-represented regions of its latent space: for each
+latent dimension i it histograms the faces' means mu_i, smooths the density Q_i with alpha and
+inverts it. The paper combines dimensions as a product, W(x) ~ prod_i 1 / (Q_i(z_i) + alpha); the
+MIT lab takes the per-dimension maximum. A product over many dimensions is extremely peaked: with 32
+dimensions and alpha = 0.01 it can put almost all sampling mass on a handful of faces, and the
+classifier then collapses. Every weight vector therefore passes through :func:`ess_guard`, which
+tempers the log-weights (w -> w^T, T in (0, 1]) until the effective sample size
+ESS = (sum w)^2 / sum w^2 is at least ``min_ess`` times the number of faces. Tempering keeps the
+ordering of the faces.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+COMBINES = ("product", "max", "tempered")
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Sampling probabilities over training faces and how they were made."""
+
+    p: np.ndarray  # (N,) probabilities summing to 1
+    ess: float  # effective sample size as a fraction of N, after the guard
+    ess_raw: float  # ... before the guard
+    temper: float  # exponent the guard applied (1.0 = untouched)
+
+    @property
+    def guarded(self) -> bool:
+        return self.temper < 1.0
+
+
+def ess_fraction(w: np.ndarray) -> float:
+    """Effective sample size (sum w)^2 / sum w^2, divided by len(w). 1 for uniform weights."""
+    w = np.asarray(w, dtype=np.float64)
+    return float(w.sum() ** 2 / (np.square(w).sum() * len(w)))
+
+
+def _from_log(logw: np.ndarray) -> np.ndarray:
+    w = np.exp(logw - logw.max())
+    return w / w.sum()
+
+
+def ess_guard(logw: np.ndarray, min_ess: float, *, tol: float = 1e-3) -> tuple[np.ndarray, float]:
+    """Temper log-weights until ESS >= ``min_ess``. Returns (probabilities, exponent T).
+
+    ESS of w^T falls monotonically as T grows from 0 (uniform, ESS = 1), so bisection finds the
+    largest T in (0, 1] that meets the floor.
+    """
+    if not 0 < min_ess <= 1:
+        raise ValueError(f"min_ess={min_ess} must be in (0, 1].")
+    p = _from_log(logw)
+    if ess_fraction(p) >= min_ess:
+        return p, 1.0
+    lo, hi = 0.0, 1.0
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if ess_fraction(_from_log(mid * logw)) >= min_ess:
+            lo = mid
+        else:
+            hi = mid
+    return _from_log(lo * logw), lo
+
+
+def latent_weights(mu: np.ndarray, *, bins: int = 10, alpha: float = 0.01, combine: str = "product",
+                   temperature: float = 0.0, min_ess: float = 0.3) -> Weights:
+    """Debiasing sampling probabilities from the latent means of the training faces.
+
+    Parameters
+    ----------
+    mu : (N, k) latent means of the N training faces.
+    bins : histogram bins per latent dimension.
+    alpha : smoothing added to each dimension's bin probability Q_i (bin mass, in [0, 1]) before
+        inverting; alpha -> infinity gives uniform sampling.
+    combine : ``product`` (the paper's prod_i 1/(Q_i + alpha), in log space), ``max`` (the lab's
+        per-dimension maximum of the normalised inverse densities) or ``tempered`` (the product
+        raised to ``temperature``; 0 means 1/k, the geometric mean over dimensions).
+    min_ess : floor on ESS as a fraction of N; weights are tempered until it holds.
+
+    Returns
+    -------
+    Weights with ``p`` of shape (N,).
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    if mu.ndim != 2 or len(mu) == 0:
+        raise ValueError(f"mu must be (N, k) with N > 0, got shape {mu.shape}.")
+    if combine not in COMBINES:
+        raise ValueError(f"combine={combine!r} is not one of {', '.join(COMBINES)}.")
+    n, k = mu.shape
+    inv = np.empty((n, k))
+    for j in range(k):
+        counts, edges = np.histogram(mu[:, j], bins=bins)
+        q = counts / n  # bin probability mass
+        idx = np.clip(np.searchsorted(edges, mu[:, j], side="right") - 1, 0, bins - 1)
+        inv[:, j] = 1.0 / (q[idx] + alpha)
+    if combine == "max":
+        logw = np.log((inv / inv.sum(0, keepdims=True)).max(1))
+    else:
+        logw = np.log(inv).sum(1)
+        if combine == "tempered":
+            logw = logw * (temperature if temperature > 0 else 1.0 / k)
+    raw = ess_fraction(_from_log(logw))
+    p, t = ess_guard(logw, min_ess)
+    return Weights(p=p, ess=ess_fraction(p), ess_raw=raw, temper=t)
+
+
+def group_balanced_weights(frame: pd.DataFrame, by: Sequence[str]) -> np.ndarray:
+    """Oracle: each group (combination of ``by`` columns) gets equal total mass. Returns (N,) p."""
+    missing = [c for c in by if c not in frame.columns]
+    if missing:
+        raise KeyError(f"balance-by column(s) {missing} not in the manifest "
+                       f"(columns: {', '.join(frame.columns)}).")
+    keys = frame[list(by)].astype(str).agg("|".join, axis=1)
+    w = 1.0 / keys.map(keys.value_counts()).to_numpy(dtype=np.float64)
+    return w / w.sum()
+
+
+def jtt_weights(errors: np.ndarray, lam: float) -> np.ndarray:
+    """Just Train Twice: the identification model's training errors get weight lam, others 1."""
+    w = np.where(np.asarray(errors, dtype=bool), float(lam), 1.0)
+    return w / w.sum()
+
+
+def mass_by_group(p: np.ndarray, frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, float]:
+    """Share of sampling mass on each subgroup, e.g. {'skin_group=darker': 0.21, ...}.
+
+    For diagnostics only: sampling never looks at these columns.
+    """
+    out: dict[str, float] = {}
+    for c in columns:
+        if c in frame.columns:
+            s = pd.Series(p, index=frame.index).groupby(frame[c].astype(str).to_numpy()).sum()
+            out.update({f"{c}={g}": float(v) for g, v in s.items()})
+    return out
+
+
+class BatchPlan:
+    """Batches of training-set positions with a fixed face share, faces drawn by ``p_face``.
+
+    Every batch of ``batch_size`` has round(batch_size * face_ratio) faces, drawn with replacement
+    from ``p_face``, and non-faces drawn uniformly. The draw is a function of (seed, epoch) only, so
+    DDP ranks that share the seed draw the same global batch and each keeps its own slice.
+    """
+
+    def __init__(self, face_pos: np.ndarray, p_face: np.ndarray, nonface_pos: np.ndarray, *, batch_size: int,
+                 face_ratio: float, n_batches: int, seed: int, epoch: int, p_nonface: np.ndarray | None = None):
+        self.face_pos, self.p_face = face_pos, p_face
+        self.nonface_pos, self.p_nonface = nonface_pos, p_nonface
+        self.batch_size, self.n_batches = batch_size, n_batches
+        self.n_face = int(round(batch_size * face_ratio)) if len(nonface_pos) else batch_size
+        self.rng = np.random.default_rng([seed, epoch, 7])
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __iter__(self):
+        n_non = self.batch_size - self.n_face
+        for _ in range(self.n_batches):
+            f = self.face_pos[self.rng.choice(len(self.face_pos), self.n_face, p=self.p_face)]
+            if n_non:
+                nf = self.nonface_pos[self.rng.choice(len(self.nonface_pos), n_non, p=self.p_nonface)]
+                f = np.concatenate([f, nf])
+            yield self.rng.permutation(f)

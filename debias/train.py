@@ -1,0 +1,394 @@
+"""Training: ``train_one_epoch``, ``evaluate``, ``fit``; checkpoints, resume, DDP and export.
+
+One method per ``TrainConfig.method``:
+
+- ``standard``: classifier, uniform sampling (a permutation of the training split each epoch).
+- ``dbvae``: DB-VAE, faces resampled each epoch from the latent histograms (debias/sampling.py).
+- ``vae-uniform``: DB-VAE loss, uniform face sampling (ablation: the VAE loss without resampling).
+- ``balanced``: classifier, faces sampled so every group of ``balance_by`` gets equal mass (oracle).
+- ``jtt``: Just Train Twice: a classifier trained ``jtt_epochs``, its training errors upweighted by
+  ``jtt_lambda`` for a second classifier trained from scratch.
+
+Determinism: every epoch reseeds torch and the batch plan from (seed, epoch), so a run resumed from
+the checkpoint of epoch e repeats epochs e+1... exactly as an uninterrupted run would.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from debias.config import TrainConfig, to_json
+from debias.data.manifest import ManifestDataset, ManifestError, is_packed, read_manifest, to_tensor
+from debias.models.classifier import FaceClassifier
+from debias.models.dbvae import DBVAE, LossParts, dbvae_loss
+from debias.sampling import (BatchPlan, Weights, group_balanced_weights, jtt_weights, latent_weights,
+                             mass_by_group)
+
+DIAGNOSTIC_COLUMNS = ("skin_group", "pose", "gender")
+NOT_PACKED = ("{root} holds image files, not a packed images.npy. Training reads the packed array; run "
+              "`debias data pack {root}` first.")
+VAE_METHODS = ("dbvae", "vae-uniform")
+
+Callback = Callable[..., None]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (for example a non-finite loss); the last good checkpoint is kept."""
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for but torch sees no CUDA device; use --device auto or cpu.")
+    return torch.device(device)
+
+
+def build_model(cfg: TrainConfig, size: int) -> nn.Module:
+    if cfg.method in VAE_METHODS:
+        return DBVAE(latent_dim=cfg.latent_dim, arch=cfg.arch, width=cfg.width, size=size)
+    return FaceClassifier(arch=cfg.arch, width=cfg.width, size=size)
+
+
+def _arch(cfg: TrainConfig, size: int) -> dict:
+    kind = "dbvae" if cfg.method in VAE_METHODS else "classifier"
+    return {"kind": kind, "arch": cfg.arch, "width": cfg.width, "size": size, "latent_dim": cfg.latent_dim}
+
+
+def model_from_arch(arch: dict) -> nn.Module:
+    if arch["kind"] == "dbvae":
+        return DBVAE(latent_dim=arch["latent_dim"], arch=arch["arch"], width=arch["width"], size=arch["size"])
+    return FaceClassifier(arch=arch["arch"], width=arch["width"], size=arch["size"])
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Load ``RUN_DIR/model.pt`` (weights-only safe). Returns (model in eval mode, arch dict)."""
+    path = Path(run_dir) / "model.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; is {run_dir} a folder written by `debias train`?")
+    blob = torch.load(path, map_location=device, weights_only=True)
+    model = model_from_arch(blob["arch"])
+    model.load_state_dict(blob["state_dict"])
+    return model.to(device).eval(), blob["arch"]
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------------
+# one step, one epoch, evaluation
+# ------------------------------------------------------------------------------------------------
+
+class _Step(nn.Module):
+    """Forward pass plus loss, as one module so DDP and torch.compile see the whole step."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.model, self.cfg = model, cfg
+        self.vae = isinstance(model, DBVAE)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.vae:
+            logit, mu, logvar = self.model.encode(x)
+            x_hat = self.model.decode(DBVAE.reparameterize(mu, logvar))
+            p = dbvae_loss(x, x_hat, y, logit, mu, logvar, beta=self.cfg.beta, c_rec=self.cfg.c_rec,
+                           rec_norm=self.cfg.rec_norm)
+            return p.total, p.bce, p.rec, p.kl
+        bce = F.binary_cross_entropy_with_logits(self.model(x), y)
+        zero = torch.zeros((), device=x.device)
+        return bce, bce, zero, zero
+
+
+def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images: Callable, labels: np.ndarray,
+                    device: torch.device, *, rank: int = 0, world: int = 1,
+                    progress: Callback | None = None) -> dict[str, float]:
+    """Run one epoch of optimisation over ``batches`` (arrays of training positions).
+
+    Returns the mean of each loss part over the epoch.
+    """
+    step.train()
+    sums = np.zeros(4)
+    n = 0
+    for pos in batches:
+        pos = pos[rank::world]  # this rank's slice of the global batch
+        x = to_tensor(images(pos)).to(device, non_blocking=True)
+        y = torch.from_numpy(labels[pos]).to(device)
+        parts = step(x, y)
+        if not torch.isfinite(parts[0]):
+            raise TrainingError(f"the loss became non-finite ({parts[0].item()}) at step {n}.")
+        opt.zero_grad(set_to_none=True)
+        parts[0].backward()
+        opt.step()
+        vals = torch.stack([p.detach() for p in parts]).cpu().numpy()
+        sums += vals
+        n += 1
+        if progress:
+            progress(1, info=f"loss {vals[0]:.3f} bce {vals[1]:.3f} rec {vals[2]:.3f} kl {vals[3]:.1f}")
+    m = sums / max(n, 1)
+    return {"loss": m[0], "bce": m[1], "rec": m[2], "kl": m[3]}
+
+
+@torch.no_grad()
+def predict_scores(model: nn.Module, images: Callable, n: int, device: torch.device, *, batch_size: int = 512,
+                   with_latent: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Face probabilities (n,) for positions 0..n-1 and, for a DB-VAE and ``with_latent``, mu (n, k)."""
+    model.eval()
+    scores, mus = [], []
+    for s in range(0, n, batch_size):
+        x = to_tensor(images(np.arange(s, min(n, s + batch_size)))).to(device)
+        if isinstance(model, DBVAE):
+            logit, mu, _ = model.encode(x)
+            if with_latent:
+                mus.append(mu.float().cpu())
+        else:
+            logit = model(x)
+        scores.append(torch.sigmoid(logit.float()).cpu())
+    mu_all = torch.cat(mus).numpy() if mus else None
+    return torch.cat(scores).numpy(), mu_all
+
+
+def evaluate(model: nn.Module, ds: ManifestDataset, images: Callable, device: torch.device) -> dict[str, float]:
+    """Validation accuracy at threshold 0.5, and face recall per subgroup where attributes exist."""
+    s, _ = predict_scores(model, images, len(ds), device)
+    frame = ds.frame
+    y = frame["label"].to_numpy()
+    pred = (s >= 0.5).astype(int)
+    out = {"val_acc": float((pred == y).mean())}
+    faces = y == 1
+    if faces.any():
+        out["val_recall"] = float(pred[faces].mean())
+    for c in DIAGNOSTIC_COLUMNS:
+        if c in frame.columns:
+            g = pd.Series(pred[faces]).groupby(frame.loc[faces, c].astype(str).to_numpy()).mean()
+            out.update({f"val_recall[{c}={k}]": float(v) for k, v in g.items()})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# fit
+# ------------------------------------------------------------------------------------------------
+
+def _image_reader(ds: ManifestDataset) -> Callable[[np.ndarray], np.ndarray]:
+    """Reader from split positions to (B, H, W, 3) uint8.
+
+    A split that fits in 2 GiB is copied into memory once; larger ones are read from the memory map
+    batch by batch, so peak memory stays near one batch plus the page cache.
+    """
+    n, shape = len(ds), ds.packed.shape[1:]
+    if n * int(np.prod(shape)) <= 2 * 2**30:
+        arr = ds.images_uint8(np.arange(n))
+        return lambda pos: arr[pos]
+    return ds.images_uint8
+
+
+def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = False, rank: int = 0,
+        world: int = 1, progress: Callback | None = None, log: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Train ``cfg.method`` on the ``train`` split of the dataset folder ``data``; write ``out``.
+
+    Parameters
+    ----------
+    data : dataset folder with manifest.csv and a packed images.npy.
+    cfg : TrainConfig.
+    out : run folder: config.json, model.pt, history.csv, sampling_weights.csv, timing.csv, checkpoint.pt.
+    resume : continue from ``out/checkpoint.pt`` (same config) instead of starting over.
+    rank, world : DDP rank and world size (the process group must already be initialised when world > 1).
+    progress : called as progress(n_steps, info=..., total=..., description=...) for a progress bar.
+    log : called with one line per notable event (resampling, ESS guard, epoch summary).
+
+    Returns
+    -------
+    history : one row per epoch (also written to ``out/history.csv``).
+    """
+    data, out = Path(data), Path(out)
+    log = log or (lambda msg: None)
+    device = resolve_device(cfg.device)
+    if not is_packed(data):
+        raise ManifestError(NOT_PACKED.format(root=data))
+    manifest = read_manifest(data)
+    ds = ManifestDataset(data, "train", frame=manifest)
+    if cfg.max_train and len(ds) > cfg.max_train:
+        keep = np.random.default_rng(cfg.seed).choice(len(ds), cfg.max_train, replace=False)
+        ds.frame = ds.frame.iloc[np.sort(keep)].reset_index(drop=True)
+        ds.labels = ds.labels[np.sort(keep)]
+    has_val = (manifest["split"] == "val").any()
+    val = ManifestDataset(data, "val", frame=manifest) if has_val else None
+    size = ds.packed.shape[1]
+    labels = ds.frame["label"].to_numpy().astype(np.float32)
+    face_pos = np.flatnonzero(labels == 1)
+    nonface_pos = np.flatnonzero(labels == 0)
+    if len(face_pos) == 0:
+        raise ManifestError(f"the train split of {data} has no faces (label 1); nothing to learn or debias.")
+    if cfg.method == "balanced":
+        group_balanced_weights(ds.frame.iloc[face_pos], cfg.balance_by)  # fail early on a missing column
+    images = _image_reader(ds)
+    val_images = _image_reader(val) if val is not None else None
+    face_frame = ds.frame.iloc[face_pos]
+
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        to_json(cfg, out / "config.json", data=str(data.resolve()), size=size, n_train=len(ds),
+                n_train_faces=len(face_pos), torch=torch.__version__, world_size=world)
+    ckpt_path = out / "checkpoint.pt"
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, size).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    history: list[dict] = []
+    timing: list[dict] = []
+    start_epoch = 0
+    jtt_err: np.ndarray | None = None
+    p_face = np.full(len(face_pos), 1.0 / len(face_pos))
+    if resume:
+        if not ckpt_path.exists():
+            raise TrainingError(f"--resume: no checkpoint at {ckpt_path}; start without --resume.")
+        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        start_epoch = int(ck["epoch"]) + 1
+        history = json.loads(ck["history"])
+        timing = json.loads(ck["timing"])
+        jtt_err = ck["jtt_err"].numpy() if ck.get("jtt_err") is not None else None
+        log(f"resumed from {ckpt_path} after epoch {start_epoch - 1}")
+
+    step: nn.Module = _Step(model, cfg)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        step = DDP(step, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        step = _try_compile(step, log)
+
+    n_batches = max(1, len(ds) // cfg.batch_size)
+    weights: Weights | None = None
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        torch.manual_seed(cfg.seed * 100_003 + epoch)
+        # --- choose this epoch's sampling distribution over faces
+        resample_s = 0.0
+        if cfg.method == "jtt" and epoch == cfg.jtt_epochs and jtt_err is None:
+            s, _ = predict_scores(model, images, len(ds), device)
+            jtt_err = (s >= 0.5).astype(np.float32) != labels
+            log(f"JTT: identification model errs on {int(jtt_err.sum())} of {len(ds)} training images; "
+                f"upweighting them x{cfg.jtt_lambda} and retraining from scratch")
+            torch.manual_seed(cfg.seed + 1)
+            model.load_state_dict(build_model(cfg, size).to(device).state_dict())
+            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        p_nonface = None
+        if cfg.method == "dbvae" and epoch >= cfg.resample_from:
+            tr = time.perf_counter()
+            _, mu = predict_scores(model, lambda pos: images(face_pos[pos]), len(face_pos), device, with_latent=True)
+            weights = latent_weights(mu, bins=cfg.bins, alpha=cfg.alpha, combine=cfg.combine,
+                                     temperature=cfg.temperature, min_ess=cfg.min_ess)
+            p_face = weights.p
+            resample_s = time.perf_counter() - tr
+            if weights.guarded:
+                log(f"epoch {epoch}: ESS guard: raw ESS {weights.ess_raw:.4f} of faces is below --min-ess "
+                    f"{cfg.min_ess}; weights tempered with exponent {weights.temper:.3f} -> ESS {weights.ess:.3f}")
+        elif cfg.method == "balanced":
+            p_face = group_balanced_weights(face_frame, cfg.balance_by)
+        elif cfg.method == "jtt" and jtt_err is not None:
+            p_face = jtt_weights(jtt_err[face_pos], cfg.jtt_lambda)
+            p_nonface = jtt_weights(jtt_err[nonface_pos], cfg.jtt_lambda)
+        ess = float(p_face.sum() ** 2 / (np.square(p_face).sum() * len(p_face)))
+        if cfg.method == "standard" or (cfg.method == "jtt" and jtt_err is None):
+            rng = np.random.default_rng([cfg.seed, epoch, 7])
+            perm = rng.permutation(len(ds))
+            batches = [perm[i:i + cfg.batch_size] for i in range(0, n_batches * cfg.batch_size, cfg.batch_size)]
+        else:
+            batches = BatchPlan(face_pos, p_face, nonface_pos, batch_size=cfg.batch_size, face_ratio=cfg.face_ratio,
+                                n_batches=n_batches, seed=cfg.seed, epoch=epoch, p_nonface=p_nonface)
+        if progress:
+            progress(0, total=n_batches, description=f"epoch {epoch + 1}/{cfg.epochs}", info=f"ESS {ess:.2f}")
+        tt = time.perf_counter()
+        losses = train_one_epoch(step, opt, batches, images, labels, device, rank=rank, world=world,
+                                 progress=progress)
+        train_s = time.perf_counter() - tt
+        row = {"epoch": epoch, **losses, "ess": ess}
+        if val is not None:
+            row.update(evaluate(model, val, val_images, device))
+        row.update({f"mass[{k}]": v for k, v in mass_by_group(p_face, face_frame, DIAGNOSTIC_COLUMNS).items()})
+        history.append(row)
+        timing.append({"epoch": epoch, "epoch_s": time.perf_counter() - t0, "train_s": train_s,
+                       "resample_s": resample_s, "img_per_s": n_batches * cfg.batch_size / train_s})
+        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {losses['loss']:.4f}, ESS {ess:.3f}"
+            + (f", val acc {row['val_acc']:.4f}" if "val_acc" in row else "")
+            + (f", resampling {resample_s:.2f}s of {timing[-1]['epoch_s']:.2f}s" if resample_s else ""))
+        if rank == 0:
+            _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch,
+                          "history": json.dumps(history), "timing": json.dumps(timing),
+                          "jtt_err": torch.from_numpy(jtt_err) if jtt_err is not None else None}, ckpt_path)
+    hist = pd.DataFrame(history)
+    if rank == 0:
+        _save_atomic({"state_dict": model.state_dict(), "arch": _arch(cfg, size)}, out / "model.pt")
+        hist.to_csv(out / "history.csv", index=False, float_format="%.6g")
+        pd.DataFrame(timing).to_csv(out / "timing.csv", index=False, float_format="%.4g")
+        sw = face_frame[[c for c in ("image", *DIAGNOSTIC_COLUMNS, "skin_tone") if c in face_frame.columns]].copy()
+        sw["p"] = p_face
+        sw.to_csv(out / "sampling_weights.csv", index=False, float_format="%.6g")
+    return hist
+
+
+class _CompileOrEager(nn.Module):
+    """Runs the torch.compile'd step; if compiling fails (no C++ compiler, unsupported op), runs eagerly.
+
+    torch.compile is lazy, so failures surface on the first call, which is where this catches them.
+    """
+
+    def __init__(self, step: nn.Module, log: Callable[[str], None]) -> None:
+        super().__init__()
+        self.step, self.log = step, log
+        self.compiled: Callable | None = torch.compile(step)
+
+    def forward(self, *args):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as e:  # noqa: BLE001 - any backend failure means: run eagerly
+                self.log(f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); running eagerly")
+                self.compiled = None
+        return self.step(*args)
+
+
+def _try_compile(step: nn.Module, log: Callable[[str], None]) -> nn.Module:
+    try:
+        return _CompileOrEager(step, log)
+    except Exception as e:  # noqa: BLE001
+        log(f"torch.compile unavailable ({type(e).__name__}); running eagerly")
+        return step
+
+
+def export_torchscript(run_dir: str | Path, out: str | Path) -> Path:
+    """Write a TorchScript classifier: (B, 3, H, W) float in [0, 1] -> face logit (B,)."""
+    model, arch = load_run(run_dir)
+    example = torch.rand(2, 3, arch["size"], arch["size"])
+    with torch.no_grad():
+        traced = torch.jit.trace(_LogitOnly(model), example)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    traced.save(str(out))
+    return out
+
+
+class _LogitOnly(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+__all__ = ["fit", "train_one_epoch", "evaluate", "predict_scores", "load_run", "export_torchscript",
+           "TrainingError", "resolve_device"]

@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from debias.audit.adapters import load_adapter
+from debias.audit.engine import run_audit
+from debias.audit.stats import mcnemar
+from debias.cli import app
+from debias.config import AuditConfig
+
+runner = CliRunner()
+FAKE = "python:fake_models:centre_brightness"
+
+
+@pytest.fixture()
+def folder_set(tmp_path):
+    """A file dataset: 40 faces in two groups with HTML in a group and a file name, 20 non-faces, 1 corrupt."""
+    root = tmp_path / "set"
+    (root / "img").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(61):
+        name = f"img/{i}.png" if i != 7 else "img/<b>bold.png"
+        face = i < 40
+        group = "<script>alert(1)</script>" if face and i % 2 else ("plain" if face else None)
+        v = int(rng.integers(140, 250) if face and i % 2 == 0 else rng.integers(60, 200))
+        if i == 60:
+            (root / name).write_bytes(b"not a png at all")
+        else:
+            Image.fromarray(np.full((48, 48, 3), v if face else int(rng.integers(0, 120)), np.uint8)).save(root / name)
+        rows.append({"image": name, "label": int(face), "split": "test", "skin_group": group})
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    return root
+
+
+def test_corrupt_image_skipped_listed_and_html_escaped(folder_set, tmp_path):
+    cfg = AuditConfig(by=("skin_group",), n_boot=50, min_n=5)
+    res = run_audit(folder_set, [FAKE], cfg, tmp_path / "out")
+    assert len(res.skipped) == 1 and res.skipped.image.item() == "img/60.png"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["skipped_images"]["count"] == 1
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b>bold" not in html
+    assert "http://" not in html and "https://" not in html  # self-contained
+    assert summary["manifest_sha256"] and len(summary["manifest_sha256"]) == 64
+    for f in ("predictions.csv", "metrics.csv", "disparities.csv"):
+        assert (tmp_path / "out" / f).exists()
+
+
+def test_missing_attribute_column_names_it_and_lists_columns(folder_set, tmp_path):
+    r = runner.invoke(app, ["audit", str(folder_set), "-m", FAKE, "--by", "ethnicity", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2
+    assert "'ethnicity' not found" in r.output and "skin_group" in r.output
+
+
+def test_torchscript_wrong_shape_and_unloadable(tmp_path):
+    class Bad(torch.nn.Module):
+        def forward(self, x):
+            return x.mean(dim=(2, 3))  # (B, 3): not a score per image
+
+    torch.jit.script(Bad()).save(str(tmp_path / "bad.pt"))
+    a = load_adapter(f"torchscript:{tmp_path / 'bad.pt'}", size=16)
+    with pytest.raises(ValueError, match=r"bad.pt returned shape \(2, 3\) for a batch of 2"):
+        a.score([np.zeros((16, 16, 3), np.uint8)] * 2)
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="junk.pt could not be loaded"):
+        load_adapter(f"torchscript:{tmp_path / 'junk.pt'}")
+
+
+def test_onnx_without_onnxruntime_gives_install_hint(tmp_path, monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_ort(name, *a, **k):
+        if name == "onnxruntime":
+            raise ImportError("no onnxruntime")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_ort)
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[onnx\]'"):
+        load_adapter(f"onnx:{tmp_path / 'm.onnx'}")
+
+
+def test_fail_on_gate_exit_code(tiny_synth, tmp_path):
+    args = ["audit", str(tiny_synth), "-m", FAKE, "--by", "skin_group", "--min-n", "5", "--n-boot", "100",
+            "--no-thumbnails", "--threshold", "0.35", "--out", str(tmp_path / "o")]
+    r = runner.invoke(app, args + ["--fail-on", "detection_rate_gap>0.0"])
+    # centre brightness detects lighter faces better: the darker gap's lower bound is above 0
+    assert r.exit_code == 3, r.output
+    assert "darker" in r.output and "fairness gate failed" in r.output
+    r = runner.invoke(app, args + ["--fail-on", "detection_rate_gap>0.99"])
+    assert r.exit_code == 0 and "fairness gate passed" in r.output
+    r = runner.invoke(app, args + ["--fail-on", "nonsense"])
+    assert r.exit_code == 2
+
+
+def test_predictions_csv_audit_matches_model_audit(tiny_synth, tmp_path):
+    cfg = AuditConfig(by=("skin_group",), n_boot=50, min_n=5, thumbnails=False)
+    a = run_audit(tiny_synth, [FAKE], cfg, tmp_path / "a")
+    p = a.predictions[["image", "y_score"]].rename(columns={"y_score": "score"})
+    p.to_csv(tmp_path / "p.csv", index=False)
+    b = run_audit(tiny_synth, [], cfg, tmp_path / "b", predictions_csv=tmp_path / "p.csv")
+    ma = a.metrics.set_index(["grouping", "group", "metric"])["value"]
+    mb = b.metrics.set_index(["grouping", "group", "metric"])["value"]
+    assert np.allclose(ma.to_numpy(float), mb.reindex(ma.index).to_numpy(float), equal_nan=True)
+
+
+def test_shards_merge_to_the_full_audit(tiny_synth, tmp_path):
+    full = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, "--by", "skin_group", "--min-n", "5",
+                               "--n-boot", "50", "--no-thumbnails", "--out", str(tmp_path / "full")])
+    assert full.exit_code == 0, full.output
+    for k in range(3):
+        r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, "--shard", f"{k}/3", "--out", str(tmp_path / f"s{k}")])
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["report", "merge", *(str(tmp_path / f"s{k}") for k in range(3)), "--by", "skin_group",
+                            "--min-n", "5", "--n-boot", "50", "--out", str(tmp_path / "merged")])
+    assert r.exit_code == 0, r.output
+    a = pd.read_csv(tmp_path / "full" / "metrics.csv")
+    b = pd.read_csv(tmp_path / "merged" / "metrics.csv")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_compare_runs_mcnemar_by_hand(tiny_synth, tmp_path):
+    cfg = AuditConfig(by=("skin_group",), n_boot=50, min_n=5, thumbnails=False, threshold=0.3)
+    run_audit(tiny_synth, [FAKE], cfg, tmp_path / "a")
+    p = pd.read_csv(tmp_path / "a" / "predictions.csv")
+    p["y_score"] = np.sqrt(p["y_score"])  # a second 'model' on the same images
+    (tmp_path / "b").mkdir()
+    p.to_csv(tmp_path / "b" / "predictions.csv", index=False)
+    r = runner.invoke(app, ["report", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--by", "skin_group",
+                            "--threshold", "0.3", "--min-n", "5", "--n-boot", "50", "--out", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    paired = pd.read_csv(tmp_path / "c" / "paired.csv")
+    mc = paired[paired.test == "McNemar exact"].iloc[0]
+    a = pd.read_csv(tmp_path / "a" / "predictions.csv")
+    faces = a[a.y_true == 1]
+    n10, n01, pv = mcnemar(faces.y_score >= 0.3, np.sqrt(faces.y_score) >= 0.3)
+    assert mc.p_value == pytest.approx(pv) and f"{n10} faces only a detects, {n01} only b" in mc.note
+
+
+def test_real_ppb_sample_with_haar_runs_and_flags_all_cells(tmp_path, ppb_sample):
+    r = runner.invoke(app, ["data", "import", "folder", "--faces", str(ppb_sample), "--csv",
+                            str(ppb_sample / "labels.csv"), "--out", str(tmp_path / "ppb")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["audit", str(tmp_path / "ppb"), "-m", "opencv:haar-frontal-default", "--by",
+                            "skin_group,gender", "--out", str(tmp_path / "audit")])
+    assert r.exit_code == 0, r.output
+    m = pd.read_csv(tmp_path / "audit" / "metrics.csv")
+    cells = m[(m.grouping == "skin_group x gender") & (m.metric == "detection_rate")]
+    assert len(cells) == 4 and (cells.flag == "too few to judge").all() and (cells.n == 5).all()
+    pred = pd.read_csv(tmp_path / "audit" / "predictions.csv")
+    # the resolution confound of this sample is visible in the covariates
+    w = pred.groupby("skin_group").width.median()
+    assert w["lighter"] < 80 and w["darker"] > 150
+
+
+def test_report_renders_in_headless_chromium(tiny_synth, tmp_path):
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("chromium is not installed")
+    cfg = AuditConfig(by=("skin_group", "pose"), n_boot=50, min_n=5)
+    run_audit(tiny_synth, [FAKE], cfg, tmp_path / "out")
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2000", f"--screenshot={shot}",
+                    (tmp_path / "out" / "report.html").as_uri()], capture_output=True, timeout=120)
+    img = np.asarray(Image.open(shot).convert("L"))
+    assert img.shape == (2000, 1200)
+    assert img.std() > 20  # the page drew text and figures, not a blank screen

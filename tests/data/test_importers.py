@@ -1,0 +1,150 @@
+"""Each importer runs over a tiny fake copy of its source layout, written here (torchvision's pattern)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from debias.cli import app
+from debias.data import importers
+from debias.data.manifest import ManifestDataset, read_manifest
+from debias.data.pack import pack
+
+
+def _img(path, size=(30, 40), value=120):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size[1], size[0], 3), value, np.uint8)).save(path)
+
+
+def _corrupt(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+
+
+def test_celeba(tmp_path):
+    src = tmp_path / "celeba"
+    for f in ("000001.jpg", "000002.jpg", "000003.jpg"):
+        _img(src / "img_align_celeba" / f)
+    _corrupt(src / "img_align_celeba" / "000004.jpg")
+    names = "5_o_Clock_Shadow Male Pale_Skin Young Eyeglasses"
+    (src / "list_attr_celeba.txt").write_text(
+        f"4\n{names}\n000001.jpg -1 1 -1 1 -1\n000002.jpg 1 -1 1 1 -1\n000003.jpg -1 1 -1 -1 1\n"
+        "000004.jpg -1 -1 -1 1 -1\n")
+    (src / "list_eval_partition.txt").write_text("000001.jpg 0\n000002.jpg 1\n000003.jpg 2\n000004.jpg 0\n")
+    res = importers.get("celeba").run(tmp_path, tmp_path / "out")
+    m = res.manifest.set_index(res.manifest.image.str[-10:])
+    assert m.loc["000001.jpg", "gender"] == "male" and m.loc["000002.jpg", "gender"] == "female"
+    assert m.loc["000002.jpg", "pale_skin"] == 1 and "skin_tone" not in m.columns  # Pale_Skin is not a tone
+    assert m.split.tolist() == ["train", "val", "test", "train"] and (m.label == 1).all()
+    packed = pack(tmp_path / "out", size=16, workers=2)
+    assert len(packed) == 3 and np.load(tmp_path / "out" / "images.npy").shape == (3, 16, 16, 3)
+    rep = pd.read_csv(tmp_path / "out" / "import_report.csv")
+    assert rep.item.str.contains("000004.jpg").any() and rep.problem.str.contains("unreadable").any()
+    ds = ManifestDataset(tmp_path / "out", "train")
+    assert len(ds) == 1 and ds[0][0].shape == (3, 16, 16)
+
+
+def test_celeba_missing_file_says_what_is_expected(tmp_path):
+    with pytest.raises(FileNotFoundError, match="list_attr_celeba.txt not found.*datasets/celeba/README.md"):
+        importers.get("celeba").run(tmp_path, tmp_path / "out")
+
+
+def test_mit_h5_keeps_labels_and_converts_bgr(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    imgs = np.zeros((6, 64, 64, 3), np.uint8)
+    imgs[..., 0] = 200  # blue in BGR
+    with h5py.File(tmp_path / "train_face.h5", "w") as f:
+        f["images"] = imgs
+        f["labels"] = np.array([[1], [0], [1], [0], [1], [1]], np.float32)
+    res = importers.get("mit-h5").run(tmp_path / "train_face.h5", tmp_path / "out", val_fraction=0.0)
+    assert res.manifest.label.tolist() == [1, 0, 1, 0, 1, 1]
+    arr = np.load(tmp_path / "out" / "images.npy")
+    assert arr[0, 0, 0].tolist() == [0, 0, 200]  # now RGB: blue last
+    read_manifest(tmp_path / "out")
+
+
+def test_ppb_maps_fitzpatrick(tmp_path):
+    src = tmp_path / "ppb"
+    for f in ("a.jpg", "b.jpg", "c.jpg"):
+        _img(src / f)
+    pd.DataFrame({"id": [1, 2, 3, 4], "filename": ["a.jpg", "b.jpg", "c.jpg", "missing.jpg"],
+                  "gender": ["Female", "Male", "Male", "Female"], "numeric": [1, 4, "VI", 2]}).to_csv(
+        src / "PPB-2017-metadata.csv", index=False)
+    res = importers.get("ppb").run(src, tmp_path / "out")
+    m = res.manifest
+    assert m.skin_tone.tolist() == ["I", "IV", "VI"] and m.skin_group.tolist() == ["lighter", "darker", "darker"]
+    assert m.gender.tolist() == ["female", "male", "male"]
+    assert "missing.jpg" in res.report.item.tolist()
+
+
+def test_ppb_metadata_without_a_column(tmp_path):
+    src = tmp_path / "ppb"
+    _img(src / "a.jpg")
+    pd.DataFrame({"filename": ["a.jpg"], "gender": ["Female"]}).to_csv(src / "meta.csv", index=False)
+    with pytest.raises(KeyError, match="Fitzpatrick type column.*columns: filename, gender"):
+        importers.get("ppb").run(src, tmp_path / "out", csv=src / "meta.csv")
+
+
+def test_fairface_keeps_race_separate(tmp_path):
+    src = tmp_path / "ff"
+    _img(src / "train" / "1.jpg")
+    _img(src / "val" / "1.jpg")
+    pd.DataFrame({"file": ["train/1.jpg", "train/2.jpg"], "age": ["20-29", "3-9"], "gender": ["Male", "Female"],
+                  "race": ["Black", "White"], "service_test": [True, False]}).to_csv(src / "fairface_label_train.csv", index=False)
+    pd.DataFrame({"file": ["val/1.jpg"], "age": ["50-59"], "gender": ["Female"], "race": ["East Asian"]}).to_csv(
+        src / "fairface_label_val.csv", index=False)
+    res = importers.get("fairface").run(src, tmp_path / "out")
+    m = res.manifest
+    assert m.race.tolist() == ["Black", "East Asian"] and "skin_tone" not in m and "skin_group" not in m
+    assert m.split.tolist() == ["train", "test"]
+    assert res.report.item.tolist() == ["train/2.jpg"]
+
+
+def test_utkface_parses_names_and_reports_malformed(tmp_path):
+    src = tmp_path / "utk"
+    _img(src / "25_0_1_20170116174525125.jpg")
+    _img(src / "61_1_3_20170109150557335.jpg.chip.jpg")
+    _img(src / "holiday_photo.jpg")
+    _img(src / "39_1_20170116174525125.jpg")  # race missing
+    res = importers.get("utkface").run(src, tmp_path / "out")
+    m = res.manifest.sort_values("age")
+    assert m.age.tolist() == [25, 61] and m.gender.tolist() == ["male", "female"]
+    assert m.race.tolist() == ["Black", "Indian"]
+    assert sorted(res.report.item) == ["39_1_20170116174525125.jpg", "holiday_photo.jpg"]
+
+
+def test_folder_with_csv_label_map_and_mismatches(tmp_path):
+    faces, non = tmp_path / "faces", tmp_path / "neg"
+    _img(faces / "x" / "a.png")
+    _img(faces / "b.png")
+    _img(faces / "c.png")
+    _img(non / "n1.jpg")
+    pd.DataFrame({"file": ["x/a.png", "b.png", "ghost.png", "c.png"], "skin": ["darker", "lighter", "darker", None],
+                  "label": [1, 1, 1, 0]}).to_csv(tmp_path / "attrs.csv", index=False)
+    res = importers.get("folder").run(None, tmp_path / "out", faces=[faces], non_faces=[non], csv=tmp_path / "attrs.csv",
+                                      key="file", rename={"skin": "skin_group"})
+    m = read_manifest(tmp_path / "out")
+    assert len(m) == 4 and "skin_group" in m.columns
+    by = dict(zip(m.image.str.split("/").str[-1], m.label))
+    assert by == {"a.png": 1, "b.png": 1, "c.png": 0, "n1.jpg": 0}  # the CSV's label column decides c.png
+    problems = dict(zip(res.report.item.str.split("/").str[-1], res.report.problem))
+    assert problems["ghost.png"] == "CSV row has no image file"
+    assert problems["n1.jpg"] == "image has no row in the attribute CSV"
+
+
+def test_folder_csv_missing_key_column(tmp_path):
+    _img(tmp_path / "f" / "a.png")
+    pd.DataFrame({"name": ["a.png"]}).to_csv(tmp_path / "a.csv", index=False)
+    with pytest.raises(KeyError, match="no 'path' column.*--key"):
+        importers.get("folder").run(None, tmp_path / "o", faces=[tmp_path / "f"], csv=tmp_path / "a.csv")
+
+
+def test_cli_import_ppb_sample_and_pack(tmp_path, ppb_sample):
+    r = CliRunner().invoke(app, ["data", "import", "folder", "--faces", str(ppb_sample), "--csv",
+                                 str(ppb_sample / "labels.csv"), "--out", str(tmp_path / "ppb"), "--pack", "--size", "32"])
+    assert r.exit_code == 0, r.output
+    m = read_manifest(tmp_path / "ppb")
+    assert len(m) == 20 and m.groupby(["skin_group", "gender"]).size().tolist() == [5, 5, 5, 5]
+    assert np.load(tmp_path / "ppb" / "images.npy").shape == (20, 32, 32, 3)

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from debias.cli import app
+from debias.config import TrainConfig
+from debias.train import TrainingError, fit, load_run
+
+FAST = dict(epochs=2, batch_size=32, width=4, latent_dim=8, max_train=256)
+
+
+def _state(run):
+    return torch.load(run / "model.pt", weights_only=True)["state_dict"]
+
+
+@pytest.mark.parametrize("method", ["standard", "dbvae", "vae-uniform", "balanced", "jtt"])
+def test_every_method_trains_and_writes_its_run_folder(tiny_synth, tmp_path, method):
+    cfg = TrainConfig(method=method, jtt_epochs=1, **FAST)
+    hist = fit(tiny_synth, cfg, tmp_path)
+    for f in ("config.json", "model.pt", "history.csv", "sampling_weights.csv", "checkpoint.pt"):
+        assert (tmp_path / f).exists(), f
+    assert len(hist) == 2 and np.isfinite(hist["loss"]).all()
+    assert "val_recall[skin_group=darker]" in hist and "mass[skin_group=darker]" in hist
+    w = pd.read_csv(tmp_path / "sampling_weights.csv")
+    assert w["p"].sum() == pytest.approx(1.0, abs=1e-4)
+    model, arch = load_run(tmp_path)
+    assert model(torch.rand(2, 3, 64, 64)).shape == (2,)
+
+
+def test_dbvae_mass_is_a_diagnostic_of_its_weights(tiny_synth, tmp_path):
+    hist = fit(tiny_synth, TrainConfig(method="dbvae", **FAST), tmp_path)
+    w = pd.read_csv(tmp_path / "sampling_weights.csv")
+    share = w.groupby("skin_group")["p"].sum()
+    assert hist["mass[skin_group=darker]"].iloc[-1] == pytest.approx(share["darker"], abs=1e-4)
+
+
+def test_same_seed_same_history(tiny_synth, tmp_path):
+    cfg = TrainConfig(method="dbvae", **FAST)
+    fit(tiny_synth, cfg, tmp_path / "a")
+    fit(tiny_synth, cfg, tmp_path / "b")
+    assert (tmp_path / "a" / "history.csv").read_bytes() == (tmp_path / "b" / "history.csv").read_bytes()
+
+
+def test_resume_after_a_kill_mid_epoch_gives_the_same_weights(tiny_synth, tmp_path):
+    cfg = TrainConfig(method="dbvae", **{**FAST, "epochs": 3})
+    fit(tiny_synth, cfg, tmp_path / "full")
+    calls = {"n": 0}
+
+    def kill_in_epoch_two(n=1, **kw):
+        calls["n"] += n if n > 0 else 0
+        if calls["n"] > 8 + 3:  # 8 steps per epoch: die 3 steps into the second epoch
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_synth, cfg, tmp_path / "cut", progress=kill_in_epoch_two)
+    assert not (tmp_path / "cut" / "model.pt").exists()
+    fit(tiny_synth, cfg, tmp_path / "cut", resume=True)
+    a, b = _state(tmp_path / "full"), _state(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "full" / "history.csv").read_bytes() == (tmp_path / "cut" / "history.csv").read_bytes()
+
+
+def test_non_finite_loss_stops_with_clear_error_and_keeps_checkpoint(tiny_synth, tmp_path):
+    cfg = TrainConfig(method="standard", **{**FAST, "epochs": 3, "lr": 1e30})
+    with pytest.raises(TrainingError, match="non-finite"):
+        fit(tiny_synth, cfg, tmp_path)
+
+
+def test_cli_train_export_and_script_loads(tiny_synth, tmp_path):
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "run"), "--method", "standard",
+                                 "--epochs", "1", "--width", "4", "--max-train", "128", "--batch-size", "32"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--torchscript", str(tmp_path / "m.pt")])
+    assert r.exit_code == 0, r.output
+    scripted = torch.jit.load(str(tmp_path / "m.pt"))
+    model, _ = load_run(tmp_path / "run")
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(scripted(x), model(x), atol=1e-6)
+
+
+def test_cli_train_bad_method_and_missing_balance_column(tiny_synth, tmp_path):
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path), "--method", "magic"])
+    assert r.exit_code == 2 and "method='magic' is not one of" in r.output
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path), "--method", "balanced",
+                                 "--balance-by", "ethnicity", "--epochs", "1"])
+    assert r.exit_code == 2 and "ethnicity" in r.output
+
+
+def test_ddp_two_cpu_processes(tiny_synth, tmp_path):
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    cmd = [torchrun, "--nproc_per_node=2", "--master_port=29533", "-m", "debias", "train", str(tiny_synth),
+           "--out", str(tmp_path), "--method", "dbvae", "--epochs", "2", "--width", "4", "--latent-dim", "8",
+           "--max-train", "256", "--batch-size", "32", "--device", "cpu"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    cfg = pd.read_json(tmp_path / "config.json", typ="series")
+    assert cfg["world_size"] == 2
+    assert len(pd.read_csv(tmp_path / "history.csv")) == 2
