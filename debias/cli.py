@@ -196,12 +196,12 @@ def data_pack(
 
         debias data pack data/celeba --size 64
     """
-    from debias.data.manifest import ManifestError
+    from debias.data.manifest import ManifestError, read_manifest
     from debias.data.pack import pack
 
     try:
+        before = len(read_manifest(root, check_files=False))
         with progress_bar("packing", None) as advance:
-            before = len(__import__("pandas").read_csv(root / "manifest.csv"))
             m = pack(root, size=size, mode=crop, workers=workers, progress=advance)
     except (ManifestError, ValueError, FileNotFoundError) as e:
         fail(str(e))
@@ -261,7 +261,7 @@ def train(
     lr: float = typer.Option(5e-4, help="Adam learning rate."),
     seed: int = typer.Option(0, help="Seed for init, sampling and noise."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
-    workers: int = typer.Option(0, help="Reserved for file-backed data; packed data is read in-process."),
+    workers: int = typer.Option(0, help="Threads prefetching batches from the packed array (0 = none)."),
     arch: str = typer.Option("cnn", help="cnn (the lab CNN) | resnet18 (torchvision, untrained)."),
     width: int = typer.Option(12, help="Lab CNN width n (conv widths n, 2n, 4n, 6n)."),
     latent_dim: int = typer.Option(100, help="DB-VAE latent size k."),
@@ -279,7 +279,7 @@ def train(
     jtt_epochs: int = typer.Option(2, help="JTT: epochs of the identification model."),
     jtt_lambda: float = typer.Option(5.0, help="JTT: upweighting of its errors."),
     max_train: int = typer.Option(0, help="Use at most this many training images (0 = all)."),
-    compile: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the training step."),
+    compile: bool = typer.Option(True, "--compile/--no-compile", help="torch.compile the training step (eager fallback)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN/checkpoint.pt."),
 ) -> None:
     """Train a face classifier, standard or debiased.
@@ -401,9 +401,40 @@ def _finish_audit(result, out: Path, fail_on: Optional[str]) -> None:
 BY_HELP = "Comma-separated attribute columns; intersections of all of them are audited too."
 
 
+RECIPE_KEYS = ("data", "model", "predictions", "out", "by", "split", "threshold", "target_fpr", "reference", "n_boot",
+               "min_n", "seed", "batch_size", "device", "size", "mean", "std", "pad", "thumbnails", "shard", "fail_on")
+
+
+def _apply_recipe(ctx: typer.Context, recipe: Path, values: dict) -> dict:
+    """Recipe values fill every option the user did not give on the command line."""
+    import tomllib
+
+    try:
+        r = tomllib.loads(recipe.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        fail(f"recipe {recipe} could not be read: {e}")
+    unknown = sorted(set(r) - set(RECIPE_KEYS))
+    if unknown:
+        fail(f"recipe {recipe} has unknown key(s) {', '.join(unknown)}; known keys: {', '.join(RECIPE_KEYS)}.")
+    for k, v in r.items():
+        source = ctx.get_parameter_source(k)
+        if source is None or source.name == "DEFAULT" or values.get(k) is None:
+            if k in ("data", "out", "predictions"):
+                v = Path(v)
+            elif k == "model" and isinstance(v, str):
+                v = [v]
+            elif k in ("by", "mean", "std") and isinstance(v, list):
+                v = ",".join(map(str, v))
+            values[k] = v
+    return values
+
+
 @app.command("audit")
 def audit(
-    data: Path = typer.Argument(..., help="Dataset folder with manifest.csv (synthetic, imported or packed)."),
+    ctx: typer.Context,
+    data: Optional[Path] = typer.Argument(None, help="Dataset folder with manifest.csv (synthetic, imported or packed)."),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", help="TOML file of these options (see audits/); "
+                                          "options given on the command line win."),
     model: List[str] = typer.Option([], "--model", "-m", help="Model spec (repeatable): run:DIR, torchscript:FILE, "
                                     "onnx:FILE, python:module:function, opencv:haar-frontal-default|-alt|-alt2|profile."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Audit a CSV of predictions made elsewhere "
@@ -437,11 +468,19 @@ def audit(
         debias audit data/ppb -m opencv:haar-frontal-default --by skin_group,gender --min-n 30
 
         debias audit data/synthfaces --predictions preds.csv --fail-on "detection_rate_gap>0.05"
+
+        debias audit --recipe audits/ppb-sample-haar.toml
     """
     from debias.audit.engine import run_audit
     from debias.data.manifest import ManifestError
     from debias.train import resolve_device
 
+    if recipe is not None:
+        v = _apply_recipe(ctx, recipe, dict(locals()))
+        (data, model, predictions, out, by, split, threshold, target_fpr, reference, n_boot, min_n, seed, batch_size,
+         device, size, mean, std, pad, thumbnails, shard, fail_on) = (v[k] for k in RECIPE_KEYS)
+    if data is None:
+        fail("give the dataset folder DATA (or a --recipe that names it).")
     cfg = _audit_config(by, split, threshold, target_fpr, reference, n_boot, min_n, seed, batch_size, device, size,
                         pad, thumbnails, shard)
     try:
@@ -518,22 +557,58 @@ def report_merge(
     _finish_audit(result, out, None)
 
 
-@app.command("demo")
-def demo(out: Path = typer.Option(Path("demo-output"), "--out", "-o", help="Output folder.")) -> None:
-    """Generate the synthetic benchmark and write its preview grid (training and audit come later).
+@app.command("latent")
+def latent(
+    run: Path = typer.Argument(..., help="Run folder of a DB-VAE (--method dbvae or vae-uniform)."),
+    data: Path = typer.Argument(..., help="The dataset it was trained on."),
+    out: Path = typer.Option(Path("latent-output"), "--out", "-o", help="Output folder for PNGs and CSVs."),
+    seed: int = typer.Option(0, help="Seed for prior samples."),
+) -> None:
+    """What a DB-VAE learned: traversals, prior samples, rare and common faces, latent-attribute correlations.
 
     Example:
 
-        debias demo --out demo-output
+        debias latent runs/dbvae data/synthfaces --out latent
     """
-    from debias.config import SynthConfig
-    from debias.data.preview import preview_grid
-    from debias.data.synth import generate
+    from debias.data.manifest import ManifestError
+    from debias.latent import analyze, write_figures
 
-    cfg = SynthConfig()
-    with progress_bar("rendering", cfg.n_train + cfg.n_val + 36 * cfg.n_test_per_cell) as advance:
-        generate(cfg, out / "data", progress=advance)
-    console.print(f"wrote {preview_grid(out / 'data', ('skin_group', 'pose'), out=out / 'preview.png')}")
+    try:
+        paths = write_figures(analyze(run, data, random_state=seed), out)
+    except (ManifestError, ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@app.command("demo")
+def demo(
+    out: Path = typer.Option(Path("demo-output"), "--out", "-o", help="Output folder."),
+    quick: bool = typer.Option(False, "--quick", help="Smaller and faster (about a minute)."),
+    seed: int = typer.Option(0, help="Seed for data, training and bootstrap."),
+    epochs: int = typer.Option(5, help="Epochs per model (--quick uses 3)."),
+    compile: bool = typer.Option(True, "--compile/--no-compile", help="torch.compile the training step."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+) -> None:
+    """The main job on the embedded data: train standard, DB-VAE and a balanced oracle; audit; compare.
+
+    Writes demo-output/report.html (plus metrics.csv, disparities.csv, paired.csv, summary.json,
+    runs/, latent/ and data/).
+
+    Examples:
+
+        debias demo
+
+        debias demo --quick --out /tmp/demo
+    """
+    from debias.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(quick=quick, seed=seed, epochs=epochs, compile=compile, device=device)
+    with progress_bar("demo", None) as advance:
+        result, timings = run_demo(out, cfg, progress=advance, log=lambda m: console.print(m))
+    console.print("[bold]Headline[/]")
+    for line in result.headline:
+        console.print(f"  {line}", highlight=False, markup=False)
+    console.print(f"wrote {out}/report.html in {timings['total_s']:.0f}s")
 
 
 def main() -> None:  # pragma: no cover

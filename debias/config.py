@@ -67,8 +67,8 @@ class TrainConfig:
     lr: float = 5e-4  # Adam learning rate
     seed: int = 0  # model init, sampling and augmentation all derive from this
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
-    workers: int = 0  # DataLoader workers; 0 reads the memory map in the main process
-    compile: bool = False  # torch.compile the training step (falls back to eager on failure)
+    workers: int = 0  # threads that prefetch batches from the packed array; 0 loads in the training loop
+    compile: bool = True  # torch.compile the training step (falls back to eager on failure)
     # resampling (debias/sampling.py)
     bins: int = 10  # histogram bins per latent dimension
     alpha: float = 0.01  # histogram smoothing; large alpha -> uniform sampling
@@ -78,7 +78,7 @@ class TrainConfig:
     resample_from: int = 1  # first epoch (0-based) that resamples; earlier epochs are uniform
     face_ratio: float = 0.5  # share of faces in every batch for weighted methods
     balance_by: tuple[str, ...] = ("skin_group", "pose")  # oracle groups for method=balanced
-    jtt_epochs: int = 2  # epochs of the first (identification) model for method=jtt
+    jtt_epochs: int = 2  # epochs of the first (identification) model for method=jtt, before the `epochs` of the final one
     jtt_lambda: float = 5.0  # upweighting factor for the first model's training errors
     max_train: int = 0  # use at most this many training images (0 = all); for quick runs
 

@@ -14,6 +14,7 @@ the checkpoint of epoch e repeats epochs e+1... exactly as an uninterrupted run 
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -111,20 +112,46 @@ class _Step(nn.Module):
         return bce, bce, zero, zero
 
 
+def _prefetch(batches, load: Callable, workers: int):
+    """Yield ``load(b)`` for each batch in order; with workers > 0, threads load the next batches ahead.
+
+    Gathering a batch from a large memory map and converting it to float overlaps with the
+    optimisation step this way; order is kept, so results do not depend on ``workers``.
+    """
+    if workers <= 0:
+        yield from (load(b) for b in batches)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    it = iter(batches)
+    with ThreadPoolExecutor(workers) as ex:
+        queue = deque(ex.submit(load, b) for b in itertools.islice(it, 2 * workers))
+        while queue:
+            fut = queue.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                queue.append(ex.submit(load, nxt))
+            yield fut.result()
+
+
 def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images: Callable, labels: np.ndarray,
-                    device: torch.device, *, rank: int = 0, world: int = 1,
+                    device: torch.device, *, rank: int = 0, world: int = 1, workers: int = 0,
                     progress: Callback | None = None) -> dict[str, float]:
     """Run one epoch of optimisation over ``batches`` (arrays of training positions).
 
-    Returns the mean of each loss part over the epoch.
+    ``workers`` threads prefetch batches. Returns the mean of each loss part over the epoch.
     """
     step.train()
     sums = np.zeros(4)
     n = 0
-    for pos in batches:
+
+    def load(pos):
         pos = pos[rank::world]  # this rank's slice of the global batch
-        x = to_tensor(images(pos)).to(device, non_blocking=True)
-        y = torch.from_numpy(labels[pos]).to(device)
+        return to_tensor(images(pos)), torch.from_numpy(labels[pos])
+
+    for x, y in _prefetch(batches, load, workers):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         parts = step(x, y)
         if not torch.isfinite(parts[0]):
             raise TrainingError(f"the loss became non-finite ({parts[0].item()}) at step {n}.")
@@ -272,7 +299,9 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
 
     n_batches = max(1, len(ds) // cfg.batch_size)
     weights: Weights | None = None
-    for epoch in range(start_epoch, cfg.epochs):
+    # JTT trains its identification model for jtt_epochs first, then the final model for `epochs`
+    total_epochs = cfg.epochs + (cfg.jtt_epochs if cfg.method == "jtt" else 0)
+    for epoch in range(start_epoch, total_epochs):
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed * 100_003 + epoch)
         # --- choose this epoch's sampling distribution over faces
@@ -294,7 +323,7 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
             p_face = weights.p
             resample_s = time.perf_counter() - tr
             if weights.guarded:
-                log(f"epoch {epoch}: ESS guard: raw ESS {weights.ess_raw:.4f} of faces is below --min-ess "
+                log(f"epoch {epoch + 1}: ESS guard: raw ESS {weights.ess_raw:.4f} of faces is below --min-ess "
                     f"{cfg.min_ess}; weights tempered with exponent {weights.temper:.3f} -> ESS {weights.ess:.3f}")
         elif cfg.method == "balanced":
             p_face = group_balanced_weights(face_frame, cfg.balance_by)
@@ -310,10 +339,10 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
             batches = BatchPlan(face_pos, p_face, nonface_pos, batch_size=cfg.batch_size, face_ratio=cfg.face_ratio,
                                 n_batches=n_batches, seed=cfg.seed, epoch=epoch, p_nonface=p_nonface)
         if progress:
-            progress(0, total=n_batches, description=f"epoch {epoch + 1}/{cfg.epochs}", info=f"ESS {ess:.2f}")
+            progress(0, total=n_batches, description=f"epoch {epoch + 1}/{total_epochs}", info=f"ESS {ess:.2f}")
         tt = time.perf_counter()
         losses = train_one_epoch(step, opt, batches, images, labels, device, rank=rank, world=world,
-                                 progress=progress)
+                                 workers=cfg.workers, progress=progress)
         train_s = time.perf_counter() - tt
         row = {"epoch": epoch, **losses, "ess": ess}
         if val is not None:
@@ -322,7 +351,7 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
         history.append(row)
         timing.append({"epoch": epoch, "epoch_s": time.perf_counter() - t0, "train_s": train_s,
                        "resample_s": resample_s, "img_per_s": n_batches * cfg.batch_size / train_s})
-        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {losses['loss']:.4f}, ESS {ess:.3f}"
+        log(f"epoch {epoch + 1}/{total_epochs}: loss {losses['loss']:.4f}, ESS {ess:.3f}"
             + (f", val acc {row['val_acc']:.4f}" if "val_acc" in row else "")
             + (f", resampling {resample_s:.2f}s of {timing[-1]['epoch_s']:.2f}s" if resample_s else ""))
         if rank == 0:

@@ -180,3 +180,16 @@ def test_report_renders_in_headless_chromium(tiny_synth, tmp_path):
     img = np.asarray(Image.open(shot).convert("L"))
     assert img.shape == (2000, 1200)
     assert img.std() > 20  # the page drew text and figures, not a blank screen
+
+
+def test_recipe_fills_options_and_command_line_wins(tiny_synth, tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'data = "{tiny_synth}"\nmodel = ["{FAKE}"]\nby = "pose"\nout = "{tmp_path / "o"}"\n'
+                      'min_n = 5\nn_boot = 40\nthumbnails = false\n')
+    r = runner.invoke(app, ["audit", "--recipe", str(recipe), "--by", "skin_group"])
+    assert r.exit_code == 0, r.output
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["config"]["by"] == ["skin_group"] and s["config"]["n_boot"] == 40 and s["config"]["min_n"] == 5
+    recipe.write_text('data = "x"\ncolour = "blue"\n')
+    r = runner.invoke(app, ["audit", "--recipe", str(recipe)])
+    assert r.exit_code == 2 and "unknown key(s) colour" in " ".join(r.output.split())

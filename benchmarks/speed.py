@@ -1,0 +1,165 @@
+"""Every speed figure in one run, each as a ratio against a baseline measured in the same process.
+
+    .venv/bin/python benchmarks/speed.py            # all
+    .venv/bin/python benchmarks/speed.py bootstrap  # one of: synth, train, resample, bootstrap, inference, demo, memory
+
+Results are printed and appended to benchmarks/results/speed.csv (with date, machine and command).
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _results import append_result  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CMD = "python benchmarks/speed.py {}"
+
+
+def bench_bootstrap(n=100_000, n_boot=1000):
+    """Our stratified-bootstrap CIs vs fairlearn MetricFrame(n_boot=...) on the same predictions."""
+    from fairlearn.metrics import MetricFrame
+    from sklearn.metrics import recall_score
+
+    from debias.audit.metrics import audit_model
+
+    rng = np.random.default_rng(0)
+    # 40 intersectional cells: 5 skin tones-ish x 4 poses x 2 genders, half faces
+    a = rng.choice([f"s{i}" for i in range(5)], n)
+    b = rng.choice([f"p{i}" for i in range(4)], n)
+    c = rng.choice(["f", "m"], n)
+    y = (rng.random(n) < 0.5).astype(int)
+    score = np.clip(np.where(y == 1, rng.normal(0.7, 0.2, n), rng.normal(0.3, 0.2, n)), 0, 1)
+    df = pd.DataFrame({"y_true": y, "y_score": score, "a": a, "b": b, "c": c})
+    df.loc[y == 0, ["a", "b", "c"]] = np.nan
+    t = time.perf_counter()
+    audit_model(df, ["a", "b", "c"], threshold=0.5, n_boot=n_boot, min_n=30)
+    ours = time.perf_counter() - t
+    faces = df[df.y_true == 1]
+    t = time.perf_counter()
+    MetricFrame(metrics=recall_score, y_true=faces.y_true, y_pred=(faces.y_score >= 0.5).astype(int),
+                sensitive_features=faces[["a", "b", "c"]], n_boot=n_boot, ci_quantiles=[0.025, 0.975], random_state=0)
+    fl = time.perf_counter() - t
+    print(f"bootstrap: {n} predictions, 40 cells, {n_boot} resamples: debias {ours:.2f}s (all metrics, every "
+          f"grouping and gap) vs fairlearn MetricFrame {fl:.2f}s (recall, intersections only): {fl / ours:.1f}x")
+    append_result("bootstrap_seconds", ours, "s", f"n={n}, 40 cells, n_boot={n_boot}", CMD.format("bootstrap"))
+    append_result("bootstrap_speedup_vs_fairlearn", fl / ours, "x", f"fairlearn {fl:.2f}s", CMD.format("bootstrap"))
+
+
+def _data(tmp, n_train=20_000):
+    from debias.config import SynthConfig
+    from debias.data.synth import generate
+
+    t = time.perf_counter()
+    m = generate(SynthConfig(n_train=n_train, n_val=1000, n_test_per_cell=120), tmp)
+    return len(m) / (time.perf_counter() - t)
+
+
+def bench_synth(tmp):
+    rate = _data(tmp / "d")
+    print(f"synthetic generation: {rate:.0f} img/s (2 workers)")
+    append_result("synth_generation", rate, "img/s", "64x64, 2 workers", CMD.format("synth"))
+
+
+def bench_train_and_resample(tmp):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--data", str(tmp / "d")],
+                         capture_output=True, text=True, cwd=ROOT / "benchmarks")
+    print(out.stdout.strip())
+    from debias.config import TrainConfig
+    from debias.train import fit
+
+    fit(tmp / "d", TrainConfig(method="dbvae", epochs=3, compile=False), tmp / "r")
+    tm = pd.read_csv(tmp / "r" / "timing.csv")
+    share = (tm.resample_s / tm.epoch_s)[tm.resample_s > 0].mean()
+    print(f"resampling pass: {share:.1%} of a DB-VAE epoch (20,000 images, k=100, 10 bins)")
+    append_result("resample_share_of_epoch", share, "fraction", "dbvae, 20k train, defaults", CMD.format("train"))
+
+
+def bench_inference(tmp):
+    import torch
+
+    from debias.audit.adapters import load_adapter
+    from debias.audit.predict import predict
+    from debias.config import TrainConfig
+    from debias.data.manifest import read_manifest, to_tensor
+    from debias.train import fit, load_run
+
+    if not (tmp / "s" / "model.pt").exists():
+        fit(tmp / "d", TrainConfig(method="standard", epochs=1, max_train=2000, compile=False), tmp / "s")
+    m = read_manifest(tmp / "d")
+    test = m[m.split == "test"]
+    x = np.load(tmp / "d" / "images.npy")[test.image.to_numpy()]
+    model, _ = load_run(tmp / "s")
+    t = time.perf_counter()
+    with torch.no_grad():
+        for s in range(0, len(x), 256):
+            model(to_tensor(x[s:s + 256]))
+    bare = len(x) / (time.perf_counter() - t)
+    a = load_adapter(f"run:{tmp / 's'}")
+    t = time.perf_counter()
+    predict(tmp / "d", [a], split="test")
+    ours = len(x) / (time.perf_counter() - t)
+    print(f"audit inference: {ours:.0f} img/s (with covariates) vs bare model {bare:.0f} img/s: {ours / bare:.2f}x")
+    append_result("audit_inference_ratio", ours / bare, "x bare inference", f"{len(x)} test images", CMD.format("inference"))
+
+
+def bench_demo(tmp):
+    t = time.perf_counter()
+    subprocess.run([str(Path(sys.executable).parent / "debias"), "demo", "--out", str(tmp / "demo")], check=True,
+                   capture_output=True)
+    wall = time.perf_counter() - t
+    t = time.perf_counter()
+    subprocess.run([str(Path(sys.executable).parent / "debias"), "demo", "--quick", "--out", str(tmp / "demoq")],
+                   check=True, capture_output=True)
+    quick = time.perf_counter() - t
+    print(f"demo wall time: default {wall:.0f}s, --quick {quick:.0f}s")
+    append_result("demo_wall", wall, "s", "default", CMD.format("demo"))
+    append_result("demo_quick_wall", quick, "s", "--quick", CMD.format("demo"))
+
+
+def bench_memory(tmp, n=200_000, steps=300):
+    """Peak RSS of training on a 200,000-image packed set (read through the memory map)."""
+    from debias.config import SynthConfig
+    from debias.data.synth import generate
+
+    data = tmp / "big"
+    if not (data / "images.npy").exists():
+        generate(SynthConfig(n_train=n, n_val=0, n_test_per_cell=1), data)
+    code = (f"import resource; from debias.config import TrainConfig; from debias.train import fit; "
+            f"fit('{data}', TrainConfig(method='dbvae', epochs=1, batch_size=64, compile=False), '{tmp / 'bigrun'}'); "
+            f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    peak_mb = int(out.stdout.strip().splitlines()[-1]) / 1024
+    size_mb = (data / "images.npy").stat().st_size / 2**20
+    print(f"training memory: peak RSS {peak_mb:.0f} MiB for a {size_mb:.0f} MiB packed array of {n} images "
+          f"(1 DB-VAE epoch, {time.perf_counter() - t:.0f}s)")
+    append_result("train_peak_rss_200k", peak_mb, "MiB", f"images.npy {size_mb:.0f} MiB", CMD.format("memory"))
+
+
+if __name__ == "__main__":
+    which = sys.argv[1:] or ["synth", "train", "bootstrap", "inference", "demo", "memory"]
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        if "bootstrap" in which:
+            bench_bootstrap()
+        if {"synth", "train", "resample", "inference"} & set(which):
+            bench_synth(tmp)
+        if {"train", "resample"} & set(which):
+            bench_train_and_resample(tmp)
+        if "inference" in which:
+            bench_inference(tmp)
+        if "demo" in which:
+            bench_demo(tmp)
+        if "memory" in which:
+            bench_memory(tmp)

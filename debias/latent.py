@@ -1,0 +1,198 @@
+"""What a trained DB-VAE learned, and whom it considers rare.
+
+- latent traversals: decode a face while sweeping one latent variable, the others held fixed;
+- new faces decoded from prior samples z ~ N(0, I);
+- the most and least represented training faces by final sampling probability;
+- the correlation of every latent dimension with each known attribute;
+- the sampling-mass share per subgroup, uniform against debiased.
+
+Functions here compute arrays and tables; :func:`write_figures` draws them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import spearmanr
+
+from debias.data.manifest import ManifestDataset, read_manifest, to_tensor
+from debias.models.dbvae import DBVAE
+
+NOT_A_DBVAE = ("{run} holds a {kind} model; latent analysis needs a DB-VAE (train with --method dbvae or "
+               "vae-uniform).")
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return (x.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)  # (B, H, W, 3)
+
+
+@torch.no_grad()
+def encode(model: DBVAE, images: np.ndarray, *, batch: int = 512) -> np.ndarray:
+    """Latent means (N, k) of (N, H, W, 3) uint8 images."""
+    model.eval()
+    return torch.cat([model.encode(to_tensor(images[s:s + batch]))[1] for s in range(0, len(images), batch)]).numpy()
+
+
+@torch.no_grad()
+def traversals(model: DBVAE, mu: np.ndarray, dims: Sequence[int], *, steps: int = 9, span: float = 2.5) -> np.ndarray:
+    """Decoded sweeps, shape (len(dims), steps, H, W, 3).
+
+    The base code is the median face latent; dimension d goes from median - span*sd to median + span*sd
+    of that dimension over the faces.
+    """
+    base = np.median(mu, 0)
+    sd = mu.std(0)
+    rows = []
+    for d in dims:
+        z = np.repeat(base[None], steps, 0)
+        z[:, d] = base[d] + np.linspace(-span, span, steps) * sd[d]
+        rows.append(_to_uint8(model.decode(torch.from_numpy(z).float())))
+    return np.stack(rows)
+
+
+@torch.no_grad()
+def prior_samples(model: DBVAE, n: int = 32, *, random_state: int = 0) -> np.ndarray:
+    """Faces decoded from z ~ N(0, I), shape (n, H, W, 3)."""
+    g = torch.Generator().manual_seed(random_state)
+    return _to_uint8(model.decode(torch.randn(n, model.latent_dim, generator=g)))
+
+
+def latent_attribute_correlation(mu: np.ndarray, frame: pd.DataFrame,
+                                 attributes: Sequence[str] = ("skin_tone", "yaw", "abs_yaw", "light", "gender")) -> pd.DataFrame:
+    """Spearman correlation of every latent dimension (rows) with each known attribute (columns)."""
+    cols = {}
+    for a in attributes:
+        if a == "abs_yaw" and "yaw" in frame:
+            v = frame["yaw"].astype(float).abs()
+        elif a == "gender" and "gender" in frame:
+            v = (frame["gender"] == "female").astype(float).where(frame["gender"].notna())
+        elif a in frame:
+            v = pd.to_numeric(frame[a], errors="coerce")
+        else:
+            continue
+        v = v.to_numpy(float)
+        ok = ~np.isnan(v)
+        if ok.sum() > 2 and np.unique(v[ok]).size > 1:
+            cols[a] = [spearmanr(mu[ok, d], v[ok]).statistic for d in range(mu.shape[1])]
+    return pd.DataFrame(cols, index=pd.Index(range(mu.shape[1]), name="latent_dim"))
+
+
+def mass_shares(p: np.ndarray, frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Share of sampling mass per subgroup, uniform against the given probabilities."""
+    rows = []
+    for c in columns:
+        if c not in frame:
+            continue
+        g = frame[c].astype(str).to_numpy()
+        uni = pd.Series(1.0 / len(p), index=g).groupby(level=0).sum()
+        deb = pd.Series(p, index=g).groupby(level=0).sum()
+        for k in uni.index:
+            rows.append({"attribute": c, "group": k, "uniform": uni[k], "debiased": deb[k]})
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class LatentAnalysis:
+    traversal_dims: list[int]
+    traversals: np.ndarray  # (D, steps, H, W, 3)
+    prior: np.ndarray  # (n, H, W, 3)
+    rare: np.ndarray  # most upweighted (least represented) training faces
+    common: np.ndarray  # least upweighted (most represented) training faces
+    correlation: pd.DataFrame  # (k, attributes)
+    shares: pd.DataFrame  # attribute, group, uniform, debiased
+
+
+def analyze(run: str | Path, data: str | Path, *, n_dims: int = 6, n_gallery: int = 16,
+            random_state: int = 0) -> LatentAnalysis:
+    """Run every analysis for a DB-VAE run folder and its training dataset."""
+    from debias.train import load_run
+
+    model, arch = load_run(run)
+    if not isinstance(model, DBVAE):
+        raise ValueError(NOT_A_DBVAE.format(run=run, kind=arch["kind"]))
+    weights = pd.read_csv(Path(run) / "sampling_weights.csv")
+    m = read_manifest(data)
+    ds = ManifestDataset(data, "train", frame=m)
+    faces = ds.frame[ds.frame["label"] == 1]
+    pos = np.flatnonzero(ds.frame["label"].to_numpy() == 1)
+    imgs = ds.images_uint8(pos)
+    mu = encode(model, imgs)
+    dims = list(np.argsort(mu.std(0))[::-1][:n_dims])
+    # sampling_weights.csv rows follow the training faces in manifest order (see train.fit)
+    w = weights.set_index("image")["p"].reindex(faces["image"]).to_numpy()
+    if np.isnan(w).any():
+        raise ValueError(f"{run}/sampling_weights.csv does not match the faces of {data}; was the run trained on it?")
+    order = np.argsort(w)
+    return LatentAnalysis(
+        traversal_dims=[int(d) for d in dims], traversals=traversals(model, mu, dims), prior=prior_samples(
+            model, 32, random_state=random_state),
+        rare=imgs[order[::-1][:n_gallery]], common=imgs[order[:n_gallery]],
+        correlation=latent_attribute_correlation(mu, faces.reset_index(drop=True)),
+        shares=mass_shares(w, faces, ("skin_group", "pose", "gender")))
+
+
+def write_figures(a: LatentAnalysis, out: str | Path) -> dict[str, Path]:
+    """Draw every analysis into PNGs under ``out`` (plus CSVs of the tables). Returns name -> path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+
+    def grid(imgs: np.ndarray, ncol: int) -> np.ndarray:
+        n, h, w, _ = imgs.shape
+        nrow = int(np.ceil(n / ncol))
+        canvas = np.full((nrow * (h + 2), ncol * (w + 2), 3), 255, np.uint8)
+        for i, im in enumerate(imgs):
+            r, c = divmod(i, ncol)
+            canvas[r * (h + 2):r * (h + 2) + h, c * (w + 2):c * (w + 2) + w] = im
+        return canvas
+
+    def save(name, fig):
+        p = out / f"{name}.png"
+        fig.savefig(p, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        paths[name] = p
+
+    D, S = a.traversals.shape[:2]
+    fig, ax = plt.subplots(figsize=(S * 0.8 + 1.5, D * 0.8 + 0.6))
+    ax.imshow(grid(a.traversals.reshape(-1, *a.traversals.shape[2:]), S))
+    h = a.traversals.shape[2] + 2
+    ax.set_yticks([i * h + h / 2 for i in range(D)], [f"z{d}" for d in a.traversal_dims])
+    ax.set_xticks([0, (S - 1) * h + h / 2], ["-2.5 sd", "+2.5 sd"])
+    ax.set_title("latent traversals (dimensions with the largest spread)")
+    save("traversals", fig)
+    for name, imgs, title in (("prior_samples", a.prior, "new faces decoded from z ~ N(0, I)"),
+                              ("rare_faces", a.rare, "most upweighted training faces (rare to the model)"),
+                              ("common_faces", a.common, "least upweighted training faces (common to the model)")):
+        fig, ax = plt.subplots(figsize=(8, 8 * int(np.ceil(len(imgs) / 8)) / 8 + 0.5))
+        ax.imshow(grid(imgs, 8))
+        ax.axis("off")
+        ax.set_title(title)
+        save(name, fig)
+    if not a.correlation.empty:
+        top = a.correlation.abs().max(1).sort_values(ascending=False).index[:20]
+        fig, ax = plt.subplots(figsize=(1.2 * a.correlation.shape[1] + 2, 6))
+        sns.heatmap(a.correlation.loc[top], vmin=-1, vmax=1, cmap="vlag", annot=True, fmt=".2f", ax=ax)
+        ax.set_title("Spearman correlation: latent dimension x attribute (20 most correlated dims)")
+        save("latent_correlation", fig)
+        a.correlation.to_csv(out / "latent_correlation.csv", float_format="%.4f")
+    if not a.shares.empty:
+        long = a.shares.melt(id_vars=["attribute", "group"], value_vars=["uniform", "debiased"], var_name="sampling",
+                             value_name="share")
+        g = sns.catplot(long, x="group", y="share", hue="sampling", col="attribute", kind="bar", sharex=False,
+                        height=3, aspect=1.1)
+        g.figure.suptitle("share of sampling mass per subgroup (diagnostic; sampling never sees these labels)", y=1.05)
+        paths["mass_shares"] = out / "mass_shares.png"
+        g.figure.savefig(paths["mass_shares"], dpi=100, bbox_inches="tight")
+        plt.close(g.figure)
+        a.shares.to_csv(out / "mass_shares.csv", index=False, float_format="%.5f")
+    return paths
