@@ -1,6 +1,6 @@
 """The debiasing benchmark: every method over seeds and two bias settings, plus a dose-response sweep.
 
-    .venv/bin/python benchmarks/debiasing.py table   [--seeds 0 1 2] [--n-train 10000] [--epochs 4]
+    .venv/bin/python benchmarks/debiasing.py table   [--seeds 0 1 2] [--n-train 10000] [--epochs 3]
     .venv/bin/python benchmarks/debiasing.py dose    [--seeds 0]
     .venv/bin/python benchmarks/debiasing.py summary   # aggregate + figure + README table from the CSVs
 
@@ -226,7 +226,7 @@ if __name__ == "__main__":
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS))
     ap.add_argument("--n-train", type=int, default=10_000)
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("DEBIAS_BENCH_CACHE", "/tmp/debias-bench")))
     a = ap.parse_args()

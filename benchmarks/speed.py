@@ -7,9 +7,6 @@ Results are printed and appended to benchmarks/results/speed.csv (with date, mac
 """
 from __future__ import annotations
 
-import json
-import os
-import resource
 import subprocess
 import sys
 import tempfile

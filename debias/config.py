@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,12 +133,4 @@ def to_json(cfg: Any, path: str | Path, **extra: Any) -> None:
     Path(path).write_text(json.dumps(d, indent=2, default=str) + "\n")
 
 
-def from_json(cls: type, path: str | Path) -> Any:
-    """Read a config written by :func:`to_json`, ignoring keys the class does not know."""
-    d = json.loads(Path(path).read_text())
-    names = {f.name for f in dataclasses.fields(cls)}
-    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
-    return cls(**kw)
-
-
-__all__ = ["SynthConfig", "TrainConfig", "AuditConfig", "to_json", "from_json", "field"]
+__all__ = ["SynthConfig", "TrainConfig", "AuditConfig", "to_json"]

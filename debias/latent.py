@@ -117,15 +117,16 @@ def analyze(run: str | Path, data: str | Path, *, n_dims: int = 6, n_gallery: in
     weights = pd.read_csv(Path(run) / "sampling_weights.csv")
     m = read_manifest(data)
     ds = ManifestDataset(data, "train", frame=m)
-    faces = ds.frame[ds.frame["label"] == 1]
-    pos = np.flatnonzero(ds.frame["label"].to_numpy() == 1)
+    # the faces the run trained on (all training faces, or its --max-train subset)
+    is_face = (ds.frame["label"] == 1) & ds.frame["image"].isin(weights["image"])
+    faces = ds.frame[is_face]
+    if len(faces) != len(weights):
+        raise ValueError(f"{run}/sampling_weights.csv does not match the faces of {data}; was the run trained on it?")
+    pos = np.flatnonzero(is_face.to_numpy())
     imgs = ds.images_uint8(pos)
     mu = encode(model, imgs)
     dims = list(np.argsort(mu.std(0))[::-1][:n_dims])
-    # sampling_weights.csv rows follow the training faces in manifest order (see train.fit)
     w = weights.set_index("image")["p"].reindex(faces["image"]).to_numpy()
-    if np.isnan(w).any():
-        raise ValueError(f"{run}/sampling_weights.csv does not match the faces of {data}; was the run trained on it?")
     order = np.argsort(w)
     return LatentAnalysis(
         traversal_dims=[int(d) for d in dims], traversals=traversals(model, mu, dims), prior=prior_samples(

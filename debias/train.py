@@ -14,6 +14,7 @@ the checkpoint of epoch e repeats epochs e+1... exactly as an uninterrupted run 
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -30,7 +31,7 @@ from torch import nn
 from debias.config import TrainConfig, to_json
 from debias.data.manifest import ManifestDataset, ManifestError, is_packed, read_manifest, to_tensor
 from debias.models.classifier import FaceClassifier
-from debias.models.dbvae import DBVAE, LossParts, dbvae_loss
+from debias.models.dbvae import DBVAE, dbvae_loss
 from debias.sampling import (BatchPlan, Weights, group_balanced_weights, jtt_weights, latent_weights,
                              mass_by_group)
 
@@ -263,6 +264,13 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
     val_images = _image_reader(val) if val is not None else None
     face_frame = ds.frame.iloc[face_pos]
 
+    if resume and (out / "config.json").exists():
+        old = json.loads((out / "config.json").read_text())
+        changed = [k for k, v in dataclasses.asdict(cfg).items()
+                   if k not in ("device", "workers", "compile") and json.loads(json.dumps(v)) != old.get(k)]
+        if changed:
+            raise TrainingError(f"--resume: option(s) {', '.join(changed)} differ from the run in {out}; resume with "
+                                f"the same options, or train into a new --out.")
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         to_json(cfg, out / "config.json", data=str(data.resolve()), size=size, n_train=len(ds),

@@ -62,6 +62,8 @@ def test_resume_after_a_kill_mid_epoch_gives_the_same_weights(tiny_synth, tmp_pa
     with pytest.raises(KeyboardInterrupt):
         fit(tiny_synth, cfg, tmp_path / "cut", progress=kill_in_epoch_two)
     assert not (tmp_path / "cut" / "model.pt").exists()
+    with pytest.raises(TrainingError, match="option.s. lr differ"):
+        fit(tiny_synth, TrainConfig(method="dbvae", **{**FAST, "epochs": 3, "lr": 1e-3}), tmp_path / "cut", resume=True)
     fit(tiny_synth, cfg, tmp_path / "cut", resume=True)
     a, b = _state(tmp_path / "full"), _state(tmp_path / "cut")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -112,3 +114,33 @@ def test_prefetch_workers_do_not_change_results(tiny_synth, tmp_path):
     fit(tiny_synth, TrainConfig(method="standard", workers=2, **FAST), tmp_path / "b")
     a, b = _state(tmp_path / "a"), _state(tmp_path / "b")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_compile_failure_falls_back_to_eager(tiny_synth, tmp_path, monkeypatch):
+    def broken_compile(module):
+        def run(*a):
+            raise RuntimeError("no C++ compiler")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    logs = []
+    fit(tiny_synth, TrainConfig(method="standard", **{**FAST, "compile": True}), tmp_path, log=logs.append)
+    assert any("torch.compile failed (RuntimeError: no C++ compiler); running eagerly" in m for m in logs)
+    assert (tmp_path / "model.pt").exists()
+
+
+def test_latent_cli_on_a_dbvae_run(tiny_synth, tmp_path):
+    fit(tiny_synth, TrainConfig(method="dbvae", **FAST), tmp_path / "run")
+    r = CliRunner().invoke(app, ["latent", str(tmp_path / "run"), str(tiny_synth), "--out", str(tmp_path / "lat")])
+    assert r.exit_code == 0, r.output
+    for f in ("traversals.png", "prior_samples.png", "rare_faces.png", "common_faces.png", "latent_correlation.csv",
+              "mass_shares.csv"):
+        assert (tmp_path / "lat" / f).exists(), f
+    shares = pd.read_csv(tmp_path / "lat" / "mass_shares.csv")
+    w = pd.read_csv(tmp_path / "run" / "sampling_weights.csv")
+    darker = shares[(shares.attribute == "skin_group") & (shares.group == "darker")].iloc[0]
+    assert darker.debiased == pytest.approx(w[w.skin_group == "darker"].p.sum(), abs=1e-4)
+    assert darker.uniform == pytest.approx((w.skin_group == "darker").mean(), abs=1e-4)
+    fit(tiny_synth, TrainConfig(method="standard", **FAST), tmp_path / "std")
+    r = CliRunner().invoke(app, ["latent", str(tmp_path / "std"), str(tiny_synth), "--out", str(tmp_path / "l2")])
+    assert r.exit_code == 2 and "needs a DB-VAE" in " ".join(r.output.split())

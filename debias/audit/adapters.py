@@ -69,7 +69,6 @@ class Adapter:
     fn: Callable[[Sequence[np.ndarray]], np.ndarray]
     files: tuple[Path, ...] = ()
     native_threshold: float | None = None  # a detector's own decision point (Haar: 0.5 = detected)
-    full_resolution: bool = False
 
     def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
         return np.asarray(self.fn(images), dtype=np.float64).reshape(-1)
@@ -177,5 +176,5 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
         if rest not in HAAR:
             raise ValueError(f"opencv:{rest} is not one of {', '.join('opencv:' + k for k in HAAR)}.")
         return Adapter(spec, rest, _haar_fn(HAAR[rest], pad), (Path(cv2.data.haarcascades) / HAAR[rest],),
-                       native_threshold=0.5, full_resolution=True)
+                       native_threshold=0.5)
     raise ValueError(UNKNOWN_SPEC.format(spec=spec, haar="|".join(HAAR)))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -190,16 +189,11 @@ def _versions() -> dict:
             "opencv": cv2.__version__}
 
 
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    h.update(Path(path).read_bytes())
-    return h.hexdigest()
-
-
 def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, data: str | Path | None = None,
                   model_files: dict | None = None, title: str = "Face detection fairness audit",
                   images: Callable | None = None, extra_sections: Sequence[dict] = ()) -> Path:
     """Write predictions.csv, metrics.csv, disparities.csv, paired.csv, summary.json and report.html."""
+    from debias.audit.adapters import sha256_file
     from debias.report.html import render_report
 
     out = Path(out)
@@ -213,7 +207,7 @@ def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, dat
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(), "config": asdict(cfg), "seed": cfg.seed,
         "data": str(data) if data else None,
-        "manifest_sha256": _sha(Path(data) / "manifest.csv") if data and (Path(data) / "manifest.csv").exists() else None,
+        "manifest_sha256": sha256_file(Path(data) / "manifest.csv") if data and (Path(data) / "manifest.csv").exists() else None,
         "model_files_sha256": model_files or {},
         "skipped_images": {"count": len(result.skipped), "images": result.skipped.to_dict("records")},
         "estimated_groupings": list(result.estimated),
@@ -242,7 +236,7 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
     """Audit ``models`` (adapter specs) or a predictions CSV on dataset ``data``; write ``out``."""
     from debias.audit.adapters import load_adapter, sha256_file
     from debias.audit.predict import predict, predictions_from_csv
-    from debias.data.manifest import is_packed, read_manifest, select_split
+    from debias.data.manifest import is_packed
 
     skipped = pd.DataFrame(columns=["row", "image", "reason"])
     files = {}

@@ -123,13 +123,15 @@ def calibration_by_group(pred: pd.DataFrame, model: str, col: str):
 
 def covariates(pred: pd.DataFrame, col: str, names: Sequence[str] = ("width", "brightness", "contrast", "sharpness")):
     """Image covariates per group (one model's rows: covariates do not depend on the model)."""
+    from debias.audit.metrics import sort_levels
+
     plt, sns = _plt()
     first = pred["model"].iloc[0]
     d = pred[(pred["model"] == first) & (pred["y_true"] == 1)]
     fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 3.0))
     for ax, c in zip(np.atleast_1d(axes), names):
         if c in d and d[c].notna().any():
-            sns.boxplot(d, x=col, y=c, ax=ax, fliersize=1.5)
+            sns.boxplot(d, x=col, y=c, ax=ax, fliersize=1.5, order=sort_levels(d[col].dropna().astype(str).unique()))
             ax.tick_params(axis="x", rotation=20)
         ax.set_title(c)
         ax.set_xlabel("")
