@@ -1,7 +1,7 @@
 """Every speed figure in one run, each as a ratio against a baseline measured in the same process.
 
     .venv/bin/python benchmarks/speed.py            # all
-    .venv/bin/python benchmarks/speed.py bootstrap  # one of: synth, train, resample, bootstrap, inference, demo, memory
+    .venv/bin/python benchmarks/speed.py bootstrap  # one of: synth, train, bootstrap, inference, pack, demo, memory
 
 Results are printed and appended to benchmarks/results/speed.csv (with date, machine and command).
 """
@@ -144,8 +144,36 @@ def bench_memory(tmp, n=200_000, steps=300):
     append_result("train_peak_rss_200k", peak_mb, "MiB", f"images.npy {size_mb:.0f} MiB", CMD.format("memory"))
 
 
+def bench_pack_memory(tmp, sizes=(2_000, 20_000)):
+    """Peak RSS of packing N CelebA-sized (178 x 218) JPEGs: flat in N means nothing is held in memory."""
+    from PIL import Image
+
+    src = np.load(tmp / "d" / "images.npy", mmap_mode="r") if (tmp / "d" / "images.npy").exists() else None
+    if src is None:
+        _data(tmp / "d")
+        src = np.load(tmp / "d" / "images.npy", mmap_mode="r")
+    res = {}
+    for n in sizes:
+        root = tmp / f"jpg{n}"
+        (root / "img").mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.asarray(src[i % len(src)])).resize((178, 218)).save(root / "img" / f"{i}.jpg", quality=90)
+        pd.DataFrame({"image": [f"img/{i}.jpg" for i in range(n)], "label": 1, "split": "train"}).to_csv(
+            root / "manifest.csv", index=False)
+        code = (f"import resource; from debias.data.pack import pack; pack('{root}', size=64, workers=4); "
+                f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        res[n] = (int(out.stdout.strip().splitlines()[-1]) / 1024, n / (time.perf_counter() - t))
+    (a, _), (b, rb) = res[sizes[0]], res[sizes[1]]
+    print(f"packing JPEGs 178x218 -> 64: peak RSS {a:.0f} MiB for {sizes[0]}, {b:.0f} MiB for {sizes[1]} "
+          f"({rb:.0f} img/s)")
+    append_result("pack_peak_rss_ratio", b / a, f"x (RSS at {sizes[1]} / at {sizes[0]})",
+                  f"{a:.0f} vs {b:.0f} MiB", CMD.format("pack"))
+
+
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["synth", "train", "bootstrap", "inference", "demo", "memory"]
+    which = sys.argv[1:] or ["synth", "train", "bootstrap", "inference", "pack", "demo", "memory"]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if "bootstrap" in which:
@@ -156,6 +184,8 @@ if __name__ == "__main__":
             bench_train_and_resample(tmp)
         if "inference" in which:
             bench_inference(tmp)
+        if "pack" in which:
+            bench_pack_memory(tmp)
         if "demo" in which:
             bench_demo(tmp)
         if "memory" in which:

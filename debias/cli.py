@@ -338,21 +338,30 @@ def train(
 @app.command("export")
 def export(
     run: Path = typer.Argument(..., help="Run folder written by `debias train`."),
-    torchscript: Path = typer.Option(..., "--torchscript", help="Output TorchScript file."),
+    torchscript: Optional[Path] = typer.Option(None, "--torchscript", help="Output TorchScript file."),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="Output ONNX file (needs the onnx package)."),
 ) -> None:
-    """Export a trained model as a TorchScript classifier (images in [0, 1] -> face logit).
+    """Export a trained model as a deployable classifier (images in [0, 1] -> face logit).
 
-    Example:
+    Examples:
 
         debias export runs/dbvae --torchscript dbvae.pt
-    """
-    from debias.train import export_torchscript
 
+        debias export runs/dbvae --onnx dbvae.onnx
+    """
+    from debias.train import export_onnx, export_torchscript
+
+    if torchscript is None and onnx is None:
+        fail("give --torchscript OUT.pt and/or --onnx OUT.onnx.")
     try:
-        p = export_torchscript(run, torchscript)
+        if torchscript is not None:
+            console.print(f"wrote {export_torchscript(run, torchscript)}")
+        if onnx is not None:
+            console.print(f"wrote {export_onnx(run, onnx)}")
     except FileNotFoundError as e:
         fail(str(e))
-    console.print(f"wrote {p}")
+    except ImportError as e:
+        fail(f"ONNX export needs the onnx package: pip install -e '.[onnx]' ({e})")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -418,6 +418,18 @@ def export_torchscript(run_dir: str | Path, out: str | Path) -> Path:
     return out
 
 
+def export_onnx(run_dir: str | Path, out: str | Path) -> Path:
+    """Write an ONNX classifier (input ``x``: (B, 3, H, W) float in [0, 1]; output ``logit``: (B,))."""
+    model, arch = load_run(run_dir)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.rand(2, 3, arch["size"], arch["size"])
+    # the TorchScript-based exporter: the dynamo exporter needs onnxscript, which is not a dependency
+    torch.onnx.export(_LogitOnly(model).eval(), (example,), str(out), dynamo=False, input_names=["x"],
+                      output_names=["logit"], dynamic_axes={"x": {0: "batch"}, "logit": {0: "batch"}})
+    return out
+
+
 class _LogitOnly(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -427,5 +439,5 @@ class _LogitOnly(nn.Module):
         return self.model(x)
 
 
-__all__ = ["fit", "train_one_epoch", "evaluate", "predict_scores", "load_run", "export_torchscript",
+__all__ = ["fit", "train_one_epoch", "evaluate", "predict_scores", "load_run", "export_torchscript", "export_onnx",
            "TrainingError", "resolve_device"]

@@ -193,3 +193,20 @@ def test_recipe_fills_options_and_command_line_wins(tiny_synth, tmp_path):
     recipe.write_text('data = "x"\ncolour = "blue"\n')
     r = runner.invoke(app, ["audit", "--recipe", str(recipe)])
     assert r.exit_code == 2 and "unknown key(s) colour" in " ".join(r.output.split())
+
+
+def test_onnx_export_and_audit_match_the_run(tiny_synth, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from debias.config import TrainConfig
+    from debias.train import fit
+
+    fit(tiny_synth, TrainConfig(method="dbvae", epochs=1, width=4, latent_dim=8, max_train=128, compile=False),
+        tmp_path / "run")
+    r = runner.invoke(app, ["export", str(tmp_path / "run"), "--onnx", str(tmp_path / "m.onnx"),
+                            "--torchscript", str(tmp_path / "m.pt")])
+    assert r.exit_code == 0, r.output
+    imgs = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(5)]
+    ref = load_adapter(f"run:{tmp_path / 'run'}").score(imgs)
+    for spec in (f"onnx:{tmp_path / 'm.onnx'}", f"torchscript:{tmp_path / 'm.pt'}"):
+        assert np.allclose(load_adapter(spec).score(imgs), ref, atol=1e-5), spec
