@@ -19,7 +19,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from debias.audit.stats import (fisher_vs_reference, holm, percentile_ci, stratified_bootstrap, trend_test,
                                 wilson_interval)
@@ -134,12 +133,29 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
     levels = {c: sort_levels(attrs[c].unique()) for c in by}
 
     # cells: finest intersection of faces; non-faces form one extra stratum
-    cell_keys = attrs.agg("\x1f".join, axis=1) if len(by) else pd.Series("", index=attrs.index)
+    cell_keys = attrs[by[0]].str.cat([attrs[c] for c in by[1:]], sep="\x1f") if len(by) else \
+        pd.Series("", index=attrs.index)
     codes, uniq = pd.factorize(cell_keys, sort=True)
     cell = np.full(len(p), len(uniq), dtype=np.int64)
     cell[faces] = codes
-    boot = stratified_bootstrap(cell, {"hit": hit, "score": score}, n_boot=n_boot, random_state=random_state)
+    # hits (faces and non-faces) by exact binomial draws; scores only where a metric uses them (faces)
+    boot = stratified_bootstrap(cell, {"hit": hit}, n_boot=n_boot, random_state=random_state)
+    boot.sums["score"] = stratified_bootstrap(codes, {"score": score[faces]}, n_boot=n_boot,
+                                              random_state=random_state + 1).sums["score"]
     cell_tuples = [tuple(k.split("\x1f")) for k in uniq]
+    # AUC of any face subset against all non-faces = mean over its faces of the share of non-faces
+    # scored lower (ties count half): one sorted pass instead of a roc_auc_score call per group
+    neg_sorted = np.sort(score[~faces])
+    n_neg = len(neg_sorted)
+    if n_neg:
+        below = np.searchsorted(neg_sorted, score, "left")
+        tied = np.searchsorted(neg_sorted, score, "right") - below
+        auc_part = (below + 0.5 * tied) / n_neg
+    probs = bool(np.all((score >= 0) & (score <= 1)))
+    n_bins = 10
+    neg_bins = np.minimum((score[~faces] * n_bins).astype(int), n_bins - 1) if probs else None
+    neg_n = np.bincount(neg_bins, minlength=n_bins) if probs else None
+    neg_p = np.bincount(neg_bins, score[~faces], n_bins) if probs else None
 
     rows, disp_rows, summary = [], [], {}
     # overall rows
@@ -167,11 +183,14 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
         mlo, mhi = percentile_ci(b_ms)
         base = dict(grouping=grouping, group=name, **keyvals, n=n, flag=flag)
         auc = ece = np.nan
-        if n and nf.any():
-            sel = member | nf
-            auc = roc_auc_score(y_true[sel], score[sel])
-            if np.all((score >= 0) & (score <= 1)):
-                ece = expected_calibration_error(y_true[sel], score[sel])
+        if n and n_neg:
+            auc = float(auc_part[member].mean())
+            if probs:  # ECE of the group's faces plus all non-faces, from per-bin sums
+                fb = np.minimum((score[member] * n_bins).astype(int), n_bins - 1)
+                count = neg_n + np.bincount(fb, minlength=n_bins)
+                pos = np.bincount(fb, minlength=n_bins).astype(float)
+                conf = neg_p + np.bincount(fb, score[member], n_bins)
+                ece = float(np.abs(pos - conf).sum() / count.sum())
         for metric, v, cl, ch, bl, bh in (
                 ("detection_rate", dr, lo, hi, dlo, dhi),
                 ("miss_rate", 1 - dr, 1 - hi, 1 - lo, 1 - dhi, 1 - dlo),

@@ -94,6 +94,9 @@ def stratified_bootstrap(cell: np.ndarray, values: dict[str, np.ndarray], *, n_b
     Returns
     -------
     CellBootstrap with sums (n_boot, C) per value name.
+
+    A single 0/1 column is not resampled by index: the resampled count of a cell of m rows with k
+    ones is exactly Binomial(m, k/m), drawn directly (the same distribution, at a fraction of the cost).
     """
     cell = np.asarray(cell)
     n_cells = int(cell.max()) + 1 if len(cell) else 0

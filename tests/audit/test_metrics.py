@@ -90,3 +90,14 @@ def test_bad_labels_and_missing_columns():
     df.loc[0, "y_true"] = 2
     with pytest.raises(ValueError, match="must be 0 or 1"):
         audit_model(df, ["skin_group"], threshold=0.5)
+
+
+def test_group_ece_is_group_faces_plus_all_nonfaces():
+    from debias.audit.metrics import expected_calibration_error
+
+    df = _preds()
+    a = audit_model(df, ["pose"], threshold=0.5, n_boot=20)
+    sel = (df.y_true == 0) | (df.pose == "profile")
+    expected = expected_calibration_error(df.y_true[sel].to_numpy(), df.y_score[sel].to_numpy())
+    m = a.metrics
+    assert m[(m.group == "profile") & (m.metric == "ece")].value.item() == pytest.approx(expected)
