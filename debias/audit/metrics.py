@@ -139,18 +139,20 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
     cell = np.full(len(p), len(uniq), dtype=np.int64)
     cell[faces] = codes
     # hits (faces and non-faces) by exact binomial draws; scores only where a metric uses them (faces)
-    boot = stratified_bootstrap(cell, {"hit": hit}, n_boot=n_boot, random_state=random_state)
-    boot.sums["score"] = stratified_bootstrap(codes, {"score": score[faces]}, n_boot=n_boot,
-                                              random_state=random_state + 1).sums["score"]
     cell_tuples = [tuple(k.split("\x1f")) for k in uniq]
     # AUC of any face subset against all non-faces = mean over its faces of the share of non-faces
-    # scored lower (ties count half): one sorted pass instead of a roc_auc_score call per group
+    # scored lower (ties count half): one sorted pass instead of a roc_auc_score call per group, and
+    # a per-face value the bootstrap can resample like the score
     neg_sorted = np.sort(score[~faces])
     n_neg = len(neg_sorted)
+    auc_part = np.full(len(score), np.nan)
     if n_neg:
         below = np.searchsorted(neg_sorted, score, "left")
         tied = np.searchsorted(neg_sorted, score, "right") - below
         auc_part = (below + 0.5 * tied) / n_neg
+    boot = stratified_bootstrap(cell, {"hit": hit}, n_boot=n_boot, random_state=random_state)
+    face_vals = {"score": score[faces]} | ({"auc": auc_part[faces]} if n_neg else {})
+    boot.sums.update(stratified_bootstrap(codes, face_vals, n_boot=n_boot, random_state=random_state + 1).sums)
     probs = bool(np.all((score >= 0) & (score <= 1)))
     n_bins = 10
     neg_bins = np.minimum((score[~faces] * n_bins).astype(int), n_bins - 1) if probs else None
@@ -178,9 +180,12 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
         lo, hi = wilson_interval(k, n)
         bn = boot.n[:len(uniq)][cells_in].sum()
         b_dr = boot.sums["hit"][:, :len(uniq)][:, cells_in].sum(1) / bn if bn else np.full(n_boot, np.nan)
-        b_ms = boot.sums["score"][:, :len(uniq)][:, cells_in].sum(1) / bn if bn else np.full(n_boot, np.nan)
+        b_ms = boot.sums["score"][:, cells_in].sum(1) / bn if bn else np.full(n_boot, np.nan)
         dlo, dhi = percentile_ci(b_dr)
         mlo, mhi = percentile_ci(b_ms)
+        alo = ahi = np.nan
+        if n_neg and bn:
+            alo, ahi = percentile_ci(boot.sums["auc"][:, cells_in].sum(1) / bn)
         base = dict(grouping=grouping, group=name, **keyvals, n=n, flag=flag)
         auc = ece = np.nan
         if n and n_neg:
@@ -196,7 +201,7 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
                 ("miss_rate", 1 - dr, 1 - hi, 1 - lo, 1 - dhi, 1 - dlo),
                 ("accuracy", dr, lo, hi, dlo, dhi),
                 ("mean_score", score[member].mean() if n else np.nan, mlo, mhi, mlo, mhi),
-                ("auc", auc, np.nan, np.nan, np.nan, np.nan),
+                ("auc", auc, alo, ahi, alo, ahi),
                 ("ece", ece, np.nan, np.nan, np.nan, np.nan)):
             rows.append({**base, "metric": metric, "value": v, "ci_low": cl, "ci_high": ch, "boot_low": bl,
                          "boot_high": bh})

@@ -26,7 +26,8 @@ METHODS = [
     "Intervals: Wilson score intervals (95%) for proportions. A stratified bootstrap (--n-boot resamples, seeded) "
     "resamples with replacement within every finest intersection cell and within the non-faces, so group sizes "
     "are fixed; coarser groups, gaps, the max-min gap and Var[A] are recomputed from the same resamples and "
-    "reported as 95% percentile intervals. AUC and ECE are point estimates.",
+    "reported as 95% percentile intervals. AUC intervals resample a group's faces with the non-face set held "
+    "fixed (they are conditional on the negatives). ECE is a point estimate without an interval.",
     "Gap = detection rate of the reference group minus that of the group (positive: the group is detected less). "
     "The reference is the largest group, the best group, or a named group (--reference). Each group is tested "
     "against the reference with a two-sided Fisher exact test; p-values are Holm-adjusted across all comparisons "

@@ -101,3 +101,14 @@ def test_group_ece_is_group_faces_plus_all_nonfaces():
     expected = expected_calibration_error(df.y_true[sel].to_numpy(), df.y_score[sel].to_numpy())
     m = a.metrics
     assert m[(m.group == "profile") & (m.metric == "ece")].value.item() == pytest.approx(expected)
+
+
+def test_auc_interval_brackets_the_estimate_and_shrinks_with_n():
+    big, small = _preds(6000, seed=1), _preds(600, seed=1)
+    w = []
+    for df in (big, small):
+        m = audit_model(df, ["skin_group"], threshold=0.5, n_boot=300).metrics
+        r = m[(m.group == "darker") & (m.metric == "auc")].iloc[0]
+        assert r.ci_low <= r.value <= r.ci_high
+        w.append(r.ci_high - r.ci_low)
+    assert w[0] < w[1]
