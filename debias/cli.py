@@ -472,7 +472,7 @@ def audit(
 
     Examples:
 
-        debias audit data/synthfaces -m run:runs/std -m run:runs/dbvae --out audits/out
+        debias audit data/synthfaces -m run:runs/std -m run:runs/dbvae --out audit-output/compare
 
         debias audit data/ppb -m opencv:haar-frontal-default --by skin_group,gender --min-n 30
 
@@ -521,7 +521,7 @@ def report_compare(
 
     Example:
 
-        debias report compare audits/standard audits/dbvae --out audits/compare
+        debias report compare audit-output/standard audit-output/dbvae --out audit-output/compare
     """
     from debias.audit.engine import audit_table, compare_audits, write_outputs
 

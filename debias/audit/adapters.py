@@ -178,6 +178,7 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
         f = getattr(importlib.import_module(mod), func)
         return Adapter(spec, func, lambda images: np.asarray(f(_resize_batch(images, size))))
     if kind == "opencv":
+        rest = {"profile": "haar-profile", "frontal": "haar-frontal-default"}.get(rest, rest)
         if rest not in HAAR:
             raise ValueError(f"opencv:{rest} is not one of {', '.join('opencv:' + k for k in HAAR)}.")
         return Adapter(spec, rest, _haar_fn(HAAR[rest], pad), (Path(cv2.data.haarcascades) / HAAR[rest],),

@@ -131,6 +131,9 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
     faces = y_true == 1
     attrs = p.loc[faces, list(by)].astype("string").fillna(MISSING).astype(str)
     levels = {c: sort_levels(attrs[c].unique()) for c in by}
+    if reference not in ("largest", "best") and not any(reference in v for v in levels.values()):
+        raise ValueError(f"--reference {reference!r} is not a group of {', '.join(by)}; use largest, best, or one "
+                         f"of: {', '.join(sorted({x for v in levels.values() for x in v}))}.")
 
     # cells: finest intersection of faces; non-faces form one extra stratum
     cell_keys = attrs[by[0]].str.cat([attrs[c] for c in by[1:]], sep="\x1f") if len(by) else \
@@ -236,9 +239,9 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
         elif reference == "best":
             ref = max(judged, key=lambda g: g["dr"])
         else:
-            named = [g for g in groups if g["name"] == reference or reference in g["keyvals"].values()
-                     and len(grouping) == 1]
-            ref = named[0] if named else max(judged, key=lambda g: g["n"])
+            # a named level is the reference of its own attribute; other groupings use the largest group
+            named = [g for g in judged if len(grouping) == 1 and g["name"] == reference]
+            ref = named[0] if named else max(judged, key=lambda g: (g["n"], g["dr"]))
         for g in groups:
             gap = ref["dr"] - g["dr"]
             glo, ghi = percentile_ci(ref["b"] - g["b"])

@@ -112,3 +112,15 @@ def test_auc_interval_brackets_the_estimate_and_shrinks_with_n():
         assert r.ci_low <= r.value <= r.ci_high
         w.append(r.ci_high - r.ci_low)
     assert w[0] < w[1]
+
+
+def test_named_reference_and_unknown_reference():
+    df = _preds()
+    a = audit_model(df, ["skin_group", "pose"], threshold=0.5, n_boot=50, reference="darker")
+    d = a.disparities
+    sg = d[d.grouping == "skin_group"].set_index("group")
+    assert (sg.reference == "darker").all()
+    assert sg.loc["lighter", "gap"] == pytest.approx(sg.loc["darker", "detection_rate"] - sg.loc["lighter", "detection_rate"])
+    assert (d[d.grouping == "pose"].reference != "darker").all()  # other attributes keep the largest group
+    with pytest.raises(ValueError, match="--reference 'purple' is not a group of skin_group, pose"):
+        audit_model(df, ["skin_group", "pose"], threshold=0.5, n_boot=10, reference="purple")
