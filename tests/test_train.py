@@ -99,7 +99,7 @@ def test_cli_train_bad_method_and_missing_balance_column(tiny_synth, tmp_path):
 
 def test_ddp_two_cpu_processes(tiny_synth, tmp_path):
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    cmd = [torchrun, "--nproc_per_node=2", "--master_port=29533", "-m", "debias", "train", str(tiny_synth),
+    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "debias", "train", str(tiny_synth),
            "--out", str(tmp_path), "--method", "dbvae", "--epochs", "2", "--width", "4", "--latent-dim", "8",
            "--max-train", "256", "--batch-size", "32", "--device", "cpu", "--no-compile"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
