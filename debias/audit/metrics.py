@@ -161,6 +161,19 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
     neg_bins = np.minimum((score[~faces] * n_bins).astype(int), n_bins - 1) if probs else None
     neg_n = np.bincount(neg_bins, minlength=n_bins) if probs else None
     neg_p = np.bincount(neg_bins, score[~faces], n_bins) if probs else None
+    if probs and n_neg:
+        # ECE intervals: within each cell, resample how many faces fall in each calibration bin
+        # (multinomial, exact for the counts) with each bin's mean face score held at its cell value
+        fbins = np.minimum((score[faces] * n_bins).astype(int), n_bins - 1)
+        cell_bin_n = np.zeros((len(uniq), n_bins))
+        np.add.at(cell_bin_n, (codes, fbins), 1.0)
+        cell_bin_s = np.zeros((len(uniq), n_bins))
+        np.add.at(cell_bin_s, (codes, fbins), score[faces])
+        cell_bin_mean = np.divide(cell_bin_s, cell_bin_n, out=np.zeros_like(cell_bin_s), where=cell_bin_n > 0)
+        rng_ece = np.random.default_rng([random_state, 11])
+        sizes = cell_bin_n.sum(1)
+        boot_bins = np.stack([rng_ece.multinomial(int(m), cell_bin_n[c] / m, n_boot) if m else
+                              np.zeros((n_boot, n_bins)) for c, m in enumerate(sizes)], 1)  # (n_boot, cells, bins)
 
     rows, disp_rows, summary = [], [], {}
     # overall rows
@@ -186,7 +199,7 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
         b_ms = boot.sums["score"][:, cells_in].sum(1) / bn if bn else np.full(n_boot, np.nan)
         dlo, dhi = percentile_ci(b_dr)
         mlo, mhi = percentile_ci(b_ms)
-        alo = ahi = np.nan
+        alo = ahi = elo = ehi = np.nan
         if n_neg and bn:
             alo, ahi = percentile_ci(boot.sums["auc"][:, cells_in].sum(1) / bn)
         base = dict(grouping=grouping, group=name, **keyvals, n=n, flag=flag)
@@ -199,13 +212,17 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
                 pos = np.bincount(fb, minlength=n_bins).astype(float)
                 conf = neg_p + np.bincount(fb, score[member], n_bins)
                 ece = float(np.abs(pos - conf).sum() / count.sum())
+                kb = boot_bins[:, cells_in, :]  # (n_boot, cells in group, bins)
+                b_pos = kb.sum(1)
+                b_conf = neg_p + (kb * cell_bin_mean[cells_in]).sum(1)
+                elo, ehi = percentile_ci(np.abs(b_pos - b_conf).sum(1) / count.sum())
         for metric, v, cl, ch, bl, bh in (
                 ("detection_rate", dr, lo, hi, dlo, dhi),
                 ("miss_rate", 1 - dr, 1 - hi, 1 - lo, 1 - dhi, 1 - dlo),
                 ("accuracy", dr, lo, hi, dlo, dhi),
                 ("mean_score", score[member].mean() if n else np.nan, mlo, mhi, mlo, mhi),
                 ("auc", auc, alo, ahi, alo, ahi),
-                ("ece", ece, np.nan, np.nan, np.nan, np.nan)):
+                ("ece", ece, elo, ehi, elo, ehi)):
             rows.append({**base, "metric": metric, "value": v, "ci_low": cl, "ci_high": ch, "boot_low": bl,
                          "boot_high": bh})
         return dr, b_dr, n, k

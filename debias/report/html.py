@@ -27,7 +27,9 @@ METHODS = [
     "resamples with replacement within every finest intersection cell and within the non-faces, so group sizes "
     "are fixed; coarser groups, gaps, the max-min gap and Var[A] are recomputed from the same resamples and "
     "reported as 95% percentile intervals. AUC intervals resample a group's faces with the non-face set held "
-    "fixed (they are conditional on the negatives). ECE is a point estimate without an interval.",
+    "fixed (they are conditional on the negatives). ECE intervals resample, within each cell, how many faces fall "
+    "in each of the 10 calibration bins (multinomial), with each bin's mean face score held at its cell value and "
+    "the non-faces fixed.",
     "Gap = detection rate of the reference group minus that of the group (positive: the group is detected less). "
     "The reference is the largest group, the best group, or a named group (--reference). Each group is tested "
     "against the reference with a two-sided Fisher exact test; p-values are Holm-adjusted across all comparisons "

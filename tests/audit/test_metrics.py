@@ -124,3 +124,13 @@ def test_named_reference_and_unknown_reference():
     assert (d[d.grouping == "pose"].reference != "darker").all()  # other attributes keep the largest group
     with pytest.raises(ValueError, match="--reference 'purple' is not a group of skin_group, pose"):
         audit_model(df, ["skin_group", "pose"], threshold=0.5, n_boot=10, reference="purple")
+
+
+def test_ece_interval_brackets_the_estimate_and_shrinks_with_n():
+    w = []
+    for n in (6000, 600):
+        m = audit_model(_preds(n, seed=2), ["skin_group"], threshold=0.5, n_boot=300).metrics
+        r = m[(m.group == "darker") & (m.metric == "ece")].iloc[0]
+        assert r.ci_low <= r.value + 1e-9 and r.value <= r.ci_high + 0.02
+        w.append(r.ci_high - r.ci_low)
+    assert w[0] < w[1]
