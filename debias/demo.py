@@ -43,9 +43,7 @@ class DemoConfig:
 def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: Callable | None = None,
              log: Callable[[str], None] | None = None):
     """Run the whole demo into ``out``; return the AuditResult of the comparison."""
-    from debias.audit.adapters import load_adapter, sha256_file
-    from debias.audit.engine import _thumbnail_reader, audit_table, write_outputs
-    from debias.audit.predict import predict
+    from debias.audit.engine import run_audit
     from debias.data.preview import preview_grid
     from debias.data.synth import generate
     from debias.latent import analyze, write_figures
@@ -70,13 +68,6 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: Calla
         runs[method] = run
         timings[f"train_{method}_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    acfg = cfg.audit()
-    adapters = [load_adapter(f"run:{runs[m]}") for m in cfg.methods]
-    for a, m in zip(adapters, cfg.methods):
-        a.name = m
-    pred, skipped = predict(data, adapters, split="test", progress=progress)
-    result = audit_table(pred, acfg)
-    result.skipped = skipped
     sections = []
     if "dbvae" in runs:
         lat = analyze(runs["dbvae"], data, random_state=cfg.seed)
@@ -95,11 +86,10 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: Calla
         f"{scfg.darker_share:.0%} darker skin; {1 - scfg.profile_share - scfg.three_quarter_share:.0%} frontal, "
         f"{scfg.three_quarter_share:.0%} three-quarter, {scfg.profile_share:.0%} profile. The test split is balanced."),
         "figs": [("test faces by skin group x pose", base64.b64encode(preview.read_bytes()).decode("ascii"))]})
-    files = {str(runs[m] / "model.pt"): sha256_file(runs[m] / "model.pt") for m in cfg.methods}
+    # a run: adapter is named after its folder, which is the method's name
+    result = run_audit(data, [f"run:{runs[m]}" for m in cfg.methods], cfg.audit(), out, progress=progress,
+                       title="debias demo: standard vs DB-VAE vs balanced oracle", extra_sections=sections)
     timings["audit_s"] = time.perf_counter() - t
-    timings["total_s"] = time.perf_counter() - t0
-    write_outputs(result, out, acfg, data=data, model_files=files, images=_thumbnail_reader(data, True),
-                  title="debias demo: standard vs DB-VAE vs balanced oracle", extra_sections=sections)
     timings["total_s"] = time.perf_counter() - t0
     (out / "demo_timing.json").write_text(json.dumps({**timings, "quick": cfg.quick}, indent=2) + "\n")
     log(f"demo finished in {timings['total_s']:.0f}s")

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from debias.data.manifest import ManifestDataset, read_manifest, to_tensor
+from debias.data.manifest import ManifestDataset, read_manifest
 from debias.models.dbvae import DBVAE
 
 NOT_A_DBVAE = ("{run} holds a {kind} model; latent analysis needs a DB-VAE (train with --method dbvae or "
@@ -28,13 +28,6 @@ NOT_A_DBVAE = ("{run} holds a {kind} model; latent analysis needs a DB-VAE (trai
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)  # (B, H, W, 3)
-
-
-@torch.no_grad()
-def encode(model: DBVAE, images: np.ndarray, *, batch: int = 512) -> np.ndarray:
-    """Latent means (N, k) of (N, H, W, 3) uint8 images."""
-    model.eval()
-    return torch.cat([model.encode(to_tensor(images[s:s + batch]))[1] for s in range(0, len(images), batch)]).numpy()
 
 
 @torch.no_grad()
@@ -109,7 +102,7 @@ class LatentAnalysis:
 def analyze(run: str | Path, data: str | Path, *, n_dims: int = 6, n_gallery: int = 16,
             random_state: int = 0) -> LatentAnalysis:
     """Run every analysis for a DB-VAE run folder and its training dataset."""
-    from debias.train import load_run
+    from debias.train import load_run, predict_scores
 
     model, arch = load_run(run)
     if not isinstance(model, DBVAE):
@@ -124,7 +117,7 @@ def analyze(run: str | Path, data: str | Path, *, n_dims: int = 6, n_gallery: in
         raise ValueError(f"{run}/sampling_weights.csv does not match the faces of {data}; was the run trained on it?")
     pos = np.flatnonzero(is_face.to_numpy())
     imgs = ds.images_uint8(pos)
-    mu = encode(model, imgs)
+    _, mu = predict_scores(model, lambda pos: imgs[pos], len(imgs), torch.device("cpu"), with_latent=True)
     dims = list(np.argsort(mu.std(0))[::-1][:n_dims])
     w = weights.set_index("image")["p"].reindex(faces["image"]).to_numpy()
     order = np.argsort(w)

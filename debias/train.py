@@ -32,7 +32,7 @@ from debias.config import TrainConfig, to_json
 from debias.data.manifest import ManifestDataset, ManifestError, is_packed, read_manifest, to_tensor
 from debias.models.classifier import FaceClassifier
 from debias.models.dbvae import DBVAE, dbvae_loss
-from debias.sampling import (BatchPlan, Weights, group_balanced_weights, jtt_weights, latent_weights,
+from debias.sampling import (BatchPlan, ess_fraction, group_balanced_weights, jtt_weights, latent_weights,
                              mass_by_group)
 
 DIAGNOSTIC_COLUMNS = ("skin_group", "pose", "gender")
@@ -56,9 +56,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 def build_model(cfg: TrainConfig, size: int) -> nn.Module:
-    if cfg.method in VAE_METHODS:
-        return DBVAE(latent_dim=cfg.latent_dim, arch=cfg.arch, width=cfg.width, size=size)
-    return FaceClassifier(arch=cfg.arch, width=cfg.width, size=size)
+    return model_from_arch(_arch(cfg, size))
 
 
 def _arch(cfg: TrainConfig, size: int) -> dict:
@@ -306,7 +304,6 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
         step = _try_compile(step, log)
 
     n_batches = max(1, len(ds) // cfg.batch_size)
-    weights: Weights | None = None
     # JTT trains its identification model for jtt_epochs first, then the final model for `epochs`
     total_epochs = cfg.epochs + (cfg.jtt_epochs if cfg.method == "jtt" else 0)
     for epoch in range(start_epoch, total_epochs):
@@ -338,7 +335,7 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
         elif cfg.method == "jtt" and jtt_err is not None:
             p_face = jtt_weights(jtt_err[face_pos], cfg.jtt_lambda)
             p_nonface = jtt_weights(jtt_err[nonface_pos], cfg.jtt_lambda)
-        ess = float(p_face.sum() ** 2 / (np.square(p_face).sum() * len(p_face)))
+        ess = ess_fraction(p_face)
         if cfg.method == "standard" or (cfg.method == "jtt" and jtt_err is None):
             rng = np.random.default_rng([cfg.seed, epoch, 7])
             perm = rng.permutation(len(ds))

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from debias.audit.metrics import MISSING, TOO_FEW, audit_model
+from debias.audit.metrics import MISSING, TOO_FEW, audit_model, cell_codes
 from debias.audit.stats import mcnemar, percentile_ci, stratified_bootstrap
 from debias.config import AuditConfig
 
@@ -51,8 +51,7 @@ def paired_comparison(pred: pd.DataFrame, by: Sequence[str], thresholds: dict[st
     rows_ok = set.intersection(*(set(w.dropna().index) for w in wide.values()))
     base = pred[(pred["model"] == models[0]) & (pred["row"].isin(rows_ok))].set_index("row").sort_index()
     attrs = base[list(by)].astype("string").fillna(MISSING).astype(str)
-    codes, uniq = pd.factorize(attrs.agg("\x1f".join, axis=1), sort=True)
-    cells = [tuple(u.split("\x1f")) for u in uniq]
+    codes, cells = cell_codes(attrs, by)
     hits = {m: wide[m].loc[base.index].astype(float).to_numpy() for m in models}
     boot = stratified_bootstrap(codes, hits, n_boot=n_boot, random_state=random_state)
     out = []
@@ -75,7 +74,7 @@ def paired_comparison(pred: pd.DataFrame, by: Sequence[str], thresholds: dict[st
                 r = (sums @ member)[..., judged] / n_g[judged]
                 return r.max(-1) - r.min(-1)
 
-            point = {m: gap(np.array([hits[m][codes == c].sum() for c in range(len(uniq))])) for m in (a, b)}
+            point = {m: gap(np.bincount(codes, hits[m], len(cells))) for m in (a, b)}
             diff = gap(boot.sums[b]) - gap(boot.sums[a])
             lo, hi = percentile_ci(diff)
             p_boot = float(min(1.0, 2 * min((diff <= 0).mean(), (diff >= 0).mean())))
@@ -232,8 +231,12 @@ def _json_default(o):
 
 def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: str | Path, *,
               predictions_csv: str | Path | None = None, progress: Callable | None = None,
-              torch_device: str = "cpu", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)) -> AuditResult:
-    """Audit ``models`` (adapter specs) or a predictions CSV on dataset ``data``; write ``out``."""
+              torch_device: str = "cpu", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+              title: str = "Face detection fairness audit", extra_sections: Sequence[dict] = ()) -> AuditResult:
+    """Audit ``models`` (adapter specs) or a predictions CSV on dataset ``data``; write ``out``.
+
+    ``title`` and ``extra_sections`` go to the HTML report (the demo adds its latent analysis there).
+    """
     from debias.audit.adapters import load_adapter, sha256_file
     from debias.audit.predict import predict, predictions_from_csv
     from debias.data.manifest import is_packed
@@ -267,20 +270,20 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
     images = None
     if cfg.thumbnails and data is not None and (Path(data) / "manifest.csv").exists():
         images = _thumbnail_reader(Path(data), is_packed(Path(data)))
-    write_outputs(result, out, cfg, data=data, model_files=files, images=images)
+    write_outputs(result, out, cfg, data=data, model_files=files, images=images, title=title,
+                  extra_sections=extra_sections)
     return result
 
 
 def _thumbnail_reader(root: Path, packed: bool) -> Callable[[int], np.ndarray | None]:
-    from debias.audit.predict import _read_file
-    from debias.data.manifest import read_manifest
+    from debias.data.manifest import load_image, read_manifest
 
     m = read_manifest(root, check_files=False)
     arr = np.load(root / "images.npy", mmap_mode="r") if packed else None
 
     def read(row: int):
         try:
-            return np.asarray(arr[int(m["image"].iloc[row])]) if packed else _read_file(root / str(m["image"].iloc[row]))
+            return np.asarray(arr[int(m["image"].iloc[row])]) if packed else load_image(root, str(m["image"].iloc[row]), None)
         except Exception:  # noqa: BLE001 - a thumbnail that cannot be read is simply not shown
             return None
 

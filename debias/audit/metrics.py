@@ -69,6 +69,17 @@ def sort_levels(values) -> list[str]:
     return sorted(values, key=key)
 
 
+def cell_codes(attrs: pd.DataFrame, by: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """Finest intersection cell of each row: (codes (N,), the cells as tuples of levels, sorted).
+
+    ``attrs`` holds the ``by`` columns as strings (missing values already filled).
+    """
+    keys = attrs[by[0]].str.cat([attrs[c] for c in by[1:]], sep="\x1f") if len(by) else \
+        pd.Series("", index=attrs.index)
+    codes, uniq = pd.factorize(keys, sort=True)
+    return codes, [tuple(k.split("\x1f")) for k in uniq]
+
+
 def ordinal_tone(values: pd.Series) -> pd.Series:
     """Skin tone as a number: Monk 1-10 as is, Fitzpatrick I-VI as 1-6; anything else NaN."""
     s = values.astype(str).str.strip().str.upper()
@@ -136,13 +147,10 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
                          f"of: {', '.join(sorted({x for v in levels.values() for x in v}))}.")
 
     # cells: finest intersection of faces; non-faces form one extra stratum
-    cell_keys = attrs[by[0]].str.cat([attrs[c] for c in by[1:]], sep="\x1f") if len(by) else \
-        pd.Series("", index=attrs.index)
-    codes, uniq = pd.factorize(cell_keys, sort=True)
-    cell = np.full(len(p), len(uniq), dtype=np.int64)
+    codes, cell_tuples = cell_codes(attrs, by)
+    n_cells = len(cell_tuples)
+    cell = np.full(len(p), n_cells, dtype=np.int64)
     cell[faces] = codes
-    # hits (faces and non-faces) by exact binomial draws; scores only where a metric uses them (faces)
-    cell_tuples = [tuple(k.split("\x1f")) for k in uniq]
     # AUC of any face subset against all non-faces = mean over its faces of the share of non-faces
     # scored lower (ties count half): one sorted pass instead of a roc_auc_score call per group, and
     # a per-face value the bootstrap can resample like the score
@@ -153,6 +161,7 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
         below = np.searchsorted(neg_sorted, score, "left")
         tied = np.searchsorted(neg_sorted, score, "right") - below
         auc_part = (below + 0.5 * tied) / n_neg
+    # hits (faces and non-faces) by exact binomial draws; scores only where a metric uses them (faces)
     boot = stratified_bootstrap(cell, {"hit": hit}, n_boot=n_boot, random_state=random_state)
     face_vals = {"score": score[faces]} | ({"auc": auc_part[faces]} if n_neg else {})
     boot.sums.update(stratified_bootstrap(codes, face_vals, n_boot=n_boot, random_state=random_state + 1).sums)
@@ -165,9 +174,9 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
         # ECE intervals: within each cell, resample how many faces fall in each calibration bin
         # (multinomial, exact for the counts) with each bin's mean face score held at its cell value
         fbins = np.minimum((score[faces] * n_bins).astype(int), n_bins - 1)
-        cell_bin_n = np.zeros((len(uniq), n_bins))
+        cell_bin_n = np.zeros((n_cells, n_bins))
         np.add.at(cell_bin_n, (codes, fbins), 1.0)
-        cell_bin_s = np.zeros((len(uniq), n_bins))
+        cell_bin_s = np.zeros((n_cells, n_bins))
         np.add.at(cell_bin_s, (codes, fbins), score[faces])
         cell_bin_mean = np.divide(cell_bin_s, cell_bin_n, out=np.zeros_like(cell_bin_s), where=cell_bin_n > 0)
         rng_ece = np.random.default_rng([random_state, 11])
@@ -194,8 +203,8 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
         flag = TOO_FEW if n < min_n else ""
         dr = k / n if n else np.nan
         lo, hi = wilson_interval(k, n)
-        bn = boot.n[:len(uniq)][cells_in].sum()
-        b_dr = boot.sums["hit"][:, :len(uniq)][:, cells_in].sum(1) / bn if bn else np.full(n_boot, np.nan)
+        bn = boot.n[:n_cells][cells_in].sum()
+        b_dr = boot.sums["hit"][:, :n_cells][:, cells_in].sum(1) / bn if bn else np.full(n_boot, np.nan)
         b_ms = boot.sums["score"][:, cells_in].sum(1) / bn if bn else np.full(n_boot, np.nan)
         dlo, dhi = percentile_ci(b_dr)
         mlo, mhi = percentile_ci(b_ms)
@@ -227,7 +236,7 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
                          "boot_high": bh})
         return dr, b_dr, n, k
 
-    all_cells = np.ones(len(uniq), bool)
+    all_cells = np.ones(n_cells, bool)
     add_group_rows("overall", "all faces", {c: "*" for c in by}, faces, all_cells)
     summary["detection_rate"] = float(hit[faces].mean()) if faces.any() else float("nan")
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from debias.audit.adapters import Adapter
-from debias.data.manifest import is_packed, read_manifest, select_split
+from debias.data.manifest import is_packed, load_image, read_manifest, read_rows, select_split
 
 COVARIATES = ("width", "height", "brightness", "contrast", "sharpness")
 
@@ -54,14 +54,6 @@ def batch_covariates(images: np.ndarray) -> np.ndarray:
     return out
 
 
-def _read_file(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im.load()  # force a full decode so truncated files fail here
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
-
-
 def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test", batch_size: int = 256,
             shard: tuple[int, int] = (0, 1), progress: Callable | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every image of ``split`` with every adapter.
@@ -89,22 +81,18 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
         part = frame.iloc[s:s + batch_size]
         imgs, pos = [], []
         if packed is not None:
-            idx = part["image"].to_numpy(int)
-            order = np.argsort(idx)
-            arr = np.empty((len(idx),) + packed.shape[1:], np.uint8)
-            arr[order] = packed[idx[order]]
-            imgs, pos = arr, list(range(s, s + len(part)))
+            imgs, pos = read_rows(packed, part["image"].to_numpy(int)), list(range(s, s + len(part)))
         else:
             for j, rel in enumerate(part["image"]):
                 try:
-                    imgs.append(_read_file(root / str(rel)))
+                    imgs.append(load_image(root, str(rel), None))
                     pos.append(s + j)
                 except Exception as e:  # noqa: BLE001 - any decode failure: skip, record, go on
                     skipped.append({"row": int(part["row"].iloc[j]), "image": str(rel),
                                     "reason": f"{type(e).__name__}: {e}"[:200]})
         if len(imgs):
             if packed is not None:
-                cov[pos] = batch_covariates(arr)
+                cov[pos] = batch_covariates(imgs)
             else:
                 for j, im in zip(pos, imgs):
                     cov[j] = image_covariates(im)

@@ -9,6 +9,7 @@ pandas per resample; here one vectorised draw per cell serves every metric, grou
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,7 +113,7 @@ def stratified_bootstrap(cell: np.ndarray, values: dict[str, np.ndarray], *, n_b
         if m == 0:
             continue
         rng = np.random.default_rng(seeds[c])
-        if all(np.isin(v[lo:hi], (0.0, 1.0)).all() for v in vals.values()) and len(vals) == 1:
+        if len(vals) == 1 and all(np.isin(v[lo:hi], (0.0, 1.0)).all() for v in vals.values()):
             # one binary column: the resampled count is exactly Binomial(m, k/m), no index draw needed
             (k, v), = vals.items()
             sums[k][:, c] = rng.binomial(m, v[lo:hi].mean(), n_boot)
@@ -126,9 +127,6 @@ def stratified_bootstrap(cell: np.ndarray, values: dict[str, np.ndarray], *, n_b
 def percentile_ci(samples: np.ndarray, confidence: float = 0.95, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval of bootstrap samples along ``axis`` (NaN-aware)."""
     a = (1 - confidence) / 2
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanquantile(samples, a, axis=axis), np.nanquantile(samples, 1 - a, axis=axis)
+    with warnings.catch_warnings():  # all-NaN columns (empty groups) give NaN without a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanquantile(samples, a, axis=axis), np.nanquantile(samples, 1 - a, axis=axis)

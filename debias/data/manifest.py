@@ -110,6 +110,16 @@ def select_split(df: pd.DataFrame, split: str) -> pd.DataFrame:
     return out
 
 
+def read_rows(packed: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows of a packed (N, H, W, 3) array, in the order asked; read in sorted order, which is
+    sequential on a memory map."""
+    rows = np.asarray(rows, dtype=np.int64)
+    order = np.argsort(rows)
+    out = np.empty((len(rows),) + packed.shape[1:], np.uint8)
+    out[order] = packed[rows[order]]
+    return out
+
+
 def load_image(root: Path, rel: str, size: int | None) -> np.ndarray:
     """Decode one image file to (H, W, 3) uint8 RGB, optionally resized to size x size.
 
@@ -148,11 +158,7 @@ class ManifestDataset(torch.utils.data.Dataset):
     def images_uint8(self, idx: np.ndarray) -> np.ndarray:
         """Images at positions ``idx`` of this split as (B, H, W, 3) uint8."""
         if self.packed is not None:
-            rows = self.frame["image"].to_numpy()[idx]
-            order = np.argsort(rows)  # sorted reads are sequential on the memory map
-            out = np.empty((len(rows),) + self.packed.shape[1:], np.uint8)
-            out[order] = self.packed[rows[order]]
-            return out
+            return read_rows(self.packed, self.frame["image"].to_numpy()[idx])
         imgs = [load_image(self.root, self.frame["image"].iloc[i], self.size) for i in idx]
         return np.stack(imgs) if self.size is not None else imgs  # native sizes differ: a list
 

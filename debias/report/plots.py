@@ -76,6 +76,16 @@ def score_distributions(pred: pd.DataFrame, model: str, col: str, threshold: flo
     return fig
 
 
+def _finish_curves(ax, xlabel: str, ylabel: str, title: str):
+    """The chance / perfect-calibration diagonal, labels and legend shared by per-group curve plots."""
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return ax.figure
+
+
 def roc_by_group(pred: pd.DataFrame, model: str, col: str):
     """ROC of each group's faces against all non-faces."""
     from sklearn.metrics import roc_curve
@@ -91,12 +101,7 @@ def roc_by_group(pred: pd.DataFrame, model: str, col: str):
         y = np.r_[np.ones(len(dg)), np.zeros(len(neg))]
         fpr, tpr, _ = roc_curve(y, np.r_[dg["y_score"].to_numpy(), neg])
         ax.plot(fpr, tpr, label=f"{g} (n={len(dg)})")
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("false positive rate (all non-faces)")
-    ax.set_ylabel("detection rate")
-    ax.set_title(f"{model}: ROC by {col}")
-    ax.legend(fontsize=7)
-    return fig
+    return _finish_curves(ax, "false positive rate (all non-faces)", "detection rate", f"{model}: ROC by {col}")
 
 
 def calibration_by_group(pred: pd.DataFrame, model: str, col: str):
@@ -113,12 +118,7 @@ def calibration_by_group(pred: pd.DataFrame, model: str, col: str):
         both = pd.concat([dg, neg])
         pt, pp = calibration_curve(both["y_true"], both["y_score"].clip(0, 1), n_bins=10, strategy="quantile")
         ax.plot(pp, pt, marker="o", ms=3, label=str(g))
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("mean predicted probability")
-    ax.set_ylabel("fraction of faces")
-    ax.set_title(f"{model}: calibration by {col}")
-    ax.legend(fontsize=7)
-    return fig
+    return _finish_curves(ax, "mean predicted probability", "fraction of faces", f"{model}: calibration by {col}")
 
 
 def covariates(pred: pd.DataFrame, col: str, names: Sequence[str] = ("width", "brightness", "contrast", "sharpness")):
