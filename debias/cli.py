@@ -292,6 +292,7 @@ def train(
 
         torchrun --nproc_per_node=2 -m debias train data/synthfaces --out runs/ddp
     """
+    import dataclasses
     import os
 
     from debias.config import TrainConfig
@@ -316,7 +317,7 @@ def train(
         dist.init_process_group("nccl" if torch.cuda.is_available() and device != "cpu" else "gloo")
         if torch.cuda.is_available() and device != "cpu":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-            cfg = TrainConfig(**{**cfg.__dict__, "device": "cuda"})
+            cfg = dataclasses.replace(cfg, device="cuda")
     log = (lambda m: console.print(m)) if rank == 0 else None
     try:
         if rank == 0:

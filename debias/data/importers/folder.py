@@ -71,7 +71,7 @@ def run(src: str | Path | None, out: str | Path, *, faces: Sequence[str | Path] 
             if i not in used:
                 problems.append({"item": attrs[key].iloc[i], "problem": "CSV row has no image file"})
         extra = attrs.drop(columns=[key]).reset_index(drop=True)
-        joined = extra.reindex(df["_row"].fillna(-1).astype(int).where(df["_row"].notna(), -1).to_numpy())
+        joined = extra.reindex(df["_row"].fillna(-1).astype(int).to_numpy())  # -1: no CSV row, all NaN
         joined.index = df.index
         if "label" in joined.columns:
             lab = pd.to_numeric(joined["label"], errors="coerce")
