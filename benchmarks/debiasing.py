@@ -1,25 +1,31 @@
-"""The debiasing benchmark: every method over seeds and two bias settings, plus a dose-response sweep.
+"""The debiasing benchmark: methods x settings x seeds, paired by seed, resumable.
 
-    .venv/bin/python benchmarks/debiasing.py table   [--seeds 0 1 2] [--n-train 10000] [--epochs 3]
-    .venv/bin/python benchmarks/debiasing.py dose    [--seeds 0]
-    .venv/bin/python benchmarks/debiasing.py summary   # aggregate + figure + README table from the CSVs
+    .venv/bin/python benchmarks/debiasing.py run [--settings skin pose] [--seeds 0 1 2 3 4] [--epochs 6]
+    .venv/bin/python benchmarks/debiasing.py summary   # intervals, decomposition, figures, markdown table
 
-Each run trains one model, audits it on the balanced test split at the threshold where the overall
-false-positive rate is 1%, and appends one row to benchmarks/results/debiasing_runs.csv (or
-dose_response.csv). Runs already in the CSV are skipped, so an interrupted benchmark resumes.
+``run`` trains one model per (setting, method, seed), scores the balanced test split, picks the
+threshold where the overall false-positive rate is 1%, and appends one row to
+``benchmarks/results/debiasing_runs.csv`` as soon as that run finishes. Runs already in the CSV are
+skipped, so a killed benchmark continues where it stopped. Jobs go seed by seed, so whatever has
+finished is a complete set of methods for the seeds it covers (pairing by seed needs that).
 
-Settings:
-- ``skin``: the default synthetic bias (2% darker, 5% medium, 3% profile, 5% three-quarter faces).
-- ``pose``: pose is the rare factor (2% profile, 5% three-quarter) while skin groups are balanced
-  (33% darker, 33% medium).
+Each seed renders its own data set (``debias data synth --seed S``), so the intervals across seeds
+include the variation of the data, not just of the initialisation.
+
+Settings (training composition; the test split is always balanced):
+- ``skin``: the default bias (2% darker, 5% medium, 3% profile, 5% three-quarter faces).
+- ``pose``: pose is the rare factor (2% profile, 5% three-quarter); skin groups are balanced.
+Each setting also trains ``standard`` on a *balanced composition* of the same size (``intrinsic``):
+the gap left there is what the pixels themselves make hard; the rest of the gap of ``standard`` is
+the representation gap that resampling exists to close.
 """
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import sys
 import tempfile
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -27,210 +33,379 @@ import numpy as np
 import pandas as pd
 
 RESULTS = Path(__file__).parent / "results"
+RUNS = RESULTS / "debiasing_runs.csv"
 SETTINGS = {
     "skin": dict(),
     "pose": dict(darker_share=0.33, medium_share=0.33, profile_share=0.02, three_quarter_share=0.05),
 }
-Z = 1.959963984540054
+# the balanced composition used for each setting's intrinsic gap
+INTRINSIC = {
+    "skin": dict(darker_share=0.33, medium_share=0.33),
+    "pose": dict(darker_share=0.33, medium_share=0.33, profile_share=0.33, three_quarter_share=0.33),
+}
+TARGET_GAP = {"skin": "skin_gap", "pose": "pose_gap"}  # the gap each setting is about
+TONE_GROUP = {**{t: "lighter" for t in range(1, 5)}, 5: "medium", 6: "medium", **{t: "darker" for t in range(7, 11)}}
+
+# label -> TrainConfig options. Every method trains with augmentation unless its label says no-aug.
+METHODS = {
+    "standard": dict(method="standard"),
+    "standard no-aug": dict(method="standard", augment=False),
+    "vae-uniform": dict(method="vae-uniform"),
+    "dbvae (paper)": dict(method="dbvae"),
+    "dbvae ess0.1": dict(method="dbvae", min_ess=0.1),
+    "dbvae gmm center": dict(method="dbvae", density="gmm", rec_region="center"),
+    "balanced": dict(method="balanced"),
+    "balanced no-aug": dict(method="balanced", augment=False),
+    "balanced sqrt": dict(method="balanced", balance_power=0.5),
+    "group-dro": dict(method="group-dro"),
+    "jtt": dict(method="jtt"),
+}
+# the pose setting balances by pose: the labelled references use the attribute that is rare there
+BALANCE_BY = {"skin": ("skin_group",), "pose": ("pose",)}
+POSE_METHODS = ("standard", "vae-uniform", "dbvae (paper)", "dbvae gmm center", "balanced", "group-dro")
+T975 = {n: v for n, v in zip(range(2, 31), (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+                                            2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+                                            2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045))}
 
 
-def methods() -> list[dict]:
-    out = [dict(method="standard"), dict(method="vae-uniform")]
-    for alpha, combine in itertools.product((0.1, 0.01, 0.001), ("product", "max", "tempered")):
-        out.append(dict(method="dbvae", alpha=alpha, combine=combine))
-    out += [dict(method="balanced"), dict(method="jtt")]
-    return out
+# ------------------------------------------------------------------------------------------------
+# one run
+# ------------------------------------------------------------------------------------------------
 
+def measure(y_true: np.ndarray, y_score: np.ndarray, faces: pd.DataFrame, target_fpr: float = 0.01) -> dict:
+    """Benchmark metrics of one model on the balanced test split.
 
-def _diff_ci(k1, n1, k2, n2):
-    """Difference of two independent proportions with a Wald 95% interval."""
-    p1, p2 = k1 / n1, k2 / n2
-    se = np.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
-    return p1 - p2, p1 - p2 - Z * se, p1 - p2 + Z * se
-
-
-def measure(pred: pd.DataFrame, target_fpr: float = 0.01) -> dict:
-    """Benchmark metrics of one model's test predictions (computed here from the raw table)."""
+    ``faces`` holds the test faces' attributes, in the order of ``y_score[y_true == 1]``. Rates in
+    [0, 1]; E_A and Var_A in percent and percent squared over skin_group x gender cells (the
+    paper's definitions: mean and variance of the cell accuracies).
+    """
     from debias.audit.metrics import choose_threshold
 
-    t = choose_threshold(pred.y_score.to_numpy(), pred.y_true.to_numpy(), target_fpr)
-    hit = pred.y_score.to_numpy() >= t
-    y = pred.y_true.to_numpy()
-    f = pred[y == 1].assign(hit=hit[y == 1])
-    out = {"threshold": t, "accuracy": float((hit == (y == 1)).mean()), "fpr": float(hit[y == 0].mean()),
+    t = choose_threshold(y_score, y_true, target_fpr)
+    hit = y_score >= t
+    f = faces.assign(hit=hit[y_true == 1])
+    out = {"threshold": t, "accuracy": float((hit == (y_true == 1)).mean()), "fpr": float(hit[y_true == 0].mean()),
            "recall": float(f.hit.mean())}
     cells = f.groupby(["skin_group", "gender"]).hit.mean() * 100
     out["E_A"], out["Var_A"] = float(cells.mean()), float(cells.var(ddof=0))
     sp = f.groupby(["skin_group", "pose"]).hit.mean()
     out["worst_group"], out["worst_group_rate"] = " / ".join(sp.idxmin()), float(sp.min())
-    for name, col, a, b in (("skin", "skin_group", "lighter", "darker"), ("pose", "pose", "frontal", "profile")):
-        ga, gb = f[f[col] == a].hit, f[f[col] == b].hit
-        out[f"gap_{name}"], out[f"gap_{name}_lo"], out[f"gap_{name}_hi"] = _diff_ci(ga.sum(), len(ga), gb.sum(), len(gb))
-        out[f"rate_{b}"] = float(gb.mean())
+    out["skin_gap"] = float(f[f.skin_group == "lighter"].hit.mean() - f[f.skin_group == "darker"].hit.mean())
+    out["pose_gap"] = float(f[f.pose == "frontal"].hit.mean() - f[f.pose == "profile"].hit.mean())
+    out["rate_darker"] = float(f[f.skin_group == "darker"].hit.mean())
+    out["rate_profile"] = float(f[f.pose == "profile"].hit.mean())
     return out
+
+
+def _scores(model, root: Path, frame: pd.DataFrame) -> np.ndarray:
+    import torch
+
+    from debias.data.manifest import read_rows
+    from debias.train import predict_scores
+
+    packed = np.load(root / "images.npy", mmap_mode="r")
+    rows = frame["image"].to_numpy(int)
+    s, _ = predict_scores(model, lambda pos: read_rows(packed, rows[pos]), len(rows), torch.device("cpu"))
+    return s
 
 
 def _one(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(1)  # two runs in parallel, one core each
-    from debias.audit.adapters import load_adapter
-    from debias.audit.predict import predict
     from debias.config import TrainConfig
-    from debias.train import fit
+    from debias.data.manifest import read_manifest
+    from debias.train import fit, load_run
 
-    kw = {k: job[k] for k in ("method", "alpha", "combine") if k in job and not pd.isna(job[k])}
-    cfg = TrainConfig(seed=job["seed"], epochs=job["epochs"], compile=False, **kw)
+    t0 = time.perf_counter()
+    # intrinsic: standard training on the balanced composition
+    opts = {**{**METHODS, "intrinsic": METHODS["standard"]}[job["method"]], "balance_by": BALANCE_BY[job["setting"]]}
+    cfg = TrainConfig(seed=job["seed"], epochs=job["epochs"], compile=False, **opts)
+    root = Path(job["data"])
+    m = read_manifest(root)
+    test, train = m[m.split == "test"], m[m.split == "train"]
     with tempfile.TemporaryDirectory() as d:
-        hist = fit(job["data"], cfg, Path(d) / "run")
-        pred, _ = predict(job["data"], [load_adapter(f"run:{Path(d) / 'run'}")], split="test")
+        hist = fit(root, cfg, Path(d) / "run")
+        model, _ = load_run(Path(d) / "run")
+    y = test.label.to_numpy()
     row = {k: v for k, v in job.items() if k != "data"}
-    row.update(measure(pred))
+    s = _scores(model, root, test)
+    row.update(measure(y, s, test[y == 1]))
+    # memorisation: recall of the rare group's *training* faces at the test threshold
+    tf = train[(train.label == 1) & (train.skin_group == "darker") | (train.label == 1) & (train.pose == "profile")]
+    st = _scores(model, root, tf) >= row["threshold"]
+    row["train_rate_darker"] = float(st[(tf.skin_group == "darker").to_numpy()].mean())
+    row["train_rate_profile"] = float(st[(tf.pose == "profile").to_numpy()].mean())
     last = hist.iloc[-1]
     row["ess"] = float(last["ess"])
-    for c in ("mass[skin_group=darker]", "mass[pose=profile]"):
-        row[c.replace("[", "_").replace("]", "").replace("=", "_")] = float(last.get(c, np.nan))
+    for c in ("skin_group=darker", "pose=profile"):
+        row[f"mass_{c.split('=')[1]}"] = float(last.get(f"mass[{c}]", np.nan))
+    row["seconds"] = time.perf_counter() - t0
     return row
 
 
-def _data(setting: str, seed: int, n_train: int, shares: dict, root: Path) -> Path:
+def _data(setting: str, seed: int, n_train: int, shares: dict, cache: Path, tag: str) -> Path:
     from debias.config import SynthConfig
     from debias.data.synth import generate
 
-    tag = "_".join(f"{k}{v}" for k, v in sorted(shares.items())) or "default"
-    out = root / f"{setting}_{tag}_seed{seed}_n{n_train}"
+    out = cache / f"{tag}_seed{seed}_n{n_train}"
     if not (out / "manifest.csv").exists():
-        generate(SynthConfig(n_train=n_train, n_val=1000, seed=seed, **shares), out)
+        generate(SynthConfig(n_train=n_train, n_val=1000, seed=seed, workers=1, **shares), out)
     return out
 
 
-def _run(jobs: list[dict], csv: Path, workers: int) -> None:
-    done = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
-    key = ["setting", "method", "alpha", "combine", "seed", "share_factor", "share"]
-
-    def k(d):
-        return tuple(str(d.get(c, "")) if not pd.isna(d.get(c, np.nan)) else "" for c in key)
-
-    seen = {k(r) for r in done.to_dict("records")}
-    todo = [j for j in jobs if k(j) not in seen]
-    print(f"{len(todo)} runs to do ({len(jobs) - len(todo)} already in {csv.name})", flush=True)
-    with ProcessPoolExecutor(workers) as ex:
-        for row in ex.map(_one, todo):
-            pd.DataFrame([row]).to_csv(csv, mode="a", header=not csv.exists(), index=False, float_format="%.5g")
-            print(f"{row['setting']} {row['method']} a={row.get('alpha', '')} {row.get('combine', '')} seed {row['seed']}"
-                  f"{' share ' + str(row.get('share')) if 'share' in row else ''}: acc {row['accuracy']:.3f} "
-                  f"Var[A] {row['Var_A']:.1f} worst {row['worst_group_rate']:.3f} gap_skin {row['gap_skin']:.3f} "
-                  f"gap_pose {row['gap_pose']:.3f} ESS {row['ess']:.2f}", flush=True)
+KEY = ["setting", "method", "seed", "epochs", "n_train"]
 
 
-def table(a) -> None:
+def run(a) -> None:
+    """Every job in priority order: the skin setting seed by seed, the length check, then pose."""
     jobs = []
-    for setting, seed in itertools.product(a.settings, a.seeds):
-        data = _data(setting, seed, a.n_train, SETTINGS[setting], a.cache)
-        for m in methods():
-            jobs.append({"setting": setting, "seed": seed, "epochs": a.epochs, "n_train": a.n_train, "data": str(data),
-                         "alpha": m.get("alpha", np.nan), "combine": m.get("combine", np.nan), "method": m["method"]})
-    _run(jobs, RESULTS / "debiasing_runs.csv", a.workers)
+    for setting in a.settings:
+        for seed in a.seeds:
+            labels = list(METHODS) if setting == "skin" else list(POSE_METHODS)
+            data = _data(setting, seed, a.n_train, SETTINGS[setting], a.cache, setting)
+            intr = _data(setting, seed, a.n_train, INTRINSIC[setting], a.cache, f"{setting}-balanced")
+            jobs += [{"setting": setting, "method": m, "seed": seed, "epochs": a.epochs, "n_train": a.n_train,
+                      "data": str(data)} for m in labels]
+            jobs.append({"setting": setting, "method": "intrinsic", "seed": seed, "epochs": a.epochs,
+                         "n_train": a.n_train, "data": str(intr)})
+        if setting == "skin":
+            for seed in a.long_seeds:  # the training-length check: the same runs, twice as long
+                data = _data("skin", seed, a.n_train, SETTINGS["skin"], a.cache, "skin")
+                jobs += [{"setting": "skin", "method": m, "seed": seed, "epochs": 2 * a.epochs,
+                          "n_train": a.n_train, "data": str(data)} for m in ("standard", "balanced")]
+    done = pd.read_csv(RUNS) if RUNS.exists() else pd.DataFrame(columns=KEY)
+    seen = {tuple(str(v) for v in r) for r in done[KEY].itertuples(index=False)}
+    todo = [j for j in jobs if tuple(str(j[k]) for k in KEY) not in seen]
+    print(f"{len(todo)} runs to do, {len(jobs) - len(todo)} already in {RUNS.name}", flush=True)
+    with ProcessPoolExecutor(a.workers) as ex:
+        futures = [ex.submit(_one, j) for j in todo]
+        for i, (job, fut) in enumerate(zip(todo, futures), 1):
+            try:
+                row = fut.result()
+            except Exception as e:  # noqa: BLE001 - one failed run must not stop the others
+                print(f"[{i}/{len(todo)}] FAILED {job['setting']} {job['method']} seed {job['seed']}: "
+                      f"{type(e).__name__}: {e}", flush=True)
+                continue
+            pd.DataFrame([row]).to_csv(RUNS, mode="a", header=not RUNS.exists(), index=False, float_format="%.5g")
+            print(f"[{i}/{len(todo)}] {row['setting']} {row['method']} seed {row['seed']} ({row['epochs']} ep, "
+                  f"{row['seconds']:.0f}s): acc {row['accuracy']:.3f} worst {row['worst_group_rate']:.3f} "
+                  f"skin gap {row['skin_gap']:.3f} pose gap {row['pose_gap']:.3f} ESS {row['ess']:.2f} "
+                  f"mass darker {row['mass_darker']:.3f}", flush=True)
 
 
-def dose(a) -> None:
-    jobs = []
-    for factor, share, seed in itertools.product(("darker_share", "profile_share"), (0.0, 0.01, 0.02, 0.05, 0.10, 0.25),
-                                                 a.seeds):
-        data = _data("dose", seed, a.n_train, {factor: share}, a.cache)
-        for method in ("standard", "dbvae", "balanced"):
-            jobs.append({"setting": "dose", "seed": seed, "epochs": a.epochs, "n_train": a.n_train, "data": str(data),
-                         "method": method, "share_factor": factor, "share": share})
-    _run(jobs, RESULTS / "dose_response.csv", a.workers)
+# ------------------------------------------------------------------------------------------------
+# summary
+# ------------------------------------------------------------------------------------------------
+
+METRICS = ("worst_group_rate", "skin_gap", "pose_gap", "E_A", "Var_A", "accuracy", "rate_darker", "rate_profile")
 
 
-def _label(r) -> str:
-    if r["method"] == "dbvae":
-        return f"dbvae a={r['alpha']:g} {r['combine']}"
-    return r["method"]
+def t_interval(x: np.ndarray) -> tuple[float, float, float]:
+    """Mean and 95% t-interval across seeds."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return (float(x.mean()) if len(x) else np.nan), np.nan, np.nan
+    h = T975[min(len(x), 30)] * x.std(ddof=1) / np.sqrt(len(x))
+    return float(x.mean()), float(x.mean() - h), float(x.mean() + h)
+
+
+def closed_fraction(method_gap: np.ndarray, standard_gap: np.ndarray, intrinsic_gap: np.ndarray, *,
+                    n_boot: int = 10_000, random_state: int = 0) -> tuple[float, float, float]:
+    """Share of the representation gap a method closes, (std - method) / (std - intrinsic).
+
+    The three arrays are paired by seed. The point estimate is the ratio of the mean differences; the
+    95% interval resamples seeds (percentile bootstrap), so it carries the pairing.
+    """
+    m, s, i = (np.asarray(v, dtype=float) for v in (method_gap, standard_gap, intrinsic_gap))
+    est = (s - m).mean() / (s - i).mean()
+    idx = np.random.default_rng(random_state).integers(0, len(m), (n_boot, len(m)))
+    boot = (s[idx] - m[idx]).mean(1) / (s[idx] - i[idx]).mean(1)
+    lo, hi = np.percentile(boot[np.isfinite(boot)], [2.5, 97.5])
+    return float(est), float(lo), float(hi)
+
+
+def summarise(runs: pd.DataFrame, epochs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(debiasing_summary, gap_decomposition) from the per-run table, over seeds complete for a setting."""
+    rows, decomp = [], []
+    runs = runs[runs.epochs == epochs]
+    for setting, r in runs.groupby("setting", sort=False):
+        wide = {m: g.set_index("seed") for m, g in r.groupby("method")}
+        if "standard" not in wide or "intrinsic" not in wide:
+            continue
+        gap = TARGET_GAP[setting]
+        seeds = sorted(set(wide["standard"].index) & set(wide["intrinsic"].index))
+        std, intr = wide["standard"].loc[seeds, gap].to_numpy(), wide["intrinsic"].loc[seeds, gap].to_numpy()
+        d = {"setting": setting, "gap": gap, "n_seeds": len(seeds)}
+        for name, v in (("total", std), ("intrinsic", intr), ("representation", std - intr)):
+            d[name], d[f"{name}_ci_low"], d[f"{name}_ci_high"] = t_interval(v * 100)
+        if "standard no-aug" in wide:
+            s_na = wide["standard no-aug"].reindex(seeds)[gap].to_numpy()
+            d["total_no_aug"], d["total_no_aug_ci_low"], d["total_no_aug_ci_high"] = t_interval(s_na * 100)
+        decomp.append(d)
+        for label in [m for m in (*METHODS, "intrinsic") if m in wide]:
+            g = wide[label]
+            common = [s for s in seeds if s in g.index]
+            if not common:
+                continue
+            g = g.loc[common]
+            aug = "no-aug" not in label
+            for metric in METRICS + ("train_rate_darker", "train_rate_profile", "ess", "mass_darker",
+                                     "mass_profile"):
+                if metric not in g:
+                    continue
+                mean, lo, hi = t_interval(g[metric])
+                rows.append(dict(setting=setting, method=label, augment=aug, n_seeds=len(g), metric=metric,
+                                 mean=mean, ci_low=lo, ci_high=hi))
+                if metric in METRICS and label != "standard":
+                    diff = g[metric].to_numpy() - wide["standard"].loc[common, metric].to_numpy()
+                    mean, lo, hi = t_interval(diff)
+                    rows.append(dict(setting=setting, method=label, augment=aug, n_seeds=len(g),
+                                     metric=f"{metric}_minus_standard", mean=mean, ci_low=lo, ci_high=hi))
+            if label not in ("standard", "intrinsic") and len(common) >= 2:
+                est, lo, hi = closed_fraction(g[gap].to_numpy(), wide["standard"].loc[common, gap].to_numpy(),
+                                              wide["intrinsic"].loc[common, gap].to_numpy())
+                rows.append(dict(setting=setting, method=label, augment=aug, n_seeds=len(common),
+                                 metric="representation_gap_closed", mean=est, ci_low=lo, ci_high=hi))
+    return pd.DataFrame(rows), pd.DataFrame(decomp)
+
+
+def hard_negative_shares(cache: Path, seeds) -> pd.DataFrame:
+    """Share of faces and of skin-toned hard negatives in each tone group, per setting (training split)."""
+    from debias.data.manifest import read_manifest
+
+    rows = []
+    for setting in SETTINGS:
+        for seed in seeds:
+            root = next(iter(sorted(cache.glob(f"{setting}_seed{seed}_n*"))), None)
+            if root is None:
+                continue
+            m = read_manifest(root)
+            m = m[m.split == "train"]
+            faces = m[m.label == 1].skin_group.value_counts(normalize=True)
+            neg = m[(m.label == 0) & m.nonface_tone.notna()].nonface_tone.astype(int).map(TONE_GROUP)
+            negs = neg.value_counts(normalize=True)
+            for g in ("lighter", "medium", "darker"):
+                rows.append(dict(setting=setting, seed=seed, tone_group=g, face_share=float(faces.get(g, 0)),
+                                 hard_negative_share=float(negs.get(g, 0))))
+    return pd.DataFrame(rows)
+
+
+def _fmt(s: pd.DataFrame, setting: str, method: str, metric: str, scale: float = 100, d: int = 1) -> str:
+    r = s[(s.setting == setting) & (s.method == method) & (s.metric == metric)]
+    if r.empty:
+        return ""
+    r = r.iloc[0]
+    if pd.isna(r.ci_low):
+        return f"{r['mean'] * scale:.{d}f}"
+    return f"{r['mean'] * scale:.{d}f} [{r.ci_low * scale:.{d}f}, {r.ci_high * scale:.{d}f}]"
+
+
+def markdown(s: pd.DataFrame, dec: pd.DataFrame) -> str:
+    lines = []
+    for setting in s.setting.unique():
+        sub = s[s.setting == setting]
+        n = int(sub.n_seeds.max())
+        lines += [f"\n**Setting `{setting}`**: mean [95% CI across {n} seeds, paired by seed]; rates and gaps in "
+                  "points, Var[A] in points squared; *closed* = share of the representation gap closed.\n",
+                  "| method | accuracy | worst group (skin x pose) | lighter-darker gap | frontal-profile gap | "
+                  "E[A] | Var[A] | closed | gap minus standard |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        gap = TARGET_GAP[setting]
+        for m in sub.method.unique():
+            lines.append(f"| {m} | {_fmt(s, setting, m, 'accuracy')} | {_fmt(s, setting, m, 'worst_group_rate')} | "
+                         f"{_fmt(s, setting, m, 'skin_gap')} | {_fmt(s, setting, m, 'pose_gap')} | "
+                         f"{_fmt(s, setting, m, 'E_A', 1)} | {_fmt(s, setting, m, 'Var_A', 1, 0)} | "
+                         f"{_fmt(s, setting, m, 'representation_gap_closed', 100, 0)}"
+                         f"{'%' if m not in ('standard', 'intrinsic') else ''} | "
+                         f"{_fmt(s, setting, m, gap + '_minus_standard')} |")
+    if not dec.empty:
+        lines += ["\n**Gap decomposition** (`standard` with augmentation; points, 95% CI across seeds)\n",
+                  "| setting | gap | seeds | total | intrinsic | representation | total without augmentation |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in dec.itertuples():
+            na = (f"{r.total_no_aug:.1f} [{r.total_no_aug_ci_low:.1f}, {r.total_no_aug_ci_high:.1f}]"
+                  if hasattr(r, "total_no_aug") and pd.notna(r.total_no_aug) else "")
+            lines.append(f"| {r.setting} | {r.gap} | {r.n_seeds} | {r.total:.1f} [{r.total_ci_low:.1f}, "
+                         f"{r.total_ci_high:.1f}] | {r.intrinsic:.1f} [{r.intrinsic_ci_low:.1f}, "
+                         f"{r.intrinsic_ci_high:.1f}] | {r.representation:.1f} [{r.representation_ci_low:.1f}, "
+                         f"{r.representation_ci_high:.1f}] | {na} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(s: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # a script, not a library: no notebook state to protect
+    import matplotlib.pyplot as plt
+
+    settings = list(s.setting.unique())
+    fig, axes = plt.subplots(1, len(settings), figsize=(6.5 * len(settings), 4.8), squeeze=False)
+    for ax, setting in zip(axes[0], settings):
+        gap = TARGET_GAP[setting]
+        sub = s[(s.setting == setting) & (s.metric == gap)].reset_index(drop=True)
+        y = np.arange(len(sub))
+        ax.errorbar(sub["mean"] * 100, y, xerr=[(sub["mean"] - sub.ci_low) * 100, (sub.ci_high - sub["mean"]) * 100],
+                    fmt="o", capsize=3)
+        ax.set_yticks(y, sub.method)
+        ax.invert_yaxis()
+        ax.axvline(0, color="k", lw=0.8)
+        std = sub[sub.method == "standard"]
+        if not std.empty:
+            ax.axvline(std["mean"].iloc[0] * 100, color="grey", ls="--", lw=0.8, label="standard")
+        intr = sub[sub.method == "intrinsic"]
+        if not intr.empty:
+            ax.axvline(intr["mean"].iloc[0] * 100, color="green", ls=":", lw=1, label="intrinsic (balanced data)")
+        ax.set_xlabel(f"{gap.replace('_', ' ')} (points; 95% CI across seeds)")
+        ax.set_title(f"setting: {setting}")
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def summary(a) -> None:
-    runs = pd.read_csv(RESULTS / "debiasing_runs.csv")
-    runs["label"] = runs.apply(_label, axis=1)
-    cols = ["accuracy", "E_A", "Var_A", "worst_group_rate", "gap_skin", "gap_pose", "ess"]
-    agg = runs.groupby(["setting", "label"], sort=False)[cols].agg(["mean", "std", "count"])
-    rows = []
-    for (setting, label), r in agg.iterrows():
-        row = {"setting": setting, "method": label, "seeds": int(r[("accuracy", "count")])}
-        for c in cols:
-            row[f"{c}_mean"], row[f"{c}_sd"] = r[(c, "mean")], r[(c, "std")]
-        rows.append(row)
-    s = pd.DataFrame(rows)
-    s.to_csv(RESULTS / "debiasing.csv", index=False, float_format="%.4f")
-
-    def pm(m, sd, scale=100, d=1):
-        return f"{m * scale:.{d}f} ± {0 if pd.isna(sd) else sd * scale:.{d}f}"
-
-    lines = []
-    for setting in s.setting.unique():
-        lines += [f"\n**Setting `{setting}`** (mean ± sd over seeds; rates in %, gaps in points, Var[A] in %²)\n",
-                  "| method | seeds | accuracy | E[A] | Var[A] | worst group (skin x pose) | lighter-darker gap | "
-                  "frontal-profile gap | ESS |", "|---|---|---|---|---|---|---|---|---|"]
-        for r in s[s.setting == setting].itertuples():
-            lines.append(f"| {r.method} | {r.seeds} | {pm(r.accuracy_mean, r.accuracy_sd)} | "
-                         f"{pm(r.E_A_mean, r.E_A_sd, 1)} | {pm(r.Var_A_mean, r.Var_A_sd, 1)} | "
-                         f"{pm(r.worst_group_rate_mean, r.worst_group_rate_sd)} | {pm(r.gap_skin_mean, r.gap_skin_sd)} | "
-                         f"{pm(r.gap_pose_mean, r.gap_pose_sd)} | {r.ess_mean:.2f} |")
-    (RESULTS / "debiasing_table.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    if (RESULTS / "dose_response.csv").exists():
-        _dose_figure(pd.read_csv(RESULTS / "dose_response.csv"))
-
-
-def _dose_figure(d: pd.DataFrame) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", font_scale=0.85)
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
-    pal = dict(zip(("standard", "dbvae", "balanced"), sns.color_palette("colorblind", 3)))
-    for i, (factor, gap, name) in enumerate((("darker_share", "gap_skin", "lighter - darker"),
-                                             ("profile_share", "gap_pose", "frontal - profile"))):
-        sub = d[d.share_factor == factor]
-        for m, g in sub.groupby("method"):
-            g = g.groupby("share").agg(gap=(gap, "mean"), lo=(f"{gap}_lo", "mean"), hi=(f"{gap}_hi", "mean"),
-                                       worst=("worst_group_rate", "mean")).reset_index()
-            x = g.share * 100
-            axes[i, 0].plot(x, g.gap * 100, marker="o", label=m, color=pal[m])
-            axes[i, 0].fill_between(x, g.lo * 100, g.hi * 100, alpha=0.2, color=pal[m])
-            # Wilson-free band for a rate of a 240-face cell: +-1.96 sqrt(p(1-p)/240)
-            se = np.sqrt(g.worst * (1 - g.worst) / 240)
-            axes[i, 1].plot(x, g.worst * 100, marker="o", label=m, color=pal[m])
-            axes[i, 1].fill_between(x, (g.worst - Z * se) * 100, (g.worst + Z * se) * 100, alpha=0.2, color=pal[m])
-        for j in range(2):
-            axes[i, j].set_xscale("symlog", linthresh=1)
-            axes[i, j].set_xticks([0, 1, 2, 5, 10, 25], ["0", "1", "2", "5", "10", "25"])
-            axes[i, j].set_xlabel(f"{factor.replace('_', ' ')} of training faces (%)")
-        axes[i, 0].set_ylabel(f"{name} detection gap (points)")
-        axes[i, 1].set_ylabel("worst group detection rate (%)")
-        axes[i, 0].axhline(0, color="k", lw=0.8)
-        axes[i, 0].legend()
-    fig.suptitle("Dose-response: where debiasing matters (95% CI bands)")
-    fig.tight_layout()
-    fig.savefig(RESULTS / "dose_response.png", dpi=110)
-    print(f"wrote {RESULTS / 'dose_response.png'}")
+    runs = pd.read_csv(RUNS)
+    s, dec = summarise(runs, a.epochs)
+    s.to_csv(RESULTS / "debiasing_summary.csv", index=False, float_format="%.5g")
+    dec.to_csv(RESULTS / "gap_decomposition.csv", index=False, float_format="%.4g")
+    hn = hard_negative_shares(a.cache, a.seeds)
+    if not hn.empty:
+        hn.groupby(["setting", "tone_group"], sort=False)[["face_share", "hard_negative_share"]].mean() \
+          .to_csv(RESULTS / "hard_negative_shares.csv", float_format="%.4f")
+    md = markdown(s, dec)
+    long = runs[runs.epochs == 2 * a.epochs]
+    if not long.empty:
+        md += f"\n**Training length** ({a.epochs} vs {2 * a.epochs} epochs, same seeds; mean of the difference, 95% CI)\n\n"
+        md += "| method | seeds | worst group | lighter-darker gap | accuracy |\n|---|---|---|---|---|\n"
+        for m, g in long.groupby("method"):
+            base = runs[(runs.epochs == a.epochs) & (runs.method == m) & (runs.setting == "skin")].set_index("seed")
+            g = g.set_index("seed")
+            common = [x for x in g.index if x in base.index]
+            cells = []
+            for metric in ("worst_group_rate", "skin_gap", "accuracy"):
+                mean, lo, hi = t_interval((g.loc[common, metric] - base.loc[common, metric]) * 100)
+                cells.append(f"{mean:+.1f} [{lo:+.1f}, {hi:+.1f}]")
+            md += f"| {m} | {len(common)} | " + " | ".join(cells) + " |\n"
+    (RESULTS / "debiasing_table.md").write_text(md)
+    figure(s, RESULTS / "debiasing_gaps.png")
+    print(md)
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["table", "dose", "summary"])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["run", "summary"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--long-seeds", type=int, nargs="*", default=[0, 1, 2],
+                    help="seeds on which standard and balanced also train for twice the epochs")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS))
-    ap.add_argument("--n-train", type=int, default=10_000)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--n-train", type=int, default=20_000)
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("DEBIAS_BENCH_CACHE", "/tmp/debias-bench")))
     a = ap.parse_args()
     RESULTS.mkdir(exist_ok=True)
     a.cache.mkdir(parents=True, exist_ok=True)
-    {"table": table, "dose": dose, "summary": summary}[a.what](a)
+    {"run": run, "summary": summary}[a.what](a)
     sys.exit(0)

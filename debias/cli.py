@@ -255,7 +255,7 @@ def data_annotate(
 def train(
     data: Path = typer.Argument(..., help="Dataset folder (manifest.csv + packed images.npy)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder for config.json, model.pt, history.csv, ..."),
-    method: str = typer.Option("dbvae", help="standard | dbvae | vae-uniform | balanced | jtt."),
+    method: str = typer.Option("dbvae", help="standard | dbvae | vae-uniform | balanced | group-dro | jtt."),
     epochs: int = typer.Option(6, help="Epochs."),
     batch_size: int = typer.Option(64, help="Batch size (global, across DDP ranks)."),
     lr: float = typer.Option(5e-4, help="Adam learning rate."),
@@ -268,6 +268,10 @@ def train(
     beta: float = typer.Option(5e-4, help="KL weight (beta-VAE)."),
     c_rec: float = typer.Option(1.0, help="Reconstruction weight."),
     rec_norm: str = typer.Option("l1", help="l1 | l2 reconstruction."),
+    rec_region: str = typer.Option("full", help="full | center: reconstruct the whole image or its central half."),
+    augment: bool = typer.Option(True, "--augment/--no-augment",
+                                 help="Random flip + scale/shift per image (geometry only, never colour)."),
+    density: str = typer.Option("histogram", help="histogram (the paper's) | gmm (joint mixture on the latent)."),
     bins: int = typer.Option(10, help="Histogram bins per latent dimension."),
     alpha: float = typer.Option(0.01, help="Histogram smoothing (larger = closer to uniform)."),
     combine: str = typer.Option("product", help="product | max | tempered: how latent dimensions combine."),
@@ -275,7 +279,9 @@ def train(
     min_ess: float = typer.Option(0.3, help="ESS floor, fraction of training faces; weights are tempered to keep it."),
     resample_from: int = typer.Option(1, help="First epoch (0-based) that resamples."),
     face_ratio: float = typer.Option(0.5, help="Share of faces in each weighted batch."),
-    balance_by: str = typer.Option("skin_group,pose", help="Oracle groups for --method balanced."),
+    balance_by: str = typer.Option("skin_group", help="Labelled groups for --method balanced and group-dro."),
+    balance_power: float = typer.Option(1.0, help="balanced: p ~ n_group^-power (1 equal mass, 0.5 tempered)."),
+    dro_eta: float = typer.Option(0.01, help="group-dro: step size of the online group weights."),
     jtt_epochs: int = typer.Option(2, help="JTT: epochs of the identification model."),
     jtt_lambda: float = typer.Option(5.0, help="JTT: upweighting of its errors."),
     max_train: int = typer.Option(0, help="Use at most this many training images (0 = all)."),
@@ -301,10 +307,11 @@ def train(
 
     try:
         cfg = TrainConfig(method=method, arch=arch, width=width, latent_dim=latent_dim, beta=beta, c_rec=c_rec,
-                          rec_norm=rec_norm, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                          rec_norm=rec_norm, rec_region=rec_region, augment=augment, density=density, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                           workers=workers, compile=compile, bins=bins, alpha=alpha, combine=combine,
                           temperature=temperature, min_ess=min_ess, resample_from=resample_from,
-                          face_ratio=face_ratio, balance_by=_csv(balance_by), jtt_epochs=jtt_epochs,
+                          face_ratio=face_ratio, balance_by=_csv(balance_by), balance_power=balance_power,
+                          dro_eta=dro_eta, jtt_epochs=jtt_epochs,
                           jtt_lambda=jtt_lambda, max_train=max_train)
     except ValueError as e:
         fail(str(e))

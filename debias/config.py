@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,13 +56,14 @@ class SynthConfig:
 class TrainConfig:
     """Training of a standard classifier or a DB-VAE (``debias train``)."""
 
-    method: str = "dbvae"  # standard | dbvae | vae-uniform | balanced | jtt
+    method: str = "dbvae"  # standard | dbvae | vae-uniform | balanced | group-dro | jtt
     arch: str = "cnn"  # cnn (the DB-VAE lab CNN) | resnet18 (torchvision, untrained)
     width: int = 12  # n in the lab CNN's conv widths n, 2n, 4n, 6n
     latent_dim: int = 100  # k, the DB-VAE latent size
     beta: float = 5e-4  # weight of the KL term (beta-VAE); the lab's kl_weight, since rec is a pixel mean
     c_rec: float = 1.0  # weight of the reconstruction term
     rec_norm: str = "l1"  # l1 | l2 per-pixel reconstruction loss (mean over pixels)
+    rec_region: str = "full"  # full image | center: reconstruct only the central half, where a face crop has its face
     epochs: int = 6  # passes over the training split (sampled batches count as one epoch's worth)
     batch_size: int = 64  # images per optimisation step
     lr: float = 5e-4  # Adam learning rate
@@ -69,34 +71,68 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
     workers: int = 0  # threads that prefetch batches from the packed array; 0 loads in the training loop
     compile: bool = True  # torch.compile the training step (falls back to eager on failure)
+    augment: bool = True  # random flip + scale/shift jitter per image (debias/data/augment.py); never colour
     # resampling (debias/sampling.py)
+    density: str = "histogram"  # histogram (the paper's per-dimension histograms) | gmm (joint mixture on mu)
     bins: int = 10  # histogram bins per latent dimension
     alpha: float = 0.01  # histogram smoothing; large alpha -> uniform sampling
     combine: str = "product"  # product (the paper's) | max (the lab's) | tempered
-    temperature: float = 0.0  # tempered exponent; 0 picks the largest spread that keeps ESS >= min_ess
+    temperature: float = 0.0  # tempered exponent; 0 means 1/k, the geometric mean over dimensions
     min_ess: float = 0.3  # floor on effective sample size, as a fraction of training faces
     resample_from: int = 1  # first epoch (0-based) that resamples; earlier epochs are uniform
     face_ratio: float = 0.5  # share of faces in every batch for weighted methods
-    balance_by: tuple[str, ...] = ("skin_group", "pose")  # oracle groups for method=balanced
+    # labelled references
+    balance_by: tuple[str, ...] = ("skin_group",)  # groups for method=balanced and group-dro
+    balance_power: float = 1.0  # balanced: p_i ~ n_g^-power; 1 equal group mass, 0.5 a tempered balance
+    dro_eta: float = 0.01  # group-dro: step size of the online group weights (Sagawa et al. use 0.01)
     jtt_epochs: int = 2  # epochs of the first (identification) model for method=jtt, before the `epochs` of the final one
     jtt_lambda: float = 5.0  # upweighting factor for the first model's training errors
     max_train: int = 0  # use at most this many training images (0 = all); for quick runs
 
     def __post_init__(self) -> None:
         choices = {
-            "method": ("standard", "dbvae", "vae-uniform", "balanced", "jtt"),
+            "method": ("standard", "dbvae", "vae-uniform", "balanced", "group-dro", "jtt"),
             "arch": ("cnn", "resnet18"),
             "rec_norm": ("l1", "l2"),
+            "rec_region": ("full", "center"),
+            "density": ("histogram", "gmm"),
             "combine": ("product", "max", "tempered"),
             "device": ("auto", "cpu", "cuda"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}.")
+        _positive(self, "width", "latent_dim", "epochs", "bins", "jtt_epochs")
+        _finite(self, "beta", "c_rec", "lr", "alpha", "temperature", "balance_power", "dro_eta", "jtt_lambda")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size={self.batch_size} must be at least 2.")
+        if not self.lr > 0 or not self.dro_eta > 0 or not self.jtt_lambda > 0:
+            raise ValueError(f"lr={self.lr}, dro_eta={self.dro_eta} and jtt_lambda={self.jtt_lambda} must be > 0.")
+        if self.beta < 0 or self.c_rec < 0 or self.alpha < 0 or self.temperature < 0 or self.balance_power < 0:
+            raise ValueError("beta, c_rec, alpha, temperature and balance_power must be >= 0.")
         if not 0 < self.min_ess <= 1:
             raise ValueError(f"min_ess={self.min_ess} must be in (0, 1].")
-        if self.epochs < 1 or self.batch_size < 2:
-            raise ValueError("epochs must be >= 1 and batch_size >= 2.")
+        if not 0 < self.face_ratio <= 1:
+            raise ValueError(f"face_ratio={self.face_ratio} must be in (0, 1].")
+        if self.workers < 0 or self.max_train < 0 or self.resample_from < 0:
+            raise ValueError(f"workers={self.workers}, max_train={self.max_train} and resample_from="
+                             f"{self.resample_from} must be >= 0.")
+        if not self.balance_by or any(not c for c in self.balance_by):
+            raise ValueError(f"balance_by={self.balance_by!r} must name at least one manifest column.")
+
+
+def _positive(cfg: Any, *names: str) -> None:
+    for name in names:
+        v = getattr(cfg, name)
+        if not v >= 1:
+            raise ValueError(f"{name}={v!r} must be at least 1.")
+
+
+def _finite(cfg: Any, *names: str) -> None:
+    for name in names:
+        v = getattr(cfg, name)
+        if not math.isfinite(v):
+            raise ValueError(f"{name}={v!r} must be a finite number.")
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,16 @@ One method per ``TrainConfig.method``:
 - ``standard``: classifier, uniform sampling (a permutation of the training split each epoch).
 - ``dbvae``: DB-VAE, faces resampled each epoch from the latent histograms (debias/sampling.py).
 - ``vae-uniform``: DB-VAE loss, uniform face sampling (ablation: the VAE loss without resampling).
-- ``balanced``: classifier, faces sampled so every group of ``balance_by`` gets equal mass (oracle).
+- ``balanced``: classifier, faces sampled with p ~ n_g^-balance_power over the groups of ``balance_by``
+  (labelled reference; power 1 gives every group equal mass, 0.5 is a tempered balance).
+- ``group-dro``: Group DRO (Sagawa et al. 2020): group-balanced sampling plus online group weights on
+  the loss; non-faces form one more group.
 - ``jtt``: Just Train Twice: a classifier trained ``jtt_epochs``, its training errors upweighted by
   ``jtt_lambda`` for a second classifier trained from scratch.
 
 Determinism: every epoch reseeds torch and the batch plan from (seed, epoch), so a run resumed from
-the checkpoint of epoch e repeats epochs e+1... exactly as an uninterrupted run would.
+the checkpoint of epoch e repeats epochs e+1... exactly as an uninterrupted run would. Augmentation
+(geometry only, never colour: debias/data/augment.py) draws from its own generator seeded the same way.
 """
 from __future__ import annotations
 
@@ -29,11 +33,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from debias.config import TrainConfig, to_json
+from debias.data.augment import augment
 from debias.data.manifest import ManifestDataset, ManifestError, is_packed, read_manifest, to_tensor
 from debias.models.classifier import FaceClassifier
 from debias.models.dbvae import DBVAE, dbvae_loss
-from debias.sampling import (BatchPlan, ess_fraction, group_balanced_weights, jtt_weights, latent_weights,
-                             mass_by_group)
+from debias.sampling import (BatchPlan, GroupDRO, ess_fraction, gmm_weights, group_balanced_weights, group_keys,
+                             jtt_weights, latent_weights, mass_by_group)
 
 DIAGNOSTIC_COLUMNS = ("skin_group", "pose", "gender")
 NOT_PACKED = ("{root} holds image files, not a packed images.npy. Training reads the packed array; run "
@@ -92,7 +97,11 @@ def _save_atomic(obj, path: Path) -> None:
 # ------------------------------------------------------------------------------------------------
 
 class _Step(nn.Module):
-    """Forward pass plus loss, as one module so DDP and torch.compile see the whole step."""
+    """Forward pass plus loss, as one module so DDP and torch.compile see the whole step.
+
+    Returns (per-image loss (B,), mean BCE, mean reconstruction, mean KL); the loss optimised is the
+    mean of the first, or a weighted sum for Group DRO.
+    """
 
     def __init__(self, model: nn.Module, cfg: TrainConfig) -> None:
         super().__init__()
@@ -103,12 +112,15 @@ class _Step(nn.Module):
         if self.vae:
             logit, mu, logvar = self.model.encode(x)
             x_hat = self.model.decode(DBVAE.reparameterize(mu, logvar))
+            if self.cfg.rec_region == "center":  # the central half, where a face crop has the face
+                h, w = x.shape[-2:]
+                x, x_hat = (t[..., h // 4:h - h // 4, w // 4:w - w // 4] for t in (x, x_hat))
             p = dbvae_loss(x, x_hat, y, logit, mu, logvar, beta=self.cfg.beta, c_rec=self.cfg.c_rec,
                            rec_norm=self.cfg.rec_norm)
-            return p.total, p.bce, p.rec, p.kl
-        bce = F.binary_cross_entropy_with_logits(self.model(x), y)
+            return p.per_sample, p.bce, p.rec, p.kl
+        bce = F.binary_cross_entropy_with_logits(self.model(x), y, reduction="none")  # (B,)
         zero = torch.zeros((), device=x.device)
-        return bce, bce, zero, zero
+        return bce, bce.mean(), zero, zero
 
 
 def _prefetch(batches, load: Callable, workers: int):
@@ -136,10 +148,13 @@ def _prefetch(batches, load: Callable, workers: int):
 
 def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images: Callable, labels: np.ndarray,
                     device: torch.device, *, rank: int = 0, world: int = 1, workers: int = 0,
-                    progress: Callback | None = None) -> dict[str, float]:
+                    aug: torch.Generator | None = None, groups: np.ndarray | None = None,
+                    dro: GroupDRO | None = None, progress: Callback | None = None) -> dict[str, float]:
     """Run one epoch of optimisation over ``batches`` (arrays of training positions).
 
-    ``workers`` threads prefetch batches. Returns the mean of each loss part over the epoch.
+    ``workers`` threads prefetch batches. ``aug``, a generator, turns on geometric augmentation.
+    ``dro`` with ``groups`` (group index of every training position) weights the loss by Group DRO.
+    Returns the mean of each loss part over the epoch.
     """
     step.train()
     sums = np.zeros(4)
@@ -147,17 +162,24 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
 
     def load(pos):
         pos = pos[rank::world]  # this rank's slice of the global batch
-        return to_tensor(images(pos)), torch.from_numpy(labels[pos])
+        return to_tensor(images(pos)), torch.from_numpy(labels[pos]), pos
 
-    for x, y in _prefetch(batches, load, workers):
+    for x, y, pos in _prefetch(batches, load, workers):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        parts = step(x, y)
-        if not torch.isfinite(parts[0]):
-            raise TrainingError(f"the loss became non-finite ({parts[0].item()}) at step {n}.")
+        if aug is not None:
+            x = augment(x, aug)
+        per_image, *parts = step(x, y)
+        if dro is not None:
+            w = dro.sample_weights(per_image.detach().double().cpu().numpy(), groups[pos])
+            loss = (per_image * torch.from_numpy(w).to(per_image)).sum()
+        else:
+            loss = per_image.mean()
+        if not torch.isfinite(loss):
+            raise TrainingError(f"the loss became non-finite ({loss.item()}) at step {n}.")
         opt.zero_grad(set_to_none=True)
-        parts[0].backward()
+        loss.backward()
         opt.step()
-        vals = torch.stack([p.detach() for p in parts]).cpu().numpy()
+        vals = torch.stack([loss.detach(), *(p.detach() for p in parts)]).cpu().numpy()
         sums += vals
         n += 1
         if progress:
@@ -256,11 +278,18 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
     nonface_pos = np.flatnonzero(labels == 0)
     if len(face_pos) == 0:
         raise ManifestError(f"the train split of {data} has no faces (label 1); nothing to learn or debias.")
-    if cfg.method == "balanced":
-        group_balanced_weights(ds.frame.iloc[face_pos], cfg.balance_by)  # fail early on a missing column
+    face_frame = ds.frame.iloc[face_pos]
+    groups, dro = None, None
+    if cfg.method in ("balanced", "group-dro"):
+        keys = group_keys(face_frame, cfg.balance_by)  # fails early on a missing column
+        if cfg.method == "group-dro":
+            codes, uniques = pd.factorize(keys, sort=True)
+            groups = np.full(len(ds), len(uniques), dtype=np.int64)  # non-faces: one more group
+            groups[face_pos] = codes
+            dro = GroupDRO(len(uniques) + 1, cfg.dro_eta)
+            log(f"Group DRO over {len(uniques)} face groups ({', '.join(map(str, uniques))}) and non-faces")
     images = _image_reader(ds)
     val_images = _image_reader(val) if val is not None else None
-    face_frame = ds.frame.iloc[face_pos]
 
     if resume and (out / "config.json").exists():
         old = json.loads((out / "config.json").read_text())
@@ -293,6 +322,8 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
         history = json.loads(ck["history"])
         timing = json.loads(ck["timing"])
         jtt_err = ck["jtt_err"].numpy() if ck.get("jtt_err") is not None else None
+        if dro is not None:
+            dro.q = ck["dro_q"].numpy()
         log(f"resumed from {ckpt_path} after epoch {start_epoch - 1}")
 
     step: nn.Module = _Step(model, cfg)
@@ -323,14 +354,19 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
         if cfg.method == "dbvae" and epoch >= cfg.resample_from:
             tr = time.perf_counter()
             _, mu = predict_scores(model, lambda pos: images(face_pos[pos]), len(face_pos), device, with_latent=True)
-            weights = latent_weights(mu, bins=cfg.bins, alpha=cfg.alpha, combine=cfg.combine,
-                                     temperature=cfg.temperature, min_ess=cfg.min_ess)
+            if cfg.density == "gmm":
+                weights = gmm_weights(mu, random_state=cfg.seed, min_ess=cfg.min_ess)
+            else:
+                weights = latent_weights(mu, bins=cfg.bins, alpha=cfg.alpha, combine=cfg.combine,
+                                         temperature=cfg.temperature, min_ess=cfg.min_ess)
             p_face = weights.p
             resample_s = time.perf_counter() - tr
             if weights.guarded:
                 log(f"epoch {epoch + 1}: ESS guard: raw ESS {weights.ess_raw:.4f} of faces is below --min-ess "
                     f"{cfg.min_ess}; weights tempered with exponent {weights.temper:.3f} -> ESS {weights.ess:.3f}")
         elif cfg.method == "balanced":
+            p_face = group_balanced_weights(face_frame, cfg.balance_by, cfg.balance_power)
+        elif cfg.method == "group-dro":  # Sagawa et al. sample groups uniformly and reweight the loss
             p_face = group_balanced_weights(face_frame, cfg.balance_by)
         elif cfg.method == "jtt" and jtt_err is not None:
             p_face = jtt_weights(jtt_err[face_pos], cfg.jtt_lambda)
@@ -346,10 +382,15 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
         if progress:
             progress(0, total=n_batches, description=f"epoch {epoch + 1}/{total_epochs}", info=f"ESS {ess:.2f}")
         tt = time.perf_counter()
+        aug = None
+        if cfg.augment:
+            aug = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.seed, epoch, rank, 11]).generate_state(1)[0]))
         losses = train_one_epoch(step, opt, batches, images, labels, device, rank=rank, world=world,
-                                 workers=cfg.workers, progress=progress)
+                                 workers=cfg.workers, aug=aug, groups=groups, dro=dro, progress=progress)
         train_s = time.perf_counter() - tt
         row = {"epoch": epoch, **losses, "ess": ess}
+        if dro is not None:
+            row.update({f"dro_q[{k}]": float(v) for k, v in zip([*uniques, "non-face"], dro.q)})
         if val is not None:
             row.update(evaluate(model, val, val_images, device))
         row.update({f"mass[{k}]": v for k, v in mass_by_group(p_face, face_frame, DIAGNOSTIC_COLUMNS).items()})
@@ -362,7 +403,8 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
         if rank == 0:
             _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch,
                           "history": json.dumps(history), "timing": json.dumps(timing),
-                          "jtt_err": torch.from_numpy(jtt_err) if jtt_err is not None else None}, ckpt_path)
+                          "jtt_err": torch.from_numpy(jtt_err) if jtt_err is not None else None,
+                          "dro_q": torch.from_numpy(dro.q) if dro is not None else None}, ckpt_path)
     hist = pd.DataFrame(history)
     if rank == 0:
         _save_atomic({"state_dict": model.state_dict(), "arch": _arch(cfg, size)}, out / "model.pt")

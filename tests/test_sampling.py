@@ -65,3 +65,51 @@ def test_batch_plan_keeps_face_ratio_and_is_seeded():
     assert all(len(b) == 8 and (b < 10).sum() == 2 for b in plan)
     again = list(BatchPlan(faces, p, non, batch_size=8, face_ratio=0.25, n_batches=5, seed=1, epoch=0))
     assert all((a == b).all() for a, b in zip(plan, again))
+
+
+def test_group_dro_update_matches_a_hand_computation():
+    from debias.sampling import GroupDRO
+
+    dro = GroupDRO(3, eta=0.5)
+    loss = np.array([1.0, 3.0, 2.0, 0.5])
+    groups = np.array([0, 0, 1, 1])  # group 2 is absent from this batch
+    w = dro.sample_weights(loss, groups)
+    # group means: g0 = 2.0, g1 = 1.25; q_g ~ (1/3) * exp(0.5 * L_g) for present groups, 1/3 for g2
+    q = np.array([np.exp(1.0), np.exp(0.625), 1.0])
+    q /= q.sum()
+    assert dro.q == pytest.approx(q, rel=1e-12)
+    assert w == pytest.approx([q[0] / 2, q[0] / 2, q[1] / 2, q[1] / 2], rel=1e-12)
+    # the weighted loss is sum_g q_g L_g over the present groups
+    assert (w * loss).sum() == pytest.approx(q[0] * 2.0 + q[1] * 1.25, rel=1e-12)
+    # a second step compounds: the higher-loss group keeps gaining weight
+    dro.sample_weights(loss, groups)
+    assert dro.q[0] > q[0]
+
+
+def test_tempered_balance_gives_group_mass_proportional_to_sqrt_of_its_size():
+    frame = pd.DataFrame({"g": ["a"] * 90 + ["b"] * 10})
+    p = group_balanced_weights(frame, ["g"], power=0.5)
+    mass = pd.Series(p).groupby(frame.g).sum()
+    assert mass["a"] / mass["b"] == pytest.approx(np.sqrt(90) / np.sqrt(10), rel=1e-12)
+    p1 = group_balanced_weights(frame, ["g"], power=1.0)
+    assert pd.Series(p1).groupby(frame.g).sum().to_numpy() == pytest.approx([0.5, 0.5])
+
+
+def test_joint_density_upweights_a_rare_combination_the_per_dimension_histograms_miss():
+    from debias.sampling import gmm_weights
+
+    rng = np.random.default_rng(0)
+    # two dimensions, each bimodal with the same marginal mass, but one combination is rare:
+    # (+,+) and (-,-) common, (+,-) rare. Each coordinate alone is common everywhere.
+    common = np.concatenate([rng.normal([2, 2], 0.3, (480, 2)), rng.normal([-2, -2], 0.3, (480, 2))])
+    rare_a = rng.normal([2, -2], 0.3, (20, 2))
+    rare_b = rng.normal([-2, 2], 0.3, (20, 2))
+    mu = np.concatenate([common, rare_a, rare_b])  # (1000, 2)
+    rare = np.r_[np.zeros(960, bool), np.ones(40, bool)]
+    joint = gmm_weights(mu, n_components=4, pca_dim=2, min_ess=0.01)
+    hist = latent_weights(mu, bins=2, alpha=0.01, combine="product", min_ess=0.01)
+    # the rare combination's faces get over 5x the mass of a common face (~24x at the cluster centres,
+    # less on average because 1/density also lifts the tails of the common clusters)
+    assert joint.p[rare].mean() > 5 * joint.p[~rare].mean()
+    assert hist.p[rare].sum() == pytest.approx(0.04, abs=0.01)  # the marginals see nothing rare
+    assert joint.p.sum() == pytest.approx(1.0)

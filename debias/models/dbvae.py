@@ -74,6 +74,7 @@ class LossParts:
     bce: torch.Tensor  # mean BCE over all images
     rec: torch.Tensor  # mean reconstruction over faces (0 if none)
     kl: torch.Tensor  # mean KL over faces (0 if none)
+    per_sample: torch.Tensor  # (B,) each image's loss; ``total`` is its mean
 
 
 def dbvae_loss(x: torch.Tensor, x_hat: torch.Tensor, y: torch.Tensor, logit: torch.Tensor,
@@ -96,6 +97,6 @@ def dbvae_loss(x: torch.Tensor, x_hat: torch.Tensor, y: torch.Tensor, logit: tor
     diff = (x - x_hat).abs() if rec_norm == "l1" else (x - x_hat) ** 2
     rec = diff.flatten(1).mean(1)  # (B,)
     kl = 0.5 * (logvar.exp() + mu ** 2 - 1.0 - logvar).sum(1)  # (B,)
-    total = (bce + y * (c_rec * rec + beta * kl)).mean()
+    per_sample = bce + y * (c_rec * rec + beta * kl)  # (B,)
     n_face = y.sum().clamp(min=1.0)
-    return LossParts(total, bce.mean(), (y * rec).sum() / n_face, (y * kl).sum() / n_face)
+    return LossParts(per_sample.mean(), bce.mean(), (y * rec).sum() / n_face, (y * kl).sum() / n_face, per_sample)
