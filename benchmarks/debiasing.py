@@ -118,17 +118,19 @@ def _one(job: dict) -> dict:
     from debias.train import fit, load_run
 
     t0 = time.perf_counter()
+    setting, intrinsic = job["setting"], job["method"] == "intrinsic"
+    root = _data(job["seed"], job["n_train"], (INTRINSIC if intrinsic else SETTINGS)[setting], Path(job["cache"]),
+                 f"{setting}-balanced" if intrinsic else setting)
     # intrinsic: standard training on the balanced composition
     opts = {**{**METHODS, "intrinsic": METHODS["standard"]}[job["method"]], "balance_by": BALANCE_BY[job["setting"]]}
     cfg = TrainConfig(seed=job["seed"], epochs=job["epochs"], compile=False, **opts)
-    root = Path(job["data"])
     m = read_manifest(root)
     test, train = m[m.split == "test"], m[m.split == "train"]
     with tempfile.TemporaryDirectory() as d:
         hist = fit(root, cfg, Path(d) / "run")
         model, _ = load_run(Path(d) / "run")
     y = test.label.to_numpy()
-    row = {k: v for k, v in job.items() if k != "data"}
+    row = {k: v for k, v in job.items() if k != "cache"}
     s = _scores(model, root, test)
     row.update(measure(y, s, test[y == 1]))
     # memorisation: recall of the rare group's *training* faces at the test threshold
@@ -144,13 +146,18 @@ def _one(job: dict) -> dict:
     return row
 
 
-def _data(setting: str, seed: int, n_train: int, shares: dict, cache: Path, tag: str) -> Path:
+def _data(seed: int, n_train: int, shares: dict, cache: Path, tag: str) -> Path:
+    """The dataset of one seed, rendered on first use; a lock keeps two workers from rendering it twice."""
+    import fcntl
+
     from debias.config import SynthConfig
     from debias.data.synth import generate
 
     out = cache / f"{tag}_seed{seed}_n{n_train}"
-    if not (out / "manifest.csv").exists():
-        generate(SynthConfig(n_train=n_train, n_val=1000, seed=seed, workers=1, **shares), out)
+    with open(cache / f"{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "manifest.csv").exists():
+            generate(SynthConfig(n_train=n_train, n_val=1000, seed=seed, workers=1, **shares), out)
     return out
 
 
@@ -163,17 +170,12 @@ def run(a) -> None:
     for setting in a.settings:
         for seed in a.seeds:
             labels = list(METHODS) if setting == "skin" else list(POSE_METHODS)
-            data = _data(setting, seed, a.n_train, SETTINGS[setting], a.cache, setting)
-            intr = _data(setting, seed, a.n_train, INTRINSIC[setting], a.cache, f"{setting}-balanced")
-            jobs += [{"setting": setting, "method": m, "seed": seed, "epochs": a.epochs, "n_train": a.n_train,
-                      "data": str(data)} for m in labels]
-            jobs.append({"setting": setting, "method": "intrinsic", "seed": seed, "epochs": a.epochs,
-                         "n_train": a.n_train, "data": str(intr)})
+            base = {"setting": setting, "seed": seed, "epochs": a.epochs, "n_train": a.n_train, "cache": str(a.cache)}
+            jobs += [{**base, "method": m} for m in labels] + [{**base, "method": "intrinsic"}]
         if setting == "skin":
             for seed in a.long_seeds:  # the training-length check: the same runs, twice as long
-                data = _data("skin", seed, a.n_train, SETTINGS["skin"], a.cache, "skin")
                 jobs += [{"setting": "skin", "method": m, "seed": seed, "epochs": 2 * a.epochs,
-                          "n_train": a.n_train, "data": str(data)} for m in ("standard", "balanced")]
+                          "n_train": a.n_train, "cache": str(a.cache)} for m in ("standard", "balanced")]
     done = pd.read_csv(RUNS) if RUNS.exists() else pd.DataFrame(columns=KEY)
     seen = {tuple(str(v) for v in r) for r in done[KEY].itertuples(index=False)}
     todo = [j for j in jobs if tuple(str(j[k]) for k in KEY) not in seen]
