@@ -377,7 +377,7 @@ def export(
 # ------------------------------------------------------------------------------------------------
 
 def _audit_config(by, split, threshold, target_fpr, reference, n_boot, min_n, seed, batch_size, device, size, pad,
-                  thumbnails, shard="0/1"):
+                  thumbnails, shard="0/1", scores="auto"):
     from debias.config import AuditConfig
 
     try:
@@ -387,9 +387,17 @@ def _audit_config(by, split, threshold, target_fpr, reference, n_boot, min_n, se
     try:
         return AuditConfig(by=_csv(by), split=split, threshold=threshold, target_fpr=target_fpr, reference=reference,
                            n_boot=n_boot, min_n=min_n, seed=seed, batch_size=batch_size, device=device, size=size,
-                           pad=pad, thumbnails=thumbnails, shard=(k, n))
+                           pad=pad, thumbnails=thumbnails, shard=(k, n), scores=scores)
     except ValueError as e:
         fail(str(e))
+
+
+def _check_fail_on_syntax(expr: Optional[str]) -> None:
+    """Reject a malformed --fail-on before any work is done."""
+    from debias.audit.engine import FAIL_ON
+
+    if expr is not None and not FAIL_ON.match(expr):
+        fail(f"--fail-on {expr!r} is not understood; use for example 'detection_rate_gap>0.05' or 'max_min_gap>0.1'.")
 
 
 def _finish_audit(result, out: Path, fail_on: Optional[str]) -> None:
@@ -475,6 +483,9 @@ def audit(
     shard: str = typer.Option("0/1", help="K/N: only predict the K-th of N shards; merge with `debias report merge`."),
     fail_on: Optional[str] = typer.Option(None, help="Exit with code 3 when e.g. 'detection_rate_gap>0.05' holds "
                                           "for a group's lower 95% bound."),
+    scores: str = typer.Option("auto", help="What torchscript/onnx/python models and --predictions scores are: "
+                               "prob, logit, or auto (probabilities if every value of the whole file or split lies in "
+                               "[0, 1], else logits)."),
 ) -> None:
     """Audit one or more face classifiers by subgroup: rates, intervals, gaps, tests and an HTML report.
 
@@ -499,7 +510,8 @@ def audit(
     if data is None:
         fail("give the dataset folder DATA (or a --recipe that names it).")
     cfg = _audit_config(by, split, threshold, target_fpr, reference, n_boot, min_n, seed, batch_size, device, size,
-                        pad, thumbnails, shard)
+                        pad, thumbnails, shard, scores)
+    _check_fail_on_syntax(fail_on)
     try:
         with progress_bar("scoring", None) as advance:
             result = run_audit(data, model, cfg, out, predictions_csv=predictions, progress=advance,
@@ -534,6 +546,7 @@ def report_compare(
     from debias.audit.engine import audit_table, compare_audits, write_outputs
 
     cfg = _audit_config(by, "test", threshold, target_fpr, "largest", n_boot, min_n, seed, 256, "cpu", 64, 0.5, False)
+    _check_fail_on_syntax(fail_on)
     try:
         result = audit_table(compare_audits(dirs), cfg)
     except (KeyError, ValueError, FileNotFoundError) as e:

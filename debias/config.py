@@ -46,9 +46,16 @@ class SynthConfig:
             raise ValueError("darker_share + medium_share must be at most 1 (the rest is lighter).")
         if self.profile_share + self.three_quarter_share > 1:
             raise ValueError("profile_share + three_quarter_share must be at most 1 (the rest is frontal).")
+        for name in ("n_train", "n_val", "n_test_per_cell"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0.")
+        if self.workers < 1:
+            raise ValueError(f"workers={self.workers} must be at least 1.")
+        if not (math.isfinite(self.noise) and self.noise >= 0):
+            raise ValueError(f"noise={self.noise} must be a finite number >= 0.")
         if self.size < 32:
             raise ValueError(f"size={self.size} is too small; use at least 32 pixels.")
-        if not 0 < self.light_min <= self.light_max:
+        if not (math.isfinite(self.light_max) and 0 < self.light_min <= self.light_max):
             raise ValueError(f"light range [{self.light_min}, {self.light_max}] must be positive and ordered.")
 
 
@@ -153,10 +160,23 @@ class AuditConfig:
     pad: float = 0.5  # context border for sliding-window detectors, as a fraction of the image side
     thumbnails: bool = True  # gallery of worst-missed faces in the report
     shard: tuple[int, int] = (0, 1)  # (k, n): audit only the k-th of n shards (predictions only)
+    scores: str = "auto"  # what torchscript/onnx/python models and prediction CSVs output: auto | prob | logit
 
     def __post_init__(self) -> None:
+        if not self.by or any(not c for c in self.by):
+            raise ValueError(f"by={self.by!r} must name at least one attribute column, e.g. skin_group,gender.")
+        if self.threshold is not None and not 0 <= self.threshold <= 1:
+            raise ValueError(f"threshold={self.threshold} must be a probability in [0, 1] (scores are probabilities "
+                             f"once logits are mapped through the sigmoid).")
         if not 0 < self.target_fpr < 1:
             raise ValueError(f"target_fpr={self.target_fpr} must be in (0, 1).")
+        _positive(self, "n_boot", "min_n", "batch_size", "size")
+        if not (math.isfinite(self.pad) and self.pad >= 0):
+            raise ValueError(f"pad={self.pad} must be a finite number >= 0.")
+        if self.scores not in ("auto", "prob", "logit"):
+            raise ValueError(f"scores={self.scores!r} is not one of auto, prob, logit.")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device={self.device!r} is not one of auto, cpu, cuda.")
         k, n = self.shard
         if not (n >= 1 and 0 <= k < n):
             raise ValueError(f"shard {k}/{n} is invalid; use K/N with 0 <= K < N.")

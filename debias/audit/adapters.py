@@ -57,11 +57,30 @@ def _resize_batch(images: Sequence[np.ndarray], size: int) -> np.ndarray:
     return out
 
 
-def _to_prob(out: np.ndarray) -> np.ndarray:
-    """Logits -> probabilities; outputs already within [0, 1] are taken as probabilities."""
-    if np.all((out >= 0) & (out <= 1)):
-        return out
-    return 1.0 / (1.0 + np.exp(-np.clip(out, -60, 60)))
+SCORES = ("auto", "prob", "logit")
+NOT_PROB = ("{what} declared as probabilities (--scores prob) holds values outside [0, 1] (for example {value!r}); "
+            "use --scores logit if these are logits.")
+
+
+def to_probability(raw: np.ndarray, scores: str, what: str = "the model's output") -> tuple[np.ndarray, str]:
+    """Map one model's raw outputs over a *whole* split to probabilities. Returns (probs, kind used).
+
+    ``scores`` is ``prob`` (kept, must lie in [0, 1]), ``logit`` (sigmoid) or ``auto``: probabilities
+    when every finite value lies in [0, 1], else logits. The decision is made once for all outputs,
+    never per batch, so a score never depends on which images it was batched with.
+    """
+    if scores not in SCORES:
+        raise ValueError(f"scores={scores!r} is not one of {', '.join(SCORES)}.")
+    raw = np.asarray(raw, dtype=np.float64)
+    finite = raw[np.isfinite(raw)]
+    if scores == "auto":
+        scores = "prob" if np.all((finite >= 0) & (finite <= 1)) else "logit"
+    if scores == "prob":
+        bad = (finite < 0) | (finite > 1)
+        if bad.any():
+            raise ValueError(NOT_PROB.format(what=what, value=float(finite[bad][0])))
+        return raw, "prob"
+    return 1.0 / (1.0 + np.exp(-np.clip(raw, -60, 60))), "logit"
 
 
 @dataclass
@@ -73,8 +92,10 @@ class Adapter:
     fn: Callable[[Sequence[np.ndarray]], np.ndarray]
     files: tuple[Path, ...] = ()
     native_threshold: float | None = None  # a detector's own decision point (Haar: 0.5 = detected)
+    output: str = "auto"  # what ``fn`` returns: logit | prob | auto (decided over the whole split)
 
     def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Raw outputs (B,); :func:`to_probability` maps a whole split of them to probabilities."""
         return np.asarray(self.fn(images), dtype=np.float64).reshape(-1)
 
 
@@ -93,7 +114,7 @@ def _torch_fn(module: Callable, size: int, mean: Sequence[float], std: Sequence[
         out = out.float().cpu().numpy()
         if out.shape not in ((len(images),), (len(images), 1)):
             raise ValueError(BAD_OUTPUT.format(kind=kind, path=path, shape=tuple(out.shape), b=len(images)))
-        return _to_prob(out.reshape(-1))
+        return out.reshape(-1)
 
     return fn
 
@@ -124,8 +145,13 @@ def _haar_fn(xml: str, pad: float) -> Callable:
 
 
 def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu", pad: float = 0.5,
-                 mean: Sequence[float] = (0.0, 0.0, 0.0), std: Sequence[float] = (1.0, 1.0, 1.0)) -> Adapter:
-    """Build an :class:`Adapter` from a spec string (see the module docstring)."""
+                 mean: Sequence[float] = (0.0, 0.0, 0.0), std: Sequence[float] = (1.0, 1.0, 1.0),
+                 scores: str = "auto") -> Adapter:
+    """Build an :class:`Adapter` from a spec string (see the module docstring).
+
+    ``scores`` says what a torchscript, onnx or python model outputs (logit, prob, or auto: decided
+    over the whole split). A ``run:`` model always outputs logits; a cascade, its own confidence.
+    """
     kind, _, rest = spec.partition(":")
     device = torch.device(device)
     if kind == "run":
@@ -133,7 +159,7 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
 
         model, arch = load_run(rest, device)
         fn = _torch_fn(model, arch["size"], (0, 0, 0), (1, 1, 1), device, "run", Path(rest))
-        return Adapter(spec, Path(rest).name, fn, (Path(rest) / "model.pt",))
+        return Adapter(spec, Path(rest).name, fn, (Path(rest) / "model.pt",), output="logit")
     if kind == "torchscript":
         path = Path(rest)
         if not path.is_file():
@@ -147,7 +173,7 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
         except Exception as e:  # noqa: BLE001 - any load failure gets the same message
             raise ValueError(f"torchscript file {path} could not be loaded: {e}") from e
         fn = _torch_fn(module, size, mean, std, device, "torchscript", path)
-        return Adapter(spec, path.stem, fn, (path,))
+        return Adapter(spec, path.stem, fn, (path,), output=scores)
     if kind == "onnx":
         path = Path(rest)
         try:
@@ -168,19 +194,19 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
             out = np.asarray(sess.run(None, {inp: (x - m) / s})[0])
             if out.shape not in ((len(images),), (len(images), 1)):
                 raise ValueError(BAD_OUTPUT.format(kind="onnx", path=path, shape=tuple(out.shape), b=len(images)))
-            return _to_prob(out.reshape(-1).astype(np.float64))
+            return out.reshape(-1).astype(np.float64)
 
-        return Adapter(spec, path.stem, fn, (path,))
+        return Adapter(spec, path.stem, fn, (path,), output=scores)
     if kind == "python":
         mod, _, func = rest.rpartition(":")
         if not mod or not func:
             raise ValueError(f"python spec {spec!r} must be python:module:function.")
         f = getattr(importlib.import_module(mod), func)
-        return Adapter(spec, func, lambda images: np.asarray(f(_resize_batch(images, size))))
+        return Adapter(spec, func, lambda images: np.asarray(f(_resize_batch(images, size))), output=scores)
     if kind == "opencv":
         rest = {"profile": "haar-profile", "frontal": "haar-frontal-default"}.get(rest, rest)
         if rest not in HAAR:
             raise ValueError(f"opencv:{rest} is not one of {', '.join('opencv:' + k for k in HAAR)}.")
         return Adapter(spec, rest, _haar_fn(HAAR[rest], pad), (Path(cv2.data.haarcascades) / HAAR[rest],),
-                       native_threshold=0.5)
+                       native_threshold=0.5, output="prob")
     raise ValueError(UNKNOWN_SPEC.format(spec=spec, haar="|".join(HAAR)))

@@ -15,7 +15,7 @@ from debias.audit.metrics import MISSING, TOO_FEW, audit_model, cell_codes
 from debias.audit.stats import mcnemar, percentile_ci, stratified_bootstrap
 from debias.config import AuditConfig
 
-FAIL_ON = re.compile(r"^\s*(detection_rate_gap|max_min_gap|miss_rate_gap)\s*>\s*([0-9.]+)\s*$")
+FAIL_ON = re.compile(r"^\s*(detection_rate_gap|max_min_gap|miss_rate_gap)\s*>\s*([0-9]*\.?[0-9]+)\s*$")
 
 
 @dataclass
@@ -244,12 +244,13 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
     skipped = pd.DataFrame(columns=["row", "image", "reason"])
     files = {}
     if predictions_csv is not None:
-        pred = predictions_from_csv(predictions_csv, data, split=cfg.split)
+        pred = predictions_from_csv(predictions_csv, data, split=cfg.split, scores=cfg.scores)
         files[str(predictions_csv)] = sha256_file(predictions_csv)
     else:
         if not models:
             raise ValueError("give at least one --model SPEC, or --predictions FILE.csv.")
-        adapters = [load_adapter(s, size=cfg.size, device=torch_device, pad=cfg.pad, mean=mean, std=std) for s in models]
+        adapters = [load_adapter(s, size=cfg.size, device=torch_device, pad=cfg.pad, mean=mean, std=std,
+                                 scores=cfg.scores) for s in models]
         names = [a.name for a in adapters]
         for i, a in enumerate(adapters):  # two runs both called "run" must stay apart
             if names.count(a.name) > 1:
@@ -262,8 +263,11 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
         out.mkdir(parents=True, exist_ok=True)
         pred.to_csv(out / "predictions.csv", index=False, float_format="%.6g")
         skipped.to_csv(out / "skipped.csv", index=False)
-        (out / "shard.json").write_text(json.dumps({"shard": list(cfg.shard), "data": str(data), "models": list(models),
-                                                   "model_files_sha256": files}, indent=2))
+        manifest = Path(data) / "manifest.csv" if data else None
+        (out / "shard.json").write_text(json.dumps({
+            "shard": list(cfg.shard), "data": str(Path(data).resolve()) if data else None,
+            "manifest_sha256": sha256_file(manifest) if manifest and manifest.exists() else None,
+            "models": list(models) or [str(predictions_csv)], "model_files_sha256": files}, indent=2))
         return AuditResult(pred, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, skipped)
     result = audit_table(pred, cfg)
     result.skipped = skipped
@@ -291,38 +295,88 @@ def _thumbnail_reader(root: Path, packed: bool) -> Callable[[int], np.ndarray | 
 
 
 def merge_predictions(dirs: Sequence[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Concatenate shard folders' predictions.csv (and skipped.csv), checking shards are disjoint."""
-    preds, skips, meta = [], [], {}
+    """Concatenate shard folders' predictions.csv (and skipped.csv) after checking they form one whole.
+
+    Every folder must hold a ``shard.json`` written by ``debias audit --shard K/N``; the set must
+    have the same N, every K from 0 to N-1 exactly once, the same data and the same models with the
+    same file hashes.
+    """
+    preds, skips, metas = [], [], []
     for d in dirs:
         d = Path(d)
-        if not (d / "predictions.csv").exists():
-            raise FileNotFoundError(f"{d} has no predictions.csv; is it an audit or shard folder?")
+        if not (d / "predictions.csv").exists() or not (d / "shard.json").exists():
+            raise FileNotFoundError(f"{d} has no predictions.csv and shard.json; is it a folder written by "
+                                    f"`debias audit --shard K/N`?")
+        metas.append((d, json.loads((d / "shard.json").read_text())))
         preds.append(pd.read_csv(d / "predictions.csv", low_memory=False))
         if (d / "skipped.csv").exists():
             skips.append(pd.read_csv(d / "skipped.csv"))
-        if (d / "shard.json").exists():
-            meta.update(json.loads((d / "shard.json").read_text()).get("model_files_sha256", {}))
+    _check_shards(metas)
     pred = pd.concat(preds, ignore_index=True)
     dup = pred.duplicated(["row", "model"])
     if dup.any():
         raise ValueError(f"{int(dup.sum())} image/model pairs appear in more than one shard; merge each shard once.")
     skipped = pd.concat(skips, ignore_index=True) if skips else pd.DataFrame(columns=["row", "image", "reason"])
-    return pred.sort_values(["model", "row"], kind="stable").reset_index(drop=True), skipped, meta
+    files = metas[0][1].get("model_files_sha256", {})
+    return pred.sort_values(["model", "row"], kind="stable").reset_index(drop=True), skipped, files
+
+
+def _check_shards(metas: list[tuple[Path, dict]]) -> None:
+    n = {m["shard"][1] for _, m in metas}
+    if len(n) > 1:
+        raise ValueError(f"the shard folders split the data into different numbers of shards ({sorted(n)}); "
+                         f"merge shards of one `--shard K/N` run.")
+    n = n.pop()
+    ks = sorted(m["shard"][0] for _, m in metas)
+    missing = sorted(set(range(n)) - set(ks))
+    repeated = sorted({k for k in ks if ks.count(k) > 1})
+    if missing or repeated:
+        raise ValueError(f"the shards do not cover the data once: of {n} shards, " +
+                         (f"missing {', '.join(f'{k}/{n}' for k in missing)}" if missing else "") +
+                         ("; " if missing and repeated else "") +
+                         (f"given twice {', '.join(f'{k}/{n}' for k in repeated)}" if repeated else "") +
+                         ". Merge every shard folder exactly once.")
+    d0, m0 = metas[0]
+    for d, m in metas[1:]:
+        for key, what in (("data", "datasets"), ("models", "models"), ("model_files_sha256", "model files")):
+            if m.get(key) != m0.get(key):
+                raise ValueError(f"shards {d0} and {d} audited different {what} ({m0.get(key)} vs {m.get(key)}); "
+                                 f"merge shards of one audit.")
 
 
 def compare_audits(dirs: Sequence[str | Path]) -> pd.DataFrame:
-    """Stack several audits' predictions (model names made unique by folder) for a paired comparison."""
-    preds = []
+    """Stack several audits' predictions (model names made unique by folder) for a paired comparison.
+
+    Pairing is only meaningful on the same images: the audits must share the manifest (by hash, when
+    their summary.json records it), the split, and the exact set of image ids.
+    """
+    preds, seen = [], []
     for d in dirs:
-        p = pd.read_csv(Path(d) / "predictions.csv", low_memory=False)
+        d = Path(d)
+        if not (d / "predictions.csv").exists():
+            raise FileNotFoundError(f"{d} has no predictions.csv; is it a folder written by `debias audit`?")
+        p = pd.read_csv(d / "predictions.csv", low_memory=False)
+        s = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else {}
         if p["model"].nunique() == 1:
-            p["model"] = Path(d).name if len(dirs) > 1 else p["model"]
+            p["model"] = d.name if len(dirs) > 1 else p["model"]
+        ids = frozenset(p["image"].astype(str))
+        for d0, s0, ids0 in seen:
+            h, h0 = s.get("manifest_sha256"), s0.get("manifest_sha256")
+            if h and h0 and h != h0:
+                raise ValueError(f"audits {d0} and {d} were run on different manifests (sha256 {h0[:12]} vs "
+                                 f"{h[:12]}); a paired comparison needs the same test set.")
+            sp, sp0 = s.get("config", {}).get("split"), s0.get("config", {}).get("split")
+            if sp and sp0 and sp != sp0:
+                raise ValueError(f"audits {d0} and {d} cover different splits ({sp0} vs {sp}); a paired comparison "
+                                 f"needs the same test set.")
+            if ids != ids0:
+                only0, only = sorted(ids0 - ids)[:3], sorted(ids - ids0)[:3]
+                raise ValueError(f"audits {d0} and {d} cover different images ({len(ids0 - ids)} only in the first, "
+                                 f"e.g. {only0}; {len(ids - ids0)} only in the second, e.g. {only}); a paired "
+                                 f"comparison needs the same test set.")
+        seen.append((d, s, ids))
         preds.append(p)
-    pred = pd.concat(preds, ignore_index=True)
-    n_rows = pred.groupby("model")["row"].nunique()
-    if n_rows.nunique() > 1:
-        raise ValueError(f"the audits cover different images ({n_rows.to_dict()}); compare audits of the same test set.")
-    return pred
+    return pd.concat(preds, ignore_index=True)
 
 
 __all__ = ["AuditResult", "run_audit", "audit_table", "write_outputs", "check_fail_on", "merge_predictions",

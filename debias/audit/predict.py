@@ -12,8 +12,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from debias.audit.adapters import Adapter
+from debias.audit.adapters import Adapter, to_probability
 from debias.data.manifest import is_packed, load_image, read_manifest, read_rows, select_split
+from debias.errors import DebiasError
 
 COVARIATES = ("width", "height", "brightness", "contrast", "sharpness")
 
@@ -102,10 +103,11 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
             progress(len(part))
     parts = []
     for a in adapters:
+        prob, _ = to_probability(scores[a.name], a.output, what=f"model {a.spec}")
         df = frame[["row", "image"] + attr_cols].copy()
         df.insert(2, "model", a.name)
         df.insert(3, "y_true", frame["label"].to_numpy())
-        df.insert(4, "y_score", scores[a.name])
+        df.insert(4, "y_score", prob)
         df.insert(5, "native_threshold", a.native_threshold)
         for i, c in enumerate(COVARIATES):
             df[c] = cov[:, i]
@@ -113,40 +115,90 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
     return pd.concat(parts, ignore_index=True), pd.DataFrame(skipped, columns=["row", "image", "reason"])
 
 
+class PredictionsError(DebiasError):
+    """A predictions CSV cannot be audited as it is; the message names the lines and the fix."""
+
+
+def _lines(mask: np.ndarray, limit: int = 5) -> str:
+    """1-based line numbers in the CSV (the header is line 1) of the first rows where ``mask`` holds."""
+    idx = np.flatnonzero(mask)
+    shown = ", ".join(str(i + 2) for i in idx[:limit])
+    return shown + (f" and {len(idx) - limit} more" if len(idx) > limit else "")
+
+
 def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: str = "test",
-                         model: str | None = None) -> pd.DataFrame:
-    """A model-agnostic prediction table from a CSV made elsewhere.
+                         model: str | None = None, scores: str = "auto") -> pd.DataFrame:
+    """A model-agnostic prediction table from a CSV made elsewhere, validated.
 
     The CSV needs ``image`` and ``score`` (or ``prediction``, 0/1); ``model`` and ``y_true`` (or
     ``label``) are optional. Attributes come from the CSV or, when ``root`` is given, from that
-    dataset's manifest, joined on ``image``.
+    dataset's manifest, joined on ``image``. ``scores`` says whether ``score`` holds probabilities
+    (``prob``), logits (``logit``) or either (``auto``: decided once over the whole file).
+
+    Raises
+    ------
+    PredictionsError for an empty file, a missing column, a non-numeric or non-finite score, a
+    label other than 0/1, an image listed twice for one model, or an image not in the dataset's
+    split; each message lists the first offending lines.
     """
-    p = pd.read_csv(path)
+    from debias.data.manifest import read_csv_checked
+
+    p = read_csv_checked(Path(path), "predictions file {path} has no rows{detail}; it needs a header with image "
+                         "and score (or prediction) and one row per image.",
+                         "predictions file {path} is not UTF-8 text (line {line}: {reason}); save it as UTF-8.",
+                         PredictionsError)
     if "image" not in p.columns:
-        raise KeyError(f"predictions file {path} has no 'image' column (columns: {', '.join(p.columns)}).")
+        raise PredictionsError(f"predictions file {path} has no 'image' column (columns: {', '.join(p.columns)}).")
     if "score" in p.columns:
         p = p.rename(columns={"score": "y_score"})
     elif "prediction" in p.columns:
         p = p.rename(columns={"prediction": "y_score"})
         p["native_threshold"] = 0.5
     else:
-        raise KeyError(f"predictions file {path} needs a 'score' or 'prediction' column "
-                       f"(columns: {', '.join(p.columns)}).")
+        raise PredictionsError(f"predictions file {path} needs a 'score' or 'prediction' column "
+                               f"(columns: {', '.join(p.columns)}).")
+    raw = pd.to_numeric(p["y_score"], errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(raw)
+    if bad.any():
+        raise PredictionsError(f"predictions file {path}: the score is missing, not a number or infinite on line(s) "
+                               f"{_lines(bad)} (first value: {p['y_score'].iloc[int(np.flatnonzero(bad)[0])]!r}). "
+                               f"Every row needs a finite score; drop the rows of images the model did not score.")
+    if "native_threshold" in p.columns and not np.isin(raw, (0, 1)).all():
+        raise PredictionsError(f"predictions file {path}: 'prediction' must be 0 or 1 (line(s) "
+                               f"{_lines(~np.isin(raw, (0, 1)))}); give continuous scores as a 'score' column.")
+    try:
+        p["y_score"], kind = to_probability(raw, scores, what=f"predictions file {path}")
+    except ValueError as e:
+        raise PredictionsError(str(e)) from None
     if "label" in p.columns and "y_true" not in p.columns:
         p = p.rename(columns={"label": "y_true"})
+    if "model" not in p.columns:
+        p["model"] = model or Path(path).stem
+    p["image"] = p["image"].astype(str)
+    dup = p.duplicated(["image", "model"], keep=False).to_numpy()
+    if dup.any():
+        raise PredictionsError(f"predictions file {path}: image {p['image'][dup].iloc[0]!r} is listed more than once "
+                               f"for one model (line(s) {_lines(dup)}); give one score per image and model.")
     if root is not None:
         m = select_split(read_manifest(root, check_files=False), split)
-        m = m.assign(row=m.index)
+        m = m.assign(row=m.index, image=m["image"].astype(str))
+        unknown = ~p["image"].isin(set(m["image"])).to_numpy()
+        if unknown.any():
+            raise PredictionsError(f"predictions file {path}: {int(unknown.sum())} image id(s) are not in the {split} "
+                                   f"split of {root} (line(s) {_lines(unknown)}, first {p['image'][unknown].iloc[0]!r}). "
+                                   f"Use the manifest's image ids, and --split to audit another split.")
         keep = [c for c in m.columns if c not in p.columns or c == "image"]
         m = m[keep].rename(columns={"label": "y_true"}) if "y_true" not in p.columns else m[keep].drop(
             columns=["label"], errors="ignore")
-        p["image"] = p["image"].astype(str)
-        m["image"] = m["image"].astype(str)
         p = p.merge(m, on="image", how="left")
     if "y_true" not in p.columns:
-        raise KeyError(f"predictions file {path} has no y_true/label column and no dataset was given to take it from.")
-    if "model" not in p.columns:
-        p["model"] = model or Path(path).stem
+        raise PredictionsError(f"predictions file {path} has no y_true/label column and no dataset was given to "
+                               f"take it from.")
+    y = pd.to_numeric(p["y_true"], errors="coerce")
+    if not y.isin([0, 1]).all():
+        raise PredictionsError(f"predictions file {path}: label must be 0 or 1 (line(s) {_lines(~y.isin([0, 1]).to_numpy())}).")
+    p["y_true"] = y.astype(int)
     if "row" not in p.columns:
         p["row"] = np.arange(len(p))
+    p.attrs["scores"] = kind  # prob or logit, as read or as inferred from the whole file
     return p

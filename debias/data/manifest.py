@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from debias.errors import DebiasError
+
 REQUIRED_COLUMNS = ("image", "label", "split")
 SPLITS = ("train", "val", "test")
 ATTRIBUTE_COLUMNS = ("skin_tone", "skin_group", "yaw", "pose", "gender")
@@ -23,13 +25,18 @@ MISSING_MANIFEST = ("No manifest.csv in {root}. A dataset folder needs manifest.
                     "image,label,split; create one with `debias data synth` or `debias data import`.")
 MISSING_COLUMN = ("manifest {path} has no column {col!r} (columns: {cols}). Required columns are "
                   "image, label and split.")
-BAD_LABEL = ("manifest {path}, row {row}: label {value!r} is not 0 or 1. Use 1 for a face and 0 for "
+BAD_LABEL = ("manifest {path}, line {row}: label {value!r} is not 0 or 1. Use 1 for a face and 0 for "
              "a non-face.")
-BAD_SPLIT = "manifest {path}, row {row}: split {value!r} is not one of train, val, test."
-MISSING_IMAGE = ("manifest {path}, row {row}: image file {value!r} does not exist under {root}. Paths "
+BAD_SPLIT = "manifest {path}, line {row}: split {value!r} is not one of train, val, test."
+MISSING_IMAGE = ("manifest {path}, line {row}: image file {value!r} does not exist under {root}. Paths "
                  "are relative to the dataset folder.")
-BAD_INDEX = ("manifest {path}, row {row}: image index {value!r} is outside the packed array "
+BAD_INDEX = ("manifest {path}, line {row}: image index {value!r} is outside the packed array "
              "images.npy of {n} images.")
+DUPLICATE_IMAGE = ("manifest {path}: image {value!r} appears more than once (lines {lines}); every image must "
+                   "have one row, or its metrics would count it twice. Remove the repeated rows.")
+EMPTY_MANIFEST = "manifest {path} has no rows{detail}; it needs a header image,label,split and one row per image."
+NOT_UTF8 = ("manifest {path} is not UTF-8 text (line {line}: {reason}). Save it as UTF-8 (for example "
+            "`iconv -f latin1 -t utf-8`) and try again.")
 
 
 def _v(x):
@@ -37,7 +44,7 @@ def _v(x):
     return x.item() if hasattr(x, "item") else x
 
 
-class ManifestError(ValueError):
+class ManifestError(DebiasError):
     """A dataset folder or its manifest is malformed; the message names the row and the fix."""
 
 
@@ -65,7 +72,7 @@ def read_manifest(root: str | Path, *, check_files: bool = True) -> pd.DataFrame
     path = root / "manifest.csv"
     if not path.exists():
         raise ManifestError(MISSING_MANIFEST.format(root=root))
-    df = pd.read_csv(path, low_memory=False)
+    df = read_csv_checked(path, EMPTY_MANIFEST, NOT_UTF8)
     for col in REQUIRED_COLUMNS:
         if col not in df.columns:
             raise ManifestError(MISSING_COLUMN.format(path=path, col=col, cols=", ".join(df.columns)))
@@ -73,12 +80,17 @@ def read_manifest(root: str | Path, *, check_files: bool = True) -> pd.DataFrame
     bad = ~label.isin([0, 1])
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ManifestError(BAD_LABEL.format(path=path, row=i, value=_v(df["label"].iloc[i])))
+        raise ManifestError(BAD_LABEL.format(path=path, row=i + 2, value=_v(df["label"].iloc[i])))
     df["label"] = label.astype(int)
     bad = ~df["split"].isin(SPLITS)
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ManifestError(BAD_SPLIT.format(path=path, row=i, value=_v(df["split"].iloc[i])))
+        raise ManifestError(BAD_SPLIT.format(path=path, row=i + 2, value=_v(df["split"].iloc[i])))
+    dup = df["image"].astype(str).duplicated(keep=False)
+    if dup.any():
+        first = df["image"].astype(str)[dup].iloc[0]
+        lines = (np.flatnonzero((df["image"].astype(str) == first).to_numpy()) + 2).tolist()
+        raise ManifestError(DUPLICATE_IMAGE.format(path=path, value=first, lines=", ".join(map(str, lines[:5]))))
     if check_files:
         if is_packed(root):
             n = np.load(root / PACKED, mmap_mode="r").shape[0]
@@ -86,14 +98,36 @@ def read_manifest(root: str | Path, *, check_files: bool = True) -> pd.DataFrame
             bad = idx.isna() | (idx < 0) | (idx >= n) | (idx % 1 != 0)
             if bad.any():
                 i = int(np.flatnonzero(bad.to_numpy())[0])
-                raise ManifestError(BAD_INDEX.format(path=path, row=i, value=_v(df["image"].iloc[i]), n=n))
+                raise ManifestError(BAD_INDEX.format(path=path, row=i + 2, value=_v(df["image"].iloc[i]), n=n))
             df["image"] = idx.astype(int)
         else:
             exists = np.array([(root / str(p)).is_file() for p in df["image"]])
             if not exists.all():
                 i = int(np.flatnonzero(~exists)[0])
-                raise ManifestError(MISSING_IMAGE.format(path=path, row=i, value=_v(df["image"].iloc[i]),
+                raise ManifestError(MISSING_IMAGE.format(path=path, row=i + 2, value=_v(df["image"].iloc[i]),
                                                          root=root))
+    return df
+
+
+def read_csv_checked(path: Path, empty: str, not_utf8: str, error: type = None) -> pd.DataFrame:
+    """``pd.read_csv`` with one clear error for an empty or header-only file and for non-UTF-8 text.
+
+    ``empty`` and ``not_utf8`` are message templates with ``{path}``, ``{detail}``, ``{line}`` and
+    ``{reason}`` fields. Line numbers are 1-based, as an editor shows them. ``error`` is the
+    exception class raised (default :class:`ManifestError`).
+    """
+    error = error or ManifestError
+    raw = Path(path).read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise error(not_utf8.format(path=path, line=line, reason=f"byte 0x{raw[e.start]:02x}")) from None
+    if not raw.strip():
+        raise error(empty.format(path=path, detail=" (the file is empty)"))
+    df = pd.read_csv(path, low_memory=False)
+    if df.empty:
+        raise error(empty.format(path=path, detail=" (only a header)"))
     return df
 
 
@@ -120,6 +154,31 @@ def read_rows(packed: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def to_rgb8(im):
+    """Any PIL image -> 8-bit RGB, upright, with its pixel values kept.
+
+    PIL's ``convert("RGB")`` alone clips 16- and 32-bit integer images to 255 (a 16-bit grayscale
+    PNG becomes all white) and ignores the EXIF orientation a camera wrote. Handled here: EXIF
+    orientation; 16-bit (``I;16*``) and 32-bit integer (``I``, taken as 16-bit when its values fit)
+    grayscale, scaled by 1/257 so 65535 -> 255; float (``F``, taken as [0, 1] when its values fit,
+    else [0, 255]); palette, grayscale, CMYK and alpha modes through PIL (alpha is dropped, the colour
+    underneath is kept).
+    """
+    from PIL import Image, ImageOps
+
+    im = ImageOps.exif_transpose(im)
+    if im.mode.startswith("I") or im.mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode == "F":
+            a = a * 255.0 if a.size and np.nanmax(a) <= 1.0 else a
+        elif im.mode.startswith("I;16") or (a.size and a.max() > 255):
+            a = a / 257.0
+        im = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+    elif im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")  # PIL warns when a palette image with transparency goes straight to RGB
+    return im.convert("RGB")
+
+
 def load_image(root: Path, rel: str, size: int | None) -> np.ndarray:
     """Decode one image file to (H, W, 3) uint8 RGB, optionally resized to size x size.
 
@@ -129,7 +188,7 @@ def load_image(root: Path, rel: str, size: int | None) -> np.ndarray:
     from PIL import Image
 
     with Image.open(root / rel) as im:
-        im = im.convert("RGB")
+        im = to_rgb8(im)
         if size is not None and im.size != (size, size):
             im = im.resize((size, size), Image.BILINEAR, reducing_gap=3.0)
         return np.asarray(im, dtype=np.uint8)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from debias.data.manifest import PACKED, read_manifest
+from debias.data.manifest import PACKED, read_manifest, to_rgb8
 
 CHUNK = 256
 
@@ -37,7 +37,7 @@ def _load(path: Path, size: int, mode: str):
     try:
         with Image.open(path) as im:
             im.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale when much larger
-            return _square(im.convert("RGB"), size, mode), None
+            return _square(to_rgb8(im), size, mode), None
     except Exception as e:  # noqa: BLE001 - any decode error: skip the file and report it
         return None, f"{type(e).__name__}: {e}"[:200]
 

@@ -36,11 +36,11 @@ def test_packed_dataset(tiny_synth):
 @pytest.mark.parametrize("rows,match", [
     ([{"image": "a.png", "split": "test"}], "no column 'label'"),
     ([{"image": "a.png", "label": 1, "split": "test"}, {"image": "b.png", "label": 2, "split": "test"}],
-     "row 1: label 2 is not 0 or 1"),
+     "line 3: label 2 is not 0 or 1"),
     ([{"image": "a.png", "label": "face", "split": "test"}], "label 'face' is not 0 or 1"),
     ([{"image": "a.png", "label": 1, "split": "holdout"}], "split 'holdout' is not one of"),
     ([{"image": "a.png", "label": 1, "split": "test"}, {"image": "gone.png", "label": 1, "split": "test",
-                                                         "_missing": True}], "row 1: image file 'gone.png'"),
+                                                         "_missing": True}], "line 3: image file 'gone.png'"),
 ])
 def test_manifest_validation_names_the_problem(tmp_path, rows, match):
     root = _folder(tmp_path, rows)
@@ -60,5 +60,23 @@ def test_packed_index_out_of_range(tiny_synth, tmp_path):
     m = pd.read_csv(tiny_synth / "manifest.csv")
     m.loc[5, "image"] = 10**6
     m.to_csv(tmp_path / "manifest.csv", index=False)
-    with pytest.raises(ManifestError, match="row 5: image index 1000000 is outside"):
+    with pytest.raises(ManifestError, match="line 7: image index 1000000 is outside"):
         read_manifest(tmp_path)
+
+
+def test_duplicate_image_rows_are_rejected_with_their_line_numbers(tmp_path):
+    rows = [{"image": f"{i}.png", "label": 1, "split": "test"} for i in range(3)]
+    root = _folder(tmp_path, rows + [dict(rows[1])])
+    with pytest.raises(ManifestError, match=r"image '1.png' appears more than once \(lines 3, 5\)"):
+        read_manifest(root)
+
+
+@pytest.mark.parametrize("content,match", [
+    (b"", "has no rows \\(the file is empty\\)"),
+    (b"image,label,split\n", "has no rows \\(only a header\\)"),
+    (b"image,label,split\na.png,1,test\ncaf\xe9.png,1,test\n", "not UTF-8 text \\(line 3: byte 0xe9\\)"),
+])
+def test_empty_header_only_and_non_utf8_manifests(tmp_path, content, match):
+    (tmp_path / "manifest.csv").write_bytes(content)
+    with pytest.raises(ManifestError, match=match):
+        read_manifest(tmp_path, check_files=False)

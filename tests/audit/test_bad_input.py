@@ -1,0 +1,159 @@
+"""Inputs that used to give silently wrong statistics now give a correct result or a clear error (issue 10)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from debias.audit.engine import compare_audits, run_audit
+from debias.audit.predict import PredictionsError, predictions_from_csv
+from debias.cli import app
+from debias.config import AuditConfig
+
+runner = CliRunner()
+FAKE = "python:fake_models:centre_brightness"
+LOGIT = "python:fake_models:centre_logit"
+FAST = ["--by", "skin_group", "--min-n", "5", "--n-boot", "50", "--no-thumbnails"]
+
+
+def _ok(r):
+    assert r.exit_code == 0, r.output
+    return r
+
+
+def _err(r, *needles):
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    text = " ".join(r.output.split())
+    for n in needles:
+        assert n in text, (n, text)
+    return text
+
+
+# ---- 1. compare refuses audits of different test sets ---------------------------------------------
+
+def test_compare_refuses_audits_of_different_manifests_with_the_same_ids(tiny_synth, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(tiny_synth, other)
+    m = pd.read_csv(other / "manifest.csv")
+    m.loc[m.split == "test", "skin_group"] = m.loc[m.split == "test", "skin_group"].iloc[::-1].to_numpy()
+    m.to_csv(other / "manifest.csv", index=False)  # the same ids and row count, another labelling
+    for name, data in (("a", tiny_synth), ("b", other)):
+        _ok(runner.invoke(app, ["audit", str(data), "-m", FAKE, *FAST, "--out", str(tmp_path / name)]))
+    r = runner.invoke(app, ["report", "compare", str(tmp_path / "a"), str(tmp_path / "b"), *FAST[:2],
+                            "--out", str(tmp_path / "c")])
+    _err(r, "different manifests", "same test set")
+    assert not (tmp_path / "c" / "paired.csv").exists()
+
+
+def test_compare_refuses_audits_of_different_images(tiny_synth, tmp_path):
+    _ok(runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--out", str(tmp_path / "a")]))
+    p = pd.read_csv(tmp_path / "a" / "predictions.csv")
+    (tmp_path / "b").mkdir()
+    p = p.assign(image=p.image + 100000)  # same count, other images
+    p.to_csv(tmp_path / "b" / "predictions.csv", index=False)
+    with pytest.raises(ValueError, match="cover different images"):
+        compare_audits([tmp_path / "a", tmp_path / "b"])
+
+
+# ---- 3. predictions CSV validation ---------------------------------------------------------------
+
+@pytest.fixture()
+def preds(tiny_synth, tmp_path):
+    cfg = AuditConfig(by=("skin_group",), n_boot=50, min_n=5, thumbnails=False)
+    a = run_audit(tiny_synth, [FAKE], cfg, tmp_path / "a")
+    return a.predictions[["image", "y_score"]].rename(columns={"y_score": "score"}).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda p: p.assign(score=p.score.where(p.index != 3, np.nan)), "missing, not a number or infinite on line(s) 5"),
+    (lambda p: p.assign(score=p.score.where(p.index != 0, np.inf)), "infinite on line(s) 2"),
+    (lambda p: pd.concat([p, p.iloc[[4]]]), "listed more than once"),
+    (lambda p: p.assign(image=p.image.where(p.index != 2, 999999)), "not in the test split"),
+])
+def test_bad_prediction_files_are_errors_that_name_the_lines(tiny_synth, tmp_path, preds, edit, match):
+    edit(preds).to_csv(tmp_path / "p.csv", index=False)
+    with pytest.raises(PredictionsError, match=match.replace("(", r"\(").replace(")", r"\)")):
+        predictions_from_csv(tmp_path / "p.csv", tiny_synth)
+    r = runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), *FAST,
+                            "--out", str(tmp_path / "o")])
+    _err(r, "p.csv")
+    assert not (tmp_path / "o" / "metrics.csv").exists()
+
+
+def test_scores_outside_0_1_are_logits_for_the_whole_file_or_an_error_when_declared_prob(tiny_synth, tmp_path, preds):
+    logits = preds.assign(score=np.log(preds.score.clip(1e-6, 1 - 1e-6) / (1 - preds.score.clip(1e-6, 1 - 1e-6))))
+    logits.to_csv(tmp_path / "p.csv", index=False)
+    p = predictions_from_csv(tmp_path / "p.csv", tiny_synth)
+    assert p.attrs["scores"] == "logit"
+    expected = 1 / (1 + np.exp(-logits.score.to_numpy()))
+    assert np.allclose(p.set_index("image").loc[logits.image.astype(str), "y_score"], expected)
+    with pytest.raises(PredictionsError, match="outside \\[0, 1\\]"):
+        predictions_from_csv(tmp_path / "p.csv", tiny_synth, scores="prob")
+    # the audit threshold is a probability, never a raw logit such as 5.0
+    r = _ok(runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), *FAST,
+                                "--out", str(tmp_path / "o")]))
+    assert r.exit_code == 0
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert all(0 <= t <= 1 for t in s["thresholds"].values())
+
+
+def test_empty_and_header_only_prediction_files(tiny_synth, tmp_path):
+    (tmp_path / "p.csv").write_text("image,score\n")
+    with pytest.raises(PredictionsError, match="only a header"):
+        predictions_from_csv(tmp_path / "p.csv", tiny_synth)
+
+
+# ---- 5. scores never depend on batch make-up -----------------------------------------------------
+
+def test_logit_model_scores_do_not_depend_on_batch_size(tiny_synth, tmp_path):
+    a = run_audit(tiny_synth, [LOGIT], AuditConfig(by=("skin_group",), n_boot=20, min_n=5, thumbnails=False,
+                                                   batch_size=1), tmp_path / "a")
+    b = run_audit(tiny_synth, [LOGIT], AuditConfig(by=("skin_group",), n_boot=20, min_n=5, thumbnails=False,
+                                                   batch_size=256), tmp_path / "b")
+    assert np.array_equal(a.predictions.y_score.to_numpy(), b.predictions.y_score.to_numpy())
+    raw = a.predictions.y_score.to_numpy()
+    assert raw.min() > 0 and raw.max() < 1  # all mapped through the sigmoid, including raw outputs within [0, 1]
+
+
+# ---- 6. merge refuses an incomplete or mixed set of shards ---------------------------------------
+
+def test_merge_refuses_missing_and_mixed_shards(tiny_synth, tmp_path):
+    for k in range(2):
+        _ok(runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, "--shard", f"{k}/2", "--out", str(tmp_path / f"s{k}")]))
+    _ok(runner.invoke(app, ["audit", str(tiny_synth), "-m", LOGIT, "--shard", "1/2", "--out", str(tmp_path / "x1")]))
+    _err(runner.invoke(app, ["report", "merge", str(tmp_path / "s0"), *FAST[:2], "--out", str(tmp_path / "m")]),
+         "missing 1/2")
+    _err(runner.invoke(app, ["report", "merge", str(tmp_path / "s0"), str(tmp_path / "x1"), *FAST[:2],
+                             "--out", str(tmp_path / "m")]), "different models")
+    _err(runner.invoke(app, ["report", "merge", str(tmp_path / "s0"), str(tmp_path / "s0"), *FAST[:2],
+                             "--out", str(tmp_path / "m")]), "missing 1/2", "given twice 0/2")
+
+
+# ---- 7. every option is validated before any work ------------------------------------------------
+
+@pytest.mark.parametrize("opt,value,match", [
+    ("--threshold", "nan", "threshold=nan"), ("--threshold", "2", "threshold=2.0"), ("--min-n", "-1", "min_n=-1"),
+    ("--n-boot", "0", "n_boot=0"), ("--n-boot", "-5", "n_boot=-5"), ("--batch-size", "0", "batch_size=0"),
+    ("--size", "0", "size=0"), ("--by", "", "by=()"), ("--fail-on", "gap>>1", "--fail-on 'gap>>1'"),
+    ("--scores", "probability", "scores='probability'"),
+])
+def test_bad_audit_options_fail_before_any_work(tiny_synth, tmp_path, opt, value, match):
+    r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, "--out", str(tmp_path / "o"), opt, value])
+    _err(r, match)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("opt,value,match", [
+    ("--lr", "nan", "lr=nan"), ("--face-ratio", "1.5", "face_ratio=1.5"), ("--latent-dim", "0", "latent_dim=0"),
+    ("--max-train", "-5", "max_train=-5"), ("--bins", "0", "bins=0"), ("--batch-size", "0", "batch_size=0"),
+    ("--balance-by", "", "balance_by=()"), ("--epochs", "0", "epochs=0"),
+])
+def test_bad_train_options_fail_before_any_work(tiny_synth, tmp_path, opt, value, match):
+    r = runner.invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "run"), opt, value])
+    _err(r, match)
+    assert not (tmp_path / "run").exists()
