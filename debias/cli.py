@@ -72,6 +72,7 @@ def data_synth(
     noise: float = typer.Option(0.02, help="Sensor read noise (std, linear intensity)."),
     png: bool = typer.Option(False, "--png", help="Also write one PNG file per image."),
     workers: int = typer.Option(2, help="Render processes (output does not depend on it)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a dataset already in --out."),
 ) -> None:
     """Render the embedded synthetic face / non-face benchmark.
 
@@ -86,12 +87,14 @@ def data_synth(
     """
     from debias.config import SynthConfig
     from debias.data.synth import generate
+    from debias.files import prepare_dataset_dir
 
     try:
         cfg = SynthConfig(n_train=n_train, n_val=n_val, n_test_per_cell=n_test_per_cell, size=size, seed=seed,
                           darker_share=darker_share, medium_share=medium_share, profile_share=profile_share,
                           three_quarter_share=three_quarter_share, female_share=female_share, light_min=light_min,
                           light_max=light_max, light_azimuth=light_azimuth, noise=noise, png=png, workers=workers)
+        prepare_dataset_dir(out, overwrite=overwrite)
     except ValueError as e:
         fail(str(e))
     total = n_train + n_val + 18 * n_test_per_cell * 2
@@ -141,6 +144,7 @@ def data_import(
     size: int = typer.Option(64, help="--pack: target size."),
     crop: str = typer.Option("center", help="--pack: center (crop) or letterbox (pad)."),
     workers: int = typer.Option(4, help="--pack: decoding threads."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a dataset already in --out."),
 ) -> None:
     """Import a real dataset into the manifest format (nothing is downloaded).
 
@@ -153,9 +157,11 @@ def data_import(
         debias data import utkface ~/data/UTKFace --out data/utk
     """
     from debias.data import importers
+    from debias.files import prepare_dataset_dir
 
     try:
         mod = importers.get(fmt)
+        prepare_dataset_dir(out, overwrite=overwrite)
         if fmt == "folder":
             from debias.data.importers.folder import parse_map
 
@@ -285,8 +291,10 @@ def train(
     jtt_epochs: int = typer.Option(2, help="JTT: epochs of the identification model."),
     jtt_lambda: float = typer.Option(5.0, help="JTT: upweighting of its errors."),
     max_train: int = typer.Option(0, help="Use at most this many training images (0 = all)."),
-    compile: bool = typer.Option(True, "--compile/--no-compile", help="torch.compile the training step (eager fallback)."),
+    compile: bool = typer.Option(True, "--compile/--no-compile", help="torch.compile the training step where it pays "
+                                 "(long runs; eager fallback)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN/checkpoint.pt."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished or broken run already in --out."),
 ) -> None:
     """Train a face classifier, standard or debiased.
 
@@ -329,9 +337,10 @@ def train(
     try:
         if rank == 0:
             with progress_bar("training", None) as advance:
-                fit(data, cfg, out, resume=resume, rank=rank, world=world, progress=advance, log=log)
+                fit(data, cfg, out, resume=resume, overwrite=overwrite, rank=rank, world=world, progress=advance,
+                    log=log)
         else:
-            fit(data, cfg, out, resume=resume, rank=rank, world=world)
+            fit(data, cfg, out, resume=resume, overwrite=overwrite, rank=rank, world=world)
     except (ManifestError, TrainingError, KeyError) as e:
         fail(str(e).strip('"'))
     finally:
@@ -461,7 +470,9 @@ def audit(
     recipe: Optional[Path] = typer.Option(None, "--recipe", help="TOML file of these options (see audits/); "
                                           "options given on the command line win."),
     model: List[str] = typer.Option([], "--model", "-m", help="Model spec (repeatable): run:DIR, torchscript:FILE, "
-                                    "onnx:FILE, python:module:function, opencv:haar-frontal-default|-alt|-alt2|profile."),
+                                    "onnx:FILE, opencv:haar-frontal-default|-alt|-alt2|profile, or "
+                                    "python:MODULE:FUNCTION / python:FILE.py:FUNCTION, which RUNS PYTHON CODE from that "
+                                    "module or file, like `python -c` (the current folder is not searched)."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Audit a CSV of predictions made elsewhere "
                                                "(columns image, score or prediction; optional model, label)."),
     out: Path = typer.Option(Path("audit-output"), "--out", "-o", help="Output folder."),
@@ -483,6 +494,7 @@ def audit(
     shard: str = typer.Option("0/1", help="K/N: only predict the K-th of N shards; merge with `debias report merge`."),
     fail_on: Optional[str] = typer.Option(None, help="Exit with code 3 when e.g. 'detection_rate_gap>0.05' holds "
                                           "for a group's lower 95% bound."),
+    allow_code: bool = typer.Option(False, "--allow-code", help="Let a --recipe name python: models (they run code)."),
     scores: str = typer.Option("auto", help="What torchscript/onnx/python models and --predictions scores are: "
                                "prob, logit, or auto (probabilities if every value of the whole file or split lies in "
                                "[0, 1], else logits)."),
@@ -504,7 +516,12 @@ def audit(
     from debias.train import resolve_device
 
     if recipe is not None:
+        given = list(model)
         v = _apply_recipe(ctx, recipe, dict(locals()))
+        from_recipe = [m for m in v["model"] if m not in given and m.startswith("python:")]
+        if from_recipe and not allow_code:
+            fail(f"recipe {recipe} names {', '.join(from_recipe)}, which runs Python code; read the recipe, then "
+                 f"pass --allow-code to run it.")
         (data, model, predictions, out, by, split, threshold, target_fpr, reference, n_boot, min_n, seed, batch_size,
          device, size, mean, std, pad, thumbnails, shard, fail_on) = (v[k] for k in RECIPE_KEYS)
     if data is None:

@@ -64,7 +64,8 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: Calla
     for method in cfg.methods:
         t = time.perf_counter()
         run = out / "runs" / method
-        fit(data, cfg.train(method), run, progress=progress, log=lambda m, me=method: log(f"[{me}] {m}"))
+        fit(data, cfg.train(method), run, overwrite=True, progress=progress,
+            log=lambda m, me=method: log(f"[{me}] {m}"))
         runs[method] = run
         timings[f"train_{method}_s"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -34,6 +34,8 @@ from torch import nn
 
 from debias.config import TrainConfig, to_json
 from debias.data.augment import augment
+from debias.errors import DebiasError
+from debias.files import atomic_write, check_out_dir, exclusive
 from debias.data.manifest import ManifestDataset, ManifestError, is_packed, read_manifest, to_tensor
 from debias.models.classifier import FaceClassifier
 from debias.models.dbvae import DBVAE, dbvae_loss
@@ -48,7 +50,7 @@ VAE_METHODS = ("dbvae", "vae-uniform")
 Callback = Callable[..., None]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(DebiasError):
     """Training cannot go on (for example a non-finite loss); the last good checkpoint is kept."""
 
 
@@ -80,16 +82,32 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[n
     path = Path(run_dir) / "model.pt"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; is {run_dir} a folder written by `debias train`?")
-    blob = torch.load(path, map_location=device, weights_only=True)
+    blob = _load_weights(path, device)
     model = model_from_arch(blob["arch"])
     model.load_state_dict(blob["state_dict"])
     return model.to(device).eval(), blob["arch"]
 
 
+def _load_weights(path: Path, device) -> dict:
+    """torch.load with weights_only=True; a file that needs arbitrary unpickling is refused plainly.
+
+    torch's own message suggests ``weights_only=False``, which would run code from the file: that
+    advice never reaches the user.
+    """
+    import pickle
+
+    try:
+        blob = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        raise TrainingError(f"{path} is not a debias run or checkpoint (it holds more than tensors and plain data, "
+                            f"or is damaged: {type(e).__name__}); it will not be loaded.") from None
+    if not isinstance(blob, dict):
+        raise TrainingError(f"{path} is not a debias run or checkpoint; it will not be loaded.")
+    return blob
+
+
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -241,8 +259,12 @@ def _image_reader(ds: ManifestDataset) -> Callable[[np.ndarray], np.ndarray]:
     return ds.images_uint8
 
 
-def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = False, rank: int = 0,
-        world: int = 1, progress: Callback | None = None, log: Callable[[str], None] | None = None) -> pd.DataFrame:
+RUN_FILES = ("config.json", "model.pt", "checkpoint.pt", "history.csv", "timing.csv", "sampling_weights.csv")
+
+
+def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False,
+        rank: int = 0, world: int = 1, progress: Callback | None = None,
+        log: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Train ``cfg.method`` on the ``train`` split of the dataset folder ``data``; write ``out``.
 
     Parameters
@@ -251,6 +273,7 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
     cfg : TrainConfig.
     out : run folder: config.json, model.pt, history.csv, sampling_weights.csv, timing.csv, checkpoint.pt.
     resume : continue from ``out/checkpoint.pt`` (same config) instead of starting over.
+    overwrite : replace a run already in ``out`` (without it, a folder holding a run is refused).
     rank, world : DDP rank and world size (the process group must already be initialised when world > 1).
     progress : called as progress(n_steps, info=..., total=..., description=...) for a progress bar.
     log : called with one line per notable event (resampling, ESS guard, epoch summary).
@@ -258,8 +281,32 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
     Returns
     -------
     history : one row per epoch (also written to ``out/history.csv``).
+
+    Raises
+    ------
+    TrainingError (a DebiasError) for a folder that holds a run (without ``resume`` or ``overwrite``),
+    ``resume`` without a checkpoint, or another process training into ``out``.
     """
-    data, out = Path(data), Path(out)
+    out = Path(out)
+    if rank != 0:
+        return _fit(Path(data), cfg, out, resume=resume, rank=rank, world=world, progress=progress, log=log)
+    if resume and not (out / "checkpoint.pt").exists():
+        raise TrainingError(f"--resume: no checkpoint at {out / 'checkpoint.pt'}; start without --resume.")
+    if not resume:
+        try:
+            check_out_dir(out, what="training run", marker="config.json", overwrite=overwrite)
+        except DebiasError as e:
+            raise TrainingError(str(e).replace("--overwrite", "--overwrite (or --resume to continue it)")) from None
+    out.mkdir(parents=True, exist_ok=True)
+    with exclusive(out, "training run"):
+        if not resume:  # a replaced run never leaves a config.json that disagrees with its model.pt
+            for f in RUN_FILES:
+                (out / f).unlink(missing_ok=True)
+        return _fit(Path(data), cfg, out, resume=resume, rank=rank, world=world, progress=progress, log=log)
+
+
+def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, world: int,
+         progress: Callback | None, log: Callable[[str], None] | None) -> pd.DataFrame:
     log = log or (lambda msg: None)
     device = resolve_device(cfg.device)
     if not is_packed(data):
@@ -294,7 +341,7 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
     if resume and (out / "config.json").exists():
         old = json.loads((out / "config.json").read_text())
         changed = [k for k, v in dataclasses.asdict(cfg).items()
-                   if k not in ("device", "workers", "compile") and json.loads(json.dumps(v)) != old.get(k)]
+                   if k not in ("device", "workers") and json.loads(json.dumps(v)) != old.get(k)]
         if changed:
             raise TrainingError(f"--resume: option(s) {', '.join(changed)} differ from the run in {out}; resume with "
                                 f"the same options, or train into a new --out.")
@@ -315,7 +362,7 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
     if resume:
         if not ckpt_path.exists():
             raise TrainingError(f"--resume: no checkpoint at {ckpt_path}; start without --resume.")
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        ck = _load_weights(ckpt_path, device)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         start_epoch = int(ck["epoch"]) + 1

@@ -144,3 +144,57 @@ def test_latent_cli_on_a_dbvae_run(tiny_synth, tmp_path):
     fit(tiny_synth, TrainConfig(method="standard", **FAST), tmp_path / "std")
     r = CliRunner().invoke(app, ["latent", str(tmp_path / "std"), str(tiny_synth), "--out", str(tmp_path / "l2")])
     assert r.exit_code == 2 and "needs a DB-VAE" in " ".join(r.output.split())
+
+
+def test_a_finished_run_is_never_silently_replaced(tiny_synth, tmp_path):
+    args = ["train", str(tiny_synth), "--method", "standard", "--epochs", "1", "--width", "4", "--max-train", "128",
+            "--batch-size", "32", "--no-compile", "--out", str(tmp_path / "run")]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    before = (tmp_path / "run" / "model.pt").read_bytes()
+    r = CliRunner().invoke(app, args + ["--seed", "1"])
+    assert r.exit_code == 2 and "already holds a training run" in " ".join(r.output.split())
+    assert (tmp_path / "run" / "model.pt").read_bytes() == before
+    r = CliRunner().invoke(app, args + ["--seed", "1", "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert json_load(tmp_path / "run" / "config.json")["seed"] == 1
+
+
+def json_load(p):
+    import json
+
+    return json.loads(p.read_text())
+
+
+def test_resume_without_a_checkpoint_leaves_no_folder_and_out_over_a_file_is_refused(tiny_synth, tmp_path):
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "new"), "--resume"])
+    assert r.exit_code == 2 and "no checkpoint" in r.output and not (tmp_path / "new").exists()
+    (tmp_path / "f").write_text("x")
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "f"), "--epochs", "1"])
+    assert r.exit_code == 2 and "is a file" in " ".join(r.output.split())
+
+
+def test_two_trainings_into_one_folder_the_second_is_refused(tiny_synth, tmp_path):
+    from debias.errors import DebiasError
+    from debias.files import exclusive
+
+    (tmp_path / "run").mkdir()
+    with exclusive(tmp_path / "run", "training run"):  # as if another process were training there
+        with pytest.raises(DebiasError, match="another process is writing"):
+            fit(tiny_synth, TrainConfig(method="standard", **FAST), tmp_path / "run")
+    fit(tiny_synth, TrainConfig(method="standard", **FAST), tmp_path / "run")  # free again afterwards
+
+
+def test_resume_refuses_a_changed_compile_setting(tiny_synth, tmp_path):
+    cfg = TrainConfig(method="standard", **FAST)
+    fit(tiny_synth, cfg, tmp_path)
+    with pytest.raises(TrainingError, match="compile differ"):
+        fit(tiny_synth, TrainConfig(method="standard", **{**FAST, "compile": True}), tmp_path, resume=True)
+
+
+def test_synth_over_an_existing_dataset_is_refused_unless_overwrite(tmp_path):
+    args = ["data", "synth", "--n-train", "40", "--n-val", "10", "--n-test-per-cell", "1", "--workers", "1",
+            "--out", str(tmp_path / "d")]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2 and "already holds a dataset" in " ".join(r.output.split())
+    assert CliRunner().invoke(app, args + ["--overwrite"]).exit_code == 0

@@ -144,6 +144,38 @@ def _haar_fn(xml: str, pad: float) -> Callable:
     return fn
 
 
+def _import_code(mod: str):
+    """Import the module a ``python:`` spec names. This runs its code, as ``python -c`` would.
+
+    A path ending in ``.py`` is loaded from that file, explicitly asked for. A dotted name is
+    imported from the installed packages and PYTHONPATH only: the current folder is taken off the
+    search path, so a stray file there is never run by accident.
+    """
+    import os
+    import sys
+
+    if mod.endswith(".py"):
+        from importlib import util as importlib_util
+
+        path = Path(mod)
+        if not path.is_file():
+            raise FileNotFoundError(f"python model file {path} does not exist.")
+        spec = importlib_util.spec_from_file_location(f"debias_user_model_{path.stem}", path)
+        module = importlib_util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    cwd = {"", ".", os.getcwd()}
+    saved = list(sys.path)
+    sys.path[:] = [p for p in sys.path if p not in cwd]
+    try:
+        return importlib.import_module(mod)
+    except ModuleNotFoundError as e:
+        raise ImportError(f"python model module {mod!r} was not found on the installed packages or PYTHONPATH "
+                          f"(the current folder is not searched); give a file as python:path/to/{mod}.py:FUNCTION.") from e
+    finally:
+        sys.path[:] = saved
+
+
 def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu", pad: float = 0.5,
                  mean: Sequence[float] = (0.0, 0.0, 0.0), std: Sequence[float] = (1.0, 1.0, 1.0),
                  scores: str = "auto") -> Adapter:
@@ -200,8 +232,10 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
     if kind == "python":
         mod, _, func = rest.rpartition(":")
         if not mod or not func:
-            raise ValueError(f"python spec {spec!r} must be python:module:function.")
-        f = getattr(importlib.import_module(mod), func)
+            raise ValueError(f"python spec {spec!r} must be python:module:function or python:file.py:function.")
+        f = getattr(_import_code(mod), func, None)
+        if f is None:
+            raise ValueError(f"python spec {spec!r}: {mod} has no function {func!r}.")
         return Adapter(spec, func, lambda images: np.asarray(f(_resize_batch(images, size))), output=scores)
     if kind == "opencv":
         rest = {"profile": "haar-profile", "frontal": "haar-frontal-default"}.get(rest, rest)

@@ -14,6 +14,7 @@ import pandas as pd
 from debias.audit.metrics import MISSING, TOO_FEW, audit_model, cell_codes
 from debias.audit.stats import mcnemar, percentile_ci, stratified_bootstrap
 from debias.config import AuditConfig
+from debias.files import atomic_write, write_csv, write_json
 
 FAIL_ON = re.compile(r"^\s*(detection_rate_gap|max_min_gap|miss_rate_gap)\s*>\s*([0-9]*\.?[0-9]+)\s*$")
 
@@ -197,11 +198,17 @@ def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, dat
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    result.predictions.to_csv(out / "predictions.csv", index=False, float_format="%.6g")
-    result.metrics.to_csv(out / "metrics.csv", index=False, float_format="%.6g")
-    result.disparities.to_csv(out / "disparities.csv", index=False, float_format="%.6g")
+    written = []
+
+    def put(name: str, write) -> None:
+        atomic_write(out / name, write)
+        written.append(name)
+
+    put("predictions.csv", lambda t: _with_decision(result).to_csv(t, index=False, float_format="%.6g"))
+    put("metrics.csv", lambda t: result.metrics.to_csv(t, index=False, float_format="%.6g"))
+    put("disparities.csv", lambda t: result.disparities.to_csv(t, index=False, float_format="%.6g"))
     if len(result.paired):
-        result.paired.to_csv(out / "paired.csv", index=False, float_format="%.6g")
+        put("paired.csv", lambda t: result.paired.to_csv(t, index=False, float_format="%.6g"))
     summary = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(), "config": asdict(cfg), "seed": cfg.seed,
@@ -213,20 +220,35 @@ def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, dat
         "headline": result.headline,
         **result.summary,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
     html = render_report(result, cfg, title=title, images=images, extra_sections=extra_sections, summary=summary)
-    (out / "report.html").write_text(html, encoding="utf-8")
+    put("report.html", lambda t: t.write_text(html, encoding="utf-8"))
+    summary["outputs"] = [*written, "summary.json"]
+    _remove_stale(out, set(summary["outputs"]))
+    write_json(out / "summary.json", summary)
     return out
 
 
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (np.bool_,)):
-        return bool(o)
-    return str(o)
+def _with_decision(result: AuditResult) -> pd.DataFrame:
+    """Predictions with ``y_pred``, the decision at each model's audit threshold."""
+    p = result.predictions
+    t = p["model"].map(result.summary.get("thresholds", {})).astype(float)
+    pos = p.columns.get_loc("y_score") + 1 if "y_score" in p.columns else len(p.columns)
+    return p.assign(y_pred=(p["y_score"] >= t).astype("Int64").where(p["y_score"].notna())) \
+        [[*p.columns[:pos], "y_pred", *p.columns[pos:]]] if "y_score" in p.columns else p
+
+
+def _remove_stale(out: Path, keep: set[str]) -> None:
+    """Remove files an earlier audit into ``out`` wrote (listed in its summary.json) that this one did not."""
+    old = out / "summary.json"
+    if not old.exists():
+        return
+    try:
+        listed = json.loads(old.read_text()).get("outputs", [])
+    except (ValueError, OSError):
+        return
+    for name in listed:
+        if name not in keep and "/" not in name and (out / name).is_file():
+            (out / name).unlink()
 
 
 def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: str | Path, *,
@@ -261,13 +283,13 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
     if cfg.shard != (0, 1):  # a shard only predicts; statistics run on the merged table
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        pred.to_csv(out / "predictions.csv", index=False, float_format="%.6g")
-        skipped.to_csv(out / "skipped.csv", index=False)
+        write_csv(pred, out / "predictions.csv", float_format="%.6g")
+        write_csv(skipped, out / "skipped.csv")
         manifest = Path(data) / "manifest.csv" if data else None
-        (out / "shard.json").write_text(json.dumps({
+        write_json(out / "shard.json", ({
             "shard": list(cfg.shard), "data": str(Path(data).resolve()) if data else None,
             "manifest_sha256": sha256_file(manifest) if manifest and manifest.exists() else None,
-            "models": list(models) or [str(predictions_csv)], "model_files_sha256": files}, indent=2))
+            "models": list(models) or [str(predictions_csv)], "model_files_sha256": files}))
         return AuditResult(pred, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, skipped)
     result = audit_table(pred, cfg)
     result.skipped = skipped

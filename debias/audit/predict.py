@@ -101,6 +101,10 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
                 scores[a.name][pos] = a.score(imgs)
         if progress:
             progress(len(part))
+    if len(skipped) == len(frame) and len(frame):
+        first = "; ".join(f"{d['image']} ({d['reason']})" for d in skipped[:3])
+        raise PredictionsError(f"none of the {len(frame)} images of the {split} split of {root} could be read; "
+                               f"first: {first}. Check the image files and the manifest's paths.")
     parts = []
     for a in adapters:
         prob, _ = to_probability(scores[a.name], a.output, what=f"model {a.spec}")

@@ -70,13 +70,8 @@ def _gallery(pred: pd.DataFrame, model: str, col: str, threshold: float, images:
     return out
 
 
-def render_report(result, cfg, *, title: str, images: Callable | None = None, extra_sections: Sequence[dict] = (),
-                  summary: dict | None = None) -> str:
-    """HTML text of the report for an AuditResult."""
-    by = list(cfg.by)
-    pred, metrics, disp = result.predictions, result.metrics, result.disparities
-    models = list(dict.fromkeys(pred["model"]))
-    thresholds = result.summary.get("thresholds", {})
+def _figures(pred: pd.DataFrame, metrics: pd.DataFrame, by: list, models: list, thresholds: dict) -> list:
+    """(section, title, base64 PNG) of every figure in the report."""
     figs = []  # (section, title, b64)
     for col in by:
         figs.append(("groups", f"Detection rate by {col}", plots.fig_to_base64(plots.group_bars(metrics, col))))
@@ -93,6 +88,18 @@ def render_report(result, cfg, *, title: str, images: Callable | None = None, ex
                          plots.fig_to_base64(plots.calibration_by_group(pred, m, col))))
     for col in by:
         figs.append(("covariates", f"Image covariates by {col}", plots.fig_to_base64(plots.covariates(pred, col))))
+    return figs
+
+
+def render_report(result, cfg, *, title: str, images: Callable | None = None, extra_sections: Sequence[dict] = (),
+                  summary: dict | None = None) -> str:
+    """HTML text of the report for an AuditResult."""
+    by = list(cfg.by)
+    pred, metrics, disp = result.predictions, result.metrics, result.disparities
+    models = list(dict.fromkeys(pred["model"]))
+    thresholds = result.summary.get("thresholds", {})
+    with plots.report_style():  # the report's look, never the caller's global matplotlib state
+        figs = _figures(pred, metrics, by, models, thresholds)
     full = " x ".join(by)
     cov = metrics[(metrics["metric"] == "detection_rate") & (metrics["grouping"] == full) & (metrics["model"] == models[0])]
     coverage = [{"group": r["group"], "n": int(r["n"]), "flag": r["flag"]} for _, r in cov.iterrows()]

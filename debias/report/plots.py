@@ -4,29 +4,54 @@ matplotlib is imported lazily (scikit-learn's Display pattern) so that importing
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 
-def _plt():
-    import matplotlib
+MAX_LABEL = 28  # characters of a group or model name shown in a figure; tables and CSVs keep the full name
+MAX_FIGSIZE = (16.0, 12.0)  # inches: no figure grows past this, however many or long the groups
 
-    matplotlib.use("Agg")
+
+def _plt():
+    """pyplot and seaborn, imported on first use; no global style or backend is changed here."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.85)
     return plt, sns
+
+
+@contextlib.contextmanager
+def report_style():
+    """The report's look, applied only to figures drawn inside the ``with`` block."""
+    import matplotlib
+    import seaborn as sns
+
+    with matplotlib.rc_context(), sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
+        yield
+
+
+def short(label, n: int = MAX_LABEL) -> str:
+    """A label cut to ``n`` characters with an ellipsis, for figures only."""
+    s = str(label)
+    return s if len(s) <= n else s[:n - 1] + "\u2026"
+
+
+def _figure(ax, w: float, h: float):
+    """(figure, axes): the caller's axes, or a new figure of at most MAX_FIGSIZE."""
+    if ax is not None:
+        return ax.figure, ax
+    plt, _ = _plt()
+    return plt.subplots(figsize=(min(w, MAX_FIGSIZE[0]), min(h, MAX_FIGSIZE[1])))
 
 
 def group_bars(metrics: pd.DataFrame, grouping: str, metric: str = "detection_rate", ax=None):
     """Bars per group (hue = model) with the interval in ci_low / ci_high as error bars."""
-    plt, sns = _plt()
+    _, sns = _plt()
     d = metrics[(metrics["grouping"] == grouping) & (metrics["metric"] == metric)].copy()
-    if ax is None:
-        _, ax = plt.subplots(figsize=(max(4.5, 0.9 * d["group"].nunique() * max(1, d["model"].nunique()) ** 0.5), 3.2))
+    _, ax = _figure(ax, max(4.5, 0.9 * d["group"].nunique() * max(1, d["model"].nunique()) ** 0.5), 3.2)
     groups = list(dict.fromkeys(d["group"]))
     models = list(dict.fromkeys(d["model"]))
     width = 0.8 / len(models)
@@ -36,21 +61,21 @@ def group_bars(metrics: pd.DataFrame, grouping: str, metric: str = "detection_ra
         x = np.arange(len(groups)) + (i - (len(models) - 1) / 2) * width
         v = dm["value"].to_numpy(float)
         err = np.vstack([v - dm["ci_low"].to_numpy(float), dm["ci_high"].to_numpy(float) - v])
-        ax.bar(x, v, width, label=m, color=pal[i], yerr=np.clip(np.nan_to_num(err), 0, None), capsize=3)
+        ax.bar(x, v, width, label=short(m), color=pal[i], yerr=np.clip(np.nan_to_num(err), 0, None), capsize=3)
         for xi, flag in zip(x, dm["flag"].fillna("")):
             if flag:
                 ax.text(xi, 0.02, "n<min", rotation=90, fontsize=7, ha="center", va="bottom")
-    ax.set_xticks(np.arange(len(groups)), groups, rotation=20 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center")
+    ax.set_xticks(np.arange(len(groups)), [short(g) for g in groups], rotation=20 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(metric.replace("_", " "))
-    ax.set_title(f"{metric.replace('_', ' ')} by {grouping} (95% Wilson CI)")
+    ax.set_title(f"{metric.replace('_', ' ')} by {short(grouping, 40)} (95% Wilson CI)")
     ax.legend(fontsize=7, loc="lower right")
     return ax.figure
 
 
-def heatmap(metrics: pd.DataFrame, model: str, row: str, col: str, metric: str = "detection_rate"):
+def heatmap(metrics: pd.DataFrame, model: str, row: str, col: str, metric: str = "detection_rate", ax=None):
     """Intersectional heatmap of one metric over two attributes."""
-    plt, sns = _plt()
+    _, sns = _plt()
     d = metrics[(metrics["model"] == model) & (metrics["grouping"] == f"{row} x {col}") & (metrics["metric"] == metric)]
     from debias.audit.metrics import sort_levels
 
@@ -58,21 +83,22 @@ def heatmap(metrics: pd.DataFrame, model: str, row: str, col: str, metric: str =
     table = table.reindex(index=sort_levels(table.index), columns=sort_levels(table.columns))
     ns = d.pivot_table(index=row, columns=col, values="n", aggfunc="first", dropna=False).reindex_like(table)
     annot = table.map(lambda v: "n/a" if pd.isna(v) else f"{100 * v:.0f}%").astype(str) + "\nn=" + ns.fillna(0).astype(int).astype(str)
-    fig, ax = plt.subplots(figsize=(1.3 * table.shape[1] + 2, 0.8 * table.shape[0] + 1.2))
-    sns.heatmap(table.astype(float), annot=annot, fmt="", vmin=0, vmax=1, cmap="rocket", ax=ax, cbar_kws={"label": metric})
-    ax.set_title(f"{model}: {metric.replace('_', ' ')}, {row} x {col}")
+    fig, ax = _figure(ax, 1.3 * table.shape[1] + 2, 0.8 * table.shape[0] + 1.2)
+    shown = table.astype(float).rename(index=short, columns=short)
+    sns.heatmap(shown, annot=annot.to_numpy(), fmt="", vmin=0, vmax=1, cmap="rocket", ax=ax, cbar_kws={"label": metric})
+    ax.set_title(f"{short(model)}: {metric.replace('_', ' ')}, {short(row)} x {short(col)}")
     return fig
 
 
-def score_distributions(pred: pd.DataFrame, model: str, col: str, threshold: float):
-    plt, sns = _plt()
+def score_distributions(pred: pd.DataFrame, model: str, col: str, threshold: float, ax=None):
+    _, sns = _plt()
     d = pred[pred["model"] == model].copy()
-    d["group"] = np.where(d["y_true"] == 1, d[col].astype(str), "non-faces")
-    fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    d["group"] = np.where(d["y_true"] == 1, d[col].astype(str).map(short), "non-faces")
+    fig, ax = _figure(ax, 5.5, 3.0)
     sns.histplot(d, x="y_score", hue="group", stat="density", common_norm=False, element="step", fill=False,
                  bins=30, ax=ax)
     ax.axvline(threshold, color="k", ls="--", lw=1)
-    ax.set_title(f"{model}: score distribution by {col} (dashed: threshold)")
+    ax.set_title(f"{short(model)}: score distribution by {short(col)} (dashed: threshold)")
     return fig
 
 
@@ -86,30 +112,28 @@ def _finish_curves(ax, xlabel: str, ylabel: str, title: str):
     return ax.figure
 
 
-def roc_by_group(pred: pd.DataFrame, model: str, col: str):
+def roc_by_group(pred: pd.DataFrame, model: str, col: str, ax=None):
     """ROC of each group's faces against all non-faces."""
     from sklearn.metrics import roc_curve
 
-    plt, sns = _plt()
     d = pred[(pred["model"] == model) & pred["y_score"].notna()]
     neg = d[d["y_true"] == 0]["y_score"].to_numpy()
-    fig, ax = plt.subplots(figsize=(4.0, 3.6))
+    fig, ax = _figure(ax, 4.0, 3.6)
     if len(neg) == 0:
         ax.text(0.5, 0.5, "no non-faces: ROC undefined", ha="center")
         return fig
     for g, dg in d[d["y_true"] == 1].groupby(col):
         y = np.r_[np.ones(len(dg)), np.zeros(len(neg))]
         fpr, tpr, _ = roc_curve(y, np.r_[dg["y_score"].to_numpy(), neg])
-        ax.plot(fpr, tpr, label=f"{g} (n={len(dg)})")
-    return _finish_curves(ax, "false positive rate (all non-faces)", "detection rate", f"{model}: ROC by {col}")
+        ax.plot(fpr, tpr, label=f"{short(g)} (n={len(dg)})")
+    return _finish_curves(ax, "false positive rate (all non-faces)", "detection rate", f"{short(model)}: ROC by {short(col)}")
 
 
-def calibration_by_group(pred: pd.DataFrame, model: str, col: str):
+def calibration_by_group(pred: pd.DataFrame, model: str, col: str, ax=None):
     from sklearn.calibration import calibration_curve
 
-    plt, sns = _plt()
     d = pred[(pred["model"] == model) & pred["y_score"].notna()]
-    fig, ax = plt.subplots(figsize=(4.0, 3.6))
+    fig, ax = _figure(ax, 4.0, 3.6)
     if not ((d["y_score"] >= 0) & (d["y_score"] <= 1)).all() or not (d["y_true"] == 0).any():
         ax.text(0.5, 0.5, "scores are not probabilities, or no non-faces", ha="center")
         return fig
@@ -117,8 +141,9 @@ def calibration_by_group(pred: pd.DataFrame, model: str, col: str):
     for g, dg in d[d["y_true"] == 1].groupby(col):
         both = pd.concat([dg, neg])
         pt, pp = calibration_curve(both["y_true"], both["y_score"].clip(0, 1), n_bins=10, strategy="quantile")
-        ax.plot(pp, pt, marker="o", ms=3, label=str(g))
-    return _finish_curves(ax, "mean predicted probability", "fraction of faces", f"{model}: calibration by {col}")
+        ax.plot(pp, pt, marker="o", ms=3, label=short(g))
+    return _finish_curves(ax, "mean predicted probability", "fraction of faces",
+                          f"{short(model)}: calibration by {short(col)}")
 
 
 def covariates(pred: pd.DataFrame, col: str, names: Sequence[str] = ("width", "brightness", "contrast", "sharpness")):
@@ -128,14 +153,16 @@ def covariates(pred: pd.DataFrame, col: str, names: Sequence[str] = ("width", "b
     plt, sns = _plt()
     first = pred["model"].iloc[0]
     d = pred[(pred["model"] == first) & (pred["y_true"] == 1)]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 3.0))
+    fig, axes = plt.subplots(1, len(names), figsize=(min(3.0 * len(names), MAX_FIGSIZE[0]), 3.0))
+    order = sort_levels(d[col].dropna().astype(str).unique())
     for ax, c in zip(np.atleast_1d(axes), names):
         if c in d and d[c].notna().any():
-            sns.boxplot(d, x=col, y=c, ax=ax, fliersize=1.5, order=sort_levels(d[col].dropna().astype(str).unique()))
+            sns.boxplot(d.assign(**{col: d[col].astype(str)}), x=col, y=c, ax=ax, fliersize=1.5, order=order)
+            ax.set_xticks(range(len(order)), [short(g) for g in order])
             ax.tick_params(axis="x", rotation=20)
         ax.set_title(c)
         ax.set_xlabel("")
-    fig.suptitle(f"image covariates of faces by {col}", y=1.02)
+    fig.suptitle(f"image covariates of faces by {short(col)}", y=1.02)
     fig.tight_layout()
     return fig
 

@@ -157,3 +157,143 @@ def test_bad_train_options_fail_before_any_work(tiny_synth, tmp_path, opt, value
     r = runner.invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "run"), opt, value])
     _err(r, match)
     assert not (tmp_path / "run").exists()
+
+
+# ---- 8, 9, 11, 12: outputs ------------------------------------------------------------------------
+
+def _refuse_constant(c):
+    raise ValueError(f"non-standard JSON constant {c}")
+
+
+def test_summary_is_strict_json_with_a_reason_beside_each_null(tmp_path, ppb_sample):
+    _ok(runner.invoke(app, ["data", "import", "folder", "--faces", str(ppb_sample), "--csv",
+                            str(ppb_sample / "labels.csv"), "--out", str(tmp_path / "ppb")]))
+    _ok(runner.invoke(app, ["audit", str(tmp_path / "ppb"), "-m", FAKE, "--by", "skin_group", "--split", "all",
+                            "--min-n", "5", "--n-boot", "20", "--threshold", "0.5", "--out", str(tmp_path / "o")]))
+    text = (tmp_path / "o" / "summary.json").read_text()
+    s = json.loads(text, parse_constant=_refuse_constant)  # no NaN / Infinity tokens
+    found = []
+
+    def walk(d):
+        if isinstance(d, dict):
+            for k, v in d.items():
+                if v is None and k + "_note" in d:
+                    found.append(k)
+                walk(v)
+        elif isinstance(d, list):
+            for v in d:
+                walk(v)
+
+    walk(s)
+    assert "false_positive_rate" in found  # no non-faces among the PPB crops
+
+
+def test_a_second_audit_removes_its_own_stale_outputs_and_nothing_else(tiny_synth, tmp_path):
+    out = tmp_path / "o"
+    _ok(runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, "-m", LOGIT, *FAST, "--out", str(out)]))
+    assert (out / "paired.csv").exists()
+    (out / "my-notes.txt").write_text("mine")
+    _ok(runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--out", str(out)]))
+    assert not (out / "paired.csv").exists()  # one model: no paired comparison, the stale one is gone
+    assert (out / "my-notes.txt").read_text() == "mine"
+    assert not list(out.glob(".*.tmp"))
+    s = json.loads((out / "summary.json").read_text())
+    assert set(s["outputs"]) == {"predictions.csv", "metrics.csv", "disparities.csv", "report.html", "summary.json"}
+
+
+def test_a_failed_write_leaves_the_earlier_report_whole(tiny_synth, tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    _ok(runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--out", str(out)]))
+    before = (out / "report.html").read_bytes()
+    import debias.audit.engine as engine
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    real = engine.atomic_write
+
+    def failing(path, write):
+        if str(path).endswith("report.html"):
+            return real(path, lambda t: (t.write_text("partial"), disk_full()))
+        return real(path, write)
+
+    monkeypatch.setattr(engine, "atomic_write", failing)
+    with pytest.raises(OSError):
+        run_audit(tiny_synth, [FAKE], AuditConfig(by=("skin_group",), n_boot=20, min_n=5, thumbnails=False), out)
+    assert (out / "report.html").read_bytes() == before
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_predictions_carry_the_decision_at_the_audit_threshold(tiny_synth, tmp_path):
+    _ok(runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--threshold", "0.4", "--out", str(tmp_path / "o")]))
+    p = pd.read_csv(tmp_path / "o" / "predictions.csv")
+    assert (p.y_pred == (p.y_score >= 0.4).astype(int)).all()
+
+
+def test_a_very_long_group_name_gives_a_bounded_figure(tiny_synth, tmp_path):
+    from PIL import Image as PILImage
+
+    data = tmp_path / "d"
+    shutil.copytree(tiny_synth, data)
+    m = pd.read_csv(data / "manifest.csv")
+    m.loc[m.skin_group == "darker", "skin_group"] = "x" * 10_000
+    m.to_csv(data / "manifest.csv", index=False)
+    _ok(runner.invoke(app, ["audit", str(data), "-m", FAKE, *FAST, "--out", str(tmp_path / "o")]))
+    html = (tmp_path / "o" / "report.html").read_text()
+    assert len(html) < 3_000_000
+    import base64
+    import io
+    import re
+
+    for b64 in re.findall(r'data:image/png;base64,([A-Za-z0-9+/=]+)', html):
+        w, h = PILImage.open(io.BytesIO(base64.b64decode(b64))).size
+        assert w < 2000 and h < 2000, (w, h)
+    assert ("x" * 10_000) in set(pd.read_csv(tmp_path / "o" / "metrics.csv").group)  # tables keep the full name
+
+
+def test_no_readable_image_is_a_clear_error(tmp_path):
+    root = tmp_path / "d"
+    root.mkdir()
+    for i in range(3):
+        (root / f"{i}.png").write_bytes(b"not an image")
+    pd.DataFrame({"image": [f"{i}.png" for i in range(3)], "label": 1, "split": "test",
+                  "skin_group": "a"}).to_csv(root / "manifest.csv", index=False)
+    r = runner.invoke(app, ["audit", str(root), "-m", FAKE, *FAST, "--out", str(tmp_path / "o")])
+    _err(r, "none of the 3 images", "0.png")
+
+
+# ---- 13. code that runs code ----------------------------------------------------------------------
+
+def test_python_models_run_only_what_was_asked_for(tiny_synth, tmp_path, monkeypatch):
+    (tmp_path / "sneaky.py").write_text("import pathlib\npathlib.Path('RAN').write_text('x')\n"
+                                        "def f(images):\n    return images.mean(axis=(1, 2, 3)) / 255\n")
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, ["audit", str(tiny_synth), "-m", "python:sneaky:f", *FAST, "--out", "o"])
+    _err(r, "not found", "current folder is not searched")
+    assert not (tmp_path / "RAN").exists()
+    # asked for explicitly, as a file: it runs
+    _ok(runner.invoke(app, ["audit", str(tiny_synth), "-m", "python:sneaky.py:f", *FAST, "--out", "o"]))
+    assert (tmp_path / "RAN").exists()
+
+
+def test_a_recipe_naming_python_code_needs_allow_code(tiny_synth, tmp_path):
+    (tmp_path / "r.toml").write_text(f'data = "{tiny_synth}"\nmodel = ["{FAKE}"]\nby = ["skin_group"]\nmin_n = 5\n'
+                                     f'n_boot = 20\nout = "{tmp_path / "o"}"\n')
+    _err(runner.invoke(app, ["audit", "--recipe", str(tmp_path / "r.toml")]), "runs Python code", "--allow-code")
+    assert not (tmp_path / "o").exists()
+    _ok(runner.invoke(app, ["audit", "--recipe", str(tmp_path / "r.toml"), "--allow-code", "--no-thumbnails"]))
+
+
+def test_a_crafted_pickle_is_refused_without_torchs_unsafe_advice(tmp_path):
+    import pickle
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.pt").write_bytes(pickle.dumps({"x": Boom()}))
+    r = runner.invoke(app, ["audit", str(tmp_path), "-m", f"run:{run}", "--out", str(tmp_path / "o")])
+    text = _err(r, "is not a debias run or checkpoint", "will not be loaded")
+    assert "weights_only" not in text and "pwned" not in text

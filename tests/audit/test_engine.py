@@ -186,7 +186,7 @@ def test_recipe_fills_options_and_command_line_wins(tiny_synth, tmp_path):
     recipe = tmp_path / "r.toml"
     recipe.write_text(f'data = "{tiny_synth}"\nmodel = ["{FAKE}"]\nby = "pose"\nout = "{tmp_path / "o"}"\n'
                       'min_n = 5\nn_boot = 40\nthumbnails = false\n')
-    r = runner.invoke(app, ["audit", "--recipe", str(recipe), "--by", "skin_group"])
+    r = runner.invoke(app, ["audit", "--recipe", str(recipe), "--by", "skin_group", "--allow-code"])
     assert r.exit_code == 0, r.output
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert s["config"]["by"] == ["skin_group"] and s["config"]["n_boot"] == 40 and s["config"]["min_n"] == 5

@@ -1,6 +1,8 @@
 """Each importer runs over a tiny fake copy of its source layout, written here (torchvision's pattern)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -37,11 +39,12 @@ def test_celeba(tmp_path):
     m = res.manifest.set_index(res.manifest.image.str[-10:])
     assert m.loc["000001.jpg", "gender"] == "male" and m.loc["000002.jpg", "gender"] == "female"
     assert m.loc["000002.jpg", "pale_skin"] == 1 and "skin_tone" not in m.columns  # Pale_Skin is not a tone
-    assert m.split.tolist() == ["train", "val", "test", "train"] and (m.label == 1).all()
+    # the corrupt 000004.jpg is left out at import (its header does not decode) and listed in the report
+    assert m.split.tolist() == ["train", "val", "test"] and (m.label == 1).all()
     packed = pack(tmp_path / "out", size=16, workers=2)
     assert len(packed) == 3 and np.load(tmp_path / "out" / "images.npy").shape == (3, 16, 16, 3)
     rep = pd.read_csv(tmp_path / "out" / "import_report.csv")
-    assert rep.item.str.contains("000004.jpg").any() and rep.problem.str.contains("unreadable").any()
+    assert rep.item.str.contains("000004.jpg").any() and rep.problem.str.contains("not a readable image").any()
     ds = ManifestDataset(tmp_path / "out", "train")
     assert len(ds) == 1 and ds[0][0].shape == (3, 16, 16)
 
@@ -148,3 +151,22 @@ def test_cli_import_ppb_sample_and_pack(tmp_path, ppb_sample):
     m = read_manifest(tmp_path / "ppb")
     assert len(m) == 20 and m.groupby(["skin_group", "gender"]).size().tolist() == [5, 5, 5, 5]
     assert np.load(tmp_path / "ppb" / "images.npy").shape == (20, 32, 32, 3)
+
+
+def test_folder_import_lists_unreadable_files_and_counts_only_readable_ones(tmp_path):
+    from typer.testing import CliRunner
+
+    from debias.cli import app
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i in range(6):
+        Image.fromarray(np.full((8, 8, 3), 50, np.uint8)).save(faces / f"{i}.png")
+    for i in range(3):
+        (faces / f"bad{i}.jpg").write_bytes(b"\xff\xd8 truncated nonsense")
+    r = CliRunner().invoke(app, ["data", "import", "folder", "--faces", str(faces), "--out", str(tmp_path / "d")])
+    assert r.exit_code == 0, r.output
+    assert "imported 6 images" in r.output
+    rep = pd.read_csv(tmp_path / "d" / "import_report.csv")
+    assert sorted(Path(p).name for p in rep["item"]) == ["bad0.jpg", "bad1.jpg", "bad2.jpg"]
+    assert rep["problem"].str.contains("not a readable image").all()

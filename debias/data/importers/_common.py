@@ -27,11 +27,28 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
 
 
+def unreadable(path: Path) -> str | None:
+    """Why an image file cannot be decoded (its header read by PIL), or None when it can."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.size  # noqa: B018 - the header is parsed here
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        return f"not a readable image ({type(e).__name__})"
+    return None
+
+
 def write(out: str | Path, rows: pd.DataFrame, problems: list[dict]) -> ImportResult:
-    """Write manifest.csv (paths made relative to ``out``) and import_report.csv."""
+    """Write manifest.csv (paths made relative to ``out``) and import_report.csv.
+
+    Files whose header cannot be read are left out of the manifest and listed in the report.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = rows.copy()
+    why = [unreadable(Path(p)) for p in rows["image"]]
+    problems = problems + [{"item": str(p), "problem": w} for p, w in zip(rows["image"], why) if w]
+    rows = rows[[w is None for w in why]].copy()
     rows["image"] = [os.path.relpath(Path(p).resolve(), out.resolve()) for p in rows["image"]]
     first = ["image", "label", "split"]
     rows = rows[first + [c for c in rows.columns if c not in first]]
