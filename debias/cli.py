@@ -411,7 +411,10 @@ def _check_fail_on_syntax(expr: Optional[str]) -> None:
 
 def _finish_audit(result, out: Path, fail_on: Optional[str]) -> None:
     from debias.audit.engine import check_fail_on
+    from debias.report.html import verdicts
 
+    for line in verdicts(result.paired):
+        console.print(f"[bold]{line}[/]", highlight=False)
     for line in result.headline:
         console.print(f"  {line}", highlight=False, markup=False)
     if len(result.skipped):
@@ -652,9 +655,12 @@ def demo(
     cfg = DemoConfig(quick=quick, seed=seed, epochs=epochs, compile=compile, device=device)
     with progress_bar("demo", None) as advance:
         result, timings = run_demo(out, cfg, progress=advance, log=lambda m: console.print(m))
-    console.print("[bold]Headline[/]")
-    for line in result.headline:
+    from debias.report.html import verdicts
+
+    console.print("[bold]Verdict[/]")
+    for line in verdicts(result.paired):
         console.print(f"  {line}", highlight=False, markup=False)
+    console.print(f"details: {len(result.headline)} findings in {out}/report.html")
     console.print(f"wrote {out}/report.html in {timings['total_s']:.0f}s")
 
 

@@ -77,7 +77,7 @@ class TrainConfig:
     seed: int = 0  # model init, sampling and augmentation all derive from this
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
     workers: int = 0  # threads that prefetch batches from the packed array; 0 loads in the training loop
-    compile: bool = True  # torch.compile the training step (falls back to eager on failure)
+    compile: bool = True  # torch.compile the step when the run is long enough to pay for it (train.COMPILE_MIN_IMAGES); eager fallback
     augment: bool = True  # random flip + scale/shift jitter per image (debias/data/augment.py); never colour
     # resampling (debias/sampling.py)
     density: str = "histogram"  # histogram (the paper's per-dimension histograms) | gmm (joint mixture on mu)

@@ -259,6 +259,11 @@ def _image_reader(ds: ManifestDataset) -> Callable[[np.ndarray], np.ndarray]:
     return ds.images_uint8
 
 
+# torch.compile costs ~20-40 s per model on a cold cache (2-core CPU; the quick demo went from 66 s warm to
+# 125 s cold) and then runs the lab CNN's step ~1.5x faster than eager (benchmarks/train_speed.py: 1.61x vs
+# 1.04x a bare loop). At ~2,500 eager images/s that saves ~0.14 ms an image: compiling pays from roughly
+# 300k images (epochs x training images). Shorter runs train eagerly.
+COMPILE_MIN_IMAGES = 300_000
 RUN_FILES = ("config.json", "model.pt", "checkpoint.pt", "history.csv", "timing.csv", "sampling_weights.csv")
 
 
@@ -378,7 +383,11 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         step = DDP(step, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
+    n_images = (cfg.epochs + (cfg.jtt_epochs if cfg.method == "jtt" else 0)) * len(ds)
+    if cfg.compile and n_images < COMPILE_MIN_IMAGES:
+        log(f"running eagerly: {n_images:,} training images is below the {COMPILE_MIN_IMAGES:,} where torch.compile "
+            f"pays for its first-run compile time")
+    elif cfg.compile:
         step = _try_compile(step, log)
 
     n_batches = max(1, len(ds) // cfg.batch_size)

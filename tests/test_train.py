@@ -123,6 +123,7 @@ def test_compile_failure_falls_back_to_eager(tiny_synth, tmp_path, monkeypatch):
         return run
 
     monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr("debias.train.COMPILE_MIN_IMAGES", 0)  # compile even this tiny run
     logs = []
     fit(tiny_synth, TrainConfig(method="standard", **{**FAST, "compile": True}), tmp_path, log=logs.append)
     assert any("torch.compile failed (RuntimeError: no C++ compiler); running eagerly" in m for m in logs)
@@ -198,3 +199,11 @@ def test_synth_over_an_existing_dataset_is_refused_unless_overwrite(tmp_path):
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 2 and "already holds a dataset" in " ".join(r.output.split())
     assert CliRunner().invoke(app, args + ["--overwrite"]).exit_code == 0
+
+
+def test_short_runs_train_eagerly_and_say_so(tiny_synth, tmp_path, monkeypatch):
+    called = []
+    monkeypatch.setattr(torch, "compile", lambda m: called.append(m) or m)
+    logs = []
+    fit(tiny_synth, TrainConfig(method="standard", **{**FAST, "compile": True}), tmp_path, log=logs.append)
+    assert not called and any("running eagerly: 512 training images is below" in m for m in logs)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from debias.audit.metrics import MISSING, TOO_FEW, audit_model, cell_codes
-from debias.audit.stats import mcnemar, percentile_ci, stratified_bootstrap
+from debias.audit.paired import paired_comparison
 from debias.config import AuditConfig
 from debias.files import atomic_write, write_csv, write_json
 
@@ -33,58 +33,6 @@ class AuditResult:
 
 def _fmt_pct(x: float) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
-
-
-def paired_comparison(pred: pd.DataFrame, by: Sequence[str], thresholds: dict[str, float], *, n_boot: int,
-                      min_n: int, random_state: int) -> pd.DataFrame:
-    """Each model against the first: McNemar on faces, and a paired bootstrap of the max-min gap.
-
-    The gap of a grouping is the best minus the worst detection rate over its groups with at least
-    ``min_n`` faces. Resampling is within cells and joint over models, so pairing is kept.
-    """
-    models = list(dict.fromkeys(pred["model"]))
-    if len(models) < 2:
-        return pd.DataFrame()
-    wide = {}
-    for m in models:
-        d = pred[(pred["model"] == m) & (pred["y_true"] == 1)].set_index("row")
-        wide[m] = (d["y_score"] >= thresholds[m]).where(d["y_score"].notna())
-    rows_ok = set.intersection(*(set(w.dropna().index) for w in wide.values()))
-    base = pred[(pred["model"] == models[0]) & (pred["row"].isin(rows_ok))].set_index("row").sort_index()
-    attrs = base[list(by)].astype("string").fillna(MISSING).astype(str)
-    codes, cells = cell_codes(attrs, by)
-    hits = {m: wide[m].loc[base.index].astype(float).to_numpy() for m in models}
-    boot = stratified_bootstrap(codes, hits, n_boot=n_boot, random_state=random_state)
-    out = []
-    a = models[0]
-    for b in models[1:]:
-        n10, n01, p = mcnemar(hits[a], hits[b])
-        out.append(dict(baseline=a, model=b, grouping="all faces", statistic="detection_rate",
-                        baseline_value=hits[a].mean(), model_value=hits[b].mean(),
-                        difference=hits[b].mean() - hits[a].mean(), ci_low=np.nan, ci_high=np.nan,
-                        test="McNemar exact", p_value=p, note=f"{n10} faces only {a} detects, {n01} only {b}"))
-        for col in by:
-            lv = sorted(attrs[col].unique())
-            member = np.array([[c[by.index(col)] == l for l in lv] for c in cells], float)  # (cells, groups)
-            n_g = boot.n @ member
-            judged = n_g >= min_n
-            if judged.sum() < 2:
-                continue
-
-            def gap(sums):
-                r = (sums @ member)[..., judged] / n_g[judged]
-                return r.max(-1) - r.min(-1)
-
-            point = {m: gap(np.bincount(codes, hits[m], len(cells))) for m in (a, b)}
-            diff = gap(boot.sums[b]) - gap(boot.sums[a])
-            lo, hi = percentile_ci(diff)
-            p_boot = float(min(1.0, 2 * min((diff <= 0).mean(), (diff >= 0).mean())))
-            out.append(dict(baseline=a, model=b, grouping=col, statistic="max_min_gap",
-                            baseline_value=float(point[a]), model_value=float(point[b]),
-                            difference=float(point[b] - point[a]), ci_low=float(lo), ci_high=float(hi),
-                            test="paired stratified bootstrap", p_value=p_boot,
-                            note="negative difference = smaller gap than the baseline"))
-    return pd.DataFrame(out)
 
 
 def headline(result_models: dict, paired: pd.DataFrame, by: Sequence[str]) -> list[str]:
@@ -261,7 +209,6 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
     """
     from debias.audit.adapters import load_adapter, sha256_file
     from debias.audit.predict import predict, predictions_from_csv
-    from debias.data.manifest import is_packed
 
     skipped = pd.DataFrame(columns=["row", "image", "reason"])
     files = {}
@@ -271,12 +218,8 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
     else:
         if not models:
             raise ValueError("give at least one --model SPEC, or --predictions FILE.csv.")
-        adapters = [load_adapter(s, size=cfg.size, device=torch_device, pad=cfg.pad, mean=mean, std=std,
-                                 scores=cfg.scores) for s in models]
-        names = [a.name for a in adapters]
-        for i, a in enumerate(adapters):  # two runs both called "run" must stay apart
-            if names.count(a.name) > 1:
-                a.name = f"{a.name}#{i + 1}"
+        adapters = unique_names([load_adapter(s, size=cfg.size, device=torch_device, pad=cfg.pad, mean=mean, std=std,
+                                              scores=cfg.scores) for s in models])
         files = {a.spec: sha256_file(f) for a in adapters for f in a.files if Path(f).exists()}
         pred, skipped = predict(data, adapters, split=cfg.split, batch_size=cfg.batch_size, shard=cfg.shard,
                                 progress=progress)
@@ -293,16 +236,29 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
         return AuditResult(pred, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, skipped)
     result = audit_table(pred, cfg)
     result.skipped = skipped
-    images = None
-    if cfg.thumbnails and data is not None and (Path(data) / "manifest.csv").exists():
-        images = _thumbnail_reader(Path(data), is_packed(Path(data)))
+    images = thumbnail_reader(data) if cfg.thumbnails and data is not None else None
     write_outputs(result, out, cfg, data=data, model_files=files, images=images, title=title,
                   extra_sections=extra_sections)
     return result
 
 
-def _thumbnail_reader(root: Path, packed: bool) -> Callable[[int], np.ndarray | None]:
-    from debias.data.manifest import load_image, read_manifest
+def unique_names(adapters: list) -> list:
+    """Adapters renamed ``name#i`` where two share a name (two runs both called "run" must stay apart)."""
+    names = [a.name for a in adapters]
+    for i, a in enumerate(adapters):
+        if names.count(a.name) > 1:
+            a.name = f"{a.name}#{i + 1}"
+    return adapters
+
+
+def thumbnail_reader(root: str | Path) -> Callable[[int], np.ndarray | None] | None:
+    """Reader from manifest row to image, for the report's gallery; None when ``root`` is no dataset."""
+    from debias.data.manifest import is_packed, load_image, read_manifest
+
+    root = Path(root)
+    if not (root / "manifest.csv").exists():
+        return None
+    packed = is_packed(root)
 
     m = read_manifest(root, check_files=False)
     arr = np.load(root / "images.npy", mmap_mode="r") if packed else None
@@ -402,4 +358,4 @@ def compare_audits(dirs: Sequence[str | Path]) -> pd.DataFrame:
 
 
 __all__ = ["AuditResult", "run_audit", "audit_table", "write_outputs", "check_fail_on", "merge_predictions",
-           "compare_audits", "paired_comparison"]
+           "compare_audits", "unique_names", "thumbnail_reader"]

@@ -70,6 +70,25 @@ def _gallery(pred: pd.DataFrame, model: str, col: str, threshold: float, images:
     return out
 
 
+def verdicts(paired: pd.DataFrame) -> list[str]:
+    """One plain sentence per compared model and grouping: did it narrow the gap, with the interval."""
+    out = []
+    if paired is None or not len(paired):
+        return out
+    for _, r in paired[paired["statistic"] == "max_min_gap"].iterrows():
+        d, lo, hi = (100 * r[k] for k in ("difference", "ci_low", "ci_high"))
+        if hi < 0:
+            verb = "narrowed"
+        elif lo > 0:
+            verb = "widened"
+        else:
+            verb = "did not measurably change"
+        out.append(f"{r['model']} {verb} the {r['grouping']} gap compared with {r['baseline']}: "
+                   f"{100 * r['model_value']:.0f} vs {100 * r['baseline_value']:.0f} points (difference {d:+.0f}, "
+                   f"95% CI {lo:+.0f} to {hi:+.0f}).")
+    return out
+
+
 def _figures(pred: pd.DataFrame, metrics: pd.DataFrame, by: list, models: list, thresholds: dict) -> list:
     """(section, title, base64 PNG) of every figure in the report."""
     figs = []  # (section, title, b64)
@@ -132,7 +151,7 @@ def render_report(result, cfg, *, title: str, images: Callable | None = None, ex
                    "dr": _pct(result.summary["models"][m].get("detection_rate")),
                    "trend": result.summary["models"][m].get("skin_tone_trend")} for m in models]
     return _env().get_template("report.html.j2").render(
-        title=title, headline=result.headline, estimated=result.estimated, skipped=result.skipped.to_dict("records"),
+        title=title, headline=result.headline, verdicts=verdicts(result.paired), estimated=result.estimated, skipped=result.skipped.to_dict("records"),
         figs=figs, coverage=coverage, summaries=summaries, disp_rows=disp_rows, galleries=galleries, paired=paired,
         model_info=model_info, methods=METHODS, too_few=TOO_FEW, cfg=cfg, extra_sections=list(extra_sections),
         versions=(summary or {}).get("versions", {}), created=(summary or {}).get("created", ""), pct=_pct)

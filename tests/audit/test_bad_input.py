@@ -297,3 +297,21 @@ def test_a_crafted_pickle_is_refused_without_torchs_unsafe_advice(tmp_path):
     r = runner.invoke(app, ["audit", str(tmp_path), "-m", f"run:{run}", "--out", str(tmp_path / "o")])
     text = _err(r, "is not a debias run or checkpoint", "will not be loaded")
     assert "weights_only" not in text and "pwned" not in text
+
+
+def test_verdict_sentence_follows_the_interval():
+    from debias.report.html import verdicts
+
+    paired = pd.DataFrame([
+        dict(statistic="max_min_gap", model="dbvae", baseline="standard", grouping="skin_group",
+             model_value=0.82, baseline_value=0.76, difference=0.06, ci_low=0.004, ci_high=0.11),
+        dict(statistic="max_min_gap", model="balanced", baseline="standard", grouping="skin_group",
+             model_value=0.05, baseline_value=0.76, difference=-0.71, ci_low=-0.8, ci_high=-0.6),
+        dict(statistic="max_min_gap", model="x", baseline="standard", grouping="pose",
+             model_value=0.20, baseline_value=0.21, difference=-0.01, ci_low=-0.05, ci_high=0.03),
+    ])
+    v = verdicts(paired)
+    assert v[0] == ("dbvae widened the skin_group gap compared with standard: 82 vs 76 points "
+                    "(difference +6, 95% CI +0 to +11).")
+    assert v[1].startswith("balanced narrowed the skin_group gap") and "difference -71" in v[1]
+    assert v[2].startswith("x did not measurably change the pose gap")

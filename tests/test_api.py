@@ -1,0 +1,99 @@
+"""The Python front door (issue 11): the README's block runs, import stays light, tables match by hand."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import debias
+from debias.config import SynthConfig
+from debias.data.synth import generate
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_import_debias_loads_no_torch_opencv_or_matplotlib():
+    code = ("import sys, debias; debias.DebiasError; "
+            "print(','.join(m for m in ('torch', 'cv2', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
+    assert set(debias.__all__) >= {"Audit", "fit", "DebiasError"}
+
+
+def test_the_readme_python_block_runs(tmp_path, monkeypatch):
+    block = re.search(r"## Python\n.*?```python\n(.*?)```", README.read_text(), re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    generate(SynthConfig(n_train=600, n_val=60, n_test_per_cell=6, seed=4, workers=1, darker_share=0.1),
+             tmp_path / "data" / "synthfaces")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ns: dict = {}
+    exec(compile(block, "README.md", "exec"), ns)
+    assert (tmp_path / "audit-output" / "python" / "report.html").exists()
+    assert set(ns["audit"].models) == {"standard", "dbvae"}
+
+
+@pytest.fixture()
+def toy():
+    # two groups, a and b; model m detects 8/10 faces of a and 3/10 of b; 10 non-faces score 0
+    rows = []
+    for g, hits in (("a", 8), ("b", 3)):
+        rows += [{"label": 1, "score": 0.9 if i < hits else 0.1, "skin_group": g} for i in range(10)]
+    rows += [{"label": 0, "score": 0.0, "skin_group": None} for _ in range(10)]
+    return pd.DataFrame(rows)
+
+
+def test_from_predictions_by_group_difference_and_ratio_by_hand(toy):
+    audit = debias.Audit.from_predictions(toy, groups=["skin_group"], threshold=0.5, min_n=5, n_boot=200)
+    g = audit.by_group("detection_rate", by="skin_group").set_index("group")
+    assert g.loc["a", "value"] == pytest.approx(0.8) and g.loc["b", "value"] == pytest.approx(0.3)
+    assert list(audit.by_group().columns) == ["model", "grouping", "group", "value", "ci_low", "ci_high", "n", "flag"]
+    d = audit.difference("detection_rate", by="skin_group").iloc[0]
+    assert d.difference == pytest.approx(0.5) and d.ci_low < 0.5 < d.ci_high
+    assert (d.highest, d.lowest) == ("a", "b")
+    assert audit.ratio("detection_rate", by="skin_group").ratio.iloc[0] == pytest.approx(0.3 / 0.8)
+    ref = audit.difference("detection_rate", by="skin_group", method="to_reference").set_index("group")
+    assert ref.loc["b", "gap"] == pytest.approx(0.5)
+
+
+def test_from_predictions_names_missing_columns_and_bad_values(toy):
+    with pytest.raises(debias.DebiasError, match="no column.*'y'.*y_true="):
+        debias.Audit.from_predictions(toy, y_true="y", groups=["skin_group"])
+    with pytest.raises(debias.DebiasError, match="non-finite"):
+        debias.Audit.from_predictions(toy.assign(score=toy.score.where(toy.index != 2, np.nan)), groups=["skin_group"])
+
+
+def test_compare_is_the_paired_test_by_hand(toy):
+    from scipy.stats import binomtest
+
+    two = pd.concat([toy.assign(model="m1"), toy.assign(model="m2", score=np.where(toy.index < 20, 0.9, 0.0))])
+    audit = debias.Audit.from_predictions(two, groups=["skin_group"], threshold=0.5, min_n=5, n_boot=200)
+    mc = audit.compare("m1", "m2").iloc[0]
+    # m2 detects every face; m1 misses 2 of a and 7 of b: 9 discordant pairs, all for m2
+    assert mc.p_value == pytest.approx(binomtest(0, 9, 0.5).pvalue)
+
+
+def test_plots_draw_on_the_callers_axes_and_leave_global_style_alone(toy):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    before = dict(matplotlib.rcParams)
+    audit = debias.Audit.from_predictions(toy, groups=["skin_group"], threshold=0.5, min_n=5, n_boot=50)
+    fig, ax = plt.subplots()
+    out = audit.plot.bars(by="skin_group", ax=ax)
+    assert out is fig and len(ax.patches) >= 2
+    assert dict(matplotlib.rcParams) == before
+    plt.close(fig)
+
+
+def test_fit_rejects_unknown_options(tiny_synth, tmp_path):
+    with pytest.raises(debias.DebiasError, match="unknown training option.*epoch_count"):
+        debias.fit(tiny_synth, out=tmp_path / "r", epoch_count=3)
