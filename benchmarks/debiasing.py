@@ -101,7 +101,7 @@ def _scores(model, root: Path, frame: pd.DataFrame) -> np.ndarray:
     import torch
 
     from debias.data.manifest import read_rows
-    from debias.train import predict_scores
+    from debias.models.run import predict_scores
 
     packed = np.load(root / "images.npy", mmap_mode="r")
     rows = frame["image"].to_numpy(int)

@@ -71,7 +71,7 @@ class Audit:
         from debias.audit.adapters import load_adapter, sha256_file
         from debias.audit.engine import audit_table, unique_names
         from debias.audit.predict import predict
-        from debias.train import resolve_device
+        from debias.models.run import resolve_device
 
         if isinstance(models, str):
             models = [models]

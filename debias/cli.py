@@ -516,7 +516,7 @@ def audit(
     """
     from debias.audit.engine import run_audit
     from debias.data.manifest import ManifestError
-    from debias.train import resolve_device
+    from debias.models.run import resolve_device
 
     if recipe is not None:
         given = list(model)

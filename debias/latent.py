@@ -102,7 +102,7 @@ class LatentAnalysis:
 def analyze(run: str | Path, data: str | Path, *, n_dims: int = 6, n_gallery: int = 16,
             random_state: int = 0) -> LatentAnalysis:
     """Run every analysis for a DB-VAE run folder and its training dataset."""
-    from debias.train import load_run, predict_scores
+    from debias.models.run import load_run, predict_scores
 
     model, arch = load_run(run)
     if not isinstance(model, DBVAE):
@@ -131,10 +131,7 @@ def analyze(run: str | Path, data: str | Path, *, n_dims: int = 6, n_gallery: in
 
 def write_figures(a: LatentAnalysis, out: str | Path) -> dict[str, Path]:
     """Draw every analysis into PNGs under ``out`` (plus CSVs of the tables). Returns name -> path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # no matplotlib.use(): a notebook's backend stays as it is
     import seaborn as sns
 
     out = Path(out)

@@ -37,8 +37,8 @@ from debias.data.augment import augment
 from debias.errors import DebiasError
 from debias.files import atomic_write, check_out_dir, exclusive
 from debias.data.manifest import ManifestDataset, ManifestError, is_packed, read_manifest, to_tensor
-from debias.models.classifier import FaceClassifier
 from debias.models.dbvae import DBVAE, dbvae_loss
+from debias.models.run import load_run, load_weights, model_from_arch, predict_scores, resolve_device
 from debias.sampling import (BatchPlan, GroupDRO, ess_fraction, gmm_weights, group_balanced_weights, group_keys,
                              jtt_weights, latent_weights, mass_by_group)
 
@@ -54,14 +54,6 @@ class TrainingError(DebiasError):
     """Training cannot go on (for example a non-finite loss); the last good checkpoint is kept."""
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for but torch sees no CUDA device; use --device auto or cpu.")
-    return torch.device(device)
-
-
 def build_model(cfg: TrainConfig, size: int) -> nn.Module:
     return model_from_arch(_arch(cfg, size))
 
@@ -69,41 +61,6 @@ def build_model(cfg: TrainConfig, size: int) -> nn.Module:
 def _arch(cfg: TrainConfig, size: int) -> dict:
     kind = "dbvae" if cfg.method in VAE_METHODS else "classifier"
     return {"kind": kind, "arch": cfg.arch, "width": cfg.width, "size": size, "latent_dim": cfg.latent_dim}
-
-
-def model_from_arch(arch: dict) -> nn.Module:
-    if arch["kind"] == "dbvae":
-        return DBVAE(latent_dim=arch["latent_dim"], arch=arch["arch"], width=arch["width"], size=arch["size"])
-    return FaceClassifier(arch=arch["arch"], width=arch["width"], size=arch["size"])
-
-
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Load ``RUN_DIR/model.pt`` (weights-only safe). Returns (model in eval mode, arch dict)."""
-    path = Path(run_dir) / "model.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; is {run_dir} a folder written by `debias train`?")
-    blob = _load_weights(path, device)
-    model = model_from_arch(blob["arch"])
-    model.load_state_dict(blob["state_dict"])
-    return model.to(device).eval(), blob["arch"]
-
-
-def _load_weights(path: Path, device) -> dict:
-    """torch.load with weights_only=True; a file that needs arbitrary unpickling is refused plainly.
-
-    torch's own message suggests ``weights_only=False``, which would run code from the file: that
-    advice never reaches the user.
-    """
-    import pickle
-
-    try:
-        blob = torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-        raise TrainingError(f"{path} is not a debias run or checkpoint (it holds more than tensors and plain data, "
-                            f"or is damaged: {type(e).__name__}); it will not be loaded.") from None
-    if not isinstance(blob, dict):
-        raise TrainingError(f"{path} is not a debias run or checkpoint; it will not be loaded.")
-    return blob
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -204,25 +161,6 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
             progress(1, info=f"loss {vals[0]:.3f} bce {vals[1]:.3f} rec {vals[2]:.3f} kl {vals[3]:.1f}")
     m = sums / max(n, 1)
     return {"loss": m[0], "bce": m[1], "rec": m[2], "kl": m[3]}
-
-
-@torch.no_grad()
-def predict_scores(model: nn.Module, images: Callable, n: int, device: torch.device, *, batch_size: int = 512,
-                   with_latent: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """Face probabilities (n,) for positions 0..n-1 and, for a DB-VAE and ``with_latent``, mu (n, k)."""
-    model.eval()
-    scores, mus = [], []
-    for s in range(0, n, batch_size):
-        x = to_tensor(images(np.arange(s, min(n, s + batch_size)))).to(device)
-        if isinstance(model, DBVAE):
-            logit, mu, _ = model.encode(x)
-            if with_latent:
-                mus.append(mu.float().cpu())
-        else:
-            logit = model(x)
-        scores.append(torch.sigmoid(logit.float()).cpu())
-    mu_all = torch.cat(mus).numpy() if mus else None
-    return torch.cat(scores).numpy(), mu_all
 
 
 def evaluate(model: nn.Module, ds: ManifestDataset, images: Callable, device: torch.device) -> dict[str, float]:
@@ -367,7 +305,7 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
     if resume:
         if not ckpt_path.exists():
             raise TrainingError(f"--resume: no checkpoint at {ckpt_path}; start without --resume.")
-        ck = _load_weights(ckpt_path, device)
+        ck = load_weights(ckpt_path, device)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         start_epoch = int(ck["epoch"]) + 1

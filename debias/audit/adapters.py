@@ -187,7 +187,7 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
     kind, _, rest = spec.partition(":")
     device = torch.device(device)
     if kind == "run":
-        from debias.train import load_run
+        from debias.models.run import load_run
 
         model, arch = load_run(rest, device)
         fn = _torch_fn(model, arch["size"], (0, 0, 0), (1, 1, 1), device, "run", Path(rest))

@@ -20,12 +20,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from debias.data.groups import FITZPATRICK, sort_levels
 from debias.audit.stats import (fisher_vs_reference, holm, percentile_ci, stratified_bootstrap, trend_test,
                                 wilson_interval)
 
 MISSING = "(missing)"
 TOO_FEW = "too few to judge"
-FITZPATRICK = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6}
 
 
 def expected_calibration_error(y_true: np.ndarray, y_prob: np.ndarray, n_bins: int = 10) -> float:
@@ -50,23 +50,6 @@ def choose_threshold(scores: np.ndarray, y_true: np.ndarray, target_fpr: float) 
     # t just above the (k+1)-th largest negative: the k largest stay at or above it, ties included
     t = float(neg[len(neg) - k - 1])
     return float(np.nextafter(t, np.inf))
-
-
-LEVEL_ORDER = ("lighter", "medium", "darker", "frontal", "three-quarter", "profile", "female", "male",
-               *FITZPATRICK, "very light", "light", "intermediate", "tan", "brown", "dark")
-
-
-def sort_levels(values) -> list[str]:
-    """Group names in their natural order (skin lighter->darker, frontal->profile, tones numerically)."""
-    def key(v):
-        if v in LEVEL_ORDER:
-            return (0, LEVEL_ORDER.index(v), "")
-        try:
-            return (1, float(v), "")
-        except ValueError:
-            return (2, 0, v)
-
-    return sorted(values, key=key)
 
 
 def cell_codes(attrs: pd.DataFrame, by: Sequence[str]) -> tuple[np.ndarray, list[tuple[str, ...]]]:

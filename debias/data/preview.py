@@ -15,10 +15,7 @@ def preview_grid(root: str | Path, by: Sequence[str], *, split: str = "test", pe
 
     A last row shows non-faces. Returns the output path.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # no matplotlib.use(): a notebook's backend stays as it is
 
     df = select_split(read_manifest(root), split)
     missing = [c for c in by if c not in df.columns]
@@ -29,7 +26,7 @@ def preview_grid(root: str | Path, by: Sequence[str], *, split: str = "test", pe
     rng = np.random.default_rng(seed)
     rows, names = [], []
     faces = frame[frame["label"] == 1]
-    from debias.audit.metrics import sort_levels
+    from debias.data.groups import sort_levels
 
     groups = dict(list(faces.groupby(list(by), sort=True)))
     order = sorted(groups, key=lambda k: [sort_levels(frame[c].dropna().astype(str).unique()).index(str(v))

@@ -41,7 +41,7 @@ def ita_class(angle: float) -> str:
 
 
 def _mst_ita() -> np.ndarray:
-    from debias.data.synth import MST_RGB
+    from debias.data.groups import MST_RGB
 
     lab = rgb_to_lab(MST_RGB)
     return ita(lab[:, 0], lab[:, 2])

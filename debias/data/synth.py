@@ -24,14 +24,8 @@ import numpy as np
 import pandas as pd
 
 from debias.config import SynthConfig
+from debias.data.groups import GENDERS, MST_RGB, POSES, SKIN_GROUPS, pose_of, skin_group_of  # noqa: F401
 
-# Monk Skin Tone scale reference colours, MST 1..10 (Monk 2019, skintone.google).
-MST_HEX = ("#f6ede4", "#f3e7db", "#f7ead0", "#eadaba", "#d7bd96",
-           "#a07e56", "#825c43", "#604134", "#3a312a", "#292420")
-MST_RGB = np.array([[int(h[i:i + 2], 16) for i in (1, 3, 5)] for h in MST_HEX], dtype=np.uint8)
-SKIN_GROUPS = ("lighter", "medium", "darker")
-POSES = ("frontal", "three-quarter", "profile")
-GENDERS = ("female", "male")
 NONFACE_KINDS = ("clutter", "texture", "skin-oval", "scrambled", "object")
 HAIR_RGB = np.array([[20, 15, 12], [45, 30, 20], [90, 60, 35], [150, 110, 60], [200, 170, 110],
                      [120, 40, 20], [110, 110, 110]], dtype=np.uint8)
@@ -46,18 +40,6 @@ _TO_LIN = ((np.arange(256, dtype=np.float32) / 255.0) ** 2.2).astype(np.float32)
 # 12-bit step is far below the 8-bit output step.
 _Q = 4095
 _GAMMA_LUT = np.round((np.arange(_Q + 1) / _Q) ** (1 / 2.2) * 255).astype(np.uint8)
-
-
-def skin_group_of(tone: np.ndarray | int) -> np.ndarray:
-    """Monk tone (1-10) to skin group: lighter 1-4, medium 5-6, darker 7-10."""
-    t = np.asarray(tone)
-    return np.where(t <= 4, "lighter", np.where(t <= 6, "medium", "darker"))
-
-
-def pose_of(yaw: np.ndarray | float) -> np.ndarray:
-    """Yaw in degrees to pose: frontal |yaw|<15, three-quarter 15-45, profile >45."""
-    a = np.abs(np.asarray(yaw, dtype=float))
-    return np.where(a < 15, "frontal", np.where(a <= 45, "three-quarter", "profile"))
 
 
 # --------------------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def heatmap(metrics: pd.DataFrame, model: str, row: str, col: str, metric: str =
     """Intersectional heatmap of one metric over two attributes."""
     _, sns = _plt()
     d = metrics[(metrics["model"] == model) & (metrics["grouping"] == f"{row} x {col}") & (metrics["metric"] == metric)]
-    from debias.audit.metrics import sort_levels
+    from debias.data.groups import sort_levels
 
     table = d.pivot_table(index=row, columns=col, values="value", aggfunc="first", dropna=False)
     table = table.reindex(index=sort_levels(table.index), columns=sort_levels(table.columns))
@@ -148,7 +148,7 @@ def calibration_by_group(pred: pd.DataFrame, model: str, col: str, ax=None):
 
 def covariates(pred: pd.DataFrame, col: str, names: Sequence[str] = ("width", "brightness", "contrast", "sharpness")):
     """Image covariates per group (one model's rows: covariates do not depend on the model)."""
-    from debias.audit.metrics import sort_levels
+    from debias.data.groups import sort_levels
 
     plt, sns = _plt()
     first = pred["model"].iloc[0]

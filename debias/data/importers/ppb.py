@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from debias.data.groups import FITZPATRICK
 from debias.data.importers._common import ImportResult, list_images, require, write
 
-ROMAN = ["I", "II", "III", "IV", "V", "VI"]
+ROMAN = list(FITZPATRICK)
 
 
 def _col(df: pd.DataFrame, names: tuple[str, ...], what: str, path: Path) -> str:

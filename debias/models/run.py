@@ -1,0 +1,87 @@
+"""A trained run as a model: build from its arch, load ``RUN/model.pt`` safely, score images.
+
+Everything that *uses* a run (the audit, the latent analysis, export) imports this module, never
+the trainer.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from debias.data.manifest import to_tensor
+from debias.errors import DebiasError
+from debias.models.classifier import FaceClassifier
+from debias.models.dbvae import DBVAE
+
+
+class RunError(DebiasError):
+    """A run folder or weights file that cannot be used; the message says why."""
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RunError("--device cuda was asked for but torch sees no CUDA device; use --device auto or cpu.")
+    return torch.device(device)
+
+
+def model_from_arch(arch: dict) -> nn.Module:
+    if arch["kind"] == "dbvae":
+        return DBVAE(latent_dim=arch["latent_dim"], arch=arch["arch"], width=arch["width"], size=arch["size"])
+    return FaceClassifier(arch=arch["arch"], width=arch["width"], size=arch["size"])
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Load ``RUN_DIR/model.pt`` (weights-only safe). Returns (model in eval mode, arch dict)."""
+    path = Path(run_dir) / "model.pt"
+    if not path.exists():
+        raise RunError(f"{path} does not exist; is {run_dir} a folder written by `debias train`?")
+    blob = load_weights(path, device)
+    model = model_from_arch(blob["arch"])
+    model.load_state_dict(blob["state_dict"])
+    return model.to(device).eval(), blob["arch"]
+
+
+def load_weights(path: Path, device) -> dict:
+    """torch.load with weights_only=True; a file that needs arbitrary unpickling is refused plainly.
+
+    torch's own message suggests ``weights_only=False``, which would run code from the file: that
+    advice never reaches the user.
+    """
+    import pickle
+
+    try:
+        blob = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        raise RunError(f"{path} is not a debias run or checkpoint (it holds more than tensors and plain data, "
+                            f"or is damaged: {type(e).__name__}); it will not be loaded.") from None
+    if not isinstance(blob, dict):
+        raise RunError(f"{path} is not a debias run or checkpoint; it will not be loaded.")
+    return blob
+
+
+@torch.no_grad()
+def predict_scores(model: nn.Module, images: Callable, n: int, device: torch.device, *, batch_size: int = 512,
+                   with_latent: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Face probabilities (n,) for positions 0..n-1 and, for a DB-VAE and ``with_latent``, mu (n, k)."""
+    model.eval()
+    scores, mus = [], []
+    for s in range(0, n, batch_size):
+        x = to_tensor(images(np.arange(s, min(n, s + batch_size)))).to(device)
+        if isinstance(model, DBVAE):
+            logit, mu, _ = model.encode(x)
+            if with_latent:
+                mus.append(mu.float().cpu())
+        else:
+            logit = model(x)
+        scores.append(torch.sigmoid(logit.float()).cpu())
+    mu_all = torch.cat(mus).numpy() if mus else None
+    return torch.cat(scores).numpy(), mu_all
+
+
+__all__ = ["RunError", "resolve_device", "model_from_arch", "load_run", "load_weights", "predict_scores"]
