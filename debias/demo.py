@@ -20,7 +20,7 @@ from debias.config import AuditConfig, SynthConfig, TrainConfig
 class DemoConfig:
     quick: bool = False  # a smaller, faster run (about a minute) for trying the tool
     seed: int = 0  # seed for data, training and bootstrap
-    epochs: int = 0  # training epochs per model; 0 = the default (5, or 3 with quick)
+    epochs: int = 0  # training epochs per model; 0 = the default (5)
     compile: bool = True  # torch.compile the training step where it works
     device: str = "auto"
     methods: tuple[str, ...] = ("standard", "dbvae", "balanced")
@@ -31,7 +31,7 @@ class DemoConfig:
         return SynthConfig(seed=self.seed)
 
     def train(self, method: str) -> TrainConfig:
-        epochs = self.epochs or (3 if self.quick else 5)
+        epochs = self.epochs or 5
         return TrainConfig(method=method, epochs=epochs, seed=self.seed,
                            compile=self.compile, device=self.device)
 
