@@ -164,6 +164,19 @@ def _data(seed: int, n_train: int, shares: dict, cache: Path, tag: str) -> Path:
 KEY = ["setting", "method", "seed", "epochs", "n_train"]
 
 
+def _append(row: dict) -> None:
+    """Append one run to RUNS in the file's own column order (to_csv appends in the dict's order,
+    which silently misaligns a row whose keys were built in another order)."""
+    frame = pd.DataFrame([row])
+    if RUNS.exists():
+        cols = list(pd.read_csv(RUNS, nrows=0).columns)
+        extra = [c for c in frame.columns if c not in cols]
+        if extra:
+            raise ValueError(f"run row has columns {extra} that {RUNS.name} lacks")
+        frame = frame.reindex(columns=cols)
+    frame.to_csv(RUNS, mode="a", header=not RUNS.exists(), index=False, float_format="%.5g")
+
+
 def run(a) -> None:
     """Every job in priority order: the skin setting seed by seed, the length check, then pose."""
     jobs = []
@@ -189,7 +202,7 @@ def run(a) -> None:
                 print(f"[{i}/{len(todo)}] FAILED {job['setting']} {job['method']} seed {job['seed']}: "
                       f"{type(e).__name__}: {e}", flush=True)
                 continue
-            pd.DataFrame([row]).to_csv(RUNS, mode="a", header=not RUNS.exists(), index=False, float_format="%.5g")
+            _append(row)
             print(f"[{i}/{len(todo)}] {row['setting']} {row['method']} seed {row['seed']} ({row['epochs']} ep, "
                   f"{row['seconds']:.0f}s): acc {row['accuracy']:.3f} worst {row['worst_group_rate']:.3f} "
                   f"skin gap {row['skin_gap']:.3f} pose gap {row['pose_gap']:.3f} ESS {row['ess']:.2f} "
