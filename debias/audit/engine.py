@@ -178,11 +178,11 @@ def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, dat
 
 def _with_decision(result: AuditResult) -> pd.DataFrame:
     """Predictions with ``y_pred``, the decision at each model's audit threshold."""
-    p = result.predictions
+    p = result.predictions.drop(columns="y_pred", errors="ignore")  # audits read back (compare) carry one
     t = p["model"].map(result.summary.get("thresholds", {})).astype(float)
-    pos = p.columns.get_loc("y_score") + 1 if "y_score" in p.columns else len(p.columns)
-    return p.assign(y_pred=(p["y_score"] >= t).astype("Int64").where(p["y_score"].notna())) \
-        [[*p.columns[:pos], "y_pred", *p.columns[pos:]]] if "y_score" in p.columns else p
+    y_pred = (p["y_score"] >= t).astype("Int64").where(p["y_score"].notna())
+    p.insert(p.columns.get_loc("y_score") + 1, "y_pred", y_pred)
+    return p
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:

@@ -228,6 +228,13 @@ def test_predictions_carry_the_decision_at_the_audit_threshold(tiny_synth, tmp_p
     _ok(runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--threshold", "0.4", "--out", str(tmp_path / "o")]))
     p = pd.read_csv(tmp_path / "o" / "predictions.csv")
     assert (p.y_pred == (p.y_score >= 0.4).astype(int)).all()
+    # a comparison reads audits that already carry y_pred: its own table holds the column once
+    _ok(runner.invoke(app, ["audit", str(tiny_synth), "-m", LOGIT, *FAST, "--threshold", "0.4", "--out", str(tmp_path / "b")]))
+    _ok(runner.invoke(app, ["report", "compare", str(tmp_path / "o"), str(tmp_path / "b"), *FAST[:2], "--threshold",
+                            "0.4", "--out", str(tmp_path / "c")]))
+    c = pd.read_csv(tmp_path / "c" / "predictions.csv")
+    assert list(c.columns).count("y_pred") == 1 and "y_pred.1" not in c.columns
+    assert (c.y_pred == (c.y_score >= 0.4).astype(int)).all()
 
 
 def test_a_very_long_group_name_gives_a_bounded_figure(tiny_synth, tmp_path):
