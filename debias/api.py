@@ -24,7 +24,7 @@ from debias.errors import DebiasError
 
 BY_GROUP_COLUMNS = ["model", "grouping", "group", "value", "ci_low", "ci_high", "n", "flag"]
 # metrics whose max-min gap has a bootstrap interval in the audit (they are one statistic: the hit rate)
-RATE_METRICS = {"detection_rate": 1, "accuracy": 1, "miss_rate": -1}
+RATE_METRICS = {"detection_rate", "accuracy", "miss_rate"}
 
 
 class Audit:
@@ -68,9 +68,7 @@ class Audit:
         -------
         Audit
         """
-        from debias.audit.adapters import load_adapter, sha256_file
-        from debias.audit.engine import audit_table, unique_names
-        from debias.audit.predict import predict
+        from debias.audit.engine import audit_table, score_models
         from debias.models.run import resolve_device
 
         if isinstance(models, str):
@@ -80,11 +78,8 @@ class Audit:
         cfg = AuditConfig(by=tuple(by), split=split, threshold=threshold, target_fpr=target_fpr, reference=reference,
                           n_boot=n_boot, min_n=min_n, seed=random_state, batch_size=batch_size, device=device,
                           size=size, pad=pad, scores=scores)
-        dev = str(resolve_device(device))
-        adapters = unique_names([load_adapter(s, size=size, device=dev, pad=pad, mean=mean, std=std, scores=scores)
-                                 for s in models])
-        files = {a.spec: sha256_file(f) for a in adapters for f in a.files if Path(f).exists()}
-        pred, skipped = predict(data, adapters, split=split, batch_size=batch_size, progress=progress)
+        pred, skipped, files = score_models(data, models, cfg, torch_device=str(resolve_device(device)), mean=mean,
+                                            std=std, progress=progress)
         result = audit_table(pred, cfg)
         result.skipped = skipped
         return cls(result, cfg, data=data, model_files=files)
@@ -184,11 +179,11 @@ class Audit:
             return d[d["grouping"] == grouping].reset_index(drop=True)
         if method != "between_groups":
             raise DebiasError(f"method={method!r} is not one of between_groups, to_reference.")
+        judged = self._judged(metric, grouping)
         rows = []
         for model in self.models:
             s = self.result.summary["models"][model].get(grouping, {})
-            g = self.by_group(metric, grouping)
-            g = g[(g["model"] == model) & (g["flag"] == "") & g["value"].notna()]
+            g = judged[judged["model"] == model]
             row = {"model": model, "grouping": grouping, "metric": metric}
             if len(g) < 2:
                 rows.append({**row, "difference": np.nan, "ci_low": np.nan, "ci_high": np.nan,
@@ -203,12 +198,13 @@ class Audit:
 
     def ratio(self, metric: str = "detection_rate", by: str | Sequence[str] = "skin_group") -> pd.DataFrame:
         """Lowest over highest group value of a metric (1 = parity), for each model; no interval."""
+        grouping = self._grouping(by)
+        judged = self._judged(metric, grouping)
         rows = []
         for model in self.models:
-            g = self.by_group(metric, by)
-            g = g[(g["model"] == model) & (g["flag"] == "") & g["value"].notna()]
+            g = judged[judged["model"] == model]
             r = float(g["value"].min() / g["value"].max()) if len(g) >= 2 and g["value"].max() > 0 else np.nan
-            rows.append({"model": model, "grouping": self._grouping(by), "metric": metric, "ratio": r,
+            rows.append({"model": model, "grouping": grouping, "metric": metric, "ratio": r,
                          "lowest": g.loc[g["value"].idxmin(), "group"] if len(g) else None,
                          "highest": g.loc[g["value"].idxmax(), "group"] if len(g) else None})
         return pd.DataFrame(rows)
@@ -241,6 +237,11 @@ class Audit:
         images = thumbnail_reader(self.data) if thumbnails and self.data is not None else None
         return write_outputs(self.result, out, replace(self.config, thumbnails=thumbnails), data=self.data,
                              model_files=self.model_files, images=images, title=title)
+
+    def _judged(self, metric: str, grouping: str) -> pd.DataFrame:
+        """Rows of :meth:`by_group` with at least ``min_n`` faces and a value."""
+        g = self.by_group(metric, grouping)
+        return g[(g["flag"] == "") & g["value"].notna()]
 
     def _grouping(self, by: str | Sequence[str]) -> str:
         name = by if isinstance(by, str) else " x ".join(by)

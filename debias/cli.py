@@ -315,7 +315,8 @@ def train(
 
     try:
         cfg = TrainConfig(method=method, arch=arch, width=width, latent_dim=latent_dim, beta=beta, c_rec=c_rec,
-                          rec_norm=rec_norm, rec_region=rec_region, augment=augment, density=density, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                          rec_norm=rec_norm, rec_region=rec_region, augment=augment, density=density, epochs=epochs,
+                          batch_size=batch_size, lr=lr, seed=seed, device=device,
                           workers=workers, compile=compile, bins=bins, alpha=alpha, combine=combine,
                           temperature=temperature, min_ess=min_ess, resample_from=resample_from,
                           face_ratio=face_ratio, balance_by=_csv(balance_by), balance_power=balance_power,

@@ -269,9 +269,12 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
     if len(face_pos) == 0:
         raise ManifestError(f"the train split of {data} has no faces (label 1); nothing to learn or debias.")
     face_frame = ds.frame.iloc[face_pos]
-    groups, dro = None, None
+    groups, dro, p_labelled = None, None, None
     if cfg.method in ("balanced", "group-dro"):
         keys = group_keys(face_frame, cfg.balance_by)  # fails early on a missing column
+        # Sagawa et al. sample groups uniformly for Group DRO and reweight the loss on top
+        p_labelled = group_balanced_weights(face_frame, cfg.balance_by,
+                                            cfg.balance_power if cfg.method == "balanced" else 1.0)
         if cfg.method == "group-dro":
             codes, uniques = pd.factorize(keys, sort=True)
             groups = np.full(len(ds), len(uniques), dtype=np.int64)  # non-faces: one more group
@@ -358,10 +361,8 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
             if weights.guarded:
                 log(f"epoch {epoch + 1}: ESS guard: raw ESS {weights.ess_raw:.4f} of faces is below --min-ess "
                     f"{cfg.min_ess}; weights tempered with exponent {weights.temper:.3f} -> ESS {weights.ess:.3f}")
-        elif cfg.method == "balanced":
-            p_face = group_balanced_weights(face_frame, cfg.balance_by, cfg.balance_power)
-        elif cfg.method == "group-dro":  # Sagawa et al. sample groups uniformly and reweight the loss
-            p_face = group_balanced_weights(face_frame, cfg.balance_by)
+        elif p_labelled is not None:
+            p_face = p_labelled
         elif cfg.method == "jtt" and jtt_err is not None:
             p_face = jtt_weights(jtt_err[face_pos], cfg.jtt_lambda)
             p_nonface = jtt_weights(jtt_err[nonface_pos], cfg.jtt_lambda)
@@ -378,7 +379,8 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
         tt = time.perf_counter()
         aug = None
         if cfg.augment:
-            aug = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.seed, epoch, rank, 11]).generate_state(1)[0]))
+            aug_seed = int(np.random.SeedSequence([cfg.seed, epoch, rank, 11]).generate_state(1)[0])
+            aug = torch.Generator().manual_seed(aug_seed)
         losses = train_one_epoch(step, opt, batches, images, labels, device, rank=rank, world=world,
                                  workers=cfg.workers, aug=aug, groups=groups, dro=dro, progress=progress)
         train_s = time.perf_counter() - tt

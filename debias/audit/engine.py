@@ -207,8 +207,8 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
 
     ``title`` and ``extra_sections`` go to the HTML report (the demo adds its latent analysis there).
     """
-    from debias.audit.adapters import load_adapter, sha256_file
-    from debias.audit.predict import predict, predictions_from_csv
+    from debias.audit.adapters import sha256_file
+    from debias.audit.predict import predictions_from_csv
 
     skipped = pd.DataFrame(columns=["row", "image", "reason"])
     files = {}
@@ -218,11 +218,8 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
     else:
         if not models:
             raise ValueError("give at least one --model SPEC, or --predictions FILE.csv.")
-        adapters = unique_names([load_adapter(s, size=cfg.size, device=torch_device, pad=cfg.pad, mean=mean, std=std,
-                                              scores=cfg.scores) for s in models])
-        files = {a.spec: sha256_file(f) for a in adapters for f in a.files if Path(f).exists()}
-        pred, skipped = predict(data, adapters, split=cfg.split, batch_size=cfg.batch_size, shard=cfg.shard,
-                                progress=progress)
+        pred, skipped, files = score_models(data, models, cfg, torch_device=torch_device, mean=mean, std=std,
+                                            progress=progress)
     if cfg.shard != (0, 1):  # a shard only predicts; statistics run on the merged table
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -242,13 +239,26 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
     return result
 
 
-def unique_names(adapters: list) -> list:
-    """Adapters renamed ``name#i`` where two share a name (two runs both called "run" must stay apart)."""
+def score_models(data: str | Path, models: Sequence[str], cfg: AuditConfig, *, torch_device: str = "cpu",
+                 mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                 progress: Callable | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Load each model spec and score ``cfg.split`` (this shard) of ``data``.
+
+    Returns (predictions, skipped images, sha256 of every model file by spec).
+    """
+    from debias.audit.adapters import load_adapter, sha256_file
+    from debias.audit.predict import predict
+
+    adapters = [load_adapter(s, size=cfg.size, device=torch_device, pad=cfg.pad, mean=mean, std=std, scores=cfg.scores)
+                for s in models]
     names = [a.name for a in adapters]
-    for i, a in enumerate(adapters):
+    for i, a in enumerate(adapters):  # two runs both called "run" must stay apart
         if names.count(a.name) > 1:
             a.name = f"{a.name}#{i + 1}"
-    return adapters
+    files = {a.spec: sha256_file(f) for a in adapters for f in a.files if Path(f).exists()}
+    pred, skipped = predict(data, adapters, split=cfg.split, batch_size=cfg.batch_size, shard=cfg.shard,
+                            progress=progress)
+    return pred, skipped, files
 
 
 def thumbnail_reader(root: str | Path) -> Callable[[int], np.ndarray | None] | None:
@@ -338,7 +348,7 @@ def compare_audits(dirs: Sequence[str | Path]) -> pd.DataFrame:
         if p["model"].nunique() == 1:
             p["model"] = d.name if len(dirs) > 1 else p["model"]
         ids = frozenset(p["image"].astype(str))
-        for d0, s0, ids0 in seen:
+        for d0, s0, ids0 in seen:  # pairwise: a hash or split may be missing from some summaries
             h, h0 = s.get("manifest_sha256"), s0.get("manifest_sha256")
             if h and h0 and h != h0:
                 raise ValueError(f"audits {d0} and {d} were run on different manifests (sha256 {h0[:12]} vs "
@@ -358,4 +368,4 @@ def compare_audits(dirs: Sequence[str | Path]) -> pd.DataFrame:
 
 
 __all__ = ["AuditResult", "run_audit", "audit_table", "write_outputs", "check_fail_on", "merge_predictions",
-           "compare_audits", "unique_names", "thumbnail_reader"]
+           "compare_audits", "score_models", "thumbnail_reader"]

@@ -20,9 +20,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from debias.data.groups import FITZPATRICK, sort_levels
 from debias.audit.stats import (fisher_vs_reference, holm, percentile_ci, stratified_bootstrap, trend_test,
                                 wilson_interval)
+from debias.data.groups import FITZPATRICK, sort_levels
 
 MISSING = "(missing)"
 TOO_FEW = "too few to judge"

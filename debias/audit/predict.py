@@ -19,6 +19,10 @@ from debias.errors import DebiasError
 COVARIATES = ("width", "height", "brightness", "contrast", "sharpness")
 
 
+class PredictionsError(DebiasError):
+    """A predictions CSV cannot be audited as it is; the message names the lines and the fix."""
+
+
 def image_covariates(im: np.ndarray) -> tuple[int, int, float, float, float]:
     """(width, height, brightness, contrast, sharpness) of an (H, W, 3) uint8 RGB image.
 
@@ -117,10 +121,6 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
             df[c] = cov[:, i]
         parts.append(df)
     return pd.concat(parts, ignore_index=True), pd.DataFrame(skipped, columns=["row", "image", "reason"])
-
-
-class PredictionsError(DebiasError):
-    """A predictions CSV cannot be audited as it is; the message names the lines and the fix."""
 
 
 def _lines(mask: np.ndarray, limit: int = 5) -> str:

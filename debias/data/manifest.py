@@ -86,10 +86,11 @@ def read_manifest(root: str | Path, *, check_files: bool = True) -> pd.DataFrame
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise ManifestError(BAD_SPLIT.format(path=path, row=i + 2, value=_v(df["split"].iloc[i])))
-    dup = df["image"].astype(str).duplicated(keep=False)
+    ids = df["image"].astype(str)
+    dup = ids.duplicated(keep=False)
     if dup.any():
-        first = df["image"].astype(str)[dup].iloc[0]
-        lines = (np.flatnonzero((df["image"].astype(str) == first).to_numpy()) + 2).tolist()
+        first = ids[dup].iloc[0]
+        lines = (np.flatnonzero((ids == first).to_numpy()) + 2).tolist()
         raise ManifestError(DUPLICATE_IMAGE.format(path=path, value=first, lines=", ".join(map(str, lines[:5]))))
     if check_files:
         if is_packed(root):
@@ -109,7 +110,7 @@ def read_manifest(root: str | Path, *, check_files: bool = True) -> pd.DataFrame
     return df
 
 
-def read_csv_checked(path: Path, empty: str, not_utf8: str, error: type = None) -> pd.DataFrame:
+def read_csv_checked(path: Path, empty: str, not_utf8: str, error: type | None = None) -> pd.DataFrame:
     """``pd.read_csv`` with one clear error for an empty or header-only file and for non-UTF-8 text.
 
     ``empty`` and ``not_utf8`` are message templates with ``{path}``, ``{detail}``, ``{line}`` and

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from debias.config import SynthConfig
-from debias.data.groups import GENDERS, MST_RGB, POSES, SKIN_GROUPS, pose_of, skin_group_of  # noqa: F401
+from debias.data.groups import GENDERS, MST_RGB, POSES, SKIN_GROUPS
 
 NONFACE_KINDS = ("clutter", "texture", "skin-oval", "scrambled", "object")
 HAIR_RGB = np.array([[20, 15, 12], [45, 30, 20], [90, 60, 35], [150, 110, 60], [200, 170, 110],

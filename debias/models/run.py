@@ -59,7 +59,7 @@ def load_weights(path: Path, device) -> dict:
         blob = torch.load(path, map_location=device, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
         raise RunError(f"{path} is not a debias run or checkpoint (it holds more than tensors and plain data, "
-                            f"or is damaged: {type(e).__name__}); it will not be loaded.") from None
+                       f"or is damaged: {type(e).__name__}); it will not be loaded.") from None
     if not isinstance(blob, dict):
         raise RunError(f"{path} is not a debias run or checkpoint; it will not be loaded.")
     return blob

@@ -151,7 +151,8 @@ def render_report(result, cfg, *, title: str, images: Callable | None = None, ex
                    "dr": _pct(result.summary["models"][m].get("detection_rate")),
                    "trend": result.summary["models"][m].get("skin_tone_trend")} for m in models]
     return _env().get_template("report.html.j2").render(
-        title=title, headline=result.headline, verdicts=verdicts(result.paired), estimated=result.estimated, skipped=result.skipped.to_dict("records"),
+        title=title, headline=result.headline, verdicts=verdicts(result.paired), estimated=result.estimated,
+        skipped=result.skipped.to_dict("records"),
         figs=figs, coverage=coverage, summaries=summaries, disp_rows=disp_rows, galleries=galleries, paired=paired,
         model_info=model_info, methods=METHODS, too_few=TOO_FEW, cfg=cfg, extra_sections=list(extra_sections),
         versions=(summary or {}).get("versions", {}), created=(summary or {}).get("created", ""), pct=_pct)

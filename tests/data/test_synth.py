@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from debias.config import SynthConfig
-from debias.data.synth import MST_RGB, generate, pose_of, skin_group_of, synth_attributes
+from debias.data.groups import MST_RGB, pose_of, skin_group_of
+from debias.data.synth import generate, synth_attributes
 
 
 def _sha(p):
