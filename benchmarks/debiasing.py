@@ -54,6 +54,10 @@ METHODS = {
     "dbvae (paper)": dict(method="dbvae"),
     "dbvae ess0.1": dict(method="dbvae", min_ess=0.1),
     "dbvae gmm center": dict(method="dbvae", density="gmm", rec_region="center"),
+    # weights computed once, after the first epoch, and kept (--freeze-weights): the pilot saw the
+    # per-epoch density find darker faces early and lose them as the shared encoder specialises
+    "dbvae frozen": dict(method="dbvae", refresh_weights=False),
+    "dbvae center ess0.1 frozen": dict(method="dbvae", rec_region="center", min_ess=0.1, refresh_weights=False),
     "balanced": dict(method="balanced"),
     "balanced no-aug": dict(method="balanced", augment=False),
     "balanced sqrt": dict(method="balanced", balance_power=0.5),
@@ -62,7 +66,8 @@ METHODS = {
 }
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
 BALANCE_BY = {"skin": ("skin_group",), "pose": ("pose",)}
-POSE_METHODS = ("standard", "vae-uniform", "dbvae (paper)", "dbvae gmm center", "balanced", "group-dro")
+POSE_METHODS = ("standard", "vae-uniform", "dbvae (paper)", "dbvae gmm center", "dbvae center ess0.1 frozen", "balanced",
+                "group-dro")
 T975 = {n: v for n, v in zip(range(2, 31), (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
                                             2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
                                             2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045))}

@@ -284,6 +284,9 @@ def train(
     temperature: float = typer.Option(0.0, help="Exponent for --combine tempered (0 = 1/k, the geometric mean)."),
     min_ess: float = typer.Option(0.3, help="ESS floor, fraction of training faces; weights are tempered to keep it."),
     resample_from: int = typer.Option(1, help="First epoch (0-based) that resamples."),
+    refresh_weights: bool = typer.Option(True, "--refresh-weights/--freeze-weights",
+                                         help="DB-VAE: recompute the latent density every epoch (the paper's), or "
+                                         "compute it once at --resample-from and keep those weights."),
     face_ratio: float = typer.Option(0.5, help="Share of faces in each weighted batch."),
     balance_by: str = typer.Option("skin_group", help="Labelled groups for --method balanced and group-dro."),
     balance_power: float = typer.Option(1.0, help="balanced: p ~ n_group^-power (1 equal mass, 0.5 tempered)."),
@@ -319,6 +322,7 @@ def train(
                           batch_size=batch_size, lr=lr, seed=seed, device=device,
                           workers=workers, compile=compile, bins=bins, alpha=alpha, combine=combine,
                           temperature=temperature, min_ess=min_ess, resample_from=resample_from,
+                          refresh_weights=refresh_weights,
                           face_ratio=face_ratio, balance_by=_csv(balance_by), balance_power=balance_power,
                           dro_eta=dro_eta, jtt_epochs=jtt_epochs,
                           jtt_lambda=jtt_lambda, max_train=max_train)

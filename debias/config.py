@@ -87,6 +87,7 @@ class TrainConfig:
     temperature: float = 0.0  # tempered exponent; 0 means 1/k, the geometric mean over dimensions
     min_ess: float = 0.3  # floor on effective sample size, as a fraction of training faces
     resample_from: int = 1  # first epoch (0-based) that resamples; earlier epochs are uniform
+    refresh_weights: bool = True  # recompute the latent density every epoch (the paper); False keeps the first
     face_ratio: float = 0.5  # share of faces in every batch for weighted methods
     # labelled references
     balance_by: tuple[str, ...] = ("skin_group",)  # groups for method=balanced and group-dro

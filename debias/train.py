@@ -305,6 +305,7 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
     start_epoch = 0
     jtt_err: np.ndarray | None = None
     p_face = np.full(len(face_pos), 1.0 / len(face_pos))
+    p_latent: np.ndarray | None = None  # the DB-VAE's latest weights; kept across epochs with --freeze-weights
     if resume:
         if not ckpt_path.exists():
             raise TrainingError(f"--resume: no checkpoint at {ckpt_path}; start without --resume.")
@@ -317,6 +318,8 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
         jtt_err = ck["jtt_err"].numpy() if ck.get("jtt_err") is not None else None
         if dro is not None:
             dro.q = ck["dro_q"].numpy()
+        if ck.get("p_latent") is not None:
+            p_latent = ck["p_latent"].numpy()
         log(f"resumed from {ckpt_path} after epoch {start_epoch - 1}")
 
     step: nn.Module = _Step(model, cfg)
@@ -348,7 +351,9 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
             model.load_state_dict(build_model(cfg, size).to(device).state_dict())
             opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         p_nonface = None
-        if cfg.method == "dbvae" and epoch >= cfg.resample_from:
+        if cfg.method == "dbvae" and epoch >= cfg.resample_from and p_latent is not None and not cfg.refresh_weights:
+            p_face = p_latent  # --freeze-weights: the density of the first resampling epoch, kept
+        elif cfg.method == "dbvae" and epoch >= cfg.resample_from:
             tr = time.perf_counter()
             _, mu = predict_scores(model, lambda pos: images(face_pos[pos]), len(face_pos), device, with_latent=True)
             if cfg.density == "gmm":
@@ -356,7 +361,7 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
             else:
                 weights = latent_weights(mu, bins=cfg.bins, alpha=cfg.alpha, combine=cfg.combine,
                                          temperature=cfg.temperature, min_ess=cfg.min_ess)
-            p_face = weights.p
+            p_face = p_latent = weights.p
             resample_s = time.perf_counter() - tr
             if weights.guarded:
                 log(f"epoch {epoch + 1}: ESS guard: raw ESS {weights.ess_raw:.4f} of faces is below --min-ess "
@@ -400,7 +405,8 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
             _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch,
                           "history": json.dumps(history), "timing": json.dumps(timing),
                           "jtt_err": torch.from_numpy(jtt_err) if jtt_err is not None else None,
-                          "dro_q": torch.from_numpy(dro.q) if dro is not None else None}, ckpt_path)
+                          "dro_q": torch.from_numpy(dro.q) if dro is not None else None,
+                          "p_latent": torch.from_numpy(p_latent) if p_latent is not None else None}, ckpt_path)
     hist = pd.DataFrame(history)
     if rank == 0:
         _save_atomic({"state_dict": model.state_dict(), "arch": _arch(cfg, size)}, out / "model.pt")

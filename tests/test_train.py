@@ -207,3 +207,25 @@ def test_short_runs_train_eagerly_and_say_so(tiny_synth, tmp_path, monkeypatch):
     logs = []
     fit(tiny_synth, TrainConfig(method="standard", **{**FAST, "compile": True}), tmp_path, log=logs.append)
     assert not called and any("running eagerly: 512 training images is below" in m for m in logs)
+
+
+def test_freeze_weights_keeps_the_first_resampling_weights_across_epochs_and_resume(tiny_synth, tmp_path):
+    cfg = TrainConfig(method="dbvae", refresh_weights=False, **{**FAST, "epochs": 3})
+    hist = fit(tiny_synth, cfg, tmp_path / "full")
+    mass = hist.filter(like="mass[").to_numpy()
+    assert not np.allclose(mass[0], mass[1])  # epoch 0 is uniform, epoch 1 resamples
+    np.testing.assert_array_equal(mass[1], mass[2])  # and epoch 2 keeps epoch 1's weights
+    refreshed = fit(tiny_synth, TrainConfig(method="dbvae", **{**FAST, "epochs": 3}), tmp_path / "refresh")
+    assert not np.allclose(refreshed.filter(like="mass[").to_numpy()[2], mass[2])
+    calls = {"n": 0}
+
+    def kill_in_epoch_three(n=1, **kw):
+        calls["n"] += n if n > 0 else 0
+        if calls["n"] > 16 + 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_synth, cfg, tmp_path / "cut", progress=kill_in_epoch_three)
+    fit(tiny_synth, cfg, tmp_path / "cut", resume=True)  # the kept weights come back from the checkpoint
+    a, b = _state(tmp_path / "full"), _state(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
