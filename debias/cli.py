@@ -72,9 +72,12 @@ def data_synth(
     noise: float = typer.Option(0.02, help="Sensor read noise (std, linear intensity)."),
     png: bool = typer.Option(False, "--png", help="Also write one PNG file per image."),
     workers: int = typer.Option(2, help="Render processes (output does not depend on it)."),
+    scenes: int = typer.Option(0, help="Render this many full scenes instead (each --scene-size pixels, 0-4 faces at "
+                               "varied scale with exact boxes and balanced attributes) for box-level audits."),
+    scene_size: int = typer.Option(256, help="Scene side in pixels (with --scenes)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a dataset already in --out."),
 ) -> None:
-    """Render the embedded synthetic face / non-face benchmark.
+    """Render the embedded synthetic face / non-face benchmark, or full scenes with face boxes.
 
     The training split is biased by the share options; the test split is balanced across skin group x
     pose x gender. Writes manifest.csv, images.npy (packed) and config.json.
@@ -84,10 +87,25 @@ def data_synth(
         debias data synth --out data/synthfaces
 
         debias data synth --out data/pose-bias --darker-share 0.3 --profile-share 0.01
+
+        debias data synth --scenes 300 --out data/scenes   # then: debias audit data/scenes -m mtcnn --iou 0.5
     """
     from debias.config import SynthConfig
     from debias.data.synth import generate
     from debias.files import prepare_dataset_dir
+
+    if scenes:
+        from debias.data.scenes import SceneConfig, generate_scenes
+
+        try:
+            scfg = SceneConfig(n_scenes=scenes, size=scene_size, noise=noise, seed=seed)
+            prepare_dataset_dir(out, overwrite=overwrite)
+        except ValueError as e:
+            fail(str(e))
+        with progress_bar("rendering scenes", scenes) as advance:
+            m = generate_scenes(scfg, out, progress=advance)
+        console.print(f"wrote {scenes} scenes with {int((m.label == 1).sum())} faces to {out}")
+        return
 
     try:
         cfg = SynthConfig(n_train=n_train, n_val=n_val, n_test_per_cell=n_test_per_cell, size=size, seed=seed,
@@ -503,6 +521,10 @@ def audit(
     fail_on: Optional[str] = typer.Option(None, help="Exit with code 3 when e.g. 'detection_rate_gap>0.05' holds "
                                           "for a group's lower 95% bound."),
     allow_code: bool = typer.Option(False, "--allow-code", help="Let a --recipe name python: models (they run code)."),
+    iou: Optional[float] = typer.Option(None, help="Box-level audit: a face is found when a box overlaps its true box "
+                                        "with at least this IoU (0.5 is the usual). Needs box_x/y/w/h in the manifest "
+                                        "and detector specs (opencv:, skimage:, dlib:hog, mtcnn, sliding:RUN)."),
+    fppi: float = typer.Option(0.1, help="Box-level audit: operating point, in false positives per image."),
     scores: str = typer.Option("auto", help="What torchscript/onnx/python models and --predictions scores are: "
                                "prob, logit, or auto (probabilities if every value of the whole file or split lies in "
                                "[0, 1], else logits)."),
@@ -518,6 +540,8 @@ def audit(
         debias audit data/synthfaces --predictions preds.csv --fail-on "detection_rate_gap>0.05"
 
         debias audit --recipe audits/ppb-sample-haar.toml
+
+        debias audit data/scenes -m mtcnn -m dlib:hog -m sliding:runs/std --iou 0.5 --fppi 0.1
     """
     from debias.audit.engine import run_audit
     from debias.data.manifest import ManifestError
@@ -534,6 +558,10 @@ def audit(
          device, size, mean, std, pad, thumbnails, shard, fail_on) = (v[k] for k in RECIPE_KEYS)
     if data is None:
         fail("give the dataset folder DATA (or a --recipe that names it).")
+    if iou is not None:
+        _box_audit(data, model, out, by=_csv(by), iou=iou, fppi=fppi, split=split, device=device, n_boot=n_boot,
+                   seed=seed)
+        return
     cfg = _audit_config(by, split, threshold, target_fpr, reference, n_boot, min_n, seed, batch_size, device, size,
                         pad, thumbnails, shard, scores)
     _check_fail_on_syntax(fail_on)
@@ -548,6 +576,31 @@ def audit(
         console.print(f"wrote shard {shard} predictions to {out}; merge shards with `debias report merge`")
         return
     _finish_audit(result, out, fail_on)
+
+
+def _box_audit(data, models, out, *, by, iou, fppi, split, device, n_boot, seed) -> None:
+    from debias.audit.boxes import run_box_audit
+    from debias.data.manifest import read_manifest, select_split
+    from debias.models.run import resolve_device
+    from debias.report.boxes import write_box_outputs
+
+    if not models:
+        fail("a box-level audit (--iou) needs at least one detector: -m mtcnn, -m dlib:hog, -m opencv:haar-frontal-"
+             "default, -m skimage:lbp-frontal or -m sliding:RUN_DIR.")
+    try:
+        n = select_split(read_manifest(data), split)["image"].nunique()
+        with progress_bar("detecting", n * len(models)) as advance:
+            result = run_box_audit(data, models, by=by, iou=iou, fppi=fppi, split=split,
+                                   device=str(resolve_device(device)), n_boot=min(n_boot, 500), seed=seed,
+                                   progress=advance)
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
+        fail(str(e).strip('"'))
+    path = write_box_outputs(result, out)
+    from debias.report.boxes import verdicts
+
+    for line in verdicts(result):
+        console.print(line)
+    console.print(f"report: {path}")
 
 
 @report_app.command("compare")

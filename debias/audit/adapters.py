@@ -6,8 +6,9 @@ A spec string picks the adapter:
 - ``torchscript:FILE``: a scripted classifier, (B, 3, H, W) float in [0, 1] -> logit or probability;
 - ``onnx:FILE``: the same through onnxruntime (``pip install -e '.[onnx]'``);
 - ``python:module:function``: a callable from (B, H, W, 3) uint8 RGB arrays to (B,) scores;
-- ``opencv:haar-frontal-default`` (``-alt``, ``-alt2``, ``profile``): OpenCV's Haar cascades, run on
-  each full-resolution image with a context border.
+- a box detector (:mod:`debias.detect`): ``opencv:haar-frontal-default`` (``-alt``, ``-alt2``,
+  ``profile``), ``skimage:lbp-frontal``, ``dlib:hog``, ``mtcnn``, ``sliding:RUN_DIR``; run on each
+  full-resolution crop with a context border, scoring the best box on the crop's centre.
 
 Every adapter's ``score(images)`` takes a list of (H, W, 3) uint8 RGB arrays of any size.
 """
@@ -25,14 +26,12 @@ import torch
 
 from debias.data.manifest import to_tensor
 
-HAAR = {
-    "haar-frontal-default": "haarcascade_frontalface_default.xml",
-    "haar-frontal-alt": "haarcascade_frontalface_alt.xml",
-    "haar-frontal-alt2": "haarcascade_frontalface_alt2.xml",
-    "haar-profile": "haarcascade_profileface.xml",
-}
+from debias.detect.base import DETECTOR_KINDS
+from debias.detect.classic import HAAR
+
 UNKNOWN_SPEC = ("model spec {spec!r} is not understood. Use run:RUN_DIR, torchscript:FILE, onnx:FILE, "
-                "python:module:function or opencv:{haar}.")
+                "python:module:function, or a detector: opencv:{haar}, skimage:lbp-frontal, dlib:hog, mtcnn, "
+                "sliding:RUN_DIR.")
 BAD_OUTPUT = ("{kind} model {path} returned shape {shape} for a batch of {b} images; expected ({b},) or ({b}, 1) "
               "face scores.")
 NO_ONNX = "onnx:{path} needs onnxruntime, which is not installed. Install it with: pip install -e '.[onnx]'"
@@ -119,26 +118,19 @@ def _torch_fn(module: Callable, size: int, mean: Sequence[float], std: Sequence[
     return fn
 
 
-def _haar_fn(xml: str, pad: float) -> Callable:
-    path = Path(cv2.data.haarcascades) / xml
-    cascade = cv2.CascadeClassifier(str(path))
-    if cascade.empty():
-        raise RuntimeError(f"OpenCV could not load its cascade {path}.")
+def _detector_fn(det, pad: float) -> Callable:
+    """Crop-level scores from a box detector: each crop gets a replicated context border of ``pad`` x its
+    longer side (cascades need context around a tight crop), and scores the best box whose centre lies
+    in the crop's central half (:func:`debias.detect.base.crop_score`), never any box anywhere."""
+    from debias.detect.base import crop_score
 
     def fn(images):
         out = np.zeros(len(images))
         for i, im in enumerate(images):
-            gray = cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)
-            b = int(round(pad * max(gray.shape)))
-            if b:
-                gray = cv2.copyMakeBorder(gray, b, b, b, b, cv2.BORDER_REPLICATE)
-            side = min(gray.shape)
-            min_size = max(12, int(0.15 * side))
-            _, _, weights = cascade.detectMultiScale3(gray, scaleFactor=1.1, minNeighbors=3,
-                                                      minSize=(min_size, min_size), outputRejectLevels=True)
-            if len(weights):
-                # detected: map the best stage sum into (0.5, 1]; missed: 0
-                out[i] = 0.5 + 0.5 / (1.0 + np.exp(-float(np.max(weights))))
+            h, w = im.shape[:2]
+            b = int(round(pad * max(h, w)))
+            big = cv2.copyMakeBorder(np.ascontiguousarray(im), b, b, b, b, cv2.BORDER_REPLICATE) if b else im
+            out[i] = crop_score(det.detect(big).shifted(-b, -b), h, w)
         return out
 
     return fn
@@ -237,10 +229,10 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
         if f is None:
             raise ValueError(f"python spec {spec!r}: {mod} has no function {func!r}.")
         return Adapter(spec, func, lambda images: np.asarray(f(_resize_batch(images, size))), output=scores)
-    if kind == "opencv":
-        rest = {"profile": "haar-profile", "frontal": "haar-frontal-default"}.get(rest, rest)
-        if rest not in HAAR:
-            raise ValueError(f"opencv:{rest} is not one of {', '.join('opencv:' + k for k in HAAR)}.")
-        return Adapter(spec, rest, _haar_fn(HAAR[rest], pad), (Path(cv2.data.haarcascades) / HAAR[rest],),
-                       native_threshold=0.5, output="prob")
+    if kind in DETECTOR_KINDS:
+        from debias.detect import load_detector
+
+        det = load_detector(spec, device=str(device))
+        return Adapter(spec, det.name, _detector_fn(det, pad), det.files, native_threshold=det.native_threshold,
+                       output="prob")
     raise ValueError(UNKNOWN_SPEC.format(spec=spec, haar="|".join(HAAR)))

@@ -19,6 +19,7 @@ from debias.errors import DebiasError
 REQUIRED_COLUMNS = ("image", "label", "split")
 SPLITS = ("train", "val", "test")
 ATTRIBUTE_COLUMNS = ("skin_tone", "skin_group", "yaw", "pose", "gender")
+BOX_COLUMNS = ("box_x", "box_y", "box_w", "box_h")  # optional: a face's box in pixels (x, y, width, height)
 PACKED = "images.npy"
 
 MISSING_MANIFEST = ("No manifest.csv in {root}. A dataset folder needs manifest.csv with columns "
@@ -33,7 +34,14 @@ MISSING_IMAGE = ("manifest {path}, line {row}: image file {value!r} does not exi
 BAD_INDEX = ("manifest {path}, line {row}: image index {value!r} is outside the packed array "
              "images.npy of {n} images.")
 DUPLICATE_IMAGE = ("manifest {path}: image {value!r} appears more than once (lines {lines}); every image must "
-                   "have one row, or its metrics would count it twice. Remove the repeated rows.")
+                   "have one row, or its metrics would count it twice. Remove the repeated rows (an image with "
+                   "several faces has one row per face, each with its own box_x, box_y, box_w, box_h).")
+PARTIAL_BOX = ("manifest {path} has box column(s) {have} but not {missing}; a face box needs all of box_x, box_y, "
+               "box_w and box_h (pixels).")
+BAD_BOX = ("manifest {path}, line {row}: box ({value}) is not a face box; box_x and box_y must be numbers and box_w "
+           "and box_h numbers > 0 (pixels), all four given or all four empty.")
+NONFACE_BOX = ("manifest {path}, line {row}: a non-face row (label 0) has a box; only face rows have boxes. An image "
+               "without faces has one label-0 row with empty box columns.")
 EMPTY_MANIFEST = "manifest {path} has no rows{detail}; it needs a header image,label,split and one row per image."
 NOT_UTF8 = ("manifest {path} is not UTF-8 text (line {line}: {reason}). Save it as UTF-8 (for example "
             "`iconv -f latin1 -t utf-8`) and try again.")
@@ -87,10 +95,14 @@ def read_manifest(root: str | Path, *, check_files: bool = True) -> pd.DataFrame
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise ManifestError(BAD_SPLIT.format(path=path, row=i + 2, value=_v(df["split"].iloc[i])))
     ids = df["image"].astype(str)
+    if any(c in df.columns for c in BOX_COLUMNS):
+        _check_boxes(df, path)
+        for c in BOX_COLUMNS:  # one row per face: an image repeats, a face box does not
+            ids = ids + "|" + df[c].map(repr)
     dup = ids.duplicated(keep=False)
     if dup.any():
-        first = ids[dup].iloc[0]
-        lines = (np.flatnonzero((ids == first).to_numpy()) + 2).tolist()
+        first = df["image"].astype(str)[dup].iloc[0]
+        lines = (np.flatnonzero((ids == ids[dup].iloc[0]).to_numpy()) + 2).tolist()
         raise ManifestError(DUPLICATE_IMAGE.format(path=path, value=first, lines=", ".join(map(str, lines[:5]))))
     if check_files:
         if is_packed(root):
@@ -108,6 +120,26 @@ def read_manifest(root: str | Path, *, check_files: bool = True) -> pd.DataFrame
                 raise ManifestError(MISSING_IMAGE.format(path=path, row=i + 2, value=_v(df["image"].iloc[i]),
                                                          root=root))
     return df
+
+
+def _check_boxes(df: pd.DataFrame, path: Path) -> None:
+    """Box columns: all four or none; numbers, w and h > 0, on face rows only. Converts them to float."""
+    have = [c for c in BOX_COLUMNS if c in df.columns]
+    if len(have) < 4:
+        raise ManifestError(PARTIAL_BOX.format(path=path, have=", ".join(have),
+                                               missing=", ".join(c for c in BOX_COLUMNS if c not in have)))
+    raw = df[list(BOX_COLUMNS)]
+    num = raw.apply(pd.to_numeric, errors="coerce")
+    given = raw.notna()
+    bad = (given & (num.isna() | ~np.isfinite(num.fillna(0)))).any(axis=1) | (given.any(axis=1) & ~given.all(axis=1))
+    bad |= given.all(axis=1) & ((num["box_w"] <= 0) | (num["box_h"] <= 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ManifestError(BAD_BOX.format(path=path, row=i + 2, value=", ".join(map(str, raw.iloc[i].tolist()))))
+    bad = given.any(axis=1) & (df["label"] == 0)
+    if bad.any():
+        raise ManifestError(NONFACE_BOX.format(path=path, row=int(np.flatnonzero(bad.to_numpy())[0]) + 2))
+    df[list(BOX_COLUMNS)] = num
 
 
 def read_csv_checked(path: Path, empty: str, not_utf8: str, error: type | None = None) -> pd.DataFrame:

@@ -366,9 +366,13 @@ def _photometry(albedo, masks, geo, light, azim, noise, rng) -> np.ndarray:
     return _GAMMA_LUT[lin.astype(np.uint16)]
 
 
-def render_chunk(rows: pd.DataFrame, size: int, noise: float, seed) -> np.ndarray:
-    """Render the images of ``rows`` (attribute table rows) with a chunk seed. Returns (B,H,W,3) uint8."""
-    rng = np.random.default_rng(seed)
+def render_chunk(rows: pd.DataFrame, size: int, noise: float, seed, *, with_geometry: bool = False):
+    """Render the images of ``rows`` (attribute table rows) with a chunk seed. Returns (B,H,W,3) uint8.
+
+    ``with_geometry`` also returns each image's object mask (B,H,W) uint8 and its head or object
+    ellipse (B, 4: cx, cy, rx, ry in pixels), which the scene renderer uses to composite and to box.
+    """
+    rng = np.random.default_rng(seed) if not isinstance(seed, np.random.Generator) else seed
     B = len(rows)
     albedo = np.empty((B, size, size, 3), np.uint8)
     masks = np.zeros((B, size, size), np.uint8)
@@ -387,8 +391,9 @@ def render_chunk(rows: pd.DataFrame, size: int, noise: float, seed) -> np.ndarra
     # optics: a slight blur, as every lens has
     for i in range(B):
         cv2.GaussianBlur(albedo[i], (3, 3), 0.6, dst=albedo[i])
-    return _photometry(albedo, masks, geo, rows["light"].to_numpy(np.float32),
-                       rows["light_azimuth"].to_numpy(np.float32), noise, rng)
+    out = _photometry(albedo, masks, geo, rows["light"].to_numpy(np.float32),
+                      rows["light_azimuth"].to_numpy(np.float32), noise, rng)
+    return (out, masks, geo) if with_geometry else out
 
 
 def _render_task(args):

@@ -1,0 +1,337 @@
+"""Box-level detector audit: match boxes to faces, then recall, precision and AP per group.
+
+A face counts as found only when a predicted box overlaps its true box with IoU >= ``iou`` (0.5,
+as in WIDER FACE and Dooley et al. 2022). Conventions, stated once:
+
+- **Matching** is greedy by score within each image: detections are visited best first, and each
+  takes the still-unmatched face it overlaps most (IoU >= ``iou``). A detection that matches no face
+  is a false positive. Visiting best first makes the matches at any score threshold the same as the
+  matches of the detections above it alone, so one matching serves every threshold.
+- **Operating point**: the lowest score threshold at which false positives per image (over all
+  images, with or without faces) stay <= ``fppi``. Recall per group is measured there, and at the
+  detector's native threshold.
+- **Average precision per group g**: detections matched to a face of g are true positives; a false
+  positive counts against *every* group with a face in its image (the image is where the group was
+  looked for); detections matched to faces of other groups are left out. Recall's denominator is every
+  face of g, found or not. AP is the step-wise area (scikit-learn's ``average_precision_score``,
+  scaled by the share of g's faces that any detection matched).
+- **Intervals**: Wilson for recall (faces as independent), and a bootstrap that resamples *images*
+  (faces in one image share its background and light, so they are not independent) for recall, AP and
+  the gap between groups, at the threshold fixed on the full data.
+- **Miss reasons** at the operating point, for each face not found: ``no box`` (no detection above the
+  threshold touches it), ``box too small`` (the best-overlapping box covers under half the face's
+  area) or ``box misplaced`` (a box of sufficient size overlaps it with IoU below ``iou``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from debias.audit.stats import percentile_ci, wilson_interval
+
+BOX = ["box_x", "box_y", "box_w", "box_h"]
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU between every box of ``a`` (N, 4) and ``b`` (M, 4), both x, y, w, h. Returns (N, M)."""
+    import torch
+    from torchvision.ops import box_convert, box_iou
+
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)))
+    ta = box_convert(torch.tensor(np.asarray(a, np.float64)), "xywh", "xyxy")
+    tb = box_convert(torch.tensor(np.asarray(b, np.float64)), "xywh", "xyxy")
+    return box_iou(ta, tb).numpy()
+
+
+def match_image(faces: np.ndarray, boxes: np.ndarray, scores: np.ndarray, iou: float = 0.5) -> np.ndarray:
+    """Greedy matching in one image. Returns, for each detection, the index of the face it matched or -1."""
+    ious = iou_matrix(boxes, faces)
+    taken = np.zeros(len(faces), bool)
+    out = np.full(len(boxes), -1)
+    for d in np.argsort(-np.asarray(scores), kind="stable"):
+        if not len(faces):
+            break
+        cand = np.where(taken, -1.0, ious[d])
+        f = int(np.argmax(cand))
+        if cand[f] >= iou:
+            out[d], taken[f] = f, True
+    return out
+
+
+@dataclass
+class BoxMatches:
+    """One detector's detections matched to the faces of a set of images.
+
+    ``faces``: one row per face (``image``, box, attribute columns, ``score``: the score of the
+    detection that matched it, NaN if none, ``best_iou`` and ``best_area_ratio`` for miss reasons are
+    computed per threshold). ``detections``: one row per box (``image``, box, ``score``, ``face``: the
+    index into ``faces`` it matched or -1). ``images``: the image ids audited, face-free ones included.
+    """
+
+    faces: pd.DataFrame
+    detections: pd.DataFrame
+    images: np.ndarray
+    iou: float = 0.5
+
+
+def match(faces: pd.DataFrame, detections: pd.DataFrame, images: Sequence, iou: float = 0.5) -> BoxMatches:
+    """Match ``detections`` (image, box_x.., score) to ``faces`` (image, box_x.., attributes) per image."""
+    faces = faces.reset_index(drop=True).copy()
+    dets = detections.reset_index(drop=True).copy()
+    dets["face"] = -1
+    faces["score"] = np.nan
+    by_img = faces.groupby("image").indices
+    for img, d_idx in dets.groupby("image").indices.items():
+        f_idx = by_img.get(img, np.array([], int))
+        m = match_image(faces.loc[f_idx, BOX].to_numpy(float), dets.loc[d_idx, BOX].to_numpy(float),
+                        dets.loc[d_idx, "score"].to_numpy(float), iou)
+        hit = m >= 0
+        dets.loc[d_idx[hit], "face"] = f_idx[m[hit]]
+        faces.loc[f_idx[m[hit]], "score"] = dets.loc[d_idx[hit], "score"].to_numpy()
+    return BoxMatches(faces, dets, np.unique(np.asarray(images)), iou)
+
+
+def threshold_at_fppi(bm: BoxMatches, fppi: float) -> float:
+    """The lowest score threshold with false positives per image <= ``fppi``. +inf if even the best
+    box is a false positive beyond the budget (no threshold qualifies)."""
+    d = bm.detections
+    s = np.sort(d["score"].to_numpy(float))[::-1]
+    fp = np.sort(d.loc[d["face"] < 0, "score"].to_numpy(float))[::-1]
+    budget = fppi * len(bm.images)
+    best = np.inf
+    for t in np.unique(s)[::-1]:  # candidate thresholds, high to low
+        if np.count_nonzero(fp >= t) <= budget:
+            best = t
+        else:
+            break
+    return float(best)
+
+
+def miss_reasons(bm: BoxMatches, threshold: float) -> pd.Series:
+    """Why each face is missed at ``threshold``: '' (found), 'no box', 'box too small', 'box misplaced'."""
+    out = pd.Series("", index=bm.faces.index, dtype=object)
+    d = bm.detections[bm.detections["score"] >= threshold]
+    missed = ~(bm.faces["score"] >= threshold)
+    by_img = d.groupby("image").indices
+    for i in np.flatnonzero(missed.to_numpy()):
+        f = bm.faces.iloc[i]
+        idx = by_img.get(f["image"])
+        if idx is None:
+            out.iloc[i] = "no box"
+            continue
+        boxes = d.iloc[idx][BOX].to_numpy(float)
+        ious = iou_matrix(f[BOX].to_numpy(float)[None], boxes)[0]
+        if ious.max() <= 0:
+            out.iloc[i] = "no box"
+            continue
+        j = int(np.argmax(ious))
+        area_ratio = boxes[j, 2] * boxes[j, 3] / (f["box_w"] * f["box_h"])
+        out.iloc[i] = "box too small" if area_ratio < 0.5 else "box misplaced"
+    return out
+
+
+def group_ap(bm: BoxMatches, member: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Average precision for the faces flagged by ``member`` (bool per face), with the conventions of
+    the module docstring. ``weights``: a count per image of ``bm.images`` (bootstrap), default 1."""
+    from sklearn.metrics import average_precision_score
+
+    f, d = bm.faces, bm.detections
+    img_pos = {img: k for k, img in enumerate(bm.images)}
+    w_img = np.ones(len(bm.images)) if weights is None else np.asarray(weights, float)
+    fw = w_img[f["image"].map(img_pos).to_numpy()]
+    n_pos = fw[member].sum()
+    if n_pos == 0:
+        return float("nan")
+    g_images = set(f.loc[member, "image"])
+    face = d["face"].to_numpy()
+    tp = face >= 0
+    tp[tp] = member[face[tp]]
+    fp = (face < 0) & d["image"].isin(g_images).to_numpy()
+    keep = tp | fp
+    dw = w_img[d["image"].map(img_pos).to_numpy()][keep]
+    if not tp.any() or dw[tp[keep]].sum() == 0:
+        return 0.0
+    ap = average_precision_score(tp[keep], d["score"].to_numpy(float)[keep], sample_weight=dw)
+    return float(ap * dw[tp[keep]].sum() / n_pos)
+
+
+@dataclass
+class BoxAudit:
+    """A box-level audit of one detector: ``by_group`` (tidy table), ``summary`` (dict), ``faces``."""
+
+    by_group: pd.DataFrame
+    summary: dict
+    faces: pd.DataFrame
+    gaps: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def audit_boxes(bm: BoxMatches, by: Sequence[str], *, fppi: float = 0.1, native_threshold: float | None = None,
+                n_boot: int = 500, seed: int = 0, min_faces: int = 5, name: str = "model") -> BoxAudit:
+    """Per-group recall (at ``fppi``), AP, miss reasons, intervals and gaps for one detector."""
+    from scipy.stats import chi2_contingency
+
+    t = threshold_at_fppi(bm, fppi)
+    faces = bm.faces.copy()
+    faces["found"] = faces["score"] >= t
+    faces["miss_reason"] = miss_reasons(bm, t)
+    if native_threshold is not None:
+        faces["found_native"] = faces["score"] >= native_threshold
+    n_img = len(bm.images)
+    img_pos = {img: k for k, img in enumerate(bm.images)}
+    fimg = faces["image"].map(img_pos).to_numpy()
+    rng = np.random.default_rng(seed)
+    # image bootstrap: each resample is a count per image (multinomial = drawing images with replacement)
+    W = rng.multinomial(n_img, np.full(n_img, 1 / n_img), size=n_boot).astype(float)
+    d = bm.detections
+    fp_img = np.bincount(d.loc[(d["face"] < 0) & (d["score"] >= t), "image"].map(img_pos), minlength=n_img)
+    rows, gaps = [], []
+    for col in by:
+        vals = faces[col]
+        groups = [g for g in pd.unique(vals.dropna())]
+        rec_boot = {}
+        for g in groups:
+            member = (vals == g).to_numpy()
+            k, n = int(faces["found"][member].sum()), int(member.sum())
+            lo, hi = wilson_interval(k, n)
+            tp_i = np.bincount(fimg[member & faces["found"].to_numpy()], minlength=n_img)
+            n_i = np.bincount(fimg[member], minlength=n_img)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rb = (W @ tp_i) / (W @ n_i)
+            rec_boot[g] = rb
+            blo, bhi = percentile_ci(rb[np.isfinite(rb)]) if np.isfinite(rb).any() else (np.nan, np.nan)
+            ap = group_ap(bm, member)
+            ap_b = np.array([group_ap(bm, member, w) for w in W[: min(n_boot, 200)]])  # AP is the slow one
+            alo, ahi = percentile_ci(ap_b[np.isfinite(ap_b)]) if np.isfinite(ap_b).any() else (np.nan, np.nan)
+            reasons = faces.loc[member, "miss_reason"].value_counts()
+            g_imgs = np.unique(fimg[member])
+            rows.append({
+                "model": name, "grouping": col, "group": g, "n_faces": n, "n_images": len(g_imgs),
+                "recall": k / n if n else np.nan, "recall_ci_low": float(lo), "recall_ci_high": float(hi),
+                "recall_boot_low": float(blo), "recall_boot_high": float(bhi),
+                "recall_native": float(faces.loc[member, "found_native"].mean()) if native_threshold is not None
+                else np.nan,
+                "ap": ap, "ap_ci_low": float(alo), "ap_ci_high": float(ahi),
+                "fppi_in_group_images": float(fp_img[g_imgs].mean()) if len(g_imgs) else np.nan,
+                "miss_no_box": int(reasons.get("no box", 0)), "miss_too_small": int(reasons.get("box too small", 0)),
+                "miss_misplaced": int(reasons.get("box misplaced", 0)), "too_few": n < min_faces,
+            })
+        judged = [g for g in groups if (vals == g).sum() >= min_faces]
+        if len(judged) >= 2:
+            rec = {g: faces.loc[vals == g, "found"].mean() for g in judged}
+            worst, best = min(rec, key=rec.get), max(rec, key=rec.get)
+            gb = rec_boot[best] - rec_boot[worst]
+            glo, ghi = percentile_ci(gb[np.isfinite(gb)])
+            table = np.array([[faces.loc[vals == g, "found"].sum(), (~faces.loc[vals == g, "found"]).sum()]
+                              for g in judged])
+            p = chi2_contingency(table)[1] if (table.sum(axis=0) > 0).all() else 1.0
+            gaps.append({"model": name, "grouping": col, "worst": worst, "best": best,
+                         "gap": rec[best] - rec[worst], "gap_ci_low": float(glo), "gap_ci_high": float(ghi),
+                         "p_chi2": float(p), "significant": bool(glo > 0)})
+    found = faces["found"].to_numpy()
+    summary = {"model": name, "iou": bm.iou, "fppi_target": fppi, "threshold": t,
+               "fppi": float(fp_img.sum() / n_img), "native_threshold": native_threshold,
+               "n_images": n_img, "n_faces": len(faces), "recall": float(found.mean()) if len(found) else np.nan,
+               "ap": group_ap(bm, np.ones(len(faces), bool)),
+               "recall_native": float(faces["found_native"].mean()) if native_threshold is not None else None,
+               "fppi_native": float(((d["face"] < 0) & (d["score"] >= native_threshold)).sum() / n_img)
+               if native_threshold is not None else None}
+    return BoxAudit(pd.DataFrame(rows), summary, faces, pd.DataFrame(gaps))
+
+
+# ------------------------------------------------------------------------------------------------
+# running detectors on a dataset
+# ------------------------------------------------------------------------------------------------
+
+@dataclass
+class BoxAuditResult:
+    """Every detector's box audit on one dataset: tidy tables over models, and the raw detections."""
+
+    by_group: pd.DataFrame
+    gaps: pd.DataFrame
+    summary: pd.DataFrame
+    detections: pd.DataFrame
+    faces: pd.DataFrame
+
+    def long(self) -> pd.DataFrame:
+        """by_group as (model, grouping, group, metric, value, ci_low, ci_high, flag) for plots."""
+        parts = []
+        for metric, lo, hi in (("recall", "recall_boot_low", "recall_boot_high"), ("ap", "ap_ci_low", "ap_ci_high")):
+            d = self.by_group[["model", "grouping", "group", metric, lo, hi, "too_few"]].rename(
+                columns={metric: "value", lo: "ci_low", hi: "ci_high"})
+            d["metric"], d["flag"] = metric, np.where(d["too_few"], "too few", "")
+            parts.append(d.drop(columns="too_few"))
+        return pd.concat(parts, ignore_index=True)
+
+
+def face_table(manifest: pd.DataFrame, path: str = "manifest.csv") -> tuple[pd.DataFrame, np.ndarray]:
+    """(faces with boxes, every image id) of a manifest split; an error names a face row without a box."""
+    from debias.data.manifest import ManifestError
+
+    if not all(c in manifest.columns for c in BOX):
+        raise ManifestError(f"{path} has no face boxes (columns box_x, box_y, box_w, box_h), which a box-level audit "
+                            f"(--iou) needs. Render scenes with `debias data synth --scenes N`, import boxes, or "
+                            f"audit crops without --iou.")
+    faces = manifest[manifest["label"] == 1]
+    nobox = faces[BOX].isna().any(axis=1)
+    if nobox.any():
+        line = int(np.flatnonzero((manifest["label"] == 1).to_numpy())[np.flatnonzero(nobox.to_numpy())[0]]) + 2
+        raise ManifestError(f"{path}, line {line}: face row has no box; every face needs box_x, box_y, box_w, "
+                            f"box_h for a box-level audit (or drop --iou).")
+    return faces.reset_index(drop=True), np.asarray(pd.unique(manifest["image"]))
+
+
+def detect_images(detector, root, manifest: pd.DataFrame, images: Sequence, progress=None) -> tuple[pd.DataFrame, float]:
+    """Run ``detector`` on every image id; returns (detections table, images per second)."""
+    import time
+    from pathlib import Path
+
+    from debias.data.manifest import is_packed, load_image
+
+    root = Path(root)
+    packed = np.load(root / "images.npy", mmap_mode="r") if is_packed(root) else None
+    rows, t = [], 0.0
+    for img in images:
+        im = np.asarray(packed[int(img)]) if packed is not None else load_image(root, str(img), None)
+        t0 = time.perf_counter()
+        det = detector.detect(im)
+        t += time.perf_counter() - t0
+        for b, s in zip(det.boxes, det.scores):
+            rows.append((img, *map(float, b), float(s)))
+        if progress:
+            progress(1)
+    return pd.DataFrame(rows, columns=["image", *BOX, "score"]), len(images) / max(t, 1e-9)
+
+
+def run_box_audit(data, specs: Sequence[str], *, by: Sequence[str], iou: float = 0.5, fppi: float = 0.1,
+                  split: str = "test", device: str = "cpu", n_boot: int = 500, seed: int = 0, min_faces: int = 5,
+                  progress=None) -> BoxAuditResult:
+    """Box-level audit of each detector spec on the ``split`` of dataset ``data`` (a manifest with boxes)."""
+    from pathlib import Path
+
+    from debias.data.manifest import read_manifest, select_split
+    from debias.detect import load_detector
+
+    if not 0 < iou <= 1 or not fppi >= 0:
+        raise ValueError(f"--iou {iou} must be in (0, 1] and --fppi {fppi} >= 0.")
+    m = select_split(read_manifest(data), split)
+    faces, images = face_table(m, str(Path(data) / "manifest.csv"))
+    by = [c for c in by if c in faces.columns]
+    parts = {k: [] for k in ("by_group", "gaps", "summary", "detections", "faces")}
+    names = set()
+    for spec in specs:
+        det = load_detector(spec, device=device)
+        name = det.name if det.name not in names else spec
+        names.add(name)
+        dets, ips = detect_images(det, data, m, images, progress)
+        a = audit_boxes(match(faces, dets, images, iou), by, fppi=fppi, native_threshold=det.native_threshold,
+                        n_boot=n_boot, seed=seed, min_faces=min_faces, name=name)
+        parts["by_group"].append(a.by_group)
+        parts["gaps"].append(a.gaps)
+        parts["summary"].append(pd.DataFrame([{**a.summary, "spec": spec, "images_per_s": ips}]))
+        parts["detections"].append(dets.assign(model=name))
+        parts["faces"].append(a.faces.assign(model=name))
+    return BoxAuditResult(**{k: pd.concat(v, ignore_index=True) for k, v in parts.items()})

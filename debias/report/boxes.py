@@ -1,0 +1,59 @@
+"""Render a box-level audit: sentences, figures, CSV/JSON tables and a self-contained HTML page."""
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import numpy as np
+
+from debias.audit import boxes
+from debias.files import write_csv, write_json, write_text
+from debias.report import plots
+from debias.report.html import _env, _pct
+
+SMALL = 30  # fewer faces per group than this: say that the audit decides little
+
+
+def verdicts(result: boxes.BoxAuditResult) -> list[str]:
+    """One sentence per detector and grouping: who is found least, by how much, beyond noise or not."""
+    lines = []
+    for g in result.gaps.itertuples():
+        beyond = ("beyond noise (the image-bootstrap interval excludes 0)" if g.significant
+                  else "within noise (the interval includes 0)")
+        lines.append(f"{g.model}: by {g.grouping}, {g.worst} faces are found least; {g.best} faces are found "
+                     f"{100 * g.gap:.1f} points more often (95% CI {100 * g.gap_ci_low:.1f} to {100 * g.gap_ci_high:.1f}), "
+                     f"{beyond}.")
+    return lines or ["No grouping has two groups with enough faces to compare."]
+
+
+def write_box_outputs(result: boxes.BoxAuditResult, out: str | Path, *, title: str = "Face detector audit: boxes") -> Path:
+    """Write by_group.csv, gaps.csv, summary.json, detections.csv, faces.csv and report.html into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(result.by_group, out / "by_group.csv")
+    write_csv(result.gaps, out / "gaps.csv")
+    write_csv(result.detections, out / "detections.csv")
+    write_csv(result.faces, out / "faces.csv")
+    summary = result.summary.replace({np.nan: None}).to_dict("records")
+    write_json(out / "summary.json", {"detectors": summary, "methods": boxes.__doc__})
+    long = result.long()
+    figures = []
+    with plots.report_style():
+        for grouping in dict.fromkeys(long["grouping"]):
+            for metric in ("recall", "ap"):
+                fig = plots.group_bars(long, grouping, metric)
+                fig.axes[0].set_title(f"{'recall at the FPPI point' if metric == 'recall' else 'average precision'} "
+                                      f"by {grouping} (95% image bootstrap)")
+                figures.append({"png": plots.fig_to_base64(fig), "alt": f"{metric} by {grouping}"})
+    n_small = result.by_group["n_faces"].min() if len(result.by_group) else 0
+    small = (f"The smallest group has {n_small} faces: with fewer than {SMALL} faces per group the intervals are "
+             f"wide and differences between detectors or groups decide little." if n_small < SMALL else "")
+    s0 = summary[0] if summary else {}
+    html = _env().get_template("boxes.html.j2").render(
+        title=title, created=datetime.datetime.now().isoformat(timespec="seconds"), iou=s0.get("iou"),
+        fppi=s0.get("fppi_target"), n_images=s0.get("n_images"), n_faces=s0.get("n_faces"),
+        verdicts=verdicts(result), small=small, summary=summary, figures=figures,
+        rows=result.by_group.to_dict("records"), gaps=result.gaps.to_dict("records"), pct=_pct,
+        methods=[p.strip().replace("\n", " ") for p in boxes.__doc__.split("\n\n")[1:]])
+    write_text(out / "report.html", html)
+    return out / "report.html"
