@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean detectors
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -17,6 +17,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Optional detectors: dlib's HOG and scikit-image's LBP cascade through the `detectors` extra; MTCNN's weights
+# ship in the facenet-pytorch wheel, which pins torch<2.3 and numpy<2, so it goes in with --no-deps (its code is
+# never imported by debias; requests and tqdm only let the tests cross-check our port against it).
+detectors: $(STAMP)
+	$(PY) -m pip install -q -e '.[detectors]'
+	$(PY) -m pip install -q --no-deps facenet-pytorch==2.6.0
+	$(PY) -m pip install -q requests tqdm
 
 bench: $(STAMP)
 	$(PY) benchmarks/speed.py

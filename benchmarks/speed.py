@@ -1,7 +1,7 @@
 """Every speed figure in one run, each as a ratio against a baseline measured in the same process.
 
     .venv/bin/python benchmarks/speed.py            # all
-    .venv/bin/python benchmarks/speed.py bootstrap  # one of: synth, train, bootstrap, inference, pack, demo, memory
+    .venv/bin/python benchmarks/speed.py bootstrap  # one of: synth, train, bootstrap, inference, pack, demo, memory, detectors
 
 Results are printed and appended to benchmarks/results/speed.csv (with date, machine and command).
 """
@@ -183,8 +183,35 @@ def bench_pack_memory(tmp, sizes=(2_000, 20_000)):
                   f"{a:.0f} vs {b:.0f} MiB", CMD.format("pack"))
 
 
+def bench_detectors(tmp, n_scenes=40):
+    """Detection speed of every installed detector on full 256 x 256 synthetic scenes, as images/s and as
+    a ratio against OpenCV's Haar cascade timed on the same images in the same process."""
+    from debias.data.scenes import SceneConfig, generate_scenes
+    from debias.detect import DetectorUnavailable, load_detector
+
+    generate_scenes(SceneConfig(n_scenes=n_scenes, seed=0), tmp / "scenes")
+    images = np.load(tmp / "scenes" / "images.npy")
+    rates = {}
+    for spec in ("opencv:haar-frontal-default", "skimage:lbp-frontal", "dlib:hog", "mtcnn"):
+        try:
+            det = load_detector(spec)
+        except DetectorUnavailable as e:
+            print(f"{spec}: skipped ({e})")
+            continue
+        det.detect(images[0])  # warm-up
+        t = time.perf_counter()
+        for im in images:
+            det.detect(im)
+        rates[spec] = len(images) / (time.perf_counter() - t)
+    base = rates.get("opencv:haar-frontal-default")
+    for spec, r in rates.items():
+        print(f"{spec}: {r:.1f} images/s on 256x256 scenes ({r / base:.2f}x Haar)")
+        append_result(f"detect_images_per_s[{spec}]", r, "images/s", f"256x256 scenes, CPU 1 image at a time; "
+                      f"{r / base:.2f}x Haar", CMD.format("detectors"))
+
+
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["synth", "train", "bootstrap", "inference", "pack", "demo", "memory"]
+    which = sys.argv[1:] or ["synth", "train", "bootstrap", "inference", "pack", "demo", "memory", "detectors"]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if "bootstrap" in which:
@@ -201,3 +228,5 @@ if __name__ == "__main__":
             bench_demo(tmp)
         if "memory" in which:
             bench_memory(tmp)
+        if "detectors" in which:
+            bench_detectors(tmp)

@@ -149,7 +149,7 @@ def data_preview(
 
 @data_app.command("import")
 def data_import(
-    fmt: str = typer.Argument(..., help="celeba | mit-h5 | ppb | fairface | utkface | folder."),
+    fmt: str = typer.Argument(..., help="celeba | mit-h5 | ppb | fairface | utkface | folder | skimage-lfw."),
     src: Optional[Path] = typer.Argument(None, help="Source folder or file (for folder: a face folder, or use --faces)."),
     out: Path = typer.Option(..., "--out", "-o", help="Dataset folder to write."),
     faces: List[Path] = typer.Option([], "--faces", help="folder: a folder of faces (repeatable)."),
@@ -173,6 +173,8 @@ def data_import(
         debias data import celeba ~/data/celeba --out data/celeba --pack
 
         debias data import utkface ~/data/UTKFace --out data/utk
+
+        debias data import skimage-lfw --out data/lfw-subset   # 100 real faces + 100 non-faces, shipped in scikit-image
     """
     from debias.data import importers
     from debias.files import prepare_dataset_dir
@@ -185,6 +187,8 @@ def data_import(
 
             res = mod.run(src, out, faces=faces, non_faces=non_faces, csv=csv, key=key, rename=parse_map(map_),
                           split=split)
+        elif fmt == "skimage-lfw":
+            res = mod.run(src, out, split=split)
         elif src is None:
             fail(f"{fmt} needs a SRC argument: the folder or file to import.")
         elif fmt == "ppb":
@@ -462,7 +466,8 @@ BY_HELP = "Comma-separated attribute columns; intersections of all of them are a
 
 
 RECIPE_KEYS = ("data", "model", "predictions", "out", "by", "split", "threshold", "target_fpr", "reference", "n_boot",
-               "min_n", "seed", "batch_size", "device", "size", "mean", "std", "pad", "thumbnails", "shard", "fail_on")
+               "min_n", "seed", "batch_size", "device", "size", "mean", "std", "pad", "thumbnails", "shard", "fail_on",
+               "iou", "fppi")
 
 
 def _apply_recipe(ctx: typer.Context, recipe: Path, values: dict) -> dict:
@@ -555,7 +560,7 @@ def audit(
             fail(f"recipe {recipe} names {', '.join(from_recipe)}, which runs Python code; read the recipe, then "
                  f"pass --allow-code to run it.")
         (data, model, predictions, out, by, split, threshold, target_fpr, reference, n_boot, min_n, seed, batch_size,
-         device, size, mean, std, pad, thumbnails, shard, fail_on) = (v[k] for k in RECIPE_KEYS)
+         device, size, mean, std, pad, thumbnails, shard, fail_on, iou, fppi) = (v[k] for k in RECIPE_KEYS)
     if data is None:
         fail("give the dataset folder DATA (or a --recipe that names it).")
     if iou is not None:

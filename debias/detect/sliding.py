@@ -60,7 +60,7 @@ def sliding(spec: str, run_dir: str, *, device: str = "cpu", min_window: int = 3
         if not boxes:
             return Detections.empty()
         b, sc = torch.cat(boxes), torch.cat(scores)
-        keep = nms(torch.cat([b[:, :2], b[:, :2] + b[:, 2:]], 1), sc, 0.3)[:MAX_BOXES]
+        keep = nms(torch.cat([b[:, :2], b[:, :2] + b[:, 2:]], 1).double(), sc, 0.3)[:MAX_BOXES]
         return Detections(b[keep].cpu().numpy().astype(np.float32), sc[keep].cpu().numpy())
 
     return Detector(spec, f"sliding-{Path(run_dir).name}", fn, native_threshold=0.5, files=(Path(run_dir) / "model.pt",))

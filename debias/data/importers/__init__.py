@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from debias.data.importers._common import ImportResult
 
-FORMATS = ("celeba", "mit-h5", "ppb", "fairface", "utkface", "folder")
+FORMATS = ("celeba", "mit-h5", "ppb", "fairface", "utkface", "folder", "skimage-lfw")
 
 
 def get(fmt: str):
