@@ -57,6 +57,7 @@ METHODS = {
     # weights computed once, after the first epoch, and kept (--freeze-weights): the pilot saw the
     # per-epoch density find darker faces early and lose them as the shared encoder specialises
     "dbvae frozen": dict(method="dbvae", refresh_weights=False),
+    "dbvae center ess0.1": dict(method="dbvae", rec_region="center", min_ess=0.1),  # ablation: the same, refreshed
     "dbvae center ess0.1 frozen": dict(method="dbvae", rec_region="center", min_ess=0.1, refresh_weights=False),
     "balanced": dict(method="balanced"),
     "balanced no-aug": dict(method="balanced", augment=False),
