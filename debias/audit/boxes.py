@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from debias.audit.stats import percentile_ci, wilson_interval
+from debias.data.groups import sort_levels
 
 BOX = ["box_x", "box_y", "box_w", "box_h"]
 
@@ -191,7 +192,7 @@ def audit_boxes(bm: BoxMatches, by: Sequence[str], *, fppi: float = 0.1, native_
     rows, gaps = [], []
     for col in by:
         vals = faces[col]
-        groups = [g for g in pd.unique(vals.dropna())]
+        groups = sort_levels(pd.unique(vals.dropna()))
         rec_boot = {}
         for g in groups:
             member = (vals == g).to_numpy()
