@@ -585,24 +585,20 @@ def audit(
 
 def _box_audit(data, models, out, *, by, iou, fppi, split, device, n_boot, seed) -> None:
     from debias.audit.boxes import run_box_audit
-    from debias.data.manifest import read_manifest, select_split
     from debias.models.run import resolve_device
-    from debias.report.boxes import write_box_outputs
+    from debias.report.boxes import verdicts, write_box_outputs
 
     if not models:
         fail("a box-level audit (--iou) needs at least one detector: -m mtcnn, -m dlib:hog, -m opencv:haar-frontal-"
              "default, -m skimage:lbp-frontal or -m sliding:RUN_DIR.")
     try:
-        n = select_split(read_manifest(data), split)["image"].nunique()
-        with progress_bar("detecting", n * len(models)) as advance:
+        with progress_bar("detecting", None) as advance:  # run_box_audit sets the total once it has read the data
             result = run_box_audit(data, models, by=by, iou=iou, fppi=fppi, split=split,
                                    device=str(resolve_device(device)), n_boot=min(n_boot, 500), seed=seed,
                                    progress=advance)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
         fail(str(e).strip('"'))
     path = write_box_outputs(result, out)
-    from debias.report.boxes import verdicts
-
     for line in verdicts(result):
         console.print(line)
     console.print(f"report: {path}")

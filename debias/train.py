@@ -351,21 +351,22 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
             model.load_state_dict(build_model(cfg, size).to(device).state_dict())
             opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         p_nonface = None
-        if cfg.method == "dbvae" and epoch >= cfg.resample_from and p_latent is not None and not cfg.refresh_weights:
-            p_face = p_latent  # --freeze-weights: the density of the first resampling epoch, kept
-        elif cfg.method == "dbvae" and epoch >= cfg.resample_from:
-            tr = time.perf_counter()
-            _, mu = predict_scores(model, lambda pos: images(face_pos[pos]), len(face_pos), device, with_latent=True)
-            if cfg.density == "gmm":
-                weights = gmm_weights(mu, random_state=cfg.seed, min_ess=cfg.min_ess)
-            else:
-                weights = latent_weights(mu, bins=cfg.bins, alpha=cfg.alpha, combine=cfg.combine,
-                                         temperature=cfg.temperature, min_ess=cfg.min_ess)
-            p_face = p_latent = weights.p
-            resample_s = time.perf_counter() - tr
-            if weights.guarded:
-                log(f"epoch {epoch + 1}: ESS guard: raw ESS {weights.ess_raw:.4f} of faces is below --min-ess "
-                    f"{cfg.min_ess}; weights tempered with exponent {weights.temper:.3f} -> ESS {weights.ess:.3f}")
+        if cfg.method == "dbvae" and epoch >= cfg.resample_from:
+            if p_latent is None or cfg.refresh_weights:  # --freeze-weights keeps the first resampling's weights
+                tr = time.perf_counter()
+                _, mu = predict_scores(model, lambda pos: images(face_pos[pos]), len(face_pos), device,
+                                       with_latent=True)
+                if cfg.density == "gmm":
+                    weights = gmm_weights(mu, random_state=cfg.seed, min_ess=cfg.min_ess)
+                else:
+                    weights = latent_weights(mu, bins=cfg.bins, alpha=cfg.alpha, combine=cfg.combine,
+                                             temperature=cfg.temperature, min_ess=cfg.min_ess)
+                p_latent = weights.p
+                resample_s = time.perf_counter() - tr
+                if weights.guarded:
+                    log(f"epoch {epoch + 1}: ESS guard: raw ESS {weights.ess_raw:.4f} of faces is below --min-ess "
+                        f"{cfg.min_ess}; weights tempered with exponent {weights.temper:.3f} -> ESS {weights.ess:.3f}")
+            p_face = p_latent
         elif p_labelled is not None:
             p_face = p_labelled
         elif cfg.method == "jtt" and jtt_err is not None:

@@ -32,8 +32,9 @@ import pandas as pd
 
 from debias.audit.stats import percentile_ci, wilson_interval
 from debias.data.groups import sort_levels
+from debias.data.manifest import BOX_COLUMNS
 
-BOX = ["box_x", "box_y", "box_w", "box_h"]
+BOX = list(BOX_COLUMNS)  # a list: pandas indexes columns by list
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -68,15 +69,23 @@ class BoxMatches:
     """One detector's detections matched to the faces of a set of images.
 
     ``faces``: one row per face (``image``, box, attribute columns, ``score``: the score of the
-    detection that matched it, NaN if none, ``best_iou`` and ``best_area_ratio`` for miss reasons are
-    computed per threshold). ``detections``: one row per box (``image``, box, ``score``, ``face``: the
-    index into ``faces`` it matched or -1). ``images``: the image ids audited, face-free ones included.
+    detection that matched it, NaN if none). ``detections``: one row per box (``image``, box,
+    ``score``, ``face``: the index into ``faces`` it matched or -1). ``images``: the image ids audited,
+    face-free ones included. ``face_img`` and ``det_img`` hold each face's and each box's position in
+    ``images``, computed once here for the bootstrap, which reads them hundreds of times.
     """
 
     faces: pd.DataFrame
     detections: pd.DataFrame
     images: np.ndarray
     iou: float = 0.5
+    face_img: np.ndarray = field(init=False, repr=False)
+    det_img: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        pos = {img: k for k, img in enumerate(self.images)}
+        self.face_img = self.faces["image"].map(pos).to_numpy(int)
+        self.det_img = self.detections["image"].map(pos).to_numpy(int)
 
 
 def match(faces: pd.DataFrame, detections: pd.DataFrame, images: Sequence, iou: float = 0.5) -> BoxMatches:
@@ -100,16 +109,11 @@ def threshold_at_fppi(bm: BoxMatches, fppi: float) -> float:
     """The lowest score threshold with false positives per image <= ``fppi``. +inf if even the best
     box is a false positive beyond the budget (no threshold qualifies)."""
     d = bm.detections
-    s = np.sort(d["score"].to_numpy(float))[::-1]
-    fp = np.sort(d.loc[d["face"] < 0, "score"].to_numpy(float))[::-1]
-    budget = fppi * len(bm.images)
-    best = np.inf
-    for t in np.unique(s)[::-1]:  # candidate thresholds, high to low
-        if np.count_nonzero(fp >= t) <= budget:
-            best = t
-        else:
-            break
-    return float(best)
+    cand = np.unique(d["score"].to_numpy(float))  # candidate thresholds, ascending
+    fp = np.sort(d.loc[d["face"] < 0, "score"].to_numpy(float))
+    n_fp = len(fp) - np.searchsorted(fp, cand, side="left")  # false positives scoring >= each candidate
+    ok = n_fp <= fppi * len(bm.images)  # n_fp falls as the threshold rises, so ok holds from some point up
+    return float(cand[ok][0]) if ok.any() else float("inf")
 
 
 def miss_reasons(bm: BoxMatches, threshold: float) -> pd.Series:
@@ -140,24 +144,28 @@ def group_ap(bm: BoxMatches, member: np.ndarray, weights: np.ndarray | None = No
     the module docstring. ``weights``: a count per image of ``bm.images`` (bootstrap), default 1."""
     from sklearn.metrics import average_precision_score
 
-    f, d = bm.faces, bm.detections
-    img_pos = {img: k for k, img in enumerate(bm.images)}
     w_img = np.ones(len(bm.images)) if weights is None else np.asarray(weights, float)
-    fw = w_img[f["image"].map(img_pos).to_numpy()]
-    n_pos = fw[member].sum()
+    n_pos = w_img[bm.face_img[member]].sum()
     if n_pos == 0:
         return float("nan")
-    g_images = set(f.loc[member, "image"])
-    face = d["face"].to_numpy()
+    in_group_image = np.zeros(len(bm.images), bool)
+    in_group_image[bm.face_img[member]] = True
+    face = bm.detections["face"].to_numpy()
     tp = face >= 0
     tp[tp] = member[face[tp]]
-    fp = (face < 0) & d["image"].isin(g_images).to_numpy()
+    fp = (face < 0) & in_group_image[bm.det_img]
     keep = tp | fp
-    dw = w_img[d["image"].map(img_pos).to_numpy()][keep]
+    dw = w_img[bm.det_img][keep]
     if not tp.any() or dw[tp[keep]].sum() == 0:
         return 0.0
-    ap = average_precision_score(tp[keep], d["score"].to_numpy(float)[keep], sample_weight=dw)
+    ap = average_precision_score(tp[keep], bm.detections["score"].to_numpy(float)[keep], sample_weight=dw)
     return float(ap * dw[tp[keep]].sum() / n_pos)
+
+
+def _finite_ci(samples: np.ndarray) -> tuple[float, float]:
+    """Percentile interval over the resamples where the statistic is defined (a resample can miss a group)."""
+    ok = np.isfinite(samples)
+    return percentile_ci(samples[ok]) if ok.any() else (np.nan, np.nan)
 
 
 @dataclass
@@ -181,32 +189,31 @@ def audit_boxes(bm: BoxMatches, by: Sequence[str], *, fppi: float = 0.1, native_
     faces["miss_reason"] = miss_reasons(bm, t)
     if native_threshold is not None:
         faces["found_native"] = faces["score"] >= native_threshold
-    n_img = len(bm.images)
-    img_pos = {img: k for k, img in enumerate(bm.images)}
-    fimg = faces["image"].map(img_pos).to_numpy()
+    n_img, fimg = len(bm.images), bm.face_img
     rng = np.random.default_rng(seed)
     # image bootstrap: each resample is a count per image (multinomial = drawing images with replacement)
     W = rng.multinomial(n_img, np.full(n_img, 1 / n_img), size=n_boot).astype(float)
     d = bm.detections
-    fp_img = np.bincount(d.loc[(d["face"] < 0) & (d["score"] >= t), "image"].map(img_pos), minlength=n_img)
+    fp_img = np.bincount(bm.det_img[((d["face"] < 0) & (d["score"] >= t)).to_numpy()], minlength=n_img)
     rows, gaps = [], []
     for col in by:
         vals = faces[col]
         groups = sort_levels(pd.unique(vals.dropna()))
-        rec_boot = {}
+        rec_boot, counts = {}, {}
         for g in groups:
             member = (vals == g).to_numpy()
             k, n = int(faces["found"][member].sum()), int(member.sum())
+            counts[g] = (k, n)
             lo, hi = wilson_interval(k, n)
             tp_i = np.bincount(fimg[member & faces["found"].to_numpy()], minlength=n_img)
             n_i = np.bincount(fimg[member], minlength=n_img)
             with np.errstate(invalid="ignore", divide="ignore"):
                 rb = (W @ tp_i) / (W @ n_i)
             rec_boot[g] = rb
-            blo, bhi = percentile_ci(rb[np.isfinite(rb)]) if np.isfinite(rb).any() else (np.nan, np.nan)
+            blo, bhi = _finite_ci(rb)
             ap = group_ap(bm, member)
             ap_b = np.array([group_ap(bm, member, w) for w in W[: min(n_boot, 200)]])  # AP is the slow one
-            alo, ahi = percentile_ci(ap_b[np.isfinite(ap_b)]) if np.isfinite(ap_b).any() else (np.nan, np.nan)
+            alo, ahi = _finite_ci(ap_b)
             reasons = faces.loc[member, "miss_reason"].value_counts()
             g_imgs = np.unique(fimg[member])
             rows.append({
@@ -220,14 +227,12 @@ def audit_boxes(bm: BoxMatches, by: Sequence[str], *, fppi: float = 0.1, native_
                 "miss_no_box": int(reasons.get("no box", 0)), "miss_too_small": int(reasons.get("box too small", 0)),
                 "miss_misplaced": int(reasons.get("box misplaced", 0)), "too_few": n < min_faces,
             })
-        judged = [g for g in groups if (vals == g).sum() >= min_faces]
+        judged = [g for g in groups if counts[g][1] >= min_faces]
         if len(judged) >= 2:
-            rec = {g: faces.loc[vals == g, "found"].mean() for g in judged}
+            rec = {g: counts[g][0] / counts[g][1] for g in judged}
             worst, best = min(rec, key=rec.get), max(rec, key=rec.get)
-            gb = rec_boot[best] - rec_boot[worst]
-            glo, ghi = percentile_ci(gb[np.isfinite(gb)])
-            table = np.array([[faces.loc[vals == g, "found"].sum(), (~faces.loc[vals == g, "found"]).sum()]
-                              for g in judged])
+            glo, ghi = _finite_ci(rec_boot[best] - rec_boot[worst])
+            table = np.array([[counts[g][0], counts[g][1] - counts[g][0]] for g in judged])
             p = chi2_contingency(table)[1] if (table.sum(axis=0) > 0).all() else 1.0
             gaps.append({"model": name, "grouping": col, "worst": worst, "best": best,
                          "gap": rec[best] - rec[worst], "gap_ci_low": float(glo), "gap_ci_high": float(ghi),
@@ -272,7 +277,7 @@ def face_table(manifest: pd.DataFrame, path: str = "manifest.csv") -> tuple[pd.D
     """(faces with boxes, every image id) of a manifest split; an error names a face row without a box."""
     from debias.data.manifest import ManifestError
 
-    if not all(c in manifest.columns for c in BOX):
+    if not all(c in manifest.columns for c in BOX_COLUMNS):
         raise ManifestError(f"{path} has no face boxes (columns box_x, box_y, box_w, box_h), which a box-level audit "
                             f"(--iou) needs. Render scenes with `debias data synth --scenes N`, import boxes, or "
                             f"audit crops without --iou.")
@@ -285,7 +290,7 @@ def face_table(manifest: pd.DataFrame, path: str = "manifest.csv") -> tuple[pd.D
     return faces.reset_index(drop=True), np.asarray(pd.unique(manifest["image"]))
 
 
-def detect_images(detector, root, manifest: pd.DataFrame, images: Sequence, progress=None) -> tuple[pd.DataFrame, float]:
+def detect_images(detector, root, images: Sequence, progress=None) -> tuple[pd.DataFrame, float]:
     """Run ``detector`` on every image id; returns (detections table, images per second)."""
     import time
     from pathlib import Path
@@ -321,13 +326,15 @@ def run_box_audit(data, specs: Sequence[str], *, by: Sequence[str], iou: float =
     m = select_split(read_manifest(data), split)
     faces, images = face_table(m, str(Path(data) / "manifest.csv"))
     by = [c for c in by if c in faces.columns]
+    if progress:
+        progress(0, total=len(images) * len(specs))
     parts = {k: [] for k in ("by_group", "gaps", "summary", "detections", "faces")}
     names = set()
     for spec in specs:
         det = load_detector(spec, device=device)
         name = det.name if det.name not in names else spec
         names.add(name)
-        dets, ips = detect_images(det, data, m, images, progress)
+        dets, ips = detect_images(det, data, images, progress)
         a = audit_boxes(match(faces, dets, images, iou), by, fppi=fppi, native_threshold=det.native_threshold,
                         n_boot=n_boot, seed=seed, min_faces=min_faces, name=name)
         parts["by_group"].append(a.by_group)

@@ -27,8 +27,6 @@ from debias.config import SynthConfig
 from debias.data.groups import GENDERS, POSES, SKIN_GROUPS
 from debias.data.synth import _background, _face_attributes, _nonface_attributes, _photometry, render_chunk
 
-BOX_COLUMNS = ("box_x", "box_y", "box_w", "box_h")
-
 
 @dataclass(frozen=True)
 class SceneConfig:
@@ -75,18 +73,19 @@ def render_scene(cfg: SceneConfig, rng: np.random.Generator, index: int) -> tupl
     faces = _face_attributes(rng.choice(SKIN_GROUPS, n_faces), rng.choice(POSES, n_faces),
                              rng.choice(GENDERS, n_faces), base, rng)
     objects = pd.concat([faces, _nonface_attributes(n_dis, base, rng)], ignore_index=True)
-    objects = objects[objects.get("kind", "face").isin(["face", "skin-oval", "scrambled", "object"])]
+    objects = objects[objects["kind"].isin(["face", "skin-oval", "scrambled", "object"])].reset_index(drop=True)
     taken: list[tuple[int, int, int]] = []
     records = []
-    for _, row in objects.iterrows():
+    for i in range(len(objects)):
+        one = objects.iloc[[i]].reset_index(drop=True)  # a one-row attribute table, dtypes kept
+        row = one.iloc[0]
         k = int(rng.integers(cfg.min_crop, cfg.max_crop + 1))
         at = _place(rng, k, s, taken)
         if at is None:
             continue  # the scene is full; fewer faces than drawn, and the manifest says how many
         x, y = at
         taken.append((x, y, k))
-        img, mask, g = render_chunk(row.to_frame().T.reset_index(drop=True).infer_objects(), k, cfg.noise, rng,
-                                    with_geometry=True)
+        img, mask, g = render_chunk(one, k, cfg.noise, rng, with_geometry=True)
         alpha = cv2.GaussianBlur(cv2.dilate(mask[0], np.ones((3, 3), np.uint8)), (5, 5), 1.0)[..., None] / 255.0
         scene[y:y + k, x:x + k] = alpha * img[0] + (1 - alpha) * scene[y:y + k, x:x + k]
         if row["label"] == 1:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -66,9 +66,6 @@ class Detector:
             raise ValueError(f"{self.name}: expected an (H, W, 3) RGB image, got shape {image.shape}.")
         return self.fn(image)
 
-    def detect_many(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        return [self.detect(im) for im in images]
-
 
 def crop_score(det: Detections, height: int, width: int, region: float = 0.5) -> float:
     """The score of a face *crop*: the best box whose centre lies in the crop's central region.
@@ -84,11 +81,6 @@ def crop_score(det: Detections, height: int, width: int, region: float = 0.5) ->
     lo, hi = (1 - region) / 2, (1 + region) / 2
     ok = (cx >= lo * width) & (cx <= hi * width) & (cy >= lo * height) & (cy <= hi * height)
     return float(det.scores[ok].max()) if ok.any() else 0.0
-
-
-def xyxy_to_xywh(b: np.ndarray) -> np.ndarray:
-    b = np.asarray(b, np.float32).reshape(-1, 4)
-    return np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
 
 
 def load_detector(spec: str, *, device: str = "cpu") -> Detector:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit
 
 from debias.detect.base import Detections, Detector, require
 from debias.errors import DebiasError
@@ -42,7 +43,7 @@ def haar(spec: str, name: str) -> Detector:
         if not len(rects):
             return Detections.empty()
         w = np.asarray(weights, np.float64).reshape(-1)
-        return Detections(np.asarray(rects, np.float32).reshape(-1, 4), (0.5 + 0.5 / (1 + np.exp(-w))).astype(np.float32))
+        return Detections(np.asarray(rects, np.float32).reshape(-1, 4), (0.5 + 0.5 * expit(w)).astype(np.float32))
 
     return Detector(spec, name, fn, native_threshold=0.5, files=(path,))
 
@@ -89,6 +90,6 @@ def dlib_hog(spec: str, name: str, upsample: int = 1, adjust_threshold: float = 
         if not len(rects):
             return Detections.empty()
         boxes = np.array([[r.left(), r.top(), r.right() - r.left(), r.bottom() - r.top()] for r in rects], np.float32)
-        return Detections(boxes, (1 / (1 + np.exp(-np.asarray(margins, np.float64)))).astype(np.float32))
+        return Detections(boxes, expit(np.asarray(margins, np.float64)).astype(np.float32))
 
     return Detector(spec, "dlib-hog", fn, native_threshold=0.5, files=(Path(dlib.__file__),))

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import nms
+from torchvision.ops import box_convert, nms
 
-from debias.detect.base import Detections, Detector, DetectorUnavailable, INSTALL, xyxy_to_xywh
+from debias.detect.base import Detections, Detector, DetectorUnavailable, INSTALL
 
 MIN_FACE = 20
 FACTOR = 0.709
@@ -84,20 +84,23 @@ class ONet(nn.Module):
         return self.dense6_2(x), self.dense6_3(x), F.softmax(self.dense6_1(x), dim=1)
 
 
+NETS = (("pnet", PNet), ("rnet", RNet), ("onet", ONet))
+
+
 def weights_folder() -> Path:
     """The facenet-pytorch wheel's data folder, found without importing the package."""
     spec = importlib.util.find_spec("facenet_pytorch")
     folder = Path(next(iter(spec.submodule_search_locations))) / "data" if spec else None
-    if folder is None or not all((folder / f"{n}.pt").is_file() for n in ("pnet", "rnet", "onet")):
+    if folder is None or not all((folder / f"{n}.pt").is_file() for n, _ in NETS):
         raise DetectorUnavailable(f"detector mtcnn needs the weights inside the facenet-pytorch wheel, which is not "
                                   f"installed. Install it with: {INSTALL['mtcnn']}")
     return folder
 
 
-def load_nets(device: torch.device) -> tuple[PNet, RNet, ONet]:
-    folder = weights_folder()
+def load_nets(device: torch.device, folder: Path | None = None) -> tuple[PNet, RNet, ONet]:
+    folder = folder or weights_folder()
     nets = []
-    for name, cls in (("pnet", PNet), ("rnet", RNet), ("onet", ONet)):
+    for name, cls in NETS:
         net = cls()
         net.load_state_dict(torch.load(folder / f"{name}.pt", map_location="cpu", weights_only=True))
         nets.append(net.to(device).eval())
@@ -212,16 +215,17 @@ def detect_boxes(image: np.ndarray, nets, *, min_face: int = MIN_FACE, factor: f
 
 
 def mtcnn(spec: str, *, device: str = "cpu") -> Detector:
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
-    nets = load_nets(dev)
+    from debias.models.run import resolve_device
+
     folder = weights_folder()
+    nets = load_nets(resolve_device(device), folder)
 
     def fn(image: np.ndarray) -> Detections:
         b, s = detect_boxes(image, nets)
-        return Detections(xyxy_to_xywh(b), s)
+        return Detections(box_convert(torch.from_numpy(b), "xyxy", "xywh").numpy(), s)
 
-    return Detector(spec, "mtcnn", fn, native_threshold=THRESHOLDS[2],
-                    files=tuple(folder / f"{n}.pt" for n in ("pnet", "rnet", "onet")))
+    files = tuple(folder / f"{n}.pt" for n, _ in NETS)
+    return Detector(spec, "mtcnn", fn, native_threshold=THRESHOLDS[2], files=files)
 
 
 __all__ = ["PNet", "RNet", "ONet", "detect_boxes", "load_nets", "mtcnn"]

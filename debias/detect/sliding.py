@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.ops import nms
+from torchvision.ops import box_convert, nms
 
 from debias.detect.base import Detections, Detector
 
@@ -44,7 +44,7 @@ def sliding(spec: str, run_dir: str, *, device: str = "cpu", min_window: int = 3
                               antialias=True, align_corners=False)
             st = max(1, round(size * stride))
             p = x.unfold(2, size, st).unfold(3, size, st)  # (1, 3, ny, nx, size, size)
-            ny, nx = p.shape[2:4]
+            nx = p.shape[3]
             p = p.permute(0, 2, 3, 1, 4, 5).reshape(-1, 3, size, size)
             logit = torch.cat([model(p[i:i + batch]).reshape(-1) for i in range(0, len(p), batch)])
             prob = torch.sigmoid(logit.double())  # float64: a float32 sigmoid ties every confident window at 1.0
@@ -60,7 +60,7 @@ def sliding(spec: str, run_dir: str, *, device: str = "cpu", min_window: int = 3
         if not boxes:
             return Detections.empty()
         b, sc = torch.cat(boxes), torch.cat(scores)
-        keep = nms(torch.cat([b[:, :2], b[:, :2] + b[:, 2:]], 1).double(), sc, 0.3)[:MAX_BOXES]
+        keep = nms(box_convert(b, "xywh", "xyxy").double(), sc, 0.3)[:MAX_BOXES]
         return Detections(b[keep].cpu().numpy().astype(np.float32), sc[keep].cpu().numpy())
 
     return Detector(spec, f"sliding-{Path(run_dir).name}", fn, native_threshold=0.5, files=(Path(run_dir) / "model.pt",))

@@ -76,16 +76,9 @@ def test_torchscript_wrong_shape_and_unloadable(tmp_path):
 
 
 def test_onnx_without_onnxruntime_gives_install_hint(tmp_path, monkeypatch):
-    import builtins
+    import sys
 
-    real = builtins.__import__
-
-    def no_ort(name, *a, **k):
-        if name == "onnxruntime":
-            raise ImportError("no onnxruntime")
-        return real(name, *a, **k)
-
-    monkeypatch.setattr(builtins, "__import__", no_ort)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # None in sys.modules makes the import raise ImportError
     with pytest.raises(ImportError, match=r"pip install -e '\.\[onnx\]'"):
         load_adapter(f"onnx:{tmp_path / 'm.onnx'}")
 

@@ -77,16 +77,11 @@ def test_mtcnn_port_matches_facenet_pytorch_within_a_pixel(ppb_sample):
 
 
 def test_missing_detector_package_says_how_to_install(monkeypatch):
+    import sys
+
     import debias.detect.base as base
 
-    real = importlib.import_module
-
-    def no_dlib(name, *a, **k):
-        if name == "dlib":
-            raise ImportError("No module named 'dlib'")
-        return real(name, *a, **k)
-
-    monkeypatch.setattr(importlib, "import_module", no_dlib)
+    monkeypatch.setitem(sys.modules, "dlib", None)  # None in sys.modules makes `import dlib` raise ImportError
     with pytest.raises(DetectorUnavailable, match=r"pip install -e '\.\[detectors\]'"):
         base.load_detector("dlib:hog")
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
