@@ -232,7 +232,7 @@ class Audit:
 
     def save(self, out: str | Path, *, title: str = "Face detection fairness audit", thumbnails: bool = True) -> Path:
         """Write predictions.csv, metrics.csv, disparities.csv, paired.csv, summary.json and report.html."""
-        from debias.audit.engine import thumbnail_reader, write_outputs
+        from debias.report.outputs import thumbnail_reader, write_outputs
 
         images = thumbnail_reader(self.data) if thumbnails and self.data is not None else None
         return write_outputs(self.result, out, replace(self.config, thumbnails=thumbnails), data=self.data,

@@ -438,11 +438,11 @@ def _check_fail_on_syntax(expr: Optional[str]) -> None:
 
 def _finish_audit(result, out: Path, fail_on: Optional[str]) -> None:
     from debias.audit.engine import check_fail_on
-    from debias.report.html import verdicts
+    from debias.report.text import headline, verdicts
 
     for line in verdicts(result.paired):
         console.print(f"[bold]{line}[/]", highlight=False)
-    for line in result.headline:
+    for line in headline(result):
         console.print(f"  {line}", highlight=False, markup=False)
     if len(result.skipped):
         console.print(f"[yellow]{len(result.skipped)} unreadable image(s) skipped; listed in summary.json and the report[/]")
@@ -548,7 +548,7 @@ def audit(
 
         debias audit data/scenes -m mtcnn -m dlib:hog -m sliding:runs/std --iou 0.5 --fppi 0.1
     """
-    from debias.audit.engine import run_audit
+    from debias.report.outputs import run_audit
     from debias.data.manifest import ManifestError
     from debias.models.run import resolve_device
 
@@ -622,7 +622,8 @@ def report_compare(
 
         debias report compare audit-output/standard audit-output/dbvae --out audit-output/compare
     """
-    from debias.audit.engine import audit_table, compare_audits, write_outputs
+    from debias.audit.engine import audit_table, compare_audits
+    from debias.report.outputs import write_outputs
 
     cfg = _audit_config(by, "test", threshold, target_fpr, "largest", n_boot, min_n, seed, 256, "cpu", 64, 0.5, False)
     _check_fail_on_syntax(fail_on)
@@ -653,7 +654,8 @@ def report_merge(
 
         debias report merge shards/* --out audit
     """
-    from debias.audit.engine import audit_table, merge_predictions, write_outputs
+    from debias.audit.engine import audit_table, merge_predictions
+    from debias.report.outputs import write_outputs
 
     cfg = _audit_config(by, "test", threshold, target_fpr, "largest", n_boot, min_n, seed, 256, "cpu", 64, 0.5, False)
     try:
@@ -714,12 +716,12 @@ def demo(
     cfg = DemoConfig(quick=quick, seed=seed, epochs=epochs, compile=compile, device=device)
     with progress_bar("demo", None) as advance:
         result, timings = run_demo(out, cfg, progress=advance, log=lambda m: console.print(m))
-    from debias.report.html import verdicts
+    from debias.report.text import headline, verdicts
 
     console.print("[bold]Verdict[/]")
     for line in verdicts(result.paired):
         console.print(f"  {line}", highlight=False, markup=False)
-    console.print(f"details: {len(result.headline)} findings in {out}/report.html")
+    console.print(f"details: {len(headline(result))} findings in {out}/report.html")
     console.print(f"wrote {out}/report.html in {timings['total_s']:.0f}s")
 
 

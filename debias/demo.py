@@ -43,7 +43,7 @@ class DemoConfig:
 def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: Callable | None = None,
              log: Callable[[str], None] | None = None):
     """Run the whole demo into ``out``; return the AuditResult of the comparison."""
-    from debias.audit.engine import run_audit
+    from debias.report.outputs import run_audit
     from debias.data.preview import preview_grid
     from debias.data.synth import generate
     from debias.latent import analyze, write_figures

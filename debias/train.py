@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable

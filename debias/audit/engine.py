@@ -1,20 +1,21 @@
-"""The audit as one function: predictions in, tidy tables, paired comparisons and a headline out."""
+"""The audit as data: predictions in; tidy tables, paired comparisons and the CI gate out.
+
+Nothing here writes files or sentences: :mod:`debias.report` turns an :class:`AuditResult` into
+the headline, the HTML and the CSV/JSON outputs.
+"""
 from __future__ import annotations
 
-import datetime
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import pandas as pd
 
-from debias.audit.metrics import MISSING, TOO_FEW, audit_model, cell_codes
+from debias.audit.metrics import TOO_FEW, audit_model
 from debias.audit.paired import paired_comparison
 from debias.config import AuditConfig
-from debias.files import atomic_write, write_csv, write_json
 
 FAIL_ON = re.compile(r"^\s*(detection_rate_gap|max_min_gap|miss_rate_gap)\s*>\s*([0-9]*\.?[0-9]+)\s*$")
 
@@ -27,51 +28,8 @@ class AuditResult:
     paired: pd.DataFrame
     summary: dict
     skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["row", "image", "reason"]))
-    headline: list[str] = field(default_factory=list)
+    by: tuple[str, ...] = ()  # the attribute columns audited (every combination is a grouping)
     estimated: tuple[str, ...] = ()  # grouping columns that are estimates (e.g. skin_group_est)
-
-
-def _fmt_pct(x: float) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
-
-
-def headline(result_models: dict, paired: pd.DataFrame, by: Sequence[str]) -> list[str]:
-    """Plain-language sentences: who is failed most, by how much, and whether it is beyond noise."""
-    lines = []
-    for m, ma in result_models.items():
-        d = ma.disparities
-        for col in by:
-            s = ma.summary.get(col, {})
-            if not s.get("worst_group"):
-                lines.append(f"{m}: by {col}, every group has fewer faces than the minimum: too few to judge.")
-                continue
-            rows = d[(d["grouping"] == col)]
-            w = rows[rows["group"] == s["worst_group"]].iloc[0]
-            ref = rows[rows["group"] == s["reference"]].iloc[0]
-            if w["group"] == ref["group"]:
-                lines.append(f"{m}: by {col}, the reference group {ref['group']} is also the worst detected "
-                             f"({_fmt_pct(ref['detection_rate'])}).")
-                continue
-            sig = "significant" if bool(w.get("significant")) else "not significant"
-            lines.append(
-                f"{m}: by {col}, {w['group']} faces are detected least: {_fmt_pct(w['detection_rate'])} against "
-                f"{_fmt_pct(ref['detection_rate'])} for {ref['group']}, a gap of {100 * w['gap']:.1f} points "
-                f"(95% CI {100 * w['gap_ci_low']:.1f} to {100 * w['gap_ci_high']:.1f}; Fisher exact, Holm-adjusted "
-                f"p = {w['p_holm']:.2g}, {sig}).")
-        full = " x ".join(by)
-        s = ma.summary.get(full, {})
-        if s.get("worst_group"):
-            lines.append(f"{m}: the worst intersection is {s['worst_group']} at {_fmt_pct(s['worst_detection_rate'])}.")
-    if len(paired):
-        for _, r in paired[paired["statistic"] == "max_min_gap"].iterrows():
-            beyond = r["ci_high"] < 0 or r["ci_low"] > 0
-            verb = "narrows" if r["difference"] < 0 else "widens"
-            lines.append(
-                f"{r['model']} {verb} the {r['grouping']} gap from {100 * r['baseline_value']:.1f} to "
-                f"{100 * r['model_value']:.1f} points compared with {r['baseline']} (difference "
-                f"{100 * r['difference']:+.1f}, 95% CI {100 * r['ci_low']:+.1f} to {100 * r['ci_high']:+.1f}): "
-                + ("beyond noise." if beyond else "within noise."))
-    return lines
 
 
 def audit_table(pred: pd.DataFrame, cfg: AuditConfig, *, progress: Callable | None = None) -> AuditResult:
@@ -92,7 +50,7 @@ def audit_table(pred: pd.DataFrame, cfg: AuditConfig, *, progress: Callable | No
     summary = {"models": {m: a.summary for m, a in audits.items()}, "thresholds": thresholds}
     metrics = pd.concat([a.metrics for a in audits.values()], ignore_index=True)
     disp = pd.concat([a.disparities for a in audits.values()], ignore_index=True)
-    return AuditResult(pred, metrics, disp, paired, summary, headline=headline(audits, paired, by),
+    return AuditResult(pred, metrics, disp, paired, summary, by=tuple(by),
                        estimated=tuple(c for c in by if c.endswith("_est")))
 
 
@@ -124,121 +82,6 @@ def check_fail_on(result: AuditResult, expr: str) -> list[str]:
     return failed
 
 
-def _versions() -> dict:
-    import cv2
-    import scipy
-    import sklearn
-    import torch
-
-    import debias
-
-    return {"debias": getattr(debias, "__version__", "0"), "torch": torch.__version__, "numpy": np.__version__,
-            "pandas": pd.__version__, "scikit-learn": sklearn.__version__, "scipy": scipy.__version__,
-            "opencv": cv2.__version__}
-
-
-def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, data: str | Path | None = None,
-                  model_files: dict | None = None, title: str = "Face detection fairness audit",
-                  images: Callable | None = None, extra_sections: Sequence[dict] = ()) -> Path:
-    """Write predictions.csv, metrics.csv, disparities.csv, paired.csv, summary.json and report.html."""
-    from debias.audit.adapters import sha256_file
-    from debias.report.html import render_report
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-
-    def put(name: str, write) -> None:
-        atomic_write(out / name, write)
-        written.append(name)
-
-    put("predictions.csv", lambda t: _with_decision(result).to_csv(t, index=False, float_format="%.6g"))
-    put("metrics.csv", lambda t: result.metrics.to_csv(t, index=False, float_format="%.6g"))
-    put("disparities.csv", lambda t: result.disparities.to_csv(t, index=False, float_format="%.6g"))
-    if len(result.paired):
-        put("paired.csv", lambda t: result.paired.to_csv(t, index=False, float_format="%.6g"))
-    summary = {
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": _versions(), "config": asdict(cfg), "seed": cfg.seed,
-        "data": str(data) if data else None,
-        "manifest_sha256": sha256_file(Path(data) / "manifest.csv") if data and (Path(data) / "manifest.csv").exists() else None,
-        "model_files_sha256": model_files or {},
-        "skipped_images": {"count": len(result.skipped), "images": result.skipped.to_dict("records")},
-        "estimated_groupings": list(result.estimated),
-        "headline": result.headline,
-        **result.summary,
-    }
-    html = render_report(result, cfg, title=title, images=images, extra_sections=extra_sections, summary=summary)
-    put("report.html", lambda t: t.write_text(html, encoding="utf-8"))
-    summary["outputs"] = [*written, "summary.json"]
-    _remove_stale(out, set(summary["outputs"]))
-    write_json(out / "summary.json", summary)
-    return out
-
-
-def _with_decision(result: AuditResult) -> pd.DataFrame:
-    """Predictions with ``y_pred``, the decision at each model's audit threshold."""
-    p = result.predictions.drop(columns="y_pred", errors="ignore")  # audits read back (compare) carry one
-    t = p["model"].map(result.summary.get("thresholds", {})).astype(float)
-    y_pred = (p["y_score"] >= t).astype("Int64").where(p["y_score"].notna())
-    p.insert(p.columns.get_loc("y_score") + 1, "y_pred", y_pred)
-    return p
-
-
-def _remove_stale(out: Path, keep: set[str]) -> None:
-    """Remove files an earlier audit into ``out`` wrote (listed in its summary.json) that this one did not."""
-    old = out / "summary.json"
-    if not old.exists():
-        return
-    try:
-        listed = json.loads(old.read_text()).get("outputs", [])
-    except (ValueError, OSError):
-        return
-    for name in listed:
-        if name not in keep and "/" not in name and (out / name).is_file():
-            (out / name).unlink()
-
-
-def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: str | Path, *,
-              predictions_csv: str | Path | None = None, progress: Callable | None = None,
-              torch_device: str = "cpu", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
-              title: str = "Face detection fairness audit", extra_sections: Sequence[dict] = ()) -> AuditResult:
-    """Audit ``models`` (adapter specs) or a predictions CSV on dataset ``data``; write ``out``.
-
-    ``title`` and ``extra_sections`` go to the HTML report (the demo adds its latent analysis there).
-    """
-    from debias.audit.adapters import sha256_file
-    from debias.audit.predict import predictions_from_csv
-
-    skipped = pd.DataFrame(columns=["row", "image", "reason"])
-    files = {}
-    if predictions_csv is not None:
-        pred = predictions_from_csv(predictions_csv, data, split=cfg.split, scores=cfg.scores)
-        files[str(predictions_csv)] = sha256_file(predictions_csv)
-    else:
-        if not models:
-            raise ValueError("give at least one --model SPEC, or --predictions FILE.csv.")
-        pred, skipped, files = score_models(data, models, cfg, torch_device=torch_device, mean=mean, std=std,
-                                            progress=progress)
-    if cfg.shard != (0, 1):  # a shard only predicts; statistics run on the merged table
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_csv(pred, out / "predictions.csv", float_format="%.6g")
-        write_csv(skipped, out / "skipped.csv")
-        manifest = Path(data) / "manifest.csv" if data else None
-        write_json(out / "shard.json", ({
-            "shard": list(cfg.shard), "data": str(Path(data).resolve()) if data else None,
-            "manifest_sha256": sha256_file(manifest) if manifest and manifest.exists() else None,
-            "models": list(models) or [str(predictions_csv)], "model_files_sha256": files}))
-        return AuditResult(pred, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, skipped)
-    result = audit_table(pred, cfg)
-    result.skipped = skipped
-    images = thumbnail_reader(data) if cfg.thumbnails and data is not None else None
-    write_outputs(result, out, cfg, data=data, model_files=files, images=images, title=title,
-                  extra_sections=extra_sections)
-    return result
-
-
 def score_models(data: str | Path, models: Sequence[str], cfg: AuditConfig, *, torch_device: str = "cpu",
                  mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
                  progress: Callable | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
@@ -259,27 +102,6 @@ def score_models(data: str | Path, models: Sequence[str], cfg: AuditConfig, *, t
     pred, skipped = predict(data, adapters, split=cfg.split, batch_size=cfg.batch_size, shard=cfg.shard,
                             progress=progress)
     return pred, skipped, files
-
-
-def thumbnail_reader(root: str | Path) -> Callable[[int], np.ndarray | None] | None:
-    """Reader from manifest row to image, for the report's gallery; None when ``root`` is no dataset."""
-    from debias.data.manifest import is_packed, load_image, read_manifest
-
-    root = Path(root)
-    if not (root / "manifest.csv").exists():
-        return None
-    packed = is_packed(root)
-
-    m = read_manifest(root, check_files=False)
-    arr = np.load(root / "images.npy", mmap_mode="r") if packed else None
-
-    def read(row: int):
-        try:
-            return np.asarray(arr[int(m["image"].iloc[row])]) if packed else load_image(root, str(m["image"].iloc[row]), None)
-        except Exception:  # noqa: BLE001 - a thumbnail that cannot be read is simply not shown
-            return None
-
-    return read
 
 
 def merge_predictions(dirs: Sequence[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
@@ -367,5 +189,4 @@ def compare_audits(dirs: Sequence[str | Path]) -> pd.DataFrame:
     return pd.concat(preds, ignore_index=True)
 
 
-__all__ = ["AuditResult", "run_audit", "audit_table", "write_outputs", "check_fail_on", "merge_predictions",
-           "compare_audits", "score_models", "thumbnail_reader"]
+__all__ = ["AuditResult", "audit_table", "check_fail_on", "merge_predictions", "compare_audits", "score_models"]

@@ -28,15 +28,22 @@ MISSING = "(missing)"
 TOO_FEW = "too few to judge"
 
 
-def expected_calibration_error(y_true: np.ndarray, y_prob: np.ndarray, n_bins: int = 10) -> float:
+N_BINS = 10  # calibration bins: the ECE, its intervals and the report's calibration plot share them
+
+
+def calibration_bin(y_prob: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
+    """Equal-width calibration bin of each probability in [0, 1]; 1.0 falls in the last bin."""
+    return np.minimum((np.asarray(y_prob, float) * n_bins).astype(int), n_bins - 1)
+
+
+def expected_calibration_error(y_true: np.ndarray, y_prob: np.ndarray, n_bins: int = N_BINS) -> float:
     """ECE with equal-width bins: sum_b (n_b / n) * |mean(y_b) - mean(p_b)|."""
     y_true, y_prob = np.asarray(y_true, float), np.clip(np.asarray(y_prob, float), 0, 1)
     if len(y_true) == 0:
         return float("nan")
-    b = np.minimum((y_prob * n_bins).astype(int), n_bins - 1)
-    n_b = np.bincount(b, minlength=n_bins)
+    b = calibration_bin(y_prob, n_bins)
     gap = np.abs(np.bincount(b, y_true, n_bins) - np.bincount(b, y_prob, n_bins))
-    return float(gap.sum() / len(y_true)) if n_b.sum() else float("nan")
+    return float(gap.sum() / len(y_true))
 
 
 def choose_threshold(scores: np.ndarray, y_true: np.ndarray, target_fpr: float) -> float:
@@ -102,6 +109,52 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
     -------
     ModelAudit
     """
+    by = list(by)
+    p = _scored_rows(pred, by)
+    y_true = p["y_true"].to_numpy(int)
+    score = p["y_score"].to_numpy(float)
+    threshold = _resolve_threshold(p, score, y_true, threshold, target_fpr)
+    faces = y_true == 1
+    attrs = p.loc[faces, by].astype("string").fillna(MISSING).astype(str)
+    levels = {c: sort_levels(attrs[c].unique()) for c in by}
+    if reference not in ("largest", "best") and not any(reference in v for v in levels.values()):
+        raise ValueError(f"--reference {reference!r} is not a group of {', '.join(by)}; use largest, best, or one "
+                         f"of: {', '.join(sorted({x for v in levels.values() for x in v}))}.")
+    st = _Stats.build(score, (score >= threshold).astype(float), faces, attrs, by, n_boot, min_n, random_state)
+
+    rows = [st.false_positive_row()]
+    summary = {"false_positive_rate": rows[0]["value"], "threshold": float(threshold)}
+    rows += st.group_rows("overall", "all faces", {c: "*" for c in by}, faces, np.ones(st.n_cells, bool))[0]
+    summary["detection_rate"] = float(st.hit[faces].mean()) if faces.any() else float("nan")
+
+    disp_rows, tested = [], []
+    for grouping in _groupings(by):
+        gname = " x ".join(grouping)
+        groups = []
+        for combo in itertools.product(*(levels[c] for c in grouping)):
+            keyvals = {c: (combo[grouping.index(c)] if c in grouping else "*") for c in by}
+            member = faces.copy()
+            member[faces] = np.all([attrs[c].to_numpy() == keyvals[c] for c in grouping], axis=0)
+            cells_in = np.array([all(ct[by.index(c)] == keyvals[c] for c in grouping) for ct in st.cells], bool)
+            g_rows, g = st.group_rows(gname, " / ".join(combo), keyvals, member, cells_in)
+            rows += g_rows
+            groups.append(g)
+        g_disp, g_tested, summary[gname] = _compare_groups(groups, gname, reference, min_n, len(grouping) == 1)
+        tested += [len(disp_rows) + i for i in g_tested]
+        disp_rows += g_disp
+    disp = _with_holm(pd.DataFrame(disp_rows), tested)
+    if "skin_tone" in p.columns:
+        tau, pv = trend_test(ordinal_tone(p.loc[faces, "skin_tone"]).to_numpy(float), st.hit[faces])
+        summary["skin_tone_trend"] = {"kendall_tau": tau, "p_value": pv,
+                                      "note": "Kendall tau-b between ordinal skin tone and detection (faces)"}
+    metrics = pd.DataFrame(rows)
+    metrics.insert(0, "model", model)
+    disp.insert(0, "model", model)
+    return ModelAudit(model=model, threshold=float(threshold), metrics=metrics, disparities=disp, summary=summary)
+
+
+def _scored_rows(pred: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """The rows with a score, after checking the attribute columns and the labels."""
     missing = [c for c in by if c not in pred.columns]
     if missing:
         raise KeyError(f"attribute column(s) {', '.join(map(repr, missing))} not found; columns present: "
@@ -110,181 +163,199 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
     if not y.dropna().isin([0, 1]).all() or y.isna().any():
         bad = pred["y_true"][~y.isin([0, 1])].iloc[0]
         raise ValueError(f"label values must be 0 or 1; found {bad!r}.")
-    ok = pred["y_score"].notna().to_numpy()
-    p = pred[ok].reset_index(drop=True)
-    y_true = p["y_true"].to_numpy(int)
-    score = p["y_score"].to_numpy(float)
-    if threshold is None:
-        if (y_true == 0).any():
-            threshold = choose_threshold(score, y_true, target_fpr)
-        elif "native_threshold" in p and p["native_threshold"].notna().any():
-            threshold = float(p["native_threshold"].dropna().iloc[0])
-        else:
-            threshold = 0.5
-    hit = (score >= threshold).astype(float)
-    faces = y_true == 1
-    attrs = p.loc[faces, list(by)].astype("string").fillna(MISSING).astype(str)
-    levels = {c: sort_levels(attrs[c].unique()) for c in by}
-    if reference not in ("largest", "best") and not any(reference in v for v in levels.values()):
-        raise ValueError(f"--reference {reference!r} is not a group of {', '.join(by)}; use largest, best, or one "
-                         f"of: {', '.join(sorted({x for v in levels.values() for x in v}))}.")
+    return pred[pred["y_score"].notna().to_numpy()].reset_index(drop=True)
 
-    # cells: finest intersection of faces; non-faces form one extra stratum
-    codes, cell_tuples = cell_codes(attrs, by)
-    n_cells = len(cell_tuples)
-    cell = np.full(len(p), n_cells, dtype=np.int64)
-    cell[faces] = codes
-    # AUC of any face subset against all non-faces = mean over its faces of the share of non-faces
-    # scored lower (ties count half): one sorted pass instead of a roc_auc_score call per group, and
-    # a per-face value the bootstrap can resample like the score
+
+def _resolve_threshold(p: pd.DataFrame, score: np.ndarray, y_true: np.ndarray, threshold: float | None,
+                       target_fpr: float) -> float:
+    """The given threshold; else the one at ``target_fpr``; else the detector's own; else 0.5."""
+    if threshold is not None:
+        return threshold
+    if (y_true == 0).any():
+        return choose_threshold(score, y_true, target_fpr)
+    if "native_threshold" in p and p["native_threshold"].notna().any():
+        return float(p["native_threshold"].dropna().iloc[0])
+    return 0.5
+
+
+def auc_parts(score: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Each image's share of the non-faces scored below it (ties count half); NaN without non-faces.
+
+    The AUC of any face subset against all non-faces is the mean of its faces' parts: one sorted
+    pass instead of a ``roc_auc_score`` call per group, and a per-face value the bootstrap can
+    resample like the score.
+    """
     neg_sorted = np.sort(score[~faces])
-    n_neg = len(neg_sorted)
-    auc_part = np.full(len(score), np.nan)
-    if n_neg:
-        below = np.searchsorted(neg_sorted, score, "left")
-        tied = np.searchsorted(neg_sorted, score, "right") - below
-        auc_part = (below + 0.5 * tied) / n_neg
-    # hits (faces and non-faces) by exact binomial draws; scores only where a metric uses them (faces)
-    boot = stratified_bootstrap(cell, {"hit": hit}, n_boot=n_boot, random_state=random_state)
-    face_vals = {"score": score[faces]} | ({"auc": auc_part[faces]} if n_neg else {})
-    boot.sums.update(stratified_bootstrap(codes, face_vals, n_boot=n_boot, random_state=random_state + 1).sums)
-    probs = bool(np.all((score >= 0) & (score <= 1)))
-    n_bins = 10
-    neg_bins = np.minimum((score[~faces] * n_bins).astype(int), n_bins - 1) if probs else None
-    neg_n = np.bincount(neg_bins, minlength=n_bins) if probs else None
-    neg_p = np.bincount(neg_bins, score[~faces], n_bins) if probs else None
-    if probs and n_neg:
-        # ECE intervals: within each cell, resample how many faces fall in each calibration bin
-        # (multinomial, exact for the counts) with each bin's mean face score held at its cell value
-        fbins = np.minimum((score[faces] * n_bins).astype(int), n_bins - 1)
-        cell_bin_n = np.zeros((n_cells, n_bins))
+    if not len(neg_sorted):
+        return np.full(len(score), np.nan)
+    below = np.searchsorted(neg_sorted, score, "left")
+    tied = np.searchsorted(neg_sorted, score, "right") - below
+    return (below + 0.5 * tied) / len(neg_sorted)
+
+
+@dataclass
+class _Calibration:
+    """ECE of a group's faces plus all non-faces, with a bootstrap interval, from per-bin sums.
+
+    The interval resamples, within each cell, how many faces fall in each bin (multinomial, exact
+    for the counts) with each bin's mean face score held at its cell value and the non-faces fixed.
+    """
+
+    neg_n: np.ndarray  # (bins,) non-faces per bin
+    neg_p: np.ndarray  # (bins,) sum of non-face scores per bin
+    cell_bin_mean: np.ndarray  # (cells, bins) mean face score
+    boot_bins: np.ndarray  # (n_boot, cells, bins) resampled face counts
+
+    @classmethod
+    def build(cls, score: np.ndarray, faces: np.ndarray, codes: np.ndarray, n_cells: int, n_boot: int,
+              random_state: int) -> "_Calibration":
+        neg_bins = calibration_bin(score[~faces])
+        fbins = calibration_bin(score[faces])
+        cell_bin_n = np.zeros((n_cells, N_BINS))
         np.add.at(cell_bin_n, (codes, fbins), 1.0)
-        cell_bin_s = np.zeros((n_cells, n_bins))
+        cell_bin_s = np.zeros((n_cells, N_BINS))
         np.add.at(cell_bin_s, (codes, fbins), score[faces])
         cell_bin_mean = np.divide(cell_bin_s, cell_bin_n, out=np.zeros_like(cell_bin_s), where=cell_bin_n > 0)
-        rng_ece = np.random.default_rng([random_state, 11])
-        sizes = cell_bin_n.sum(1)
-        boot_bins = np.stack([rng_ece.multinomial(int(m), cell_bin_n[c] / m, n_boot) if m else
-                              np.zeros((n_boot, n_bins)) for c, m in enumerate(sizes)], 1)  # (n_boot, cells, bins)
+        rng = np.random.default_rng([random_state, 11])
+        boot_bins = np.stack([rng.multinomial(int(m), cell_bin_n[c] / m, n_boot) if m else
+                              np.zeros((n_boot, N_BINS)) for c, m in enumerate(cell_bin_n.sum(1))], 1)
+        return cls(np.bincount(neg_bins, minlength=N_BINS), np.bincount(neg_bins, score[~faces], N_BINS),
+                   cell_bin_mean, boot_bins)
 
-    rows, disp_rows, summary = [], [], {}
-    # overall rows
-    nf = ~faces
-    fp = hit[nf].sum()
-    lo, hi = wilson_interval(fp, nf.sum())
-    b_fpr = boot.sums["hit"][:, -1] / max(nf.sum(), 1)
-    blo, bhi = percentile_ci(b_fpr)
-    rows.append(dict(grouping="overall", group="non-faces", metric="false_positive_rate",
-                     value=fp / nf.sum() if nf.sum() else np.nan, ci_low=lo, ci_high=hi, boot_low=blo, boot_high=bhi,
-                     n=int(nf.sum()), flag=""))
-    summary["false_positive_rate"] = rows[-1]["value"]
-    summary["threshold"] = float(threshold)
+    def ece(self, face_scores: np.ndarray, cells_in: np.ndarray) -> tuple[float, float, float]:
+        fb = calibration_bin(face_scores)
+        count = self.neg_n + np.bincount(fb, minlength=N_BINS)
+        pos = np.bincount(fb, minlength=N_BINS).astype(float)
+        conf = self.neg_p + np.bincount(fb, face_scores, N_BINS)
+        kb = self.boot_bins[:, cells_in, :]  # (n_boot, cells in group, bins)
+        b_conf = self.neg_p + (kb * self.cell_bin_mean[cells_in]).sum(1)
+        lo, hi = percentile_ci(np.abs(kb.sum(1) - b_conf).sum(1) / count.sum())
+        return float(np.abs(pos - conf).sum() / count.sum()), lo, hi
 
-    def add_group_rows(grouping: str, name: str, keyvals: dict, member: np.ndarray, cells_in: np.ndarray):
-        n = int(member.sum())
-        k = float(hit[member].sum())
-        flag = TOO_FEW if n < min_n else ""
+
+@dataclass
+class _Stats:
+    """One model's hits, scores and bootstrap sums, from which every group's rows are read."""
+
+    hit: np.ndarray  # (images,) 0/1 at the threshold
+    score: np.ndarray
+    faces: np.ndarray  # (images,) bool
+    auc_part: np.ndarray
+    boot: object  # stats.Bootstrap: sums per stratum (cells, then the non-faces)
+    cells: list  # the finest intersection cells, as tuples of levels
+    n_boot: int
+    min_n: int
+    calibration: _Calibration | None  # None when scores are not probabilities or there are no non-faces
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.cells)
+
+    @classmethod
+    def build(cls, score, hit, faces, attrs, by, n_boot, min_n, random_state) -> "_Stats":
+        codes, cells = cell_codes(attrs, by)
+        cell = np.full(len(score), len(cells), dtype=np.int64)  # non-faces form one extra stratum
+        cell[faces] = codes
+        auc_part = auc_parts(score, faces)
+        n_neg = int((~faces).sum())
+        # hits (faces and non-faces) by exact binomial draws; scores only where a metric uses them (faces)
+        boot = stratified_bootstrap(cell, {"hit": hit}, n_boot=n_boot, random_state=random_state)
+        face_vals = {"score": score[faces]} | ({"auc": auc_part[faces]} if n_neg else {})
+        boot.sums.update(stratified_bootstrap(codes, face_vals, n_boot=n_boot, random_state=random_state + 1).sums)
+        probs = bool(np.all((score >= 0) & (score <= 1)))
+        calibration = _Calibration.build(score, faces, codes, len(cells), n_boot, random_state) \
+            if probs and n_neg else None
+        return cls(hit, score, faces, auc_part, boot, cells, n_boot, min_n, calibration)
+
+    def false_positive_row(self) -> dict:
+        """The false-positive rate over all non-faces (the bootstrap's last stratum)."""
+        nf = int((~self.faces).sum())
+        fp = self.hit[~self.faces].sum()
+        lo, hi = wilson_interval(fp, nf)
+        blo, bhi = percentile_ci(self.boot.sums["hit"][:, -1] / nf) if nf else (np.nan, np.nan)
+        return dict(grouping="overall", group="non-faces", metric="false_positive_rate",
+                    value=fp / nf if nf else np.nan, ci_low=lo, ci_high=hi, boot_low=blo, boot_high=bhi,
+                    n=nf, flag="")
+
+    def group_rows(self, grouping: str, name: str, keyvals: dict, member: np.ndarray,
+                   cells_in: np.ndarray) -> tuple[list[dict], dict]:
+        """The six metric rows of one group, and its detection rate with bootstrap draws for gaps."""
+        n, k = int(member.sum()), float(self.hit[member].sum())
         dr = k / n if n else np.nan
         lo, hi = wilson_interval(k, n)
-        bn = boot.n[:n_cells][cells_in].sum()
-        b_dr = boot.sums["hit"][:, :n_cells][:, cells_in].sum(1) / bn if bn else np.full(n_boot, np.nan)
-        b_ms = boot.sums["score"][:, cells_in].sum(1) / bn if bn else np.full(n_boot, np.nan)
+        sums = {key: v[:, :self.n_cells][:, cells_in].sum(1) for key, v in self.boot.sums.items()}
+        bn = self.boot.n[:self.n_cells][cells_in].sum()
+        b_dr = sums["hit"] / bn if bn else np.full(self.n_boot, np.nan)
         dlo, dhi = percentile_ci(b_dr)
-        mlo, mhi = percentile_ci(b_ms)
-        alo = ahi = elo = ehi = np.nan
-        if n_neg and bn:
-            alo, ahi = percentile_ci(boot.sums["auc"][:, cells_in].sum(1) / bn)
-        base = dict(grouping=grouping, group=name, **keyvals, n=n, flag=flag)
-        auc = ece = np.nan
-        if n and n_neg:
-            auc = float(auc_part[member].mean())
-            if probs:  # ECE of the group's faces plus all non-faces, from per-bin sums
-                fb = np.minimum((score[member] * n_bins).astype(int), n_bins - 1)
-                count = neg_n + np.bincount(fb, minlength=n_bins)
-                pos = np.bincount(fb, minlength=n_bins).astype(float)
-                conf = neg_p + np.bincount(fb, score[member], n_bins)
-                ece = float(np.abs(pos - conf).sum() / count.sum())
-                kb = boot_bins[:, cells_in, :]  # (n_boot, cells in group, bins)
-                b_pos = kb.sum(1)
-                b_conf = neg_p + (kb * cell_bin_mean[cells_in]).sum(1)
-                elo, ehi = percentile_ci(np.abs(b_pos - b_conf).sum(1) / count.sum())
-        for metric, v, cl, ch, bl, bh in (
-                ("detection_rate", dr, lo, hi, dlo, dhi),
-                ("miss_rate", 1 - dr, 1 - hi, 1 - lo, 1 - dhi, 1 - dlo),
-                ("accuracy", dr, lo, hi, dlo, dhi),
-                ("mean_score", score[member].mean() if n else np.nan, mlo, mhi, mlo, mhi),
-                ("auc", auc, alo, ahi, alo, ahi),
-                ("ece", ece, elo, ehi, elo, ehi)):
-            rows.append({**base, "metric": metric, "value": v, "ci_low": cl, "ci_high": ch, "boot_low": bl,
-                         "boot_high": bh})
-        return dr, b_dr, n, k
+        mlo, mhi = percentile_ci(sums["score"] / bn if bn else np.full(self.n_boot, np.nan))
+        auc = ece = alo = ahi = elo = ehi = np.nan
+        if "auc" in sums and bn:
+            alo, ahi = percentile_ci(sums["auc"] / bn)
+        if n and "auc" in sums:
+            auc = float(self.auc_part[member].mean())
+            if self.calibration is not None:
+                ece, elo, ehi = self.calibration.ece(self.score[member], cells_in)
+        base = dict(grouping=grouping, group=name, **keyvals, n=n, flag=TOO_FEW if n < self.min_n else "")
+        rows = [{**base, "metric": metric, "value": v, "ci_low": cl, "ci_high": ch, "boot_low": bl, "boot_high": bh}
+                for metric, v, cl, ch, bl, bh in (
+                    ("detection_rate", dr, lo, hi, dlo, dhi),
+                    ("miss_rate", 1 - dr, 1 - hi, 1 - lo, 1 - dhi, 1 - dlo),
+                    ("accuracy", dr, lo, hi, dlo, dhi),
+                    ("mean_score", self.score[member].mean() if n else np.nan, mlo, mhi, mlo, mhi),
+                    ("auc", auc, alo, ahi, alo, ahi),
+                    ("ece", ece, elo, ehi, elo, ehi))]
+        return rows, dict(name=name, dr=dr, b=b_dr, n=n, k=k)
 
-    all_cells = np.ones(n_cells, bool)
-    add_group_rows("overall", "all faces", {c: "*" for c in by}, faces, all_cells)
-    summary["detection_rate"] = float(hit[faces].mean()) if faces.any() else float("nan")
 
-    pvals_index = []
-    for grouping in _groupings(by):
-        gname = " x ".join(grouping)
-        groups = []
-        for combo in itertools.product(*(levels[c] for c in grouping)):
-            keyvals = {c: (combo[grouping.index(c)] if c in grouping else "*") for c in by}
-            member = faces.copy()
-            member[faces] = np.all([attrs[c].to_numpy() == keyvals[c] for c in grouping], axis=0)
-            cells_in = np.array([all(ct[by.index(c)] == keyvals[c] for c in grouping) for ct in cell_tuples], bool)
-            name = " / ".join(combo)
-            dr, b_dr, n, k = add_group_rows(gname, name, keyvals, member, cells_in)
-            groups.append(dict(name=name, keyvals=keyvals, dr=dr, b=b_dr, n=n, k=k))
-        judged = [g for g in groups if g["n"] >= min_n]
-        if not judged:
-            for g in groups:
-                disp_rows.append(dict(grouping=gname, group=g["name"], reference="", n=g["n"], detection_rate=g["dr"],
-                                      gap=np.nan, gap_ci_low=np.nan, gap_ci_high=np.nan, ratio=np.nan,
-                                      p_value=np.nan, flag=TOO_FEW if g["n"] < min_n else ""))
-            summary[gname] = {"judged_groups": 0, "note": "every group has fewer than min_n faces: too few to judge"}
-            continue
-        if reference == "largest":  # ties (balanced sets) go to the better-detected group
-            ref = max(judged, key=lambda g: (g["n"], g["dr"]))
-        elif reference == "best":
-            ref = max(judged, key=lambda g: g["dr"])
-        else:
-            # a named level is the reference of its own attribute; other groupings use the largest group
-            named = [g for g in judged if len(grouping) == 1 and g["name"] == reference]
-            ref = named[0] if named else max(judged, key=lambda g: (g["n"], g["dr"]))
-        for g in groups:
-            gap = ref["dr"] - g["dr"]
-            glo, ghi = percentile_ci(ref["b"] - g["b"])
-            pv = fisher_vs_reference(int(g["k"]), g["n"], int(ref["k"]), ref["n"]) if g is not ref else np.nan
-            disp_rows.append(dict(grouping=gname, group=g["name"], reference=ref["name"], n=g["n"],
-                                  detection_rate=g["dr"], gap=gap, gap_ci_low=glo, gap_ci_high=ghi,
-                                  ratio=g["dr"] / ref["dr"] if ref["dr"] else np.nan, p_value=pv,
-                                  flag=TOO_FEW if g["n"] < min_n else ""))
-            if g is not ref and g["n"] >= min_n:
-                pvals_index.append(len(disp_rows) - 1)
-        acc = np.array([g["dr"] for g in judged]) * 100
-        b_acc = np.stack([g["b"] for g in judged], 1) * 100  # (n_boot, groups)
-        worst, best = min(judged, key=lambda g: g["dr"]), max(judged, key=lambda g: g["dr"])
-        mm = b_acc.max(1) - b_acc.min(1)
-        var_b = b_acc.var(1)
-        summary[gname] = {
-            "reference": ref["name"], "worst_group": worst["name"], "worst_detection_rate": worst["dr"],
-            "best_group": best["name"], "best_detection_rate": best["dr"],
-            "max_min_gap": (best["dr"] - worst["dr"]), "max_min_gap_ci": [x / 100 for x in percentile_ci(mm)],
-            "E[A]": float(acc.mean()), "Var[A]": float(acc.var()), "Var[A]_ci": list(percentile_ci(var_b)),
-            "judged_groups": len(judged), "too_few": [g["name"] for g in groups if g["n"] < min_n],
-        }
-    disp = pd.DataFrame(disp_rows)
+def _compare_groups(groups: list[dict], gname: str, reference: str, min_n: int,
+                    single: bool) -> tuple[list[dict], list[int], dict]:
+    """Disparity rows of one grouping (gap to its reference, Fisher p), the rows tested, its summary.
+
+    ``single``: the grouping is one attribute, so a named ``reference`` level can be its reference.
+    """
+    judged = [g for g in groups if g["n"] >= min_n]
+    if not judged:
+        rows = [dict(grouping=gname, group=g["name"], reference="", n=g["n"], detection_rate=g["dr"], gap=np.nan,
+                     gap_ci_low=np.nan, gap_ci_high=np.nan, ratio=np.nan, p_value=np.nan,
+                     flag=TOO_FEW if g["n"] < min_n else "") for g in groups]
+        return rows, [], {"judged_groups": 0, "note": "every group has fewer than min_n faces: too few to judge"}
+    if reference == "largest":  # ties (balanced sets) go to the better-detected group
+        ref = max(judged, key=lambda g: (g["n"], g["dr"]))
+    elif reference == "best":
+        ref = max(judged, key=lambda g: g["dr"])
+    else:
+        # a named level is the reference of its own attribute; other groupings use the largest group
+        named = [g for g in judged if single and g["name"] == reference]
+        ref = named[0] if named else max(judged, key=lambda g: (g["n"], g["dr"]))
+    rows, tested = [], []
+    for g in groups:
+        glo, ghi = percentile_ci(ref["b"] - g["b"])
+        pv = fisher_vs_reference(int(g["k"]), g["n"], int(ref["k"]), ref["n"]) if g is not ref else np.nan
+        rows.append(dict(grouping=gname, group=g["name"], reference=ref["name"], n=g["n"], detection_rate=g["dr"],
+                         gap=ref["dr"] - g["dr"], gap_ci_low=glo, gap_ci_high=ghi,
+                         ratio=g["dr"] / ref["dr"] if ref["dr"] else np.nan, p_value=pv,
+                         flag=TOO_FEW if g["n"] < min_n else ""))
+        if g is not ref and g["n"] >= min_n:
+            tested.append(len(rows) - 1)
+    acc = np.array([g["dr"] for g in judged]) * 100
+    b_acc = np.stack([g["b"] for g in judged], 1) * 100  # (n_boot, groups)
+    worst, best = min(judged, key=lambda g: g["dr"]), max(judged, key=lambda g: g["dr"])
+    summary = {
+        "reference": ref["name"], "worst_group": worst["name"], "worst_detection_rate": worst["dr"],
+        "best_group": best["name"], "best_detection_rate": best["dr"],
+        "max_min_gap": (best["dr"] - worst["dr"]),
+        "max_min_gap_ci": [x / 100 for x in percentile_ci(b_acc.max(1) - b_acc.min(1))],
+        "E[A]": float(acc.mean()), "Var[A]": float(acc.var()), "Var[A]_ci": list(percentile_ci(b_acc.var(1))),
+        "judged_groups": len(judged), "too_few": [g["name"] for g in groups if g["n"] < min_n],
+    }
+    return rows, tested, summary
+
+
+def _with_holm(disp: pd.DataFrame, tested: list[int]) -> pd.DataFrame:
+    """Holm-adjusted p-values over every tested group of a model, and the 5% significance flag."""
     if len(disp):
         disp["p_holm"] = np.nan
-        if pvals_index:
-            disp.loc[pvals_index, "p_holm"] = holm(disp.loc[pvals_index, "p_value"].to_numpy())
+        if tested:
+            disp.loc[tested, "p_holm"] = holm(disp.loc[tested, "p_value"].to_numpy())
         disp["significant"] = disp["p_holm"] < 0.05
-    if "skin_tone" in p.columns:
-        tone = ordinal_tone(p.loc[faces, "skin_tone"])
-        tau, pv = trend_test(tone.to_numpy(float), hit[faces])
-        summary["skin_tone_trend"] = {"kendall_tau": tau, "p_value": pv,
-                                      "note": "Kendall tau-b between ordinal skin tone and detection (faces)"}
-    metrics = pd.DataFrame(rows)
-    metrics.insert(0, "model", model)
-    disp.insert(0, "model", model)
-    return ModelAudit(model=model, threshold=float(threshold), metrics=metrics, disparities=disp, summary=summary)
+    return disp

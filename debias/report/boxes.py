@@ -9,7 +9,8 @@ import numpy as np
 from debias.audit import boxes
 from debias.files import write_csv, write_json, write_text
 from debias.report import plots
-from debias.report.html import _env, _pct
+from debias.report.html import _env
+from debias.report.text import pct
 
 SMALL = 30  # fewer faces per group than this: say that the audit decides little
 
@@ -53,7 +54,7 @@ def write_box_outputs(result: boxes.BoxAuditResult, out: str | Path, *, title: s
         title=title, created=datetime.datetime.now().isoformat(timespec="seconds"), iou=s0.get("iou"),
         fppi=s0.get("fppi_target"), n_images=s0.get("n_images"), n_faces=s0.get("n_faces"),
         verdicts=verdicts(result), small=small, summary=summary, figures=figures,
-        rows=result.by_group.to_dict("records"), gaps=result.gaps.to_dict("records"), pct=_pct,
+        rows=result.by_group.to_dict("records"), gaps=result.gaps.to_dict("records"), pct=pct,
         methods=[p.strip().replace("\n", " ") for p in boxes.__doc__.split("\n\n")[1:]])
     write_text(out / "report.html", html)
     return out / "report.html"

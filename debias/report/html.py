@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from debias.audit.metrics import TOO_FEW
 from debias.report import plots
+from debias.report.text import headline, pct, verdicts
 
 METHODS = [
     "Scores are thresholded once per model with the same threshold for every group: either the value given "
@@ -52,10 +52,6 @@ def _env() -> Environment:
     return Environment(loader=PackageLoader("debias.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
 
 
-def _pct(x) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{100 * float(x):.1f}"
-
-
 def _gallery(pred: pd.DataFrame, model: str, col: str, threshold: float, images: Callable, per_group: int = 8):
     out = []
     d = pred[(pred["model"] == model) & (pred["y_true"] == 1) & pred["y_score"].notna()]
@@ -67,25 +63,6 @@ def _gallery(pred: pd.DataFrame, model: str, col: str, threshold: float, images:
             if im is not None:
                 thumbs.append({"b64": plots.image_to_base64(im), "caption": f"{r['image']} score {r['y_score']:.2f}"})
         out.append({"group": str(g), "n_missed": int((dg["y_score"] < threshold).sum()), "n": len(dg), "thumbs": thumbs})
-    return out
-
-
-def verdicts(paired: pd.DataFrame) -> list[str]:
-    """One plain sentence per compared model and grouping: did it narrow the gap, with the interval."""
-    out = []
-    if paired is None or not len(paired):
-        return out
-    for _, r in paired[paired["statistic"] == "max_min_gap"].iterrows():
-        d, lo, hi = (100 * r[k] for k in ("difference", "ci_low", "ci_high"))
-        if hi < 0:
-            verb = "narrowed"
-        elif lo > 0:
-            verb = "widened"
-        else:
-            verb = "did not measurably change"
-        out.append(f"{r['model']} {verb} the {r['grouping']} gap compared with {r['baseline']}: "
-                   f"{100 * r['model_value']:.0f} vs {100 * r['baseline_value']:.0f} points (difference {d:+.0f}, "
-                   f"95% CI {lo:+.0f} to {hi:+.0f}).")
     return out
 
 
@@ -128,17 +105,17 @@ def render_report(result, cfg, *, title: str, images: Callable | None = None, ex
         for col in by + ([full] if len(by) > 1 else []):
             v = s.get(col, {})
             summaries.append({"model": m, "grouping": col, "worst": v.get("worst_group", "too few to judge"),
-                              "worst_rate": _pct(v.get("worst_detection_rate")),
-                              "gap": _pct(v.get("max_min_gap")),
-                              "gap_ci": " to ".join(_pct(x) for x in v.get("max_min_gap_ci", [])),
+                              "worst_rate": pct(v.get("worst_detection_rate")),
+                              "gap": pct(v.get("max_min_gap")),
+                              "gap_ci": " to ".join(pct(x) for x in v.get("max_min_gap_ci", [])),
                               "ea": f"{v['E[A]']:.1f}" if "E[A]" in v else "n/a",
                               "va": f"{v['Var[A]']:.1f}" if "Var[A]" in v else "n/a",
                               "va_ci": " to ".join(f"{x:.1f}" for x in v.get("Var[A]_ci", []))})
     disp_rows = []
     for _, r in disp.iterrows():
         disp_rows.append({k: r[k] for k in ("model", "grouping", "group", "reference", "n", "flag")} |
-                         {"dr": _pct(r["detection_rate"]), "gap": _pct(r["gap"]),
-                          "ci": f"{_pct(r['gap_ci_low'])} to {_pct(r['gap_ci_high'])}",
+                         {"dr": pct(r["detection_rate"]), "gap": pct(r["gap"]),
+                          "ci": f"{pct(r['gap_ci_low'])} to {pct(r['gap_ci_high'])}",
                           "p": "" if pd.isna(r.get("p_holm")) else f"{r['p_holm']:.2g}",
                           "sig": bool(r.get("significant")) if pd.notna(r.get("p_holm")) else False})
     galleries = []
@@ -147,12 +124,12 @@ def render_report(result, cfg, *, title: str, images: Callable | None = None, ex
             galleries.append({"model": m, "col": by[0], "groups": _gallery(pred, m, by[0], thresholds.get(m, 0.5), images)})
     paired = result.paired.to_dict("records") if len(result.paired) else []
     model_info = [{"model": m, "threshold": f"{thresholds.get(m, float('nan')):.4g}",
-                   "fpr": _pct(result.summary["models"][m].get("false_positive_rate")),
-                   "dr": _pct(result.summary["models"][m].get("detection_rate")),
+                   "fpr": pct(result.summary["models"][m].get("false_positive_rate")),
+                   "dr": pct(result.summary["models"][m].get("detection_rate")),
                    "trend": result.summary["models"][m].get("skin_tone_trend")} for m in models]
     return _env().get_template("report.html.j2").render(
-        title=title, headline=result.headline, verdicts=verdicts(result.paired), estimated=result.estimated,
+        title=title, headline=headline(result), verdicts=verdicts(result.paired), estimated=result.estimated,
         skipped=result.skipped.to_dict("records"),
         figs=figs, coverage=coverage, summaries=summaries, disp_rows=disp_rows, galleries=galleries, paired=paired,
         model_info=model_info, methods=METHODS, too_few=TOO_FEW, cfg=cfg, extra_sections=list(extra_sections),
-        versions=(summary or {}).get("versions", {}), created=(summary or {}).get("created", ""), pct=_pct)
+        versions=(summary or {}).get("versions", {}), created=(summary or {}).get("created", ""), pct=pct)

@@ -130,7 +130,13 @@ def roc_by_group(pred: pd.DataFrame, model: str, col: str, ax=None):
 
 
 def calibration_by_group(pred: pd.DataFrame, model: str, col: str, ax=None):
-    from sklearn.calibration import calibration_curve
+    """Reliability curve per group (its faces plus all non-faces) on the ECE's own 10 equal-width bins.
+
+    Not sklearn's ``calibration_curve``: its bin edges come from ``linspace`` and put a score of
+    exactly 0.3 in a different bin than the ECE's ``floor(10 p)``; the plot must show the bins the
+    ECE in the tables was computed on.
+    """
+    from debias.audit.metrics import N_BINS, calibration_bin
 
     d = pred[(pred["model"] == model) & pred["y_score"].notna()]
     fig, ax = _figure(ax, 4.0, 3.6)
@@ -140,7 +146,12 @@ def calibration_by_group(pred: pd.DataFrame, model: str, col: str, ax=None):
     neg = d[d["y_true"] == 0]
     for g, dg in d[d["y_true"] == 1].groupby(col):
         both = pd.concat([dg, neg])
-        pt, pp = calibration_curve(both["y_true"], both["y_score"].clip(0, 1), n_bins=10, strategy="quantile")
+        p = both["y_score"].to_numpy(float)
+        b = calibration_bin(p)
+        n = np.bincount(b, minlength=N_BINS)
+        seen = n > 0
+        pt = np.bincount(b, both["y_true"].to_numpy(float), N_BINS)[seen] / n[seen]
+        pp = np.bincount(b, p, N_BINS)[seen] / n[seen]
         ax.plot(pp, pt, marker="o", ms=3, label=short(g))
     return _finish_curves(ax, "mean predicted probability", "fraction of faces",
                           f"{short(model)}: calibration by {short(col)}")

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from debias.audit.engine import compare_audits, run_audit
+from debias.audit.engine import compare_audits
+from debias.report.outputs import run_audit
 from debias.audit.predict import PredictionsError, predictions_from_csv
 from debias.cli import app
 from debias.config import AuditConfig
@@ -205,7 +206,7 @@ def test_a_failed_write_leaves_the_earlier_report_whole(tiny_synth, tmp_path, mo
     out = tmp_path / "o"
     _ok(runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--out", str(out)]))
     before = (out / "report.html").read_bytes()
-    import debias.audit.engine as engine
+    import debias.report.outputs as engine
 
     def disk_full(*a, **k):
         raise OSError(28, "No space left on device")

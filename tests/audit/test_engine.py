@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from debias.audit.adapters import load_adapter
-from debias.audit.engine import run_audit
+from debias.report.outputs import run_audit
 from debias.cli import app
 from debias.config import AuditConfig
 

@@ -134,3 +134,22 @@ def test_ece_interval_brackets_the_estimate_and_shrinks_with_n():
         assert r.ci_low <= r.value + 1e-9 and r.value <= r.ci_high + 0.02
         w.append(r.ci_high - r.ci_low)
     assert w[0] < w[1]
+
+
+def test_faces_only_set_has_no_false_positive_rate_nor_its_interval():
+    # a set without non-faces has no FPR; its bootstrap interval was once read from the last face cell
+    df = _preds()
+    a = audit_model(df[df.y_true == 1], ["skin_group"], n_boot=50)
+    fpr = a.metrics[a.metrics.metric == "false_positive_rate"].iloc[0]
+    assert fpr.n == 0
+    assert np.isnan([fpr.value, fpr.ci_low, fpr.ci_high, fpr.boot_low, fpr.boot_high]).all()
+
+
+def test_expected_calibration_error_by_hand():
+    from debias.audit.metrics import expected_calibration_error
+
+    # bins of width 0.1: [0.05, 0.15] and 0.95 and 1.0 (the last bin holds 1.0)
+    y = np.array([0, 1, 1, 0])
+    p = np.array([0.05, 0.15, 0.95, 1.0])
+    # bin 0: |0 - 0.05|; bin 1: |1 - 0.15|; bin 9: |1 - 1.95|; over n = 4
+    assert expected_calibration_error(y, p) == pytest.approx((0.05 + 0.85 + 0.95) / 4)

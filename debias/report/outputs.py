@@ -1,0 +1,160 @@
+"""Write an audit to disk: predictions, tidy tables, summary.json (with provenance) and report.html.
+
+:func:`run_audit` is the whole audit job behind ``debias audit``: score the models (or read a
+predictions CSV), compute the statistics (:mod:`debias.audit`), then write everything here.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from debias.audit.engine import AuditResult, audit_table, score_models
+from debias.config import AuditConfig
+from debias.files import atomic_write, write_csv, write_json
+from debias.report.text import headline
+
+
+def versions() -> dict:
+    """Versions of debias and the libraries that shape its numbers, for summary.json."""
+    import cv2
+    import scipy
+    import sklearn
+    import torch
+
+    import debias
+
+    return {"debias": getattr(debias, "__version__", "0"), "torch": torch.__version__, "numpy": np.__version__,
+            "pandas": pd.__version__, "scikit-learn": sklearn.__version__, "scipy": scipy.__version__,
+            "opencv": cv2.__version__}
+
+
+def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, data: str | Path | None = None,
+                  model_files: dict | None = None, title: str = "Face detection fairness audit",
+                  images: Callable | None = None, extra_sections: Sequence[dict] = ()) -> Path:
+    """Write predictions.csv, metrics.csv, disparities.csv, paired.csv, summary.json and report.html."""
+    from debias.audit.adapters import sha256_file
+    from debias.report.html import render_report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def put(name: str, write) -> None:
+        atomic_write(out / name, write)
+        written.append(name)
+
+    put("predictions.csv", lambda t: _with_decision(result).to_csv(t, index=False, float_format="%.6g"))
+    put("metrics.csv", lambda t: result.metrics.to_csv(t, index=False, float_format="%.6g"))
+    put("disparities.csv", lambda t: result.disparities.to_csv(t, index=False, float_format="%.6g"))
+    if len(result.paired):
+        put("paired.csv", lambda t: result.paired.to_csv(t, index=False, float_format="%.6g"))
+    summary = {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(), "config": asdict(cfg), "seed": cfg.seed,
+        "data": str(data) if data else None,
+        "manifest_sha256": sha256_file(Path(data) / "manifest.csv") if data and (Path(data) / "manifest.csv").exists() else None,
+        "model_files_sha256": model_files or {},
+        "skipped_images": {"count": len(result.skipped), "images": result.skipped.to_dict("records")},
+        "estimated_groupings": list(result.estimated),
+        "headline": headline(result),
+        **result.summary,
+    }
+    html = render_report(result, cfg, title=title, images=images, extra_sections=extra_sections, summary=summary)
+    put("report.html", lambda t: t.write_text(html, encoding="utf-8"))
+    summary["outputs"] = [*written, "summary.json"]
+    _remove_stale(out, set(summary["outputs"]))
+    write_json(out / "summary.json", summary)
+    return out
+
+
+def _with_decision(result: AuditResult) -> pd.DataFrame:
+    """Predictions with ``y_pred``, the decision at each model's audit threshold."""
+    p = result.predictions.drop(columns="y_pred", errors="ignore")  # audits read back (compare) carry one
+    t = p["model"].map(result.summary.get("thresholds", {})).astype(float)
+    y_pred = (p["y_score"] >= t).astype("Int64").where(p["y_score"].notna())
+    p.insert(p.columns.get_loc("y_score") + 1, "y_pred", y_pred)
+    return p
+
+
+def _remove_stale(out: Path, keep: set[str]) -> None:
+    """Remove files an earlier audit into ``out`` wrote (listed in its summary.json) that this one did not."""
+    old = out / "summary.json"
+    if not old.exists():
+        return
+    try:
+        listed = json.loads(old.read_text()).get("outputs", [])
+    except (ValueError, OSError):
+        return
+    for name in listed:
+        if name not in keep and "/" not in name and (out / name).is_file():
+            (out / name).unlink()
+
+
+def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: str | Path, *,
+              predictions_csv: str | Path | None = None, progress: Callable | None = None,
+              torch_device: str = "cpu", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+              title: str = "Face detection fairness audit", extra_sections: Sequence[dict] = ()) -> AuditResult:
+    """Audit ``models`` (adapter specs) or a predictions CSV on dataset ``data``; write ``out``.
+
+    ``title`` and ``extra_sections`` go to the HTML report (the demo adds its latent analysis there).
+    """
+    from debias.audit.adapters import sha256_file
+    from debias.audit.predict import predictions_from_csv
+
+    skipped = pd.DataFrame(columns=["row", "image", "reason"])
+    files = {}
+    if predictions_csv is not None:
+        pred = predictions_from_csv(predictions_csv, data, split=cfg.split, scores=cfg.scores)
+        files[str(predictions_csv)] = sha256_file(predictions_csv)
+    else:
+        if not models:
+            raise ValueError("give at least one --model SPEC, or --predictions FILE.csv.")
+        pred, skipped, files = score_models(data, models, cfg, torch_device=torch_device, mean=mean, std=std,
+                                            progress=progress)
+    if cfg.shard != (0, 1):  # a shard only predicts; statistics run on the merged table
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_csv(pred, out / "predictions.csv", float_format="%.6g")
+        write_csv(skipped, out / "skipped.csv")
+        manifest = Path(data) / "manifest.csv" if data else None
+        write_json(out / "shard.json", ({
+            "shard": list(cfg.shard), "data": str(Path(data).resolve()) if data else None,
+            "manifest_sha256": sha256_file(manifest) if manifest and manifest.exists() else None,
+            "models": list(models) or [str(predictions_csv)], "model_files_sha256": files}))
+        return AuditResult(pred, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, skipped)
+    result = audit_table(pred, cfg)
+    result.skipped = skipped
+    images = thumbnail_reader(data) if cfg.thumbnails and data is not None else None
+    write_outputs(result, out, cfg, data=data, model_files=files, images=images, title=title,
+                  extra_sections=extra_sections)
+    return result
+
+
+def thumbnail_reader(root: str | Path) -> Callable[[int], np.ndarray | None] | None:
+    """Reader from manifest row to image, for the report's gallery; None when ``root`` is no dataset."""
+    from debias.data.manifest import is_packed, load_image, read_manifest
+
+    root = Path(root)
+    if not (root / "manifest.csv").exists():
+        return None
+    packed = is_packed(root)
+
+    m = read_manifest(root, check_files=False)
+    arr = np.load(root / "images.npy", mmap_mode="r") if packed else None
+
+    def read(row: int):
+        try:
+            return np.asarray(arr[int(m["image"].iloc[row])]) if packed else load_image(root, str(m["image"].iloc[row]), None)
+        except Exception:  # noqa: BLE001 - a thumbnail that cannot be read is simply not shown
+            return None
+
+    return read
+
+
+__all__ = ["run_audit", "write_outputs", "thumbnail_reader"]

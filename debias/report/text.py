@@ -1,0 +1,80 @@
+"""Sentences about an audit: the headline findings and one verdict per compared model.
+
+Compute, then render: :func:`debias.audit.engine.audit_table` returns numbers; this module words them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def pct(x, unit: str = "") -> str:
+    """A proportion as percent with one decimal (``0.123`` -> ``12.3``), ``n/a`` when missing."""
+    if x is None or (isinstance(x, (float, np.floating)) and not np.isfinite(x)):
+        return "n/a"
+    return f"{100 * float(x):.1f}{unit}"
+
+
+def headline(result) -> list[str]:
+    """Plain-language sentences: who is failed most, by how much, and whether it is beyond noise.
+
+    ``result`` is an :class:`~debias.audit.engine.AuditResult`.
+    """
+    lines = []
+    by = list(result.by)
+    for m, s_model in result.summary.get("models", {}).items():
+        d = result.disparities[result.disparities["model"] == m]
+        for col in by:
+            s = s_model.get(col, {})
+            if not s.get("worst_group"):
+                lines.append(f"{m}: by {col}, every group has fewer faces than the minimum: too few to judge.")
+                continue
+            rows = d[(d["grouping"] == col)]
+            w = rows[rows["group"] == s["worst_group"]].iloc[0]
+            ref = rows[rows["group"] == s["reference"]].iloc[0]
+            if w["group"] == ref["group"]:
+                lines.append(f"{m}: by {col}, the reference group {ref['group']} is also the worst detected "
+                             f"({pct(ref['detection_rate'], '%')}).")
+                continue
+            sig = "significant" if bool(w.get("significant")) else "not significant"
+            lines.append(
+                f"{m}: by {col}, {w['group']} faces are detected least: {pct(w['detection_rate'], '%')} against "
+                f"{pct(ref['detection_rate'], '%')} for {ref['group']}, a gap of {pct(w['gap'])} points "
+                f"(95% CI {pct(w['gap_ci_low'])} to {pct(w['gap_ci_high'])}; Fisher exact, Holm-adjusted "
+                f"p = {w['p_holm']:.2g}, {sig}).")
+        s = s_model.get(" x ".join(by), {}) if len(by) > 1 else {}  # one attribute: said above
+        if s.get("worst_group"):
+            lines.append(f"{m}: the worst intersection is {s['worst_group']} at {pct(s['worst_detection_rate'], '%')}.")
+    paired = result.paired
+    if len(paired):
+        for _, r in paired[paired["statistic"] == "max_min_gap"].iterrows():
+            beyond = r["ci_high"] < 0 or r["ci_low"] > 0
+            verb = "narrows" if r["difference"] < 0 else "widens"
+            lines.append(
+                f"{r['model']} {verb} the {r['grouping']} gap from {pct(r['baseline_value'])} to "
+                f"{pct(r['model_value'])} points compared with {r['baseline']} (difference "
+                f"{100 * r['difference']:+.1f}, 95% CI {100 * r['ci_low']:+.1f} to {100 * r['ci_high']:+.1f}): "
+                + ("beyond noise." if beyond else "within noise."))
+    return lines
+
+
+def verdicts(paired: pd.DataFrame) -> list[str]:
+    """One plain sentence per compared model and grouping: did it narrow the gap, with the interval."""
+    out = []
+    if paired is None or not len(paired):
+        return out
+    for _, r in paired[paired["statistic"] == "max_min_gap"].iterrows():
+        d, lo, hi = (100 * r[k] for k in ("difference", "ci_low", "ci_high"))
+        if hi < 0:
+            verb = "narrowed"
+        elif lo > 0:
+            verb = "widened"
+        else:
+            verb = "did not measurably change"
+        out.append(f"{r['model']} {verb} the {r['grouping']} gap compared with {r['baseline']}: "
+                   f"{100 * r['model_value']:.0f} vs {100 * r['baseline_value']:.0f} points (difference {d:+.0f}, "
+                   f"95% CI {lo:+.0f} to {hi:+.0f}).")
+    return out
+
+
+__all__ = ["pct", "headline", "verdicts"]
