@@ -247,175 +247,247 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
         return _fit(Path(data), cfg, out, resume=resume, rank=rank, world=world, progress=progress, log=log)
 
 
-def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, world: int,
-         progress: Callback | None, log: Callable[[str], None] | None) -> pd.DataFrame:
-    log = log or (lambda msg: None)
-    device = resolve_device(cfg.device)
+@dataclasses.dataclass
+class _TrainSet:
+    """The training split (optionally subsampled), its validation split and their image readers."""
+
+    ds: ManifestDataset
+    val: ManifestDataset | None
+    images: Callable
+    val_images: Callable | None
+    labels: np.ndarray  # (n,) float32 0/1
+    face_pos: np.ndarray  # positions of faces in ds
+    nonface_pos: np.ndarray
+    size: int
+
+    @property
+    def face_frame(self) -> pd.DataFrame:
+        return self.ds.frame.iloc[self.face_pos]
+
+
+def _load_train_set(data: Path, cfg: TrainConfig) -> _TrainSet:
     if not is_packed(data):
         raise ManifestError(NOT_PACKED.format(root=data))
     manifest = read_manifest(data)
     ds = ManifestDataset(data, "train", frame=manifest)
     if cfg.max_train and len(ds) > cfg.max_train:
-        keep = np.random.default_rng(cfg.seed).choice(len(ds), cfg.max_train, replace=False)
-        ds.frame = ds.frame.iloc[np.sort(keep)].reset_index(drop=True)
-        ds.labels = ds.labels[np.sort(keep)]
-    has_val = (manifest["split"] == "val").any()
-    val = ManifestDataset(data, "val", frame=manifest) if has_val else None
-    size = ds.packed.shape[1]
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(ds), cfg.max_train, replace=False))
+        ds.frame = ds.frame.iloc[keep].reset_index(drop=True)
+        ds.labels = ds.labels[keep]
+    val = ManifestDataset(data, "val", frame=manifest) if (manifest["split"] == "val").any() else None
     labels = ds.frame["label"].to_numpy().astype(np.float32)
-    face_pos = np.flatnonzero(labels == 1)
-    nonface_pos = np.flatnonzero(labels == 0)
-    if len(face_pos) == 0:
+    if not (labels == 1).any():
         raise ManifestError(f"the train split of {data} has no faces (label 1); nothing to learn or debias.")
-    face_frame = ds.frame.iloc[face_pos]
-    groups, dro, p_labelled = None, None, None
-    if cfg.method in ("balanced", "group-dro"):
-        keys = group_keys(face_frame, cfg.balance_by)  # fails early on a missing column
-        # Sagawa et al. sample groups uniformly for Group DRO and reweight the loss on top
-        p_labelled = group_balanced_weights(face_frame, cfg.balance_by,
-                                            cfg.balance_power if cfg.method == "balanced" else 1.0)
-        if cfg.method == "group-dro":
-            codes, uniques = pd.factorize(keys, sort=True)
-            groups = np.full(len(ds), len(uniques), dtype=np.int64)  # non-faces: one more group
-            groups[face_pos] = codes
-            dro = GroupDRO(len(uniques) + 1, cfg.dro_eta)
-            log(f"Group DRO over {len(uniques)} face groups ({', '.join(map(str, uniques))}) and non-faces")
-    images = _image_reader(ds)
-    val_images = _image_reader(val) if val is not None else None
+    return _TrainSet(ds, val, _image_reader(ds), _image_reader(val) if val is not None else None, labels,
+                     np.flatnonzero(labels == 1), np.flatnonzero(labels == 0), ds.packed.shape[1])
 
-    if resume and (out / "config.json").exists():
-        old = json.loads((out / "config.json").read_text())
-        changed = [k for k, v in dataclasses.asdict(cfg).items()
-                   if k not in ("device", "workers") and json.loads(json.dumps(v)) != old.get(k)]
-        if changed:
-            raise TrainingError(f"--resume: option(s) {', '.join(changed)} differ from the run in {out}; resume with "
-                                f"the same options, or train into a new --out.")
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        to_json(cfg, out / "config.json", data=str(data.resolve()), size=size, n_train=len(ds),
-                n_train_faces=len(face_pos), torch=torch.__version__, world_size=world)
-    ckpt_path = out / "checkpoint.pt"
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg, size).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    history: list[dict] = []
-    timing: list[dict] = []
-    start_epoch = 0
-    jtt_err: np.ndarray | None = None
-    p_face = np.full(len(face_pos), 1.0 / len(face_pos))
+@dataclasses.dataclass
+class _Labelled:
+    """What the labelled references read from the labels: face weights, and Group DRO's groups."""
+
+    p_face: np.ndarray | None = None
+    groups: np.ndarray | None = None  # (n,) group code of every training image; non-faces the last
+    dro: GroupDRO | None = None
+    names: tuple = ()
+
+
+def _labelled(cfg: TrainConfig, ts: _TrainSet, log: Callable[[str], None]) -> _Labelled:
+    if cfg.method not in ("balanced", "group-dro"):
+        return _Labelled()
+    keys = group_keys(ts.face_frame, cfg.balance_by)  # fails early on a missing column
+    # Sagawa et al. sample groups uniformly for Group DRO and reweight the loss on top
+    p = group_balanced_weights(ts.face_frame, cfg.balance_by, cfg.balance_power if cfg.method == "balanced" else 1.0)
+    if cfg.method == "balanced":
+        return _Labelled(p)
+    codes, uniques = pd.factorize(keys, sort=True)
+    groups = np.full(len(ts.ds), len(uniques), dtype=np.int64)  # non-faces: one more group
+    groups[ts.face_pos] = codes
+    log(f"Group DRO over {len(uniques)} face groups ({', '.join(map(str, uniques))}) and non-faces")
+    return _Labelled(p, groups, GroupDRO(len(uniques) + 1, cfg.dro_eta), (*uniques, "non-face"))
+
+
+def _check_resume_options(cfg: TrainConfig, out: Path) -> None:
+    if not (out / "config.json").exists():
+        return
+    old = json.loads((out / "config.json").read_text())
+    changed = [k for k, v in dataclasses.asdict(cfg).items()
+               if k not in ("device", "workers") and json.loads(json.dumps(v)) != old.get(k)]
+    if changed:
+        raise TrainingError(f"--resume: option(s) {', '.join(changed)} differ from the run in {out}; resume with "
+                            f"the same options, or train into a new --out.")
+
+
+@dataclasses.dataclass
+class _State:
+    """Everything a checkpoint holds: the model, the optimiser and what sampling carries across epochs."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    epoch: int = 0  # the next epoch to train
+    history: list = dataclasses.field(default_factory=list)
+    timing: list = dataclasses.field(default_factory=list)
+    jtt_err: np.ndarray | None = None  # JTT: the identification model's errors on the training split
     p_latent: np.ndarray | None = None  # the DB-VAE's latest weights; kept across epochs with --freeze-weights
-    if resume:
-        if not ckpt_path.exists():
-            raise TrainingError(f"--resume: no checkpoint at {ckpt_path}; start without --resume.")
-        ck = load_weights(ckpt_path, device)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        start_epoch = int(ck["epoch"]) + 1
-        history = json.loads(ck["history"])
-        timing = json.loads(ck["timing"])
-        jtt_err = ck["jtt_err"].numpy() if ck.get("jtt_err") is not None else None
+
+    def save(self, path: Path, dro: GroupDRO | None) -> None:
+        def tensor(a):
+            return torch.from_numpy(a) if a is not None else None
+
+        _save_atomic({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "epoch": self.epoch - 1,
+                      "history": json.dumps(self.history), "timing": json.dumps(self.timing),
+                      "jtt_err": tensor(self.jtt_err), "dro_q": tensor(dro.q if dro is not None else None),
+                      "p_latent": tensor(self.p_latent)}, path)
+
+    def restore(self, path: Path, device: torch.device, dro: GroupDRO | None) -> None:
+        ck = load_weights(path, device)
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["opt"])
+        self.epoch = int(ck["epoch"]) + 1
+        self.history, self.timing = json.loads(ck["history"]), json.loads(ck["timing"])
+        self.jtt_err = ck["jtt_err"].numpy() if ck.get("jtt_err") is not None else None
         if dro is not None:
             dro.q = ck["dro_q"].numpy()
-        if ck.get("p_latent") is not None:
-            p_latent = ck["p_latent"].numpy()
-        log(f"resumed from {ckpt_path} after epoch {start_epoch - 1}")
+        self.p_latent = ck["p_latent"].numpy() if ck.get("p_latent") is not None else None
 
+
+def _wrap_step(model: nn.Module, cfg: TrainConfig, device: torch.device, world: int, n_images: int,
+               log: Callable[[str], None]) -> nn.Module:
+    """The training step module: DDP when distributed, compiled when the run is long enough to pay."""
     step: nn.Module = _Step(model, cfg)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         step = DDP(step, device_ids=[device.index] if device.type == "cuda" else None)
-    n_images = (cfg.epochs + (cfg.jtt_epochs if cfg.method == "jtt" else 0)) * len(ds)
     if cfg.compile and n_images < COMPILE_MIN_IMAGES:
         log(f"running eagerly: {n_images:,} training images is below the {COMPILE_MIN_IMAGES:,} where torch.compile "
             f"pays for its first-run compile time")
     elif cfg.compile:
         step = _try_compile(step, log)
+    return step
 
-    n_batches = max(1, len(ds) // cfg.batch_size)
+
+def _latent_weights(model: nn.Module, cfg: TrainConfig, ts: _TrainSet, device: torch.device, epoch: int,
+                    log: Callable[[str], None]) -> np.ndarray:
+    """The DB-VAE's face weights from the density of the faces' latent means (never the labels)."""
+    _, mu = predict_scores(model, lambda pos: ts.images(ts.face_pos[pos]), len(ts.face_pos), device, with_latent=True)
+    if cfg.density == "gmm":
+        w = gmm_weights(mu, random_state=cfg.seed, min_ess=cfg.min_ess)
+    else:
+        w = latent_weights(mu, bins=cfg.bins, alpha=cfg.alpha, combine=cfg.combine, temperature=cfg.temperature,
+                           min_ess=cfg.min_ess)
+    if w.guarded:
+        log(f"epoch {epoch + 1}: ESS guard: raw ESS {w.ess_raw:.4f} of faces is below --min-ess {cfg.min_ess}; "
+            f"weights tempered with exponent {w.temper:.3f} -> ESS {w.ess:.3f}")
+    return w.p
+
+
+def _start_jtt_final_model(st: _State, cfg: TrainConfig, ts: _TrainSet, device: torch.device,
+                           log: Callable[[str], None]) -> None:
+    """JTT's second stage: record the identification model's errors, then start a fresh model."""
+    s, _ = predict_scores(st.model, ts.images, len(ts.ds), device)
+    st.jtt_err = (s >= 0.5).astype(np.float32) != ts.labels
+    log(f"JTT: identification model errs on {int(st.jtt_err.sum())} of {len(ts.ds)} training images; "
+        f"upweighting them x{cfg.jtt_lambda} and retraining from scratch")
+    torch.manual_seed(cfg.seed + 1)
+    st.model.load_state_dict(build_model(cfg, ts.size).to(device).state_dict())
+    st.opt = torch.optim.Adam(st.model.parameters(), lr=cfg.lr)
+
+
+def _epoch_batches(cfg: TrainConfig, ts: _TrainSet, st: _State, lab: _Labelled, epoch: int, n_batches: int,
+                   device: torch.device, log: Callable[[str], None]) -> tuple[list | BatchPlan, np.ndarray, float]:
+    """This epoch's batches, the face sampling distribution they follow, and the seconds spent resampling."""
+    resample_s, p_nonface = 0.0, None
+    p_face = np.full(len(ts.face_pos), 1.0 / len(ts.face_pos))
+    if cfg.method == "dbvae" and epoch >= cfg.resample_from:
+        if st.p_latent is None or cfg.refresh_weights:  # --freeze-weights keeps the first resampling's weights
+            tr = time.perf_counter()
+            st.p_latent = _latent_weights(st.model, cfg, ts, device, epoch, log)
+            resample_s = time.perf_counter() - tr
+        p_face = st.p_latent
+    elif lab.p_face is not None:
+        p_face = lab.p_face
+    elif cfg.method == "jtt" and st.jtt_err is not None:
+        p_face = jtt_weights(st.jtt_err[ts.face_pos], cfg.jtt_lambda)
+        p_nonface = jtt_weights(st.jtt_err[ts.nonface_pos], cfg.jtt_lambda)
+    if cfg.method == "standard" or (cfg.method == "jtt" and st.jtt_err is None):
+        perm = np.random.default_rng([cfg.seed, epoch, 7]).permutation(len(ts.ds))
+        return [perm[i:i + cfg.batch_size] for i in range(0, n_batches * cfg.batch_size, cfg.batch_size)], p_face, 0.0
+    return BatchPlan(ts.face_pos, p_face, ts.nonface_pos, batch_size=cfg.batch_size, face_ratio=cfg.face_ratio,
+                     n_batches=n_batches, seed=cfg.seed, epoch=epoch, p_nonface=p_nonface), p_face, resample_s
+
+
+def _write_run(out: Path, st: _State, cfg: TrainConfig, ts: _TrainSet, p_face: np.ndarray) -> None:
+    _save_atomic({"state_dict": st.model.state_dict(), "arch": _arch(cfg, ts.size)}, out / "model.pt")
+    pd.DataFrame(st.history).to_csv(out / "history.csv", index=False, float_format="%.6g")
+    pd.DataFrame(st.timing).to_csv(out / "timing.csv", index=False, float_format="%.4g")
+    ff = ts.face_frame
+    sw = ff[[c for c in ("image", *DIAGNOSTIC_COLUMNS, "skin_tone") if c in ff.columns]].copy()
+    sw["p"] = p_face
+    sw.to_csv(out / "sampling_weights.csv", index=False, float_format="%.6g")
+
+
+def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, world: int,
+         progress: Callback | None, log: Callable[[str], None] | None) -> pd.DataFrame:
+    log = log or (lambda msg: None)
+    device = resolve_device(cfg.device)
+    ts = _load_train_set(data, cfg)
+    lab = _labelled(cfg, ts, log)
+    if resume:
+        _check_resume_options(cfg, out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        to_json(cfg, out / "config.json", data=str(data.resolve()), size=ts.size, n_train=len(ts.ds),
+                n_train_faces=len(ts.face_pos), torch=torch.__version__, world_size=world)
+    ckpt_path = out / "checkpoint.pt"
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, ts.size).to(device)
+    st = _State(model, torch.optim.Adam(model.parameters(), lr=cfg.lr))
+    if resume:
+        if not ckpt_path.exists():
+            raise TrainingError(f"--resume: no checkpoint at {ckpt_path}; start without --resume.")
+        st.restore(ckpt_path, device, lab.dro)
+        log(f"resumed from {ckpt_path} after epoch {st.epoch - 1}")
     # JTT trains its identification model for jtt_epochs first, then the final model for `epochs`
     total_epochs = cfg.epochs + (cfg.jtt_epochs if cfg.method == "jtt" else 0)
-    for epoch in range(start_epoch, total_epochs):
+    step = _wrap_step(model, cfg, device, world, total_epochs * len(ts.ds), log)
+    n_batches = max(1, len(ts.ds) // cfg.batch_size)
+    p_face = np.full(len(ts.face_pos), 1.0 / len(ts.face_pos))
+    for epoch in range(st.epoch, total_epochs):
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed * 100_003 + epoch)
-        # --- choose this epoch's sampling distribution over faces
-        resample_s = 0.0
-        if cfg.method == "jtt" and epoch == cfg.jtt_epochs and jtt_err is None:
-            s, _ = predict_scores(model, images, len(ds), device)
-            jtt_err = (s >= 0.5).astype(np.float32) != labels
-            log(f"JTT: identification model errs on {int(jtt_err.sum())} of {len(ds)} training images; "
-                f"upweighting them x{cfg.jtt_lambda} and retraining from scratch")
-            torch.manual_seed(cfg.seed + 1)
-            model.load_state_dict(build_model(cfg, size).to(device).state_dict())
-            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        p_nonface = None
-        if cfg.method == "dbvae" and epoch >= cfg.resample_from:
-            if p_latent is None or cfg.refresh_weights:  # --freeze-weights keeps the first resampling's weights
-                tr = time.perf_counter()
-                _, mu = predict_scores(model, lambda pos: images(face_pos[pos]), len(face_pos), device,
-                                       with_latent=True)
-                if cfg.density == "gmm":
-                    weights = gmm_weights(mu, random_state=cfg.seed, min_ess=cfg.min_ess)
-                else:
-                    weights = latent_weights(mu, bins=cfg.bins, alpha=cfg.alpha, combine=cfg.combine,
-                                             temperature=cfg.temperature, min_ess=cfg.min_ess)
-                p_latent = weights.p
-                resample_s = time.perf_counter() - tr
-                if weights.guarded:
-                    log(f"epoch {epoch + 1}: ESS guard: raw ESS {weights.ess_raw:.4f} of faces is below --min-ess "
-                        f"{cfg.min_ess}; weights tempered with exponent {weights.temper:.3f} -> ESS {weights.ess:.3f}")
-            p_face = p_latent
-        elif p_labelled is not None:
-            p_face = p_labelled
-        elif cfg.method == "jtt" and jtt_err is not None:
-            p_face = jtt_weights(jtt_err[face_pos], cfg.jtt_lambda)
-            p_nonface = jtt_weights(jtt_err[nonface_pos], cfg.jtt_lambda)
+        if cfg.method == "jtt" and epoch == cfg.jtt_epochs and st.jtt_err is None:
+            _start_jtt_final_model(st, cfg, ts, device, log)
+        batches, p_face, resample_s = _epoch_batches(cfg, ts, st, lab, epoch, n_batches, device, log)
         ess = ess_fraction(p_face)
-        if cfg.method == "standard" or (cfg.method == "jtt" and jtt_err is None):
-            rng = np.random.default_rng([cfg.seed, epoch, 7])
-            perm = rng.permutation(len(ds))
-            batches = [perm[i:i + cfg.batch_size] for i in range(0, n_batches * cfg.batch_size, cfg.batch_size)]
-        else:
-            batches = BatchPlan(face_pos, p_face, nonface_pos, batch_size=cfg.batch_size, face_ratio=cfg.face_ratio,
-                                n_batches=n_batches, seed=cfg.seed, epoch=epoch, p_nonface=p_nonface)
         if progress:
             progress(0, total=n_batches, description=f"epoch {epoch + 1}/{total_epochs}", info=f"ESS {ess:.2f}")
         tt = time.perf_counter()
         aug = None
         if cfg.augment:
-            aug_seed = int(np.random.SeedSequence([cfg.seed, epoch, rank, 11]).generate_state(1)[0])
-            aug = torch.Generator().manual_seed(aug_seed)
-        losses = train_one_epoch(step, opt, batches, images, labels, device, rank=rank, world=world,
-                                 workers=cfg.workers, aug=aug, groups=groups, dro=dro, progress=progress)
+            aug_seed = np.random.SeedSequence([cfg.seed, epoch, rank, 11]).generate_state(1)[0]
+            aug = torch.Generator().manual_seed(int(aug_seed))
+        losses = train_one_epoch(step, st.opt, batches, ts.images, ts.labels, device, rank=rank, world=world,
+                                 workers=cfg.workers, aug=aug, groups=lab.groups, dro=lab.dro, progress=progress)
         train_s = time.perf_counter() - tt
         row = {"epoch": epoch, **losses, "ess": ess}
-        if dro is not None:
-            row.update({f"dro_q[{k}]": float(v) for k, v in zip([*uniques, "non-face"], dro.q)})
-        if val is not None:
-            row.update(evaluate(model, val, val_images, device))
-        row.update({f"mass[{k}]": v for k, v in mass_by_group(p_face, face_frame, DIAGNOSTIC_COLUMNS).items()})
-        history.append(row)
-        timing.append({"epoch": epoch, "epoch_s": time.perf_counter() - t0, "train_s": train_s,
-                       "resample_s": resample_s, "img_per_s": n_batches * cfg.batch_size / train_s})
+        if lab.dro is not None:
+            row.update({f"dro_q[{k}]": float(v) for k, v in zip(lab.names, lab.dro.q)})
+        if ts.val is not None:
+            row.update(evaluate(st.model, ts.val, ts.val_images, device))
+        row.update({f"mass[{k}]": v for k, v in mass_by_group(p_face, ts.face_frame, DIAGNOSTIC_COLUMNS).items()})
+        st.history.append(row)
+        st.timing.append({"epoch": epoch, "epoch_s": time.perf_counter() - t0, "train_s": train_s,
+                          "resample_s": resample_s, "img_per_s": n_batches * cfg.batch_size / train_s})
         log(f"epoch {epoch + 1}/{total_epochs}: loss {losses['loss']:.4f}, ESS {ess:.3f}"
             + (f", val acc {row['val_acc']:.4f}" if "val_acc" in row else "")
-            + (f", resampling {resample_s:.2f}s of {timing[-1]['epoch_s']:.2f}s" if resample_s else ""))
+            + (f", resampling {resample_s:.2f}s of {st.timing[-1]['epoch_s']:.2f}s" if resample_s else ""))
+        st.epoch = epoch + 1
         if rank == 0:
-            _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch,
-                          "history": json.dumps(history), "timing": json.dumps(timing),
-                          "jtt_err": torch.from_numpy(jtt_err) if jtt_err is not None else None,
-                          "dro_q": torch.from_numpy(dro.q) if dro is not None else None,
-                          "p_latent": torch.from_numpy(p_latent) if p_latent is not None else None}, ckpt_path)
-    hist = pd.DataFrame(history)
+            st.save(ckpt_path, lab.dro)
     if rank == 0:
-        _save_atomic({"state_dict": model.state_dict(), "arch": _arch(cfg, size)}, out / "model.pt")
-        hist.to_csv(out / "history.csv", index=False, float_format="%.6g")
-        pd.DataFrame(timing).to_csv(out / "timing.csv", index=False, float_format="%.4g")
-        sw = face_frame[[c for c in ("image", *DIAGNOSTIC_COLUMNS, "skin_tone") if c in face_frame.columns]].copy()
-        sw["p"] = p_face
-        sw.to_csv(out / "sampling_weights.csv", index=False, float_format="%.6g")
-    return hist
+        _write_run(out, st, cfg, ts, p_face)
+    return pd.DataFrame(st.history)
 
 
 class _CompileOrEager(nn.Module):
