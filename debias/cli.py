@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from debias.errors import DebiasError
+
 app = typer.Typer(help="Audit face detectors for bias across skin tone, pose and gender, and retrain them "
                        "with debiased (DB-VAE) sampling.", no_args_is_help=True, rich_markup_mode="markdown",
                   pretty_exceptions_show_locals=False)
@@ -252,27 +254,19 @@ def data_annotate(
 
         debias data annotate data/ppb-sample --skin-tone
     """
-    import numpy as np
-    import pandas as pd
-
-    from debias.data.manifest import ManifestDataset, ManifestError, read_manifest
-    from debias.data.skin_tone import annotate
+    from debias.data.manifest import ManifestError, read_manifest
+    from debias.data.skin_tone import annotate_manifest
 
     if not skin_tone:
         fail("nothing to annotate; pass --skin-tone.")
     try:
-        m = read_manifest(root)
-        ds = ManifestDataset(root, "all", frame=m, size=None)
+        n_faces = int((read_manifest(root)["label"] == 1).sum())
+        with progress_bar("ITA", n_faces) as advance:
+            counts = annotate_manifest(root, progress=advance)
     except ManifestError as e:
         fail(str(e))
-    faces = np.flatnonzero(m["label"].to_numpy() == 1)
-    with progress_bar("ITA", len(faces)) as advance:
-        est = annotate(lambda pos: ds.images_uint8(faces[pos]), len(faces), progress=advance)
-    for c in est.columns:
-        m[c] = pd.Series(est[c].to_numpy(), index=m.index[faces]).reindex(m.index)
-    m.to_csv(root / "manifest.csv", index=False)
-    console.print(f"annotated {len(faces)} faces in {root}/manifest.csv: " +
-                  ", ".join(f"{k} {v}" for k, v in est["skin_group_est"].value_counts().items()))
+    console.print(f"annotated {n_faces} faces in {root}/manifest.csv: " +
+                  ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -331,52 +325,26 @@ def train(
 
         torchrun --nproc_per_node=2 -m debias train data/synthfaces --out runs/ddp
     """
-    import dataclasses
-    import os
-
     from debias.config import TrainConfig
     from debias.data.manifest import ManifestError
-    from debias.train import TrainingError, fit
+    from debias.train import TrainingError, distributed, fit
 
+    options = {k: v for k, v in locals().items() if k in TrainConfig.__dataclass_fields__}
     try:
-        cfg = TrainConfig(method=method, arch=arch, width=width, latent_dim=latent_dim, beta=beta, c_rec=c_rec,
-                          rec_norm=rec_norm, rec_region=rec_region, augment=augment, density=density, epochs=epochs,
-                          batch_size=batch_size, lr=lr, seed=seed, device=device,
-                          workers=workers, compile=compile, bins=bins, alpha=alpha, combine=combine,
-                          temperature=temperature, min_ess=min_ess, resample_from=resample_from,
-                          refresh_weights=refresh_weights,
-                          face_ratio=face_ratio, balance_by=_csv(balance_by), balance_power=balance_power,
-                          dro_eta=dro_eta, jtt_epochs=jtt_epochs,
-                          jtt_lambda=jtt_lambda, max_train=max_train)
+        cfg = TrainConfig(**{**options, "balance_by": _csv(balance_by)})
     except ValueError as e:
         fail(str(e))
-    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
-    rank = int(os.environ.get("RANK", "0"))
-    if world > 1:
-        import torch
-        import torch.distributed as dist
-
-        dist.init_process_group("nccl" if torch.cuda.is_available() and device != "cpu" else "gloo")
-        if torch.cuda.is_available() and device != "cpu":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-            cfg = dataclasses.replace(cfg, device="cuda")
-    log = (lambda m: console.print(m)) if rank == 0 else None
     try:
-        if rank == 0:
-            with progress_bar("training", None) as advance:
-                fit(data, cfg, out, resume=resume, overwrite=overwrite, rank=rank, world=world, progress=advance,
-                    log=log)
-        else:
-            fit(data, cfg, out, resume=resume, overwrite=overwrite, rank=rank, world=world)
+        with distributed(cfg) as (cfg, rank, world):
+            if rank == 0:
+                with progress_bar("training", None) as advance:
+                    fit(data, cfg, out, resume=resume, overwrite=overwrite, rank=rank, world=world, progress=advance,
+                        log=lambda m: console.print(m))
+                console.print(f"wrote {out}/model.pt, history.csv, sampling_weights.csv, config.json")
+            else:
+                fit(data, cfg, out, resume=resume, overwrite=overwrite, rank=rank, world=world)
     except (ManifestError, TrainingError, KeyError) as e:
         fail(str(e).strip('"'))
-    finally:
-        if world > 1:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-    if rank == 0:
-        console.print(f"wrote {out}/model.pt, history.csv, sampling_weights.csv, config.json")
 
 
 @app.command("export")
@@ -472,25 +440,16 @@ RECIPE_KEYS = ("data", "model", "predictions", "out", "by", "split", "threshold"
 
 def _apply_recipe(ctx: typer.Context, recipe: Path, values: dict) -> dict:
     """Recipe values fill every option the user did not give on the command line."""
-    import tomllib
+    from debias.config import read_recipe
 
     try:
-        r = tomllib.loads(recipe.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        fail(f"recipe {recipe} could not be read: {e}")
-    unknown = sorted(set(r) - set(RECIPE_KEYS))
-    if unknown:
-        fail(f"recipe {recipe} has unknown key(s) {', '.join(unknown)}; known keys: {', '.join(RECIPE_KEYS)}.")
+        r = read_recipe(recipe, RECIPE_KEYS)
+    except DebiasError as e:
+        fail(str(e))
     for k, v in r.items():
         source = ctx.get_parameter_source(k)
         if source is None or source.name == "DEFAULT" or values.get(k) is None:
-            if k in ("data", "out", "predictions"):
-                v = Path(v)
-            elif k == "model" and isinstance(v, str):
-                v = [v]
-            elif k in ("by", "mean", "std") and isinstance(v, list):
-                v = ",".join(map(str, v))
-            values[k] = v
+            values[k] = ",".join(map(str, v)) if k in ("by", "mean", "std") else v
     return values
 
 

@@ -190,4 +190,33 @@ def to_json(cfg: Any, path: str | Path, **extra: Any) -> None:
     Path(path).write_text(json.dumps(d, indent=2, default=str) + "\n")
 
 
-__all__ = ["SynthConfig", "TrainConfig", "AuditConfig", "to_json"]
+def read_recipe(path: str | Path, keys: tuple[str, ...]) -> dict:
+    """Read an audit recipe (TOML, see ``audits/``): only ``keys`` are allowed.
+
+    Paths (``data``, ``out``, ``predictions``) become :class:`~pathlib.Path`, ``model`` a list of
+    specs, and ``by``, ``mean`` and ``std`` lists of strings (a TOML list or one comma-separated
+    string). Raises :class:`~debias.errors.DebiasError` naming the file for an unreadable recipe or
+    an unknown key.
+    """
+    import tomllib
+
+    from debias.errors import DebiasError
+
+    try:
+        r = tomllib.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise DebiasError(f"recipe {path} could not be read: {e}") from None
+    unknown = sorted(set(r) - set(keys))
+    if unknown:
+        raise DebiasError(f"recipe {path} has unknown key(s) {', '.join(unknown)}; known keys: {', '.join(keys)}.")
+    for k, v in r.items():
+        if k in ("data", "out", "predictions"):
+            r[k] = Path(v)
+        elif k == "model":
+            r[k] = [v] if isinstance(v, str) else list(v)
+        elif k in ("by", "mean", "std"):
+            r[k] = [str(x).strip() for x in (v if isinstance(v, list) else str(v).split(",")) if str(x).strip()]
+    return r
+
+
+__all__ = ["SynthConfig", "TrainConfig", "AuditConfig", "to_json", "read_recipe"]

@@ -11,8 +11,34 @@ runner = CliRunner()
 def test_help_lists_commands():
     r = runner.invoke(app, ["--help"])
     assert r.exit_code == 0
-    for cmd in ("data",):
-        assert cmd in r.output
+    for cmd in ("data", "train", "export", "audit", "report", "demo"):
+        assert f" {cmd} " in r.output, cmd
+    r = runner.invoke(app, ["data", "--help"])
+    for cmd in ("synth", "import", "pack", "annotate", "preview"):
+        assert f" {cmd} " in r.output, cmd
+
+
+def test_annotate_adds_estimates_to_face_rows_only(tmp_path, tiny_synth):
+    import shutil
+
+    import numpy as np
+
+    from debias.data.manifest import ManifestDataset
+    from debias.data.skin_tone import annotate
+
+    root = tmp_path / "ds"
+    shutil.copytree(tiny_synth, root)
+    r = runner.invoke(app, ["data", "annotate", str(root), "--skin-tone"])
+    assert r.exit_code == 0, r.output
+    m = pd.read_csv(root / "manifest.csv")
+    faces = m.label == 1
+    assert m.loc[faces, "skin_group_est"].notna().all() and m.loc[~faces, "skin_group_est"].isna().all()
+    ds = ManifestDataset(tiny_synth, "all")  # the estimates are annotate()'s on the same images, in row order
+    f = np.flatnonzero(ds.frame.label.to_numpy() == 1)
+    est = annotate(lambda pos: ds.images_uint8(f[pos]), len(f))
+    np.testing.assert_allclose(m.loc[faces, "ita"].to_numpy(), est.ita.to_numpy(), rtol=1e-5)
+    r = runner.invoke(app, ["data", "annotate", str(root)])
+    assert r.exit_code == 2 and "--skin-tone" in r.output
 
 
 def test_synth_and_preview(tmp_path):

@@ -96,3 +96,26 @@ def annotate(images: Callable[[np.ndarray], np.ndarray], n: int, *, batch: int =
     df = pd.DataFrame(rows, columns=["ita", "ita_class", "skin_group_est", "skin_tone_est", "skin_tone_confidence"])
     df["skin_tone_est"] = df["skin_tone_est"].astype("Int64")
     return df
+
+
+def annotate_manifest(root, *, progress: Callable | None = None) -> pd.Series:
+    """Estimate skin tone (ITA) for every face of the dataset ``root`` and add the columns to its manifest.
+
+    The manifest is rewritten atomically with ``ita``, ``ita_class``, ``skin_group_est``,
+    ``skin_tone_est`` and ``skin_tone_confidence`` on face rows (empty on non-faces). Returns the
+    count of faces per estimated skin group. ``progress(n)`` is called as faces are done.
+    """
+    from pathlib import Path
+
+    from debias.data.manifest import ManifestDataset, read_manifest
+    from debias.files import write_csv
+
+    root = Path(root)
+    m = read_manifest(root)
+    ds = ManifestDataset(root, "all", frame=m, size=None)
+    faces = np.flatnonzero(m["label"].to_numpy() == 1)
+    est = annotate(lambda pos: ds.images_uint8(faces[pos]), len(faces), progress=progress)
+    for c in est.columns:
+        m[c] = pd.Series(est[c].to_numpy(), index=m.index[faces]).reindex(m.index)
+    write_csv(m, root / "manifest.csv")
+    return est["skin_group_est"].value_counts()

@@ -323,3 +323,23 @@ def test_verdict_sentence_follows_the_interval():
                     "(difference +6, 95% CI +0 to +11).")
     assert v[1].startswith("balanced narrowed the skin_group gap") and "difference -71" in v[1]
     assert v[2].startswith("x did not measurably change the pose gap")
+
+
+def test_read_recipe_normalises_values_and_names_unknown_keys(tmp_path):
+    from pathlib import Path
+
+    from debias.cli import RECIPE_KEYS
+    from debias.config import read_recipe
+    from debias.errors import DebiasError
+
+    r = tmp_path / "r.toml"
+    r.write_text('data = "d"\nmodel = "opencv:haar-frontal-default"\nby = "skin_group, gender"\nmean = [0.5, 0.5, 0.5]\n')
+    assert read_recipe(r, RECIPE_KEYS) == {"data": Path("d"), "model": ["opencv:haar-frontal-default"],
+                                           "by": ["skin_group", "gender"], "mean": ["0.5", "0.5", "0.5"]}
+    r.write_text('data = "d"\nmodels = ["x"]\n')
+    with pytest.raises(DebiasError, match=r"r.toml has unknown key\(s\) models"):
+        read_recipe(r, RECIPE_KEYS)
+    r.write_text('data = "d\n')
+    with pytest.raises(DebiasError, match="could not be read"):
+        read_recipe(r, RECIPE_KEYS)
+    _err(runner.invoke(app, ["audit", "--recipe", str(r)]), "r.toml could not be read")
