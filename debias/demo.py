@@ -1,7 +1,7 @@
 """The demo: synthetic data with a known bias, three models, one audit comparing them.
 
-Generate the embedded benchmark with its default bias; train ``standard``, ``dbvae`` and the labelled
-``balanced`` reference; audit all three on the balanced test split by skin group x pose x gender;
+Generate the embedded benchmark with its default bias; train ``standard``, ``dbvae`` (the frozen
+face-centre variant the benchmark found best) and the labelled ``balanced`` reference; audit all three on the balanced test split by skin group x pose x gender;
 write one comparison report with the DB-VAE's latent analysis.
 """
 from __future__ import annotations
@@ -31,9 +31,12 @@ class DemoConfig:
         return SynthConfig(seed=self.seed)
 
     def train(self, method: str) -> TrainConfig:
-        epochs = self.epochs or 5
-        return TrainConfig(method=method, epochs=epochs, seed=self.seed,
-                           compile=self.compile, device=self.device)
+        # the DB-VAE variant the debiasing benchmark found best without labels (README Results: it
+        # closes 48% [32, 60] of the representation gap over 5 seeds; the paper's settings close 10%):
+        # the density of a face-centre latent, computed after the first epoch and kept
+        best = dict(rec_region="center", min_ess=0.1, refresh_weights=False) if method == "dbvae" else {}
+        return TrainConfig(method=method, epochs=self.epochs or 5, seed=self.seed, compile=self.compile,
+                           device=self.device, **best)
 
     def audit(self) -> AuditConfig:
         return AuditConfig(by=("skin_group", "pose", "gender"), n_boot=300 if self.quick else 1000, seed=self.seed,
@@ -42,7 +45,7 @@ class DemoConfig:
 
 def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: Callable | None = None,
              log: Callable[[str], None] | None = None):
-    """Run the whole demo into ``out``; return the AuditResult of the comparison."""
+    """Run the whole demo into ``out``; return ``(AuditResult of the comparison, timings in seconds)``."""
     from debias.report.outputs import run_audit
     from debias.data.preview import preview_grid
     from debias.data.synth import generate
@@ -89,7 +92,8 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: Calla
         "figs": [("test faces by skin group x pose", base64.b64encode(preview.read_bytes()).decode("ascii"))]})
     # a run: adapter is named after its folder, which is the method's name
     result = run_audit(data, [f"run:{runs[m]}" for m in cfg.methods], cfg.audit(), out, progress=progress,
-                       title="debias demo: standard vs DB-VAE vs balanced oracle", extra_sections=sections)
+                       title="debias demo: standard vs DB-VAE vs balanced oracle", extra_sections=sections,
+                       lead=("dbvae", "skin_group"))
     timings["audit_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     (out / "demo_timing.json").write_text(json.dumps({**timings, "quick": cfg.quick}, indent=2) + "\n")

@@ -88,8 +88,11 @@ def _figures(pred: pd.DataFrame, metrics: pd.DataFrame, by: list, models: list, 
 
 
 def render_report(result, cfg, *, title: str, images: Callable | None = None, extra_sections: Sequence[dict] = (),
-                  summary: dict | None = None) -> str:
-    """HTML text of the report for an AuditResult."""
+                  summary: dict | None = None, lead: tuple[str, str] | None = None) -> str:
+    """HTML text of the report for an AuditResult.
+
+    ``lead = (model, grouping)``: that model's verdict on that grouping's gap opens the report.
+    """
     by = list(cfg.by)
     pred, metrics, disp = result.predictions, result.metrics, result.disparities
     models = list(dict.fromkeys(pred["model"]))
@@ -128,7 +131,7 @@ def render_report(result, cfg, *, title: str, images: Callable | None = None, ex
                    "dr": pct(result.summary["models"][m].get("detection_rate")),
                    "trend": result.summary["models"][m].get("skin_tone_trend")} for m in models]
     return _env().get_template("report.html.j2").render(
-        title=title, headline=headline(result), verdicts=verdicts(result.paired), estimated=result.estimated,
+        title=title, headline=headline(result), verdicts=verdicts(result.paired, lead=lead), estimated=result.estimated,
         skipped=result.skipped.to_dict("records"),
         figs=figs, coverage=coverage, summaries=summaries, disp_rows=disp_rows, galleries=galleries, paired=paired,
         model_info=model_info, methods=METHODS, too_few=TOO_FEW, cfg=cfg, extra_sections=list(extra_sections),

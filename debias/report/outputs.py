@@ -36,7 +36,8 @@ def versions() -> dict:
 
 def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, data: str | Path | None = None,
                   model_files: dict | None = None, title: str = "Face detection fairness audit",
-                  images: Callable | None = None, extra_sections: Sequence[dict] = ()) -> Path:
+                  images: Callable | None = None, extra_sections: Sequence[dict] = (),
+                  lead: tuple[str, str] | None = None) -> Path:
     """Write predictions.csv, metrics.csv, disparities.csv, paired.csv, summary.json and report.html."""
     from debias.audit.adapters import sha256_file
     from debias.report.html import render_report
@@ -65,7 +66,8 @@ def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, dat
         "headline": headline(result),
         **result.summary,
     }
-    html = render_report(result, cfg, title=title, images=images, extra_sections=extra_sections, summary=summary)
+    html = render_report(result, cfg, title=title, images=images, extra_sections=extra_sections, summary=summary,
+                         lead=lead)
     put("report.html", lambda t: t.write_text(html, encoding="utf-8"))
     summary["outputs"] = [*written, "summary.json"]
     _remove_stale(out, set(summary["outputs"]))
@@ -99,10 +101,12 @@ def _remove_stale(out: Path, keep: set[str]) -> None:
 def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: str | Path, *,
               predictions_csv: str | Path | None = None, progress: Callable | None = None,
               torch_device: str = "cpu", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
-              title: str = "Face detection fairness audit", extra_sections: Sequence[dict] = ()) -> AuditResult:
+              title: str = "Face detection fairness audit", extra_sections: Sequence[dict] = (),
+              lead: tuple[str, str] | None = None) -> AuditResult:
     """Audit ``models`` (adapter specs) or a predictions CSV on dataset ``data``; write ``out``.
 
-    ``title`` and ``extra_sections`` go to the HTML report (the demo adds its latent analysis there).
+    ``title`` and ``extra_sections`` go to the HTML report (the demo adds its latent analysis there);
+    ``lead = (model, grouping)`` opens the report with that model's verdict on that grouping's gap.
     """
     from debias.audit.adapters import sha256_file
     from debias.audit.predict import predictions_from_csv
@@ -132,7 +136,7 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
     result.skipped = skipped
     images = thumbnail_reader(data) if cfg.thumbnails and data is not None else None
     write_outputs(result, out, cfg, data=data, model_files=files, images=images, title=title,
-                  extra_sections=extra_sections)
+                  extra_sections=extra_sections, lead=lead)
     return result
 
 

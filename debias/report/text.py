@@ -58,12 +58,19 @@ def headline(result) -> list[str]:
     return lines
 
 
-def verdicts(paired: pd.DataFrame) -> list[str]:
-    """One plain sentence per compared model and grouping: did it narrow the gap, with the interval."""
+def verdicts(paired: pd.DataFrame, lead: tuple[str, str] | None = None) -> list[str]:
+    """One plain sentence per compared model and grouping: did it narrow the gap, with the interval.
+
+    ``lead = (model, grouping)`` puts that sentence first.
+    """
     out = []
     if paired is None or not len(paired):
         return out
-    for _, r in paired[paired["statistic"] == "max_min_gap"].iterrows():
+    rows = paired[paired["statistic"] == "max_min_gap"]
+    if lead is not None:
+        first = (rows["model"] == lead[0]) & (rows["grouping"] == lead[1])
+        rows = pd.concat([rows[first], rows[~first]])
+    for _, r in rows.iterrows():
         d, lo, hi = (100 * r[k] for k in ("difference", "ci_low", "ci_high"))
         if hi < 0:
             verb = "narrowed"

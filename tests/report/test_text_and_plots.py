@@ -53,3 +53,13 @@ def test_verdict_follows_the_interval(lo, hi, verb):
     assert verdicts(paired) == [f"dbvae {verb} the skin_group gap compared with standard: 30 vs 35 points "
                                 f"(difference -5, 95% CI {100 * lo:+.0f} to {100 * hi:+.0f})."]
     assert headline(_result(paired))[-1].startswith("dbvae narrows the skin_group gap from 35.0 to 30.0 points")
+
+
+def test_lead_verdict_comes_first():
+    rows = [dict(statistic="max_min_gap", model=m, baseline="standard", grouping=g, model_value=0.3,
+                 baseline_value=0.35, difference=-0.05, ci_low=-0.09, ci_high=-0.01)
+            for m in ("balanced", "dbvae") for g in ("pose", "skin_group")]
+    paired = pd.DataFrame(rows)
+    assert verdicts(paired)[0].startswith("balanced narrowed the pose gap")
+    lines = verdicts(paired, lead=("dbvae", "skin_group"))
+    assert lines[0].startswith("dbvae narrowed the skin_group gap") and len(lines) == 4
