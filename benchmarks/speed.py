@@ -106,17 +106,31 @@ def bench_inference(tmp):
     test = m[m.split == "test"]
     x = np.load(tmp / "d" / "images.npy")[test.image.to_numpy()]
     model, _ = load_run(tmp / "s")
-    t = time.perf_counter()
-    with torch.no_grad():
-        for s in range(0, len(x), 256):
-            model(to_tensor(x[s:s + 256]))
-    bare = len(x) / (time.perf_counter() - t)
+
+    def bare() -> float:  # the model alone on the same images and batch size, sigmoid included
+        t = time.perf_counter()
+        with torch.no_grad():
+            for s in range(0, len(x), 256):
+                torch.sigmoid(model(to_tensor(x[s:s + 256])))
+        return len(x) / (time.perf_counter() - t)
+
+    def audit() -> float:
+        t = time.perf_counter()
+        predict(tmp / "d", [a], split="test")
+        return len(x) / (time.perf_counter() - t)
+
     a = load_adapter(f"run:{tmp / 's'}")
-    t = time.perf_counter()
-    predict(tmp / "d", [a], split="test")
-    ours = len(x) / (time.perf_counter() - t)
-    print(f"audit inference: {ours:.0f} img/s (with covariates) vs bare model {bare:.0f} img/s: {ours / bare:.2f}x")
-    append_result("audit_inference_ratio", ours / bare, "x bare inference", f"{len(x)} test images", CMD.format("inference"))
+    (tmp / "d" / "covariates.npz").unlink(missing_ok=True)
+    b0 = bare()
+    cold = audit()  # first audit of this dataset: computes the image covariates and caches them
+    warm = max(audit(), audit())  # every later audit reads them from covariates.npz
+    b = max(b0, bare(), bare())
+    print(f"audit inference: first audit {cold:.0f} img/s ({cold / b:.2f}x), later audits {warm:.0f} img/s "
+          f"({warm / b:.2f}x) vs bare model {b:.0f} img/s (best of 3)")
+    append_result("audit_inference_ratio_first", cold / b, "x bare inference",
+                  f"{len(x)} test images, covariates computed", CMD.format("inference"))
+    append_result("audit_inference_ratio", warm / b, "x bare inference",
+                  f"{len(x)} test images, covariates cached", CMD.format("inference"))
 
 
 def bench_demo(tmp):

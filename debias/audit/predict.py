@@ -12,9 +12,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from debias.audit.adapters import Adapter, to_probability
+from debias.audit.adapters import Adapter, sha256_file, to_probability
 from debias.data.manifest import is_packed, load_image, read_manifest, read_rows, select_split
 from debias.errors import DebiasError
+from debias.files import atomic_write
 
 COVARIATES = ("width", "height", "brightness", "contrast", "sharpness")
 
@@ -59,6 +60,53 @@ def batch_covariates(images: np.ndarray) -> np.ndarray:
     return out
 
 
+COVARIATE_CACHE = "covariates.npz"
+
+
+class CovariateCache:
+    """Image covariates of a packed dataset, computed once and kept beside its manifest.
+
+    ``covariates.npz`` holds one row per image of ``images.npy`` (NaN where not yet computed) and
+    the key it was computed under: the sha256 of ``manifest.csv`` plus the size and modification
+    time of ``images.npy``. A changed manifest or array makes the cache stale and it is rebuilt. A
+    read-only dataset folder only loses the cache, never the audit.
+    """
+
+    def __init__(self, root: Path, n_images: int):
+        self.path = root / COVARIATE_CACHE
+        st = (root / "images.npy").stat()
+        self.key = f"{sha256_file(root / 'manifest.csv')}:{st.st_size}:{st.st_mtime_ns}"
+        self.values = np.full((n_images, len(COVARIATES)), np.nan)
+        self.dirty = False
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                if str(z["key"]) == self.key and z["values"].shape == self.values.shape:
+                    self.values = z["values"].copy()
+        except (OSError, KeyError, ValueError):  # absent, unreadable or another layout: recompute
+            pass
+
+    def get(self, idx: np.ndarray, images: Callable[[], np.ndarray]) -> np.ndarray:
+        """Covariates of images ``idx``; ``images()`` reads those images, called only when some are new."""
+        missing = np.isnan(self.values[idx, 0])
+        if missing.any():
+            self.values[idx[missing]] = batch_covariates(images()[missing])
+            self.dirty = True
+        return self.values[idx]
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+
+        def write(t: Path) -> None:
+            with open(t, "wb") as f:  # a file object: np.savez would add .npz to a temporary name
+                np.savez(f, values=self.values, key=np.array(self.key))
+
+        try:
+            atomic_write(self.path, write)
+        except OSError:  # read-only dataset: the audit goes on without a cache
+            pass
+
+
 def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test", batch_size: int = 256,
             shard: tuple[int, int] = (0, 1), progress: Callable | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every image of ``split`` with every adapter.
@@ -76,6 +124,7 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
     k, n = shard
     frame = frame.iloc[k::n]
     packed = np.load(root / "images.npy", mmap_mode="r") if is_packed(root) else None
+    cache = CovariateCache(root, len(packed)) if packed is not None else None
     attr_cols = [c for c in frame.columns if c not in ("image", "label", "split", "row", "path")]
     scores = {a.name: np.full(len(frame), np.nan) for a in adapters}
     cov = np.full((len(frame), len(COVARIATES)), np.nan)
@@ -96,8 +145,8 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
                     skipped.append({"row": int(part["row"].iloc[j]), "image": str(rel),
                                     "reason": f"{type(e).__name__}: {e}"[:200]})
         if len(imgs):
-            if packed is not None:
-                cov[pos] = batch_covariates(imgs)
+            if cache is not None:
+                cov[pos] = cache.get(part["image"].to_numpy(int), lambda: imgs)
             else:
                 for j, im in zip(pos, imgs):
                     cov[j] = image_covariates(im)
@@ -105,6 +154,8 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
                 scores[a.name][pos] = a.score(imgs)
         if progress:
             progress(len(part))
+    if cache is not None:
+        cache.save()
     if len(skipped) == len(frame) and len(frame):
         first = "; ".join(f"{d['image']} ({d['reason']})" for d in skipped[:3])
         raise PredictionsError(f"none of the {len(frame)} images of the {split} split of {root} could be read; "
