@@ -133,9 +133,9 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
         groups = []
         for combo in itertools.product(*(levels[c] for c in grouping)):
             keyvals = {c: (combo[grouping.index(c)] if c in grouping else "*") for c in by}
-            member = faces.copy()
-            member[faces] = np.all([attrs[c].to_numpy() == keyvals[c] for c in grouping], axis=0)
             cells_in = np.array([all(ct[by.index(c)] == keyvals[c] for c in grouping) for ct in st.cells], bool)
+            member = faces.copy()
+            member[faces] = cells_in[st.codes]  # a face is in the group when its finest cell is
             g_rows, g = st.group_rows(gname, " / ".join(combo), keyvals, member, cells_in)
             rows += g_rows
             groups.append(g)
@@ -240,6 +240,7 @@ class _Stats:
     hit: np.ndarray  # (images,) 0/1 at the threshold
     score: np.ndarray
     faces: np.ndarray  # (images,) bool
+    codes: np.ndarray  # (faces,) finest cell of each face, an index into ``cells``
     auc_part: np.ndarray
     boot: object  # stats.Bootstrap: sums per stratum (cells, then the non-faces)
     cells: list  # the finest intersection cells, as tuples of levels
@@ -265,7 +266,7 @@ class _Stats:
         probs = bool(np.all((score >= 0) & (score <= 1)))
         calibration = _Calibration.build(score, faces, codes, len(cells), n_boot, random_state) \
             if probs and n_neg else None
-        return cls(hit, score, faces, auc_part, boot, cells, n_boot, min_n, calibration)
+        return cls(hit, score, faces, codes, auc_part, boot, cells, n_boot, min_n, calibration)
 
     def false_positive_row(self) -> dict:
         """The false-positive rate over all non-faces (the bootstrap's last stratum)."""
