@@ -325,9 +325,12 @@ def train(
 
         torchrun --nproc_per_node=2 -m debias train data/synthfaces --out runs/ddp
     """
+    import dataclasses
+
     from debias.config import TrainConfig
     from debias.data.manifest import ManifestError
-    from debias.train import TrainingError, distributed, fit
+    from debias.models.run import distributed
+    from debias.train import TrainingError, fit
 
     options = {k: v for k, v in locals().items() if k in TrainConfig.__dataclass_fields__}
     try:
@@ -335,7 +338,8 @@ def train(
     except ValueError as e:
         fail(str(e))
     try:
-        with distributed(cfg) as (cfg, rank, world):
+        with distributed(cfg.device) as (rank, world, dev):
+            cfg = dataclasses.replace(cfg, device=dev)
             if rank == 0:
                 with progress_bar("training", None) as advance:
                     fit(data, cfg, out, resume=resume, overwrite=overwrite, rank=rank, world=world, progress=advance,
@@ -507,9 +511,11 @@ def audit(
 
         debias audit data/scenes -m mtcnn -m dlib:hog -m sliding:runs/std --iou 0.5 --fppi 0.1
     """
-    from debias.report.outputs import run_audit
+    import dataclasses
+
     from debias.data.manifest import ManifestError
-    from debias.models.run import resolve_device
+    from debias.models.run import distributed, resolve_device
+    from debias.report.outputs import run_audit
 
     if recipe is not None:
         given = list(model)
@@ -530,13 +536,21 @@ def audit(
                         pad, thumbnails, shard, scores)
     _check_fail_on_syntax(fail_on)
     try:
-        with progress_bar("scoring", None) as advance:
+        # under torchrun every rank scores a shard and rank 0 gathers them and runs the statistics
+        with distributed(device) as (rank, world, dev), \
+                (progress_bar("scoring", None) if rank == 0 else contextlib.nullcontext()) as advance:
+            if world > 1 and predictions is None:
+                cfg = dataclasses.replace(cfg, shard=(rank, world))
             result = run_audit(data, model, cfg, out, predictions_csv=predictions, progress=advance,
-                               torch_device=str(resolve_device(device)), mean=[float(v) for v in _csv(mean)],
-                               std=[float(v) for v in _csv(std)])
+                               torch_device=str(resolve_device(dev)), mean=[float(v) for v in _csv(mean)],
+                               std=[float(v) for v in _csv(std)], gather=world > 1 and predictions is None)
     except (ManifestError, KeyError, ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
         fail(str(e).strip('"'))
-    if cfg.shard != (0, 1):
+    if result is None:  # a torchrun rank other than 0: its shard went to rank 0
+        return
+    if world > 1 and predictions is None:
+        console.print(f"{world} processes scored {world} shards; rank 0 gathered them")
+    elif cfg.shard != (0, 1):
         console.print(f"wrote shard {shard} predictions to {out}; merge shards with `debias report merge`")
         return
     _finish_audit(result, out, fail_on)

@@ -18,14 +18,12 @@ the checkpoint of epoch e repeats epochs e+1... exactly as an uninterrupted run 
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import json
-import os
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -427,31 +425,6 @@ def _write_run(out: Path, st: _State, cfg: TrainConfig, ts: _TrainSet, p_face: n
     sw = ff[[c for c in ("image", *DIAGNOSTIC_COLUMNS, "skin_tone") if c in ff.columns]].copy()
     sw["p"] = p_face
     sw.to_csv(out / "sampling_weights.csv", index=False, float_format="%.6g")
-
-
-@contextlib.contextmanager
-def distributed(cfg: TrainConfig) -> Iterator[tuple[TrainConfig, int, int]]:
-    """The ``torchrun`` process group for the duration of the block; yields ``(cfg, rank, world)``.
-
-    Reads WORLD_SIZE, RANK and LOCAL_RANK from the environment (torchrun sets them). nccl on CUDA
-    unless ``cfg.device`` is cpu (each rank takes its LOCAL_RANK GPU and ``cfg.device`` becomes
-    cuda), gloo otherwise. Outside torchrun it yields ``(cfg, 0, 1)`` and sets nothing up.
-    """
-    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-    if world == 1:
-        yield cfg, 0, 1
-        return
-    import torch.distributed as dist
-
-    cuda = torch.cuda.is_available() and cfg.device != "cpu"
-    dist.init_process_group("nccl" if cuda else "gloo")
-    if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        cfg = dataclasses.replace(cfg, device="cuda")
-    try:
-        yield cfg, rank, world
-    finally:
-        dist.destroy_process_group()
 
 
 def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, world: int,

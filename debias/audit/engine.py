@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from debias.audit.metrics import TOO_FEW, audit_model
@@ -122,13 +123,22 @@ def merge_predictions(dirs: Sequence[str | Path]) -> tuple[pd.DataFrame, pd.Data
         if (d / "skipped.csv").exists():
             skips.append(pd.read_csv(d / "skipped.csv"))
     _check_shards(metas)
+    skipped = pd.concat(skips, ignore_index=True) if skips else pd.DataFrame(columns=["row", "image", "reason"])
+    return concat_shards(preds), skipped, metas[0][1].get("model_files_sha256", {})
+
+
+def concat_shards(preds: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Shards' predictions as one table in the order an unsharded audit has: models as given, rows ascending.
+
+    The model order matters: the first model is the baseline of every paired comparison.
+    """
     pred = pd.concat(preds, ignore_index=True)
     dup = pred.duplicated(["row", "model"])
     if dup.any():
         raise ValueError(f"{int(dup.sum())} image/model pairs appear in more than one shard; merge each shard once.")
-    skipped = pd.concat(skips, ignore_index=True) if skips else pd.DataFrame(columns=["row", "image", "reason"])
-    files = metas[0][1].get("model_files_sha256", {})
-    return pred.sort_values(["model", "row"], kind="stable").reset_index(drop=True), skipped, files
+    rank = {m: i for i, m in enumerate(dict.fromkeys(preds[0]["model"]))}
+    order = np.lexsort((pred["row"].to_numpy(), pred["model"].map(rank).fillna(len(rank)).to_numpy()))
+    return pred.iloc[order].reset_index(drop=True)
 
 
 def _check_shards(metas: list[tuple[Path, dict]]) -> None:
@@ -189,4 +199,5 @@ def compare_audits(dirs: Sequence[str | Path]) -> pd.DataFrame:
     return pd.concat(preds, ignore_index=True)
 
 
-__all__ = ["AuditResult", "audit_table", "check_fail_on", "merge_predictions", "compare_audits", "score_models"]
+__all__ = ["AuditResult", "audit_table", "check_fail_on", "merge_predictions", "concat_shards", "compare_audits",
+           "score_models"]

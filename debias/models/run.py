@@ -5,8 +5,10 @@ the trainer.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -84,4 +86,32 @@ def predict_scores(model: nn.Module, images: Callable, n: int, device: torch.dev
     return torch.cat(scores).numpy(), mu_all
 
 
-__all__ = ["RunError", "resolve_device", "model_from_arch", "load_run", "load_weights", "predict_scores"]
+
+
+@contextlib.contextmanager
+def distributed(device: str = "auto") -> Iterator[tuple[int, int, str]]:
+    """The ``torchrun`` process group for the duration of the block; yields ``(rank, world, device)``.
+
+    Reads WORLD_SIZE, RANK and LOCAL_RANK from the environment (torchrun sets them). nccl on CUDA
+    unless ``device`` is cpu (each rank takes its LOCAL_RANK GPU and ``device`` becomes ``cuda``),
+    gloo otherwise. Outside torchrun it yields ``(0, 1, device)`` and sets nothing up. Training
+    (DDP) and the audit (each rank scores a shard, rank 0 gathers) both use it.
+    """
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if world == 1:
+        yield 0, 1, device
+        return
+    import torch.distributed as dist
+
+    cuda = torch.cuda.is_available() and device != "cpu"
+    dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        device = "cuda"
+    try:
+        yield rank, world, device
+    finally:
+        dist.destroy_process_group()
+
+
+__all__ = ["RunError", "resolve_device", "model_from_arch", "load_run", "load_weights", "predict_scores", "distributed"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -102,11 +102,15 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
               predictions_csv: str | Path | None = None, progress: Callable | None = None,
               torch_device: str = "cpu", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
               title: str = "Face detection fairness audit", extra_sections: Sequence[dict] = (),
-              lead: tuple[str, str] | None = None) -> AuditResult:
+              lead: tuple[str, str] | None = None, gather: bool = False) -> AuditResult | None:
     """Audit ``models`` (adapter specs) or a predictions CSV on dataset ``data``; write ``out``.
 
     ``title`` and ``extra_sections`` go to the HTML report (the demo adds its latent analysis there);
     ``lead = (model, grouping)`` opens the report with that model's verdict on that grouping's gap.
+
+    ``gather``: under ``torchrun`` (the process group initialised, ``cfg.shard`` = (rank, world)),
+    every rank scores its shard and rank 0 gathers the predictions, runs the statistics and writes;
+    the other ranks return None.
     """
     from debias.audit.adapters import sha256_file
     from debias.audit.predict import predictions_from_csv
@@ -121,7 +125,12 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
             raise ValueError("give at least one --model SPEC, or --predictions FILE.csv.")
         pred, skipped, files = score_models(data, models, cfg, torch_device=torch_device, mean=mean, std=std,
                                             progress=progress)
-    if cfg.shard != (0, 1):  # a shard only predicts; statistics run on the merged table
+    if gather:
+        pred, skipped = _gather_shards(pred, skipped)
+        if pred is None:
+            return None
+        cfg = replace(cfg, shard=(0, 1))
+    elif cfg.shard != (0, 1):  # a shard only predicts; statistics run on the merged table
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         write_csv(pred, out / "predictions.csv", float_format="%.6g")
@@ -138,6 +147,19 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
     write_outputs(result, out, cfg, data=data, model_files=files, images=images, title=title,
                   extra_sections=extra_sections, lead=lead)
     return result
+
+
+def _gather_shards(pred: pd.DataFrame, skipped: pd.DataFrame):
+    """Every rank's (predictions, skipped) to rank 0, in the order of an unsharded audit; (None, None) elsewhere."""
+    import torch.distributed as dist
+
+    from debias.audit.engine import concat_shards
+
+    parts = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object((pred, skipped), parts, dst=0)
+    if dist.get_rank() != 0:
+        return None, None
+    return concat_shards([p for p, _ in parts]), pd.concat([s for _, s in parts], ignore_index=True)
 
 
 def thumbnail_reader(root: str | Path) -> Callable[[int], np.ndarray | None] | None:

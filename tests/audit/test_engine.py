@@ -108,18 +108,22 @@ def test_predictions_csv_audit_matches_model_audit(tiny_synth, tmp_path):
 
 
 def test_shards_merge_to_the_full_audit(tiny_synth, tmp_path):
-    full = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, "--by", "skin_group", "--min-n", "5",
+    # two models, the baseline (first given) not first in alphabetical order: merging keeps it the baseline
+    models = ["-m", "python:fake_models:centre_logit", "-m", FAKE]
+    full = runner.invoke(app, ["audit", str(tiny_synth), *models, "--by", "skin_group", "--min-n", "5",
                                "--n-boot", "50", "--no-thumbnails", "--out", str(tmp_path / "full")])
     assert full.exit_code == 0, full.output
     for k in range(3):
-        r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, "--shard", f"{k}/3", "--out", str(tmp_path / f"s{k}")])
+        r = runner.invoke(app, ["audit", str(tiny_synth), *models, "--shard", f"{k}/3", "--out", str(tmp_path / f"s{k}")])
         assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["report", "merge", *(str(tmp_path / f"s{k}") for k in range(3)), "--by", "skin_group",
                             "--min-n", "5", "--n-boot", "50", "--out", str(tmp_path / "merged")])
     assert r.exit_code == 0, r.output
-    a = pd.read_csv(tmp_path / "full" / "metrics.csv")
-    b = pd.read_csv(tmp_path / "merged" / "metrics.csv")
-    pd.testing.assert_frame_equal(a, b)
+    for f in ("metrics.csv", "paired.csv", "predictions.csv"):
+        a = pd.read_csv(tmp_path / "full" / f)
+        b = pd.read_csv(tmp_path / "merged" / f)
+        pd.testing.assert_frame_equal(a, b, obj=f)
+    assert pd.read_csv(tmp_path / "full" / "paired.csv").baseline.eq("centre_logit").all()
 
 
 def test_compare_runs_mcnemar_by_hand(tiny_synth, tmp_path):
@@ -206,3 +210,24 @@ def test_onnx_export_and_audit_match_the_run(tiny_synth, tmp_path):
     ref = load_adapter(f"run:{tmp_path / 'run'}").score(imgs)
     for spec in (f"onnx:{tmp_path / 'm.onnx'}", f"torchscript:{tmp_path / 'm.pt'}"):
         assert np.allclose(load_adapter(spec).score(imgs), ref, atol=1e-5), spec
+
+
+def test_torchrun_audit_scores_shards_and_rank0_runs_the_statistics(tiny_synth, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    models = ["-m", "python:fake_models:centre_logit", "-m", FAKE]
+    opts = ["--by", "skin_group", "--min-n", "5", "--n-boot", "50", "--no-thumbnails", "--device", "cpu"]
+    full = runner.invoke(app, ["audit", str(tiny_synth), *models, *opts, "--out", str(tmp_path / "full")])
+    assert full.exit_code == 0, full.output
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    here = str(Path(__file__).parent)  # fake_models
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "debias", "audit", str(tiny_synth), *models,
+                        *opts, "--out", str(tmp_path / "ddp")], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "2 processes scored 2 shards" in r.stderr
+    for f in ("metrics.csv", "paired.csv", "predictions.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "full" / f), pd.read_csv(tmp_path / "ddp" / f), obj=f)
