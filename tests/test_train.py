@@ -70,10 +70,28 @@ def test_resume_after_a_kill_mid_epoch_gives_the_same_weights(tiny_synth, tmp_pa
     assert (tmp_path / "full" / "history.csv").read_bytes() == (tmp_path / "cut" / "history.csv").read_bytes()
 
 
-def test_non_finite_loss_stops_with_clear_error_and_keeps_checkpoint(tiny_synth, tmp_path):
-    cfg = TrainConfig(method="standard", **{**FAST, "epochs": 3, "lr": 1e30})
+def test_non_finite_loss_stops_with_clear_error_and_keeps_checkpoint(tiny_synth, tmp_path, monkeypatch):
+    cfg = TrainConfig(method="standard", **{**FAST, "epochs": 3})
+    n_batches = FAST["max_train"] // FAST["batch_size"]
+    real_step, calls = torch.optim.Adam.step, []
+
+    def diverge_in_epoch_three(self, *a, **k):  # the weights blow up after two good epochs
+        out = real_step(self, *a, **k)
+        calls.append(1)
+        if len(calls) == 2 * n_batches + 1:
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for prm in group["params"]:
+                        prm.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", diverge_in_epoch_three)
     with pytest.raises(TrainingError, match="non-finite"):
         fit(tiny_synth, cfg, tmp_path)
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ck["epoch"] == 1  # the last good epoch (0-based) is kept for --resume
+    assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "model.pt").exists()  # no finished-looking run from a diverged one
 
 
 def test_cli_train_export_and_script_loads(tiny_synth, tmp_path):

@@ -231,7 +231,7 @@ class ManifestDataset(torch.utils.data.Dataset):
     """A torch Dataset over one split of a manifest folder.
 
     Items are ``(image, label)``: image a float tensor (3, H, W) in [0, 1], label a float scalar.
-    Packed datasets read from the memory map; file datasets decode with torchvision and resize to
+    Packed datasets read from the memory map; file datasets decode with PIL (see :func:`load_image`) and resize to
     ``size``.
     """
 

@@ -38,7 +38,7 @@ def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, dat
                   model_files: dict | None = None, title: str = "Face detection fairness audit",
                   images: Callable | None = None, extra_sections: Sequence[dict] = (),
                   lead: tuple[str, str] | None = None) -> Path:
-    """Write predictions.csv, metrics.csv, disparities.csv, paired.csv, summary.json and report.html."""
+    """Write predictions.csv, metrics.csv, disparities.csv, paired.csv, model_card.json, summary.json, report.html."""
     from debias.audit.adapters import sha256_file
     from debias.report.html import render_report
 
@@ -66,6 +66,7 @@ def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, dat
         "headline": headline(result),
         **result.summary,
     }
+    put("model_card.json", lambda t: t.write_text(json.dumps(model_cards(result, data), indent=1) + "\n"))
     html = render_report(result, cfg, title=title, images=images, extra_sections=extra_sections, summary=summary,
                          lead=lead)
     put("report.html", lambda t: t.write_text(html, encoding="utf-8"))
@@ -73,6 +74,41 @@ def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, dat
     _remove_stale(out, set(summary["outputs"]))
     write_json(out / "summary.json", summary)
     return out
+
+
+def model_cards(result: AuditResult, data: str | Path | None = None) -> dict:
+    """The audit as Model Card Toolkit quantitative analyses, one card per model.
+
+    Each ``performance_metrics`` entry has the toolkit's fields: ``type`` (the metric), ``value``,
+    ``slice`` (``overall``, or ``attribute=level`` joined by ``, `` for intersections) and
+    ``confidence_interval`` (``lower_bound``, ``upper_bound``: the Wilson or bootstrap 95% interval
+    of metrics.csv). As in the toolkit's schema, numbers are strings. Groups with fewer faces than
+    the audit's minimum are left out (too few to judge), and so are undefined values.
+    """
+    from debias.audit.metrics import TOO_FEW
+
+    def fmt(x) -> str:
+        return f"{float(x):.6g}"
+
+    cards = []
+    m = result.metrics
+    keep = m[(m["flag"] != TOO_FEW) & m["value"].notna() & (m["metric"] != "accuracy")]
+    for model, rows in keep.groupby("model", sort=False):
+        metrics = []
+        for _, r in rows.iterrows():
+            if r["grouping"] == "overall":
+                slc = "overall" if r["group"] == "all faces" else f"overall ({r['group']})"
+            else:
+                slc = ", ".join(f"{c}={v}" for c, v in zip(r["grouping"].split(" x "), r["group"].split(" / ")))
+            entry = {"type": r["metric"], "value": fmt(r["value"]), "slice": slc}
+            if pd.notna(r["ci_low"]) and pd.notna(r["ci_high"]):
+                entry["confidence_interval"] = {"lower_bound": fmt(r["ci_low"]), "upper_bound": fmt(r["ci_high"])}
+            metrics.append(entry)
+        cards.append({"model_details": {"name": str(model)},
+                      "considerations": {"use_cases": [{"description": f"face detection audited on {data}"}]
+                                         if data else []},
+                      "quantitative_analysis": {"performance_metrics": metrics}})
+    return {"schema": "Model Card Toolkit quantitative analysis (model_card.proto fields)", "model_cards": cards}
 
 
 def _with_decision(result: AuditResult) -> pd.DataFrame:
@@ -183,4 +219,4 @@ def thumbnail_reader(root: str | Path) -> Callable[[int], np.ndarray | None] | N
     return read
 
 
-__all__ = ["run_audit", "write_outputs", "thumbnail_reader"]
+__all__ = ["run_audit", "write_outputs", "thumbnail_reader", "model_cards"]

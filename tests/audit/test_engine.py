@@ -231,3 +231,23 @@ def test_torchrun_audit_scores_shards_and_rank0_runs_the_statistics(tiny_synth, 
     assert "2 processes scored 2 shards" in r.stderr
     for f in ("metrics.csv", "paired.csv", "predictions.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "full" / f), pd.read_csv(tmp_path / "ddp" / f), obj=f)
+
+
+def test_model_card_holds_metrics_csv_in_the_toolkits_shape(tiny_synth, tmp_path):
+    import json
+
+    cfg = AuditConfig(by=("skin_group", "pose"), n_boot=20, min_n=5, thumbnails=False)
+    run_audit(tiny_synth, [FAKE], cfg, tmp_path)
+    card = json.loads((tmp_path / "model_card.json").read_text())["model_cards"][0]
+    assert card["model_details"]["name"] == "centre_brightness"
+    pm = {(e["type"], e["slice"]): e for e in card["quantitative_analysis"]["performance_metrics"]}
+    m = pd.read_csv(tmp_path / "metrics.csv")
+    r = m[(m.grouping == "skin_group x pose") & (m.group == "darker / profile") & (m.metric == "detection_rate")].iloc[0]
+    e = pm[("detection_rate", "skin_group=darker, pose=profile")]
+    assert float(e["value"]) == pytest.approx(r.value, rel=1e-5)
+    assert float(e["confidence_interval"]["lower_bound"]) == pytest.approx(r.ci_low, rel=1e-5)
+    assert float(e["confidence_interval"]["upper_bound"]) == pytest.approx(r.ci_high, rel=1e-5)
+    fpr = m[m.metric == "false_positive_rate"].iloc[0]
+    assert float(pm[("false_positive_rate", "overall (non-faces)")]["value"]) == pytest.approx(fpr.value, rel=1e-5)
+    judged = m[(m.flag.fillna("") != "too few to judge") & m.value.notna() & (m.metric != "accuracy")]
+    assert len(pm) == len(judged)

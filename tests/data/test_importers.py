@@ -66,6 +66,11 @@ def test_mit_h5_keeps_labels_and_converts_bgr(tmp_path):
     arr = np.load(tmp_path / "out" / "images.npy")
     assert arr[0, 0, 0].tolist() == [0, 0, 200]  # now RGB: blue last
     read_manifest(tmp_path / "out")
+    with h5py.File(tmp_path / "rgba.h5", "w") as f:  # four channels: refused, not imported as if RGB
+        f["images"] = np.zeros((2, 64, 64, 4), np.uint8)
+        f["labels"] = np.array([1, 0])
+    with pytest.raises(ValueError, match=r"rgba.h5: images has shape \(2, 64, 64, 4\); expected N x H x W x 3"):
+        importers.get("mit-h5").run(tmp_path / "rgba.h5", tmp_path / "out2", val_fraction=0.0)
 
 
 def test_ppb_maps_fitzpatrick(tmp_path):

@@ -29,7 +29,7 @@ def run(src: str | Path, out: str | Path, *, val_fraction: float = 0.1, seed: in
                 raise KeyError(f"{src} has no {k!r} dataset (has: {', '.join(f.keys())}).")
         images, labels = f["images"], np.asarray(f["labels"]).reshape(-1)
         n = images.shape[0]
-        if images.shape[1:] != (64, 64, 3) and images.ndim != 4:
+        if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"{src}: images has shape {images.shape}; expected N x H x W x 3.")
         arr = np.lib.format.open_memmap(out / "images.npy", mode="w+", dtype=np.uint8, shape=images.shape)
         for s in range(0, n, chunk):  # chunked: the file is 1.3 GB in the lab
