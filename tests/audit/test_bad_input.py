@@ -199,7 +199,8 @@ def test_a_second_audit_removes_its_own_stale_outputs_and_nothing_else(tiny_synt
     assert (out / "my-notes.txt").read_text() == "mine"
     assert not list(out.glob(".*.tmp"))
     s = json.loads((out / "summary.json").read_text())
-    assert set(s["outputs"]) == {"predictions.csv", "metrics.csv", "disparities.csv", "report.html", "summary.json"}
+    assert set(s["outputs"]) == {"predictions.csv", "metrics.csv", "disparities.csv", "model_card.json", "report.html",
+                                 "summary.json"}
 
 
 def test_a_failed_write_leaves_the_earlier_report_whole(tiny_synth, tmp_path, monkeypatch):
