@@ -539,16 +539,17 @@ def audit(
         # under torchrun every rank scores a shard and rank 0 gathers them and runs the statistics
         with distributed(device) as (rank, world, dev), \
                 (progress_bar("scoring", None) if rank == 0 else contextlib.nullcontext()) as advance:
-            if world > 1 and predictions is None:
+            gather = world > 1 and predictions is None
+            if gather:
                 cfg = dataclasses.replace(cfg, shard=(rank, world))
             result = run_audit(data, model, cfg, out, predictions_csv=predictions, progress=advance,
                                torch_device=str(resolve_device(dev)), mean=[float(v) for v in _csv(mean)],
-                               std=[float(v) for v in _csv(std)], gather=world > 1 and predictions is None)
+                               std=[float(v) for v in _csv(std)], gather=gather)
     except (ManifestError, KeyError, ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
         fail(str(e).strip('"'))
     if result is None:  # a torchrun rank other than 0: its shard went to rank 0
         return
-    if world > 1 and predictions is None:
+    if gather:
         console.print(f"{world} processes scored {world} shards; rank 0 gathered them")
     elif cfg.shard != (0, 1):
         console.print(f"wrote shard {shard} predictions to {out}; merge shards with `debias report merge`")

@@ -36,14 +36,20 @@ def calibration_bin(y_prob: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
     return np.minimum((np.asarray(y_prob, float) * n_bins).astype(int), n_bins - 1)
 
 
+def calibration_sums(y_true: np.ndarray, y_prob: np.ndarray,
+                     n_bins: int = N_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width bin: (count, sum of labels, sum of probabilities); the ECE and the reliability plot."""
+    y_true, y_prob = np.asarray(y_true, float), np.asarray(y_prob, float)
+    b = calibration_bin(y_prob, n_bins)
+    return np.bincount(b, minlength=n_bins), np.bincount(b, y_true, n_bins), np.bincount(b, y_prob, n_bins)
+
+
 def expected_calibration_error(y_true: np.ndarray, y_prob: np.ndarray, n_bins: int = N_BINS) -> float:
     """ECE with equal-width bins: sum_b (n_b / n) * |mean(y_b) - mean(p_b)|."""
-    y_true, y_prob = np.asarray(y_true, float), np.clip(np.asarray(y_prob, float), 0, 1)
     if len(y_true) == 0:
         return float("nan")
-    b = calibration_bin(y_prob, n_bins)
-    gap = np.abs(np.bincount(b, y_true, n_bins) - np.bincount(b, y_prob, n_bins))
-    return float(gap.sum() / len(y_true))
+    _, sum_y, sum_p = calibration_sums(y_true, np.clip(np.asarray(y_prob, float), 0, 1), n_bins)
+    return float(np.abs(sum_y - sum_p).sum() / len(y_true))
 
 
 def choose_threshold(scores: np.ndarray, y_true: np.ndarray, target_fpr: float) -> float:

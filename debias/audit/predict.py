@@ -85,11 +85,11 @@ class CovariateCache:
         except (OSError, KeyError, ValueError):  # absent, unreadable or another layout: recompute
             pass
 
-    def get(self, idx: np.ndarray, images: Callable[[], np.ndarray]) -> np.ndarray:
-        """Covariates of images ``idx``; ``images()`` reads those images, called only when some are new."""
+    def get(self, idx: np.ndarray, images: np.ndarray) -> np.ndarray:
+        """Covariates of images ``idx`` (their pixels are ``images``), computed only for those not cached."""
         missing = np.isnan(self.values[idx, 0])
         if missing.any():
-            self.values[idx[missing]] = batch_covariates(images()[missing])
+            self.values[idx[missing]] = batch_covariates(images[missing])
             self.dirty = True
         return self.values[idx]
 
@@ -146,7 +146,7 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
                                     "reason": f"{type(e).__name__}: {e}"[:200]})
         if len(imgs):
             if cache is not None:
-                cov[pos] = cache.get(part["image"].to_numpy(int), lambda: imgs)
+                cov[pos] = cache.get(part["image"].to_numpy(int), imgs)
             else:
                 for j, im in zip(pos, imgs):
                     cov[j] = image_covariates(im)

@@ -14,7 +14,9 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from debias.audit.engine import AuditResult, audit_table, score_models
+from debias.audit.adapters import sha256_file
+from debias.audit.engine import AuditResult, audit_table, concat_shards, score_models
+from debias.audit.metrics import TOO_FEW
 from debias.config import AuditConfig
 from debias.files import atomic_write, write_csv, write_json
 from debias.report.text import headline
@@ -39,7 +41,6 @@ def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, dat
                   images: Callable | None = None, extra_sections: Sequence[dict] = (),
                   lead: tuple[str, str] | None = None) -> Path:
     """Write predictions.csv, metrics.csv, disparities.csv, paired.csv, model_card.json, summary.json, report.html."""
-    from debias.audit.adapters import sha256_file
     from debias.report.html import render_report
 
     out = Path(out)
@@ -85,8 +86,6 @@ def model_cards(result: AuditResult, data: str | Path | None = None) -> dict:
     of metrics.csv). As in the toolkit's schema, numbers are strings. Groups with fewer faces than
     the audit's minimum are left out (too few to judge), and so are undefined values.
     """
-    from debias.audit.metrics import TOO_FEW
-
     def fmt(x) -> str:
         return f"{float(x):.6g}"
 
@@ -148,7 +147,6 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
     every rank scores its shard and rank 0 gathers the predictions, runs the statistics and writes;
     the other ranks return None.
     """
-    from debias.audit.adapters import sha256_file
     from debias.audit.predict import predictions_from_csv
 
     skipped = pd.DataFrame(columns=["row", "image", "reason"])
@@ -188,8 +186,6 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
 def _gather_shards(pred: pd.DataFrame, skipped: pd.DataFrame):
     """Every rank's (predictions, skipped) to rank 0, in the order of an unsharded audit; (None, None) elsewhere."""
     import torch.distributed as dist
-
-    from debias.audit.engine import concat_shards
 
     parts = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
     dist.gather_object((pred, skipped), parts, dst=0)

@@ -136,7 +136,7 @@ def calibration_by_group(pred: pd.DataFrame, model: str, col: str, ax=None):
     exactly 0.3 in a different bin than the ECE's ``floor(10 p)``; the plot must show the bins the
     ECE in the tables was computed on.
     """
-    from debias.audit.metrics import N_BINS, calibration_bin
+    from debias.audit.metrics import calibration_sums
 
     d = pred[(pred["model"] == model) & pred["y_score"].notna()]
     fig, ax = _figure(ax, 4.0, 3.6)
@@ -146,13 +146,9 @@ def calibration_by_group(pred: pd.DataFrame, model: str, col: str, ax=None):
     neg = d[d["y_true"] == 0]
     for g, dg in d[d["y_true"] == 1].groupby(col):
         both = pd.concat([dg, neg])
-        p = both["y_score"].to_numpy(float)
-        b = calibration_bin(p)
-        n = np.bincount(b, minlength=N_BINS)
+        n, sum_y, sum_p = calibration_sums(both["y_true"], both["y_score"])
         seen = n > 0
-        pt = np.bincount(b, both["y_true"].to_numpy(float), N_BINS)[seen] / n[seen]
-        pp = np.bincount(b, p, N_BINS)[seen] / n[seen]
-        ax.plot(pp, pt, marker="o", ms=3, label=short(g))
+        ax.plot(sum_p[seen] / n[seen], sum_y[seen] / n[seen], marker="o", ms=3, label=short(g))
     return _finish_curves(ax, "mean predicted probability", "fraction of faces",
                           f"{short(model)}: calibration by {short(col)}")
 
