@@ -59,6 +59,9 @@ METHODS = {
     "dbvae frozen": dict(method="dbvae", refresh_weights=False),
     "dbvae center ess0.1": dict(method="dbvae", rec_region="center", min_ess=0.1),  # ablation: the same, refreshed
     "dbvae center ess0.1 frozen": dict(method="dbvae", rec_region="center", min_ess=0.1, refresh_weights=False),
+    # the same, each face's log-weight averaged over its 20 nearest latent neighbours (session 5)
+    "dbvae center ess0.1 frozen smooth20": dict(method="dbvae", rec_region="center", min_ess=0.1,
+                                                refresh_weights=False, smooth_k=20),
     "balanced": dict(method="balanced"),
     "balanced no-aug": dict(method="balanced", augment=False),
     "balanced sqrt": dict(method="balanced", balance_power=0.5),

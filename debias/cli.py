@@ -299,6 +299,8 @@ def train(
     combine: str = typer.Option("product", help="product | max | tempered: how latent dimensions combine."),
     temperature: float = typer.Option(0.0, help="Exponent for --combine tempered (0 = 1/k, the geometric mean)."),
     min_ess: float = typer.Option(0.3, help="ESS floor, fraction of training faces; weights are tempered to keep it."),
+    smooth_k: int = typer.Option(0, help="Average each face's log-weight over its k nearest latent neighbours "
+                                 "(0 = off, the paper's)."),
     resample_from: int = typer.Option(1, help="First epoch (0-based) that resamples."),
     refresh_weights: bool = typer.Option(True, "--refresh-weights/--freeze-weights",
                                          help="DB-VAE: recompute the latent density every epoch (the paper's), or "

@@ -86,6 +86,7 @@ class TrainConfig:
     combine: str = "product"  # product (the paper's) | max (the lab's) | tempered
     temperature: float = 0.0  # tempered exponent; 0 means 1/k, the geometric mean over dimensions
     min_ess: float = 0.3  # floor on effective sample size, as a fraction of training faces
+    smooth_k: int = 0  # histogram: average each face's log-weight over its k nearest latent neighbours; 0 = off (the paper)
     resample_from: int = 1  # first epoch (0-based) that resamples; earlier epochs are uniform
     refresh_weights: bool = True  # recompute the latent density every epoch (the paper); False keeps the first
     face_ratio: float = 0.5  # share of faces in every batch for weighted methods
@@ -122,6 +123,8 @@ class TrainConfig:
             raise ValueError(f"min_ess={self.min_ess} must be in (0, 1].")
         if not 0 < self.face_ratio <= 1:
             raise ValueError(f"face_ratio={self.face_ratio} must be in (0, 1].")
+        if self.smooth_k < 0:
+            raise ValueError(f"smooth_k={self.smooth_k} must be >= 0.")
         if self.workers < 0 or self.max_train < 0 or self.resample_from < 0:
             raise ValueError(f"workers={self.workers}, max_train={self.max_train} and resample_from="
                              f"{self.resample_from} must be >= 0.")

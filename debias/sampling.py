@@ -9,6 +9,12 @@ classifier then collapses. Every weight vector therefore passes through :func:`e
 tempers the log-weights (w -> w^T, T in (0, 1]) until the effective sample size
 ESS = (sum w)^2 / sum w^2 is at least ``min_ess`` times the number of faces. Tempering keeps the
 ordering of the faces.
+
+A histogram estimate of a rare region's density is noisy: a handful of faces at the extremes of
+several dimensions get most of the mass while their equally rare neighbours get little, and the
+classifier memorises the few it sees over and over. ``smooth_k`` replaces each face's log-weight by
+the mean over its k nearest neighbours in the latent space (itself included), which spreads the mass
+over the rare region rather than its outliers.
 """
 from __future__ import annotations
 
@@ -68,8 +74,26 @@ def ess_guard(logw: np.ndarray, min_ess: float, *, tol: float = 1e-3) -> tuple[n
     return _from_log(lo * logw), lo
 
 
+def smooth_log_weights(logw: np.ndarray, mu: np.ndarray, k: int) -> np.ndarray:
+    """Each face's log-weight averaged over its ``k`` nearest latent neighbours (itself included).
+
+    Parameters
+    ----------
+    logw : (N,) log-weights.
+    mu : (N, d) latent means the neighbours are found in (Euclidean).
+    k : neighbours; 1 (or 0) leaves ``logw`` unchanged.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(int(k), len(mu))
+    if k <= 1:
+        return logw
+    nb = NearestNeighbors(n_neighbors=k).fit(mu).kneighbors(mu, return_distance=False)  # (N, k)
+    return logw[nb].mean(1)
+
+
 def latent_weights(mu: np.ndarray, *, bins: int = 10, alpha: float = 0.01, combine: str = "product",
-                   temperature: float = 0.0, min_ess: float = 0.3) -> Weights:
+                   temperature: float = 0.0, min_ess: float = 0.3, smooth_k: int = 0) -> Weights:
     """Debiasing sampling probabilities from the latent means of the training faces.
 
     Parameters
@@ -82,12 +106,16 @@ def latent_weights(mu: np.ndarray, *, bins: int = 10, alpha: float = 0.01, combi
         per-dimension maximum of the normalised inverse densities) or ``tempered`` (the product
         raised to ``temperature``; 0 means 1/k, the geometric mean over dimensions).
     min_ess : floor on ESS as a fraction of N; weights are tempered until it holds.
+    smooth_k : average each face's log-weight over its k nearest latent neighbours before the guard
+        (:func:`smooth_log_weights`); 0 is the paper's unsmoothed estimate.
 
     Returns
     -------
     Weights with ``p`` of shape (N,).
     """
     mu = np.asarray(mu, dtype=np.float64)
+    if smooth_k < 0:
+        raise ValueError(f"smooth_k={smooth_k} must be >= 0.")
     if mu.ndim != 2 or len(mu) == 0:
         raise ValueError(f"mu must be (N, k) with N > 0, got shape {mu.shape}.")
     if combine not in COMBINES:
@@ -105,6 +133,7 @@ def latent_weights(mu: np.ndarray, *, bins: int = 10, alpha: float = 0.01, combi
         logw = np.log(inv).sum(1)
         if combine == "tempered":
             logw = logw * (temperature if temperature > 0 else 1.0 / k)
+    logw = smooth_log_weights(logw, mu, smooth_k)
     raw = ess_fraction(_from_log(logw))
     p, t = ess_guard(logw, min_ess)
     return Weights(p=p, ess=ess_fraction(p), ess_raw=raw, temper=t)

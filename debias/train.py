@@ -375,7 +375,7 @@ def _latent_weights(model: nn.Module, cfg: TrainConfig, ts: _TrainSet, device: t
         w = gmm_weights(mu, random_state=cfg.seed, min_ess=cfg.min_ess)
     else:
         w = latent_weights(mu, bins=cfg.bins, alpha=cfg.alpha, combine=cfg.combine, temperature=cfg.temperature,
-                           min_ess=cfg.min_ess)
+                           min_ess=cfg.min_ess, smooth_k=cfg.smooth_k)
     if w.guarded:
         log(f"epoch {epoch + 1}: ESS guard: raw ESS {w.ess_raw:.4f} of faces is below --min-ess {cfg.min_ess}; "
             f"weights tempered with exponent {w.temper:.3f} -> ESS {w.ess:.3f}")

@@ -113,3 +113,19 @@ def test_joint_density_upweights_a_rare_combination_the_per_dimension_histograms
     assert joint.p[rare].mean() > 5 * joint.p[~rare].mean()
     assert hist.p[rare].sum() == pytest.approx(0.04, abs=0.01)  # the marginals see nothing rare
     assert joint.p.sum() == pytest.approx(1.0)
+
+
+def test_neighbour_smoothing_averages_log_weights_over_the_k_nearest_faces_by_hand():
+    # bins=2 over [0, 5]: the eight faces at 0 and the one at 2.4 share a bin of mass 0.9, the face at 5
+    # is alone in a bin of mass 0.1. Unsmoothed weights 1/(0.9 + alpha) and 1/(0.1 + alpha).
+    mu = np.array([0.0] * 8 + [2.4, 5.0])[:, None]
+    plain = latent_weights(mu, bins=2, alpha=0.01, min_ess=0.01)
+    assert plain.p[9] / plain.p[0] == pytest.approx(0.91 / 0.11, rel=1e-9)
+    # k=2: the face at 5 averages its log-weight with its nearest neighbour (2.4, a common-bin face);
+    # 2.4's nearest neighbour is a face at 0, same weight, so it is unchanged.
+    w = latent_weights(mu, bins=2, alpha=0.01, min_ess=0.01, smooth_k=2)
+    assert w.p[9] / w.p[0] == pytest.approx(np.sqrt(0.91 / 0.11), rel=1e-9)
+    assert w.p[8] == pytest.approx(w.p[0], rel=1e-12)
+    assert latent_weights(mu, bins=2, alpha=0.01, min_ess=0.01, smooth_k=1).p == pytest.approx(plain.p)
+    with pytest.raises(ValueError, match="smooth_k"):
+        latent_weights(mu, smooth_k=-1)
