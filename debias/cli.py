@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -42,8 +43,16 @@ def progress_bar(description: str, total: int | None) -> Iterator:
         yield advance
 
 
+_OPTION = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def as_flags(msg: str) -> str:
+    """The library names an option by its keyword in backticks (`min_ess`); on the command line that is --min-ess."""
+    return _OPTION.sub(lambda m: "--" + m.group(1).replace("_", "-"), msg)
+
+
 def fail(msg: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {msg}")
+    console.print(f"[bold red]error:[/] {as_flags(msg)}")
     raise typer.Exit(code)
 
 
@@ -345,7 +354,7 @@ def train(
             if rank == 0:
                 with progress_bar("training", None) as advance:
                     fit(data, cfg, out, resume=resume, overwrite=overwrite, rank=rank, world=world, progress=advance,
-                        log=lambda m: console.print(m))
+                        log=lambda m: console.print(as_flags(m)))
                 console.print(f"wrote {out}/model.pt, history.csv, sampling_weights.csv, config.json")
             else:
                 fit(data, cfg, out, resume=resume, overwrite=overwrite, rank=rank, world=world)
@@ -691,7 +700,7 @@ def demo(
 
     cfg = DemoConfig(quick=quick, seed=seed, epochs=epochs, compile=compile, device=device)
     with progress_bar("demo", None) as advance:
-        result, timings = run_demo(out, cfg, progress=advance, log=lambda m: console.print(m))
+        result, timings = run_demo(out, cfg, progress=advance, log=lambda m: console.print(as_flags(m)))
     from debias.report.text import headline, verdicts
 
     console.print("[bold]Verdict[/]")

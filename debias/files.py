@@ -79,16 +79,16 @@ def check_out_dir(out: str | Path, *, what: str, marker: str, overwrite: bool) -
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise DebiasError(f"--out {out} is a file, not a folder; choose a folder for the {what}.")
+        raise DebiasError(f"`out` {out} is a file, not a folder; choose a folder for the {what}.")
     if (out / marker).exists() and not overwrite:
-        raise DebiasError(f"{out} already holds a {what} ({marker}); choose a new --out, or pass --overwrite to "
+        raise DebiasError(f"{out} already holds a {what} ({marker}); choose a new `out`, or pass `overwrite` to "
                           f"replace it.")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DebiasError(f"cannot create the output folder {out}: {e.strerror}; choose a writable --out.") from None
+        raise DebiasError(f"cannot create the output folder {out}: {e.strerror}; choose a writable `out`.") from None
     if not os.access(out, os.W_OK):
-        raise DebiasError(f"the output folder {out} is not writable; choose a writable --out.")
+        raise DebiasError(f"the output folder {out} is not writable; choose a writable `out`.")
     return out
 
 
@@ -116,7 +116,7 @@ def exclusive(out: str | Path, what: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DebiasError(f"another process is writing a {what} into {out} right now; wait for it or choose "
-                              f"another --out.") from None
+                              f"another `out`.") from None
         f.write(str(os.getpid()))
         f.flush()
         yield

@@ -22,7 +22,7 @@ from scipy.stats import spearmanr
 from debias.data.manifest import ManifestDataset, read_manifest
 from debias.models.dbvae import DBVAE
 
-NOT_A_DBVAE = ("{run} holds a {kind} model; latent analysis needs a DB-VAE (train with --method dbvae or "
+NOT_A_DBVAE = ("{run} holds a {kind} model; latent analysis needs a DB-VAE (train with `method` dbvae or "
                "vae-uniform).")
 
 

@@ -233,12 +233,12 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
     if rank != 0:
         return _fit(Path(data), cfg, out, resume=resume, rank=rank, world=world, progress=progress, log=log)
     if resume and not (out / "checkpoint.pt").exists():
-        raise TrainingError(f"--resume: no checkpoint at {out / 'checkpoint.pt'}; start without --resume.")
+        raise TrainingError(f"`resume`: no checkpoint at {out / 'checkpoint.pt'}; start without `resume`.")
     if not resume:
         try:
             check_out_dir(out, what="training run", marker="config.json", overwrite=overwrite)
         except DebiasError as e:
-            raise TrainingError(str(e).replace("--overwrite", "--overwrite (or --resume to continue it)")) from None
+            raise TrainingError(str(e).replace("`overwrite`", "`overwrite` (or `resume` to continue it)")) from None
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out, "training run"):
         if not resume:  # a replaced run never leaves a config.json that disagrees with its model.pt
@@ -314,8 +314,8 @@ def _check_resume_options(cfg: TrainConfig, out: Path) -> None:
     changed = [k for k, v in dataclasses.asdict(cfg).items()
                if k not in ("device", "workers") and json.loads(json.dumps(v)) != old.get(k)]
     if changed:
-        raise TrainingError(f"--resume: option(s) {', '.join(changed)} differ from the run in {out}; resume with "
-                            f"the same options, or train into a new --out.")
+        raise TrainingError(f"`resume`: option(s) {', '.join(changed)} differ from the run in {out}; resume with "
+                            f"the same options, or train into a new `out`.")
 
 
 @dataclasses.dataclass
@@ -377,7 +377,7 @@ def _latent_weights(model: nn.Module, cfg: TrainConfig, ts: _TrainSet, device: t
         w = latent_weights(mu, bins=cfg.bins, alpha=cfg.alpha, combine=cfg.combine, temperature=cfg.temperature,
                            min_ess=cfg.min_ess, smooth_k=cfg.smooth_k)
     if w.guarded:
-        log(f"epoch {epoch + 1}: ESS guard: raw ESS {w.ess_raw:.4f} of faces is below --min-ess {cfg.min_ess}; "
+        log(f"epoch {epoch + 1}: ESS guard: raw ESS {w.ess_raw:.4f} of faces is below `min_ess` {cfg.min_ess}; "
             f"weights tempered with exponent {w.temper:.3f} -> ESS {w.ess:.3f}")
     return w.p
 
@@ -445,7 +445,7 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
     st = _State(model, torch.optim.Adam(model.parameters(), lr=cfg.lr))
     if resume:
         if not ckpt_path.exists():
-            raise TrainingError(f"--resume: no checkpoint at {ckpt_path}; start without --resume.")
+            raise TrainingError(f"`resume`: no checkpoint at {ckpt_path}; start without `resume`.")
         st.restore(ckpt_path, device, lab.dro)
         log(f"resumed from {ckpt_path} after epoch {st.epoch - 1}")
     # JTT trains its identification model for jtt_epochs first, then the final model for `epochs`

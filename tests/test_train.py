@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from debias.cli import app
 from debias.config import TrainConfig
+from debias.errors import DebiasError
 from debias.train import TrainingError, fit, load_run
 
 FAST = dict(epochs=2, batch_size=32, width=4, latent_dim=8, max_train=256, compile=False)
@@ -190,6 +191,18 @@ def test_resume_without_a_checkpoint_leaves_no_folder_and_out_over_a_file_is_ref
     (tmp_path / "f").write_text("x")
     r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "f"), "--epochs", "1"])
     assert r.exit_code == 2 and "is a file" in " ".join(r.output.split())
+
+
+def test_library_errors_name_keywords_and_the_cli_names_the_flags(tiny_synth, tmp_path):
+    with pytest.raises(TrainingError) as e:  # Python: the keyword argument, never a CLI flag
+        fit(tiny_synth, TrainConfig(method="standard", **FAST), tmp_path / "new", resume=True)
+    assert "`resume`: no checkpoint" in str(e.value) and "--" not in str(e.value)
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "new"), "--resume"])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 2 and "--resume: no checkpoint" in out and "start without --resume" in out and "`" not in out
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(DebiasError, match="`out` .* is a file"):
+        fit(tiny_synth, TrainConfig(method="standard", **FAST), tmp_path / "f")
 
 
 def test_two_trainings_into_one_folder_the_second_is_refused(tiny_synth, tmp_path):

@@ -57,8 +57,8 @@ def _resize_batch(images: Sequence[np.ndarray], size: int) -> np.ndarray:
 
 
 SCORES = ("auto", "prob", "logit")
-NOT_PROB = ("{what} declared as probabilities (--scores prob) holds values outside [0, 1] (for example {value!r}); "
-            "use --scores logit if these are logits.")
+NOT_PROB = ("{what} declared as probabilities (`scores` prob) holds values outside [0, 1] (for example {value!r}); "
+            "use `scores` logit if these are logits.")
 
 
 def to_probability(raw: np.ndarray, scores: str, what: str = "the model's output") -> tuple[np.ndarray, str]:

@@ -279,14 +279,14 @@ def face_table(manifest: pd.DataFrame, path: str = "manifest.csv") -> tuple[pd.D
 
     if not all(c in manifest.columns for c in BOX_COLUMNS):
         raise ManifestError(f"{path} has no face boxes (columns box_x, box_y, box_w, box_h), which a box-level audit "
-                            f"(--iou) needs. Render scenes with `debias data synth --scenes N`, import boxes, or "
-                            f"audit crops without --iou.")
+                            f"(`iou`) needs. Render scenes (`debias data synth --scenes N`), import boxes, or "
+                            f"audit crops without `iou`.")
     faces = manifest[manifest["label"] == 1]
     nobox = faces[BOX].isna().any(axis=1)
     if nobox.any():
         line = int(np.flatnonzero((manifest["label"] == 1).to_numpy())[np.flatnonzero(nobox.to_numpy())[0]]) + 2
         raise ManifestError(f"{path}, line {line}: face row has no box; every face needs box_x, box_y, box_w, "
-                            f"box_h for a box-level audit (or drop --iou).")
+                            f"box_h for a box-level audit (or drop `iou`).")
     return faces.reset_index(drop=True), np.asarray(pd.unique(manifest["image"]))
 
 
@@ -322,7 +322,7 @@ def run_box_audit(data, specs: Sequence[str], *, by: Sequence[str], iou: float =
     from debias.detect import load_detector
 
     if not 0 < iou <= 1 or not fppi >= 0:
-        raise ValueError(f"--iou {iou} must be in (0, 1] and --fppi {fppi} >= 0.")
+        raise ValueError(f"`iou` {iou} must be in (0, 1] and `fppi` {fppi} >= 0.")
     m = select_split(read_manifest(data), split)
     faces, images = face_table(m, str(Path(data) / "manifest.csv"))
     by = [c for c in by if c in faces.columns]

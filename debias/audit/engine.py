@@ -63,7 +63,7 @@ def check_fail_on(result: AuditResult, expr: str) -> list[str]:
     """
     m = FAIL_ON.match(expr)
     if not m:
-        raise ValueError(f"--fail-on {expr!r} is not understood; use for example 'detection_rate_gap>0.05' or "
+        raise ValueError(f"`fail_on` {expr!r} is not understood; use for example 'detection_rate_gap>0.05' or "
                          f"'max_min_gap>0.1'.")
     name, bound = m.group(1), float(m.group(2))
     failed = []
@@ -117,7 +117,7 @@ def merge_predictions(dirs: Sequence[str | Path]) -> tuple[pd.DataFrame, pd.Data
         d = Path(d)
         if not (d / "predictions.csv").exists() or not (d / "shard.json").exists():
             raise FileNotFoundError(f"{d} has no predictions.csv and shard.json; is it a folder written by "
-                                    f"`debias audit --shard K/N`?")
+                                    f"a sharded audit (`shard` K/N)?")
         metas.append((d, json.loads((d / "shard.json").read_text())))
         preds.append(pd.read_csv(d / "predictions.csv", low_memory=False))
         if (d / "skipped.csv").exists():
@@ -145,7 +145,7 @@ def _check_shards(metas: list[tuple[Path, dict]]) -> None:
     n = {m["shard"][1] for _, m in metas}
     if len(n) > 1:
         raise ValueError(f"the shard folders split the data into different numbers of shards ({sorted(n)}); "
-                         f"merge shards of one `--shard K/N` run.")
+                         f"merge the shards of one sharded audit (`shard` K/N).")
     n = n.pop()
     ks = sorted(m["shard"][0] for _, m in metas)
     missing = sorted(set(range(n)) - set(ks))

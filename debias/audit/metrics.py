@@ -56,7 +56,7 @@ def choose_threshold(scores: np.ndarray, y_true: np.ndarray, target_fpr: float) 
     """Smallest threshold t with FPR = mean(non-face score >= t) <= target_fpr (one t for all groups)."""
     neg = np.sort(np.asarray(scores)[np.asarray(y_true) == 0])
     if len(neg) == 0:
-        raise ValueError("no non-faces to choose a threshold at a target FPR; give --threshold.")
+        raise ValueError("no non-faces to choose a threshold at a target FPR; give a `threshold`.")
     k = int(np.floor(target_fpr * len(neg)))  # at most k negatives may be at or above t
     if k >= len(neg):
         return float(neg[0])
@@ -124,7 +124,7 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
     attrs = p.loc[faces, by].astype("string").fillna(MISSING).astype(str)
     levels = {c: sort_levels(attrs[c].unique()) for c in by}
     if reference not in ("largest", "best") and not any(reference in v for v in levels.values()):
-        raise ValueError(f"--reference {reference!r} is not a group of {', '.join(by)}; use largest, best, or one "
+        raise ValueError(f"`reference` {reference!r} is not a group of {', '.join(by)}; use largest, best, or one "
                          f"of: {', '.join(sorted({x for v in levels.values() for x in v}))}.")
     st = _Stats.build(score, (score >= threshold).astype(float), faces, attrs, by, n_boot, min_n, random_state)
 

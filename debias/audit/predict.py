@@ -241,7 +241,7 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
         if unknown.any():
             raise PredictionsError(f"predictions file {path}: {int(unknown.sum())} image id(s) are not in the {split} "
                                    f"split of {root} (line(s) {_lines(unknown)}, first {p['image'][unknown].iloc[0]!r}). "
-                                   f"Use the manifest's image ids, and --split to audit another split.")
+                                   f"Use the manifest's image ids, and `split` to audit another split.")
         keep = [c for c in m.columns if c not in p.columns or c == "image"]
         m = m[keep].rename(columns={"label": "y_true"}) if "y_true" not in p.columns else m[keep].drop(
             columns=["label"], errors="ignore")

@@ -28,7 +28,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise RunError("--device cuda was asked for but torch sees no CUDA device; use --device auto or cpu.")
+        raise RunError("`device` cuda was asked for but torch sees no CUDA device; use `device` auto or cpu.")
     return torch.device(device)
 
 
@@ -53,12 +53,15 @@ def load_weights(path: Path, device) -> dict:
     """torch.load with weights_only=True; a file that needs arbitrary unpickling is refused plainly.
 
     torch's own message suggests ``weights_only=False``, which would run code from the file: that
-    advice never reaches the user.
+    advice never reaches the user, nor does its warning about the pickle protocol of a foreign file.
     """
     import pickle
+    import warnings
 
     try:
-        blob = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*weights_only Unpickler", category=UserWarning)
+            blob = torch.load(path, map_location=device, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
         raise RunError(f"{path} is not a debias run or checkpoint (it holds more than tensors and plain data, "
                        f"or is damaged: {type(e).__name__}); it will not be loaded.") from None

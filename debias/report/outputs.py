@@ -156,7 +156,7 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
         files[str(predictions_csv)] = sha256_file(predictions_csv)
     else:
         if not models:
-            raise ValueError("give at least one --model SPEC, or --predictions FILE.csv.")
+            raise ValueError("give at least one `model` spec, or a `predictions` CSV file.")
         pred, skipped, files = score_models(data, models, cfg, torch_device=torch_device, mean=mean, std=std,
                                             progress=progress)
     if gather:

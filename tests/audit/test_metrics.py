@@ -122,7 +122,7 @@ def test_named_reference_and_unknown_reference():
     assert (sg.reference == "darker").all()
     assert sg.loc["lighter", "gap"] == pytest.approx(sg.loc["darker", "detection_rate"] - sg.loc["lighter", "detection_rate"])
     assert (d[d.grouping == "pose"].reference != "darker").all()  # other attributes keep the largest group
-    with pytest.raises(ValueError, match="--reference 'purple' is not a group of skin_group, pose"):
+    with pytest.raises(ValueError, match="`reference` 'purple' is not a group of skin_group, pose"):
         audit_model(df, ["skin_group", "pose"], threshold=0.5, n_boot=10, reference="purple")
 
 

@@ -145,7 +145,7 @@ def test_folder_with_csv_label_map_and_mismatches(tmp_path):
 def test_folder_csv_missing_key_column(tmp_path):
     _img(tmp_path / "f" / "a.png")
     pd.DataFrame({"name": ["a.png"]}).to_csv(tmp_path / "a.csv", index=False)
-    with pytest.raises(KeyError, match="no 'path' column.*--key"):
+    with pytest.raises(KeyError, match="no 'path' column.*`key`"):
         importers.get("folder").run(None, tmp_path / "o", faces=[tmp_path / "f"], csv=tmp_path / "a.csv")
 
 

@@ -18,7 +18,7 @@ def parse_map(pairs: Sequence[str]) -> dict[str, str]:
     for p in pairs:
         src, sep, dst = p.partition("=")
         if not sep or not src or not dst:
-            raise ValueError(f"--map {p!r} must look like SOURCE_COLUMN=NEW_NAME, for example skin=skin_group.")
+            raise ValueError(f"`map` {p!r} must look like SOURCE_COLUMN=NEW_NAME, for example skin=skin_group.")
         out[src.strip()] = dst.strip()
     return out
 
@@ -40,7 +40,7 @@ def run(src: str | Path | None, out: str | Path, *, faces: Sequence[str | Path] 
     face_dirs = [Path(f) for f in ([src] if src else []) + list(faces)]
     non_dirs = [Path(f) for f in non_faces]
     if not face_dirs and not non_dirs:
-        raise ValueError("give at least one folder: --faces DIR or --non-faces DIR.")
+        raise ValueError("give at least one folder: `faces` or `non_faces`.")
     rows, problems = [], []
     for dirs, label in ((face_dirs, 1), (non_dirs, 0)):
         for d in dirs:
@@ -56,7 +56,7 @@ def run(src: str | Path | None, out: str | Path, *, faces: Sequence[str | Path] 
         attrs = pd.read_csv(require(Path(csv), "attribute CSV", "folder"))
         if key not in attrs.columns:
             raise KeyError(f"attribute CSV {csv} has no {key!r} column (columns: {', '.join(attrs.columns)}); "
-                           f"name the column that holds image paths with --key.")
+                           f"name the column that holds image paths as `key`.")
         attrs = attrs.rename(columns=rename or {})
         attrs[key] = attrs[key].astype(str).str.replace("\\", "/", regex=False)
         # match on the relative path, or on the bare file name when the CSV holds names only

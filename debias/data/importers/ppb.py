@@ -41,7 +41,7 @@ def fitzpatrick(v) -> str | None:
 def run(src: str | Path, out: str | Path, *, csv: str | Path | None = None, split: str = "test") -> ImportResult:
     src = Path(src)
     meta_path = Path(csv) if csv else src / "PPB-2017-metadata.csv"
-    meta = pd.read_csv(require(meta_path, "PPB metadata CSV", "ppb", "Pass it with --csv."))
+    meta = pd.read_csv(require(meta_path, "PPB metadata CSV", "ppb", "Pass it as `csv`."))
     fcol = _col(meta, ("file", "filename", "image", "path"), "file name", meta_path)
     gcol = _col(meta, ("gender", "sex"), "gender", meta_path)
     tcol = _col(meta, ("fitzpatrick", "numeric", "skin_type", "skin type"), "Fitzpatrick type", meta_path)
