@@ -522,21 +522,9 @@ def audit(
 
         debias audit data/scenes -m mtcnn -m dlib:hog -m sliding:runs/std --iou 0.5 --fppi 0.1
     """
-    import dataclasses
-
-    from debias.data.manifest import ManifestError
-    from debias.models.run import distributed, resolve_device
-    from debias.report.outputs import run_audit
-
     if recipe is not None:
-        given = list(model)
-        v = _apply_recipe(ctx, recipe, dict(locals()))
-        from_recipe = [m for m in v["model"] if m not in given and m.startswith("python:")]
-        if from_recipe and not allow_code:
-            fail(f"recipe {recipe} names {', '.join(from_recipe)}, which runs Python code; read the recipe, then "
-                 f"pass --allow-code to run it.")
         (data, model, predictions, out, by, split, threshold, target_fpr, reference, n_boot, min_n, seed, batch_size,
-         device, size, mean, std, pad, thumbnails, shard, fail_on, iou, fppi) = (v[k] for k in RECIPE_KEYS)
+         device, size, mean, std, pad, thumbnails, shard, fail_on, iou, fppi) = _audit_recipe(ctx, recipe, dict(locals()))
     if data is None:
         fail("give the dataset folder DATA (or a --recipe that names it).")
     if iou is not None:
@@ -546,18 +534,8 @@ def audit(
     cfg = _audit_config(by, split, threshold, target_fpr, reference, n_boot, min_n, seed, batch_size, device, size,
                         pad, thumbnails, shard, scores)
     _check_fail_on_syntax(fail_on)
-    try:
-        # under torchrun every rank scores a shard and rank 0 gathers them and runs the statistics
-        with distributed(device) as (rank, world, dev), \
-                (progress_bar("scoring", None) if rank == 0 else contextlib.nullcontext()) as advance:
-            gather = world > 1 and predictions is None
-            if gather:
-                cfg = dataclasses.replace(cfg, shard=(rank, world))
-            result = run_audit(data, model, cfg, out, predictions_csv=predictions, progress=advance,
-                               torch_device=str(resolve_device(dev)), mean=[float(v) for v in _csv(mean)],
-                               std=[float(v) for v in _csv(std)], gather=gather)
-    except (ManifestError, KeyError, ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
-        fail(str(e).strip('"'))
+    result, world = _scored_audit(data, model, cfg, out, predictions, device, mean, std)
+    gather = world > 1 and predictions is None
     if result is None:  # a torchrun rank other than 0: its shard went to rank 0
         return
     if gather:
@@ -566,6 +544,38 @@ def audit(
         console.print(f"wrote shard {shard} predictions to {out}; merge shards with `debias report merge`")
         return
     _finish_audit(result, out, fail_on)
+
+
+def _audit_recipe(ctx: typer.Context, recipe: Path, values: dict) -> tuple:
+    """The audit's options with a recipe's values filled in; python: models from a recipe need --allow-code."""
+    v = _apply_recipe(ctx, recipe, dict(values))
+    from_recipe = [m for m in v["model"] if m not in values["model"] and m.startswith("python:")]
+    if from_recipe and not values["allow_code"]:
+        fail(f"recipe {recipe} names {', '.join(from_recipe)}, which runs Python code; read the recipe, then "
+             f"pass --allow-code to run it.")
+    return tuple(v[k] for k in RECIPE_KEYS)
+
+
+def _scored_audit(data, model, cfg, out, predictions, device, mean, std):
+    """run_audit under a progress bar; under torchrun every rank scores a shard and rank 0 gathers them and runs
+    the statistics. Returns (result, world size); result is None on ranks other than 0."""
+    import dataclasses
+
+    from debias.data.manifest import ManifestError
+    from debias.models.run import distributed, resolve_device
+    from debias.report.outputs import run_audit
+
+    try:
+        with distributed(device) as (rank, world, dev), \
+                (progress_bar("scoring", None) if rank == 0 else contextlib.nullcontext()) as advance:
+            gather = world > 1 and predictions is None
+            if gather:
+                cfg = dataclasses.replace(cfg, shard=(rank, world))
+            return run_audit(data, model, cfg, out, predictions_csv=predictions, progress=advance,
+                             torch_device=str(resolve_device(dev)), mean=[float(v) for v in _csv(mean)],
+                             std=[float(v) for v in _csv(std)], gather=gather), world
+    except (ManifestError, KeyError, ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
+        fail(str(e).strip('"'))
 
 
 def _box_audit(data, models, out, *, by, iou, fppi, split, device, n_boot, seed) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -176,14 +177,25 @@ def _background(img, rng, s, n_shapes):
                      int(rng.integers(1, 4)), cv2.LINE_AA, _SHIFT)
 
 
-def _draw_face(img, mask, a, rng, s):
-    """Draw one head in albedo. Returns (cx, cy, rx, ry) for shading.
+@dataclass
+class _Head:
+    """Where one head sits and what it is made of, in albedo (all lengths in pixels)."""
 
-    The head is treated as an ellipsoid: a feature at azimuth phi on the head appears at
-    x = cx + rx*sin(phi + yaw) and is foreshortened by cos(phi + yaw); it is hidden when that cosine
-    is small, which is how the far eye disappears in a profile.
-    """
-    sc = a["scale"]
+    cx: float
+    cy: float
+    R: float  # head size; rx, ry its half-width and half-height
+    rx: float
+    ry: float
+    yaw: float  # radians
+    sy: float  # sin(yaw): where the features sit across the head
+    cyaw: float  # cos(yaw): how much they are foreshortened
+    hx: float  # centre of the hair mass, pushed back as the head turns
+    skin: np.ndarray
+    hair: np.ndarray
+    female: bool
+
+
+def _head(a, rng, s) -> _Head:
     yaw = math.radians(a["yaw"])
     female = a["gender"] == "female"
     skin = MST_RGB[int(a["skin_tone"]) - 1].astype(float)
@@ -191,30 +203,46 @@ def _draw_face(img, mask, a, rng, s):
     hair = HAIR_RGB[int(a["hair_color"])].astype(float)
     cx = s * (0.5 + rng.uniform(-0.06, 0.06))
     cy = s * (0.47 + rng.uniform(-0.05, 0.05))
-    R = s * 0.26 * sc
+    R = s * 0.26 * a["scale"]
     rx = R * (0.80 if female else 0.88)
-    ry = R * 1.08
-    sy = math.sin(yaw)
-    cyaw = math.cos(yaw)
+    return _Head(cx, cy, R, rx, R * 1.08, yaw, math.sin(yaw), math.cos(yaw), cx - 0.3 * rx * math.sin(yaw), skin, hair,
+                 female)
 
-    # shoulders and neck
+
+def _draw_face(img, mask, a, rng, s):
+    """Draw one head in albedo. Returns (cx, cy, rx, ry) for shading.
+
+    The head is treated as an ellipsoid: a feature at azimuth phi on the head appears at
+    x = cx + rx*sin(phi + yaw) and is foreshortened by cos(phi + yaw); it is hidden when that cosine
+    is small, which is how the far eye disappears in a profile.
+    """
+    h = _head(a, rng, s)
+    _draw_skull(img, mask, h, rng)
+    _draw_nose(img, mask, h)
+    _draw_eyes(img, h, a["glasses"], rng)
+    _draw_mouth_and_hat(img, h, a["hat"], rng)
+    return h.cx, h.cy, h.rx, h.ry
+
+
+def _draw_skull(img, mask, h: _Head, rng) -> None:
+    """Shoulders, neck, hair, head, ears and the hair cap."""
+    cx, cy, R, rx, ry, sy, hx, skin, hair = h.cx, h.cy, h.R, h.rx, h.ry, h.sy, h.hx, h.skin, h.hair
     cloth = _col(rng.integers(10, 245, 3))
     _ell(img, cx - 0.1 * R * sy, cy + ry * 2.05, R * 1.9, R * 0.9, cloth)
     cv2.rectangle(img, (int((cx - 0.4 * rx) * _F), int((cy + 0.5 * ry) * _F)),
                   (int((cx + 0.4 * rx) * _F), int((cy + 1.4 * ry) * _F)), _col(skin, 0.85), -1, cv2.LINE_AA, _SHIFT)
     cv2.rectangle(mask, (int((cx - 0.4 * rx) * _F), int((cy + 0.5 * ry) * _F)),
                   (int((cx + 0.4 * rx) * _F), int((cy + 1.4 * ry) * _F)), 255, -1, cv2.LINE_AA, _SHIFT)
-    # long hair behind the head
-    hx = cx - 0.3 * rx * sy
-    if female:
+    if h.female:  # long hair behind the head
         _ell(img, hx, cy + 0.25 * ry, rx * 1.3, ry * 1.3, _col(hair))
     # head (plus a wider jaw for male presentation)
     _ell(img, cx, cy, rx, ry, _col(skin))
     _ell(mask, cx, cy, rx, ry, 255)
-    if not female:
+    if not h.female:
         _ell(img, cx + 0.1 * rx * sy, cy + 0.3 * ry, rx * 0.97, ry * 0.68, _col(skin))
         _ell(mask, cx + 0.1 * rx * sy, cy + 0.3 * ry, rx * 0.97, ry * 0.68, 255)
     # ears at azimuth +-1.45 rad
+    yaw = h.yaw
     for phi in (-1.45, 1.45):
         c = math.cos(phi + yaw)
         if c > -0.25:
@@ -226,49 +254,59 @@ def _draw_face(img, mask, a, rng, s):
     if abs(sy) > 0.3:
         side = -1 if sy > 0 else 1
         _ell(img, cx + side * rx * 0.62, cy - 0.05 * ry, rx * 0.45 * abs(sy), ry * 0.75, _col(hair))
-    # nose: a wedge that sticks out of the silhouette when the head turns
+
+
+def _draw_nose(img, mask, h: _Head) -> None:
+    """A wedge that sticks out of the silhouette when the head turns."""
+    cx, cy, R, rx, ry, sy, cyaw, skin = h.cx, h.cy, h.R, h.rx, h.ry, h.sy, h.cyaw, h.skin
     nb = cx + rx * 0.85 * sy
     tip = cx + (rx * 0.85 + R * 0.22) * sy
     _poly(img, [(nb - 0.07 * R * cyaw, cy - 0.08 * ry), (tip + 0.02 * R, cy + 0.2 * ry),
                 (nb - 0.02 * R, cy + 0.24 * ry)], _col(skin, 0.82))
     _poly(mask, [(nb, cy - 0.08 * ry), (tip, cy + 0.2 * ry), (nb, cy + 0.24 * ry)], 255)
     _ell(img, nb + 0.05 * R * sy, cy + 0.22 * ry, R * 0.09 * max(cyaw, 0.3), R * 0.035, _col(skin, 0.45))
-    # eyes and brows at azimuth +-0.42 rad
+
+
+def _draw_eyes(img, h: _Head, glasses: str, rng) -> None:
+    """Eyes and brows at azimuth +-0.42 rad; the far eye hides behind the nose in a profile."""
+    cx, cy, R, rx, ry, sy = h.cx, h.cy, h.R, h.rx, h.ry, h.sy
+    yaw = h.yaw
     for phi in (-0.42, 0.42):
         c = math.cos(phi + yaw)
         if c < 0.35:
-            continue  # the far eye is hidden behind the nose / head
+            continue
         ex = cx + rx * 0.92 * math.sin(phi + yaw)
         ey = cy - 0.12 * ry
         w = R * 0.16 * c
-        if a["glasses"] == "sunglasses":
+        if glasses == "sunglasses":
             _ell(img, ex, ey, w * 1.35, R * 0.12, (15, 15, 18))
         else:
             _ell(img, ex, ey, w, R * 0.065, (235, 235, 230))
             _ell(img, ex + 0.3 * w * sy, ey, R * 0.065 * c, R * 0.065, _col(rng.integers(20, 90, 3)))
             _ell(img, ex + 0.3 * w * sy, ey, R * 0.03 * c, R * 0.03, (5, 5, 5))
-        if a["glasses"] == "glasses":
+        if glasses == "glasses":
             _ell(img, ex, ey, w * 1.45, R * 0.14, (30, 30, 30), thick=1)
-        _ell(img, ex, ey - R * 0.2, w * 1.2, R * 0.04, _col(hair, 0.8), angle=0)
-    # mouth
+        _ell(img, ex, ey - R * 0.2, w * 1.2, R * 0.04, _col(h.hair, 0.8), angle=0)
+
+
+def _draw_mouth_and_hat(img, h: _Head, hat, rng) -> None:
+    """Mouth, facial hair (male presentation, at random) and a hat."""
+    cx, cy, R, rx, ry, sy, cyaw, hx, hair = h.cx, h.cy, h.R, h.rx, h.ry, h.sy, h.cyaw, h.hx, h.hair
     mx = cx + rx * 0.9 * sy
-    lips = _col(skin, 0.55, (40 if female else 15, 0, 5))
+    lips = _col(h.skin, 0.55, (40 if h.female else 15, 0, 5))
     _ell(img, mx, cy + 0.45 * ry, R * 0.25 * max(cyaw, 0.25), R * 0.07, lips)
-    _ell(img, mx, cy + 0.45 * ry, R * 0.22 * max(cyaw, 0.25), R * 0.015, _col(skin, 0.25))
-    # facial hair
-    if not female and rng.random() < 0.35:
+    _ell(img, mx, cy + 0.45 * ry, R * 0.22 * max(cyaw, 0.25), R * 0.015, _col(h.skin, 0.25))
+    if not h.female and rng.random() < 0.35:
         _ell(img, cx + 0.3 * rx * sy, cy + 0.45 * ry, rx * 0.85 * max(cyaw, 0.5), ry * 0.5, _col(hair, 0.9),
              start=0, end=180)
         _ell(img, mx, cy + 0.45 * ry, R * 0.2 * max(cyaw, 0.25), R * 0.05, lips)
-    elif not female and rng.random() < 0.25:
+    elif not h.female and rng.random() < 0.25:
         _ell(img, mx, cy + 0.35 * ry, R * 0.25 * max(cyaw, 0.25), R * 0.05, _col(hair, 0.9))
-    # hat
-    if a["hat"]:
+    if hat:
         hc = _col(rng.integers(10, 245, 3))
         _ell(img, hx, cy - 0.55 * ry, rx * 1.1, ry * 0.6, hc, start=180, end=360)
         cv2.rectangle(img, (int((hx - rx * 1.35) * _F), int((cy - 0.62 * ry) * _F)),
                       (int((hx + rx * 1.35) * _F), int((cy - 0.5 * ry) * _F)), hc, -1, cv2.LINE_AA, _SHIFT)
-    return cx, cy, rx, ry
 
 
 def _draw_nonface(img, mask, a, rng, s):
