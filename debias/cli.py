@@ -249,6 +249,33 @@ def data_pack(
                   (f"; [yellow]{skipped} unreadable file(s) skipped, listed in import_report.csv[/]" if skipped else ""))
 
 
+@data_app.command("pad")
+def data_pad(
+    src: Path = typer.Argument(..., help="Dataset folder of tight face crops (e.g. an imported PPB)."),
+    out: Path = typer.Option(..., "--out", "-o", help="New dataset folder: padded images and face boxes."),
+    pad: float = typer.Option(0.5, help="Border on every side, as a fraction of the crop's longer side."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a dataset already in --out."),
+) -> None:
+    """Pad every crop with a replicated border and record the crop's extent as its face box, so
+    detectors can be audited box by box (`debias audit --iou 0.5`).
+
+    Example:
+
+        debias data pad data/ppb-sample --out data/ppb-sample-boxes --pad 0.5
+    """
+    from debias.data.manifest import ManifestError, read_manifest
+    from debias.data.pad import boxes_from_crops
+
+    try:
+        n = len(read_manifest(src, check_files=False))
+        with progress_bar("padding", n) as advance:
+            m = boxes_from_crops(src, out, pad=pad, overwrite=overwrite, progress=advance)
+    except (ManifestError, ValueError, OSError) as e:
+        fail(str(e))
+    console.print(f"wrote {len(m)} padded images ({int((m.label == 1).sum())} face boxes) to {out}; audit them "
+                  f"with: debias audit {out} -m DETECTOR --iou 0.5")
+
+
 @data_app.command("annotate")
 def data_annotate(
     root: Path = typer.Argument(..., help="Dataset folder."),

@@ -44,7 +44,7 @@ def strict(obj: Any) -> Any:
         out = {}
         for k, v in obj.items():
             out[k] = strict(v)
-            if _nonfinite(v):
+            if _nonfinite(v) and obj.get(f"{k}_note") is None:  # a note the caller wrote says it better
                 out[f"{k}_note"] = UNDEFINED
         return out
     if isinstance(obj, (list, tuple)):

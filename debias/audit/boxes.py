@@ -245,6 +245,11 @@ def audit_boxes(bm: BoxMatches, by: Sequence[str], *, fppi: float = 0.1, native_
                "recall_native": float(faces["found_native"].mean()) if native_threshold is not None else None,
                "fppi_native": float(((d["face"] < 0) & (d["score"] >= native_threshold)).sum() / n_img)
                if native_threshold is not None else None}
+    if not np.isfinite(t):
+        summary["threshold_note"] = (f"no score threshold keeps false positives at or below {fppi:g} per image: this "
+                                     f"detector's false positives score as high as its best faces (a cascade that "
+                                     f"gives every box the same score, say), so recall at that rate is 0; "
+                                     f"recall_native is the rate at its own operating point")
     return BoxAudit(pd.DataFrame(rows), summary, faces, pd.DataFrame(gaps))
 
 

@@ -21,6 +21,10 @@ def verdicts(result: boxes.BoxAuditResult) -> list[str]:
     for g in result.gaps.itertuples():
         beyond = ("beyond noise (the image-bootstrap interval excludes 0)" if g.significant
                   else "within noise (the interval includes 0)")
+        if g.gap == 0:
+            lines.append(f"{g.model}: by {g.grouping}, every group is found equally often "
+                         f"(95% CI of the gap {100 * g.gap_ci_low:.1f} to {100 * g.gap_ci_high:.1f} points).")
+            continue
         lines.append(f"{g.model}: by {g.grouping}, {g.worst} faces are found least; {g.best} faces are found "
                      f"{100 * g.gap:.1f} points more often (95% CI {100 * g.gap_ci_low:.1f} to {100 * g.gap_ci_high:.1f}), "
                      f"{beyond}.")
@@ -35,7 +39,8 @@ def write_box_outputs(result: boxes.BoxAuditResult, out: str | Path, *, title: s
     write_csv(result.gaps, out / "gaps.csv")
     write_csv(result.detections, out / "detections.csv")
     write_csv(result.faces, out / "faces.csv")
-    summary = result.summary.replace({np.nan: None}).to_dict("records")
+    summary = [{k: v for k, v in r.items() if not (k.endswith("_note") and v is None)}  # notes only where they apply
+               for r in result.summary.replace({np.nan: None}).to_dict("records")]
     write_json(out / "summary.json", {"detectors": summary, "methods": boxes.__doc__})
     long = result.long()
     figures = []

@@ -106,3 +106,26 @@ def test_bootstrap_resamples_images_so_faces_of_one_image_move_together():
     a = audit_boxes(match(_faces(faces), _dets(dets), images=range(20)), ["skin_group"], n_boot=400)
     r = a.by_group.iloc[0]
     assert (r.recall_boot_high - r.recall_boot_low) > 1.2 * (r.recall_ci_high - r.recall_ci_low)
+
+
+def test_a_detector_whose_false_positives_outscore_every_face_gets_a_note_not_a_generic_null(tmp_path):
+    import json
+
+    from debias.audit.boxes import BoxAuditResult
+    from debias.report.boxes import verdicts, write_box_outputs
+
+    # a cascade-like detector: every box scores 1.0, and 2 of its 3 boxes on 2 images are false positives,
+    # so no threshold keeps FPPI <= 0.1; both groups are then found at rate 0
+    faces = _faces([[0, 0, 0, 20, 20, "darker"], [1, 0, 0, 20, 20, "lighter"]])
+    dets = _dets([[0, 0, 0, 20, 20, 1.0], [0, 60, 60, 20, 20, 1.0], [1, 60, 60, 20, 20, 1.0]])
+    a = audit_boxes(match(faces, dets, images=[0, 1]), ["skin_group"], fppi=0.1, native_threshold=0.5, n_boot=20,
+                    min_faces=1, name="cascade")
+    assert a.summary["threshold"] == float("inf") and "no score threshold keeps" in a.summary["threshold_note"]
+    assert a.by_group.recall.tolist() == [0.0, 0.0]
+    res = BoxAuditResult(a.by_group, a.gaps, pd.DataFrame([{**a.summary, "spec": "cascade", "images_per_s": 1.0}]), dets.assign(model="cascade"),
+                         a.faces.assign(model="cascade"))
+    assert verdicts(res) == [
+        "cascade: by skin_group, every group is found equally often (95% CI of the gap 0.0 to 0.0 points)."]
+    write_box_outputs(res, tmp_path)
+    d = json.loads((tmp_path / "summary.json").read_text())["detectors"][0]
+    assert d["threshold"] is None and d["threshold_note"].startswith("no score threshold keeps")
