@@ -62,6 +62,8 @@ METHODS = {
     # the same, each face's log-weight averaged over its 20 nearest latent neighbours (session 5)
     "dbvae center ess0.1 frozen smooth20": dict(method="dbvae", rec_region="center", min_ess=0.1,
                                                 refresh_weights=False, smooth_k=20),
+    "dbvae center ess0.1 frozen smooth50": dict(method="dbvae", rec_region="center", min_ess=0.1,
+                                                refresh_weights=False, smooth_k=50),
     "balanced": dict(method="balanced"),
     "balanced no-aug": dict(method="balanced", augment=False),
     "balanced sqrt": dict(method="balanced", balance_power=0.5),
