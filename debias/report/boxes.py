@@ -17,8 +17,17 @@ SMALL = 30  # fewer faces per group than this: say that the audit decides little
 
 def verdicts(result: boxes.BoxAuditResult) -> list[str]:
     """One sentence per detector and grouping: who is found least, by how much, beyond noise or not."""
-    lines = []
+    lines, unmet = [], {}
+    for s in result.summary.to_dict("records"):
+        if not np.isfinite(s["threshold"]):
+            unmet[s["model"]] = s
+            native = (f"; at its own operating point it finds {pct(s['recall_native'])}% of faces with "
+                      f"{s['fppi_native']:.2f} false positives per image" if s.get("recall_native") is not None else "")
+            lines.append(f"{s['model']}: no threshold keeps its false positives at or below {s['fppi_target']:g} per "
+                         f"image, so no group can be compared there{native}.")
     for g in result.gaps.itertuples():
+        if g.model in unmet:
+            continue
         beyond = ("beyond noise (the image-bootstrap interval excludes 0)" if g.significant
                   else "within noise (the interval includes 0)")
         if g.gap == 0:

@@ -69,7 +69,7 @@ def group_bars(metrics: pd.DataFrame, grouping: str, metric: str = "detection_ra
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(metric.replace("_", " "))
     ax.set_title(f"{metric.replace('_', ' ')} by {short(grouping, 40)} (95% Wilson CI)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # beside the bars, never on them
     return ax.figure
 
 

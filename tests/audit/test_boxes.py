@@ -125,7 +125,14 @@ def test_a_detector_whose_false_positives_outscore_every_face_gets_a_note_not_a_
     res = BoxAuditResult(a.by_group, a.gaps, pd.DataFrame([{**a.summary, "spec": "cascade", "images_per_s": 1.0}]), dets.assign(model="cascade"),
                          a.faces.assign(model="cascade"))
     assert verdicts(res) == [
-        "cascade: by skin_group, every group is found equally often (95% CI of the gap 0.0 to 0.0 points)."]
+        "cascade: no threshold keeps its false positives at or below 0.1 per image, so no group can be compared "
+        "there; at its own operating point it finds 50.0% of faces with 1.00 false positives per image."]
+    # both groups found, no false positive: the gap is 0 and the sentence says so (not 'X found least')
+    both = audit_boxes(match(faces, dets.iloc[:1].assign(box_x=0).pipe(lambda d: pd.concat(
+        [d, d.assign(image=1)])), images=[0, 1]), ["skin_group"], n_boot=20, min_faces=1, name="good")
+    good = BoxAuditResult(both.by_group, both.gaps, pd.DataFrame([both.summary]), dets, both.faces)
+    assert verdicts(good) == ["good: by skin_group, every group is found equally often "
+                              "(95% CI of the gap 0.0 to 0.0 points)."]
     write_box_outputs(res, tmp_path)
     d = json.loads((tmp_path / "summary.json").read_text())["detectors"][0]
     assert d["threshold"] is None and d["threshold_note"].startswith("no score threshold keeps")

@@ -251,3 +251,16 @@ def test_model_card_holds_metrics_csv_in_the_toolkits_shape(tiny_synth, tmp_path
     assert float(pm[("false_positive_rate", "overall (non-faces)")]["value"]) == pytest.approx(fpr.value, rel=1e-5)
     judged = m[(m.flag.fillna("") != "too few to judge") & m.value.notna() & (m.metric != "accuracy")]
     assert len(pm) == len(judged)
+
+
+def test_every_shipped_recipe_reads_with_the_audit_options():
+    from pathlib import Path
+
+    from debias.cli import RECIPE_KEYS
+    from debias.config import read_recipe
+
+    recipes = sorted((Path(__file__).resolve().parents[2] / "audits").glob("*.toml"))
+    assert len(recipes) >= 5
+    for r in recipes:
+        v = read_recipe(r, RECIPE_KEYS)
+        assert v["data"] and v["model"] and v["out"], r.name
