@@ -556,7 +556,7 @@ def audit(
         fail("give the dataset folder DATA (or a --recipe that names it).")
     if iou is not None:
         _box_audit(data, model, out, by=_csv(by), iou=iou, fppi=fppi, split=split, device=device, n_boot=n_boot,
-                   seed=seed)
+                   seed=seed, thumbnails=thumbnails)
         return
     cfg = _audit_config(by, split, threshold, target_fpr, reference, n_boot, min_n, seed, batch_size, device, size,
                         pad, thumbnails, shard, scores)
@@ -605,10 +605,10 @@ def _scored_audit(data, model, cfg, out, predictions, device, mean, std):
         fail(str(e).strip('"'))
 
 
-def _box_audit(data, models, out, *, by, iou, fppi, split, device, n_boot, seed) -> None:
+def _box_audit(data, models, out, *, by, iou, fppi, split, device, n_boot, seed, thumbnails) -> None:
     from debias.audit.boxes import run_box_audit
     from debias.models.run import resolve_device
-    from debias.report.boxes import verdicts, write_box_outputs
+    from debias.report.boxes import image_reader, verdicts, write_box_outputs
 
     if not models:
         fail("a box-level audit (--iou) needs at least one detector: -m mtcnn, -m dlib:hog, -m opencv:haar-frontal-"
@@ -620,7 +620,7 @@ def _box_audit(data, models, out, *, by, iou, fppi, split, device, n_boot, seed)
                                    progress=advance)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
         fail(str(e).strip('"'))
-    path = write_box_outputs(result, out)
+    path = write_box_outputs(result, out, images=image_reader(data) if thumbnails else None)
     for line in verdicts(result):
         console.print(line)
     console.print(f"report: {path}")

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+import pandas as pd
 
 from debias.audit import boxes
 from debias.files import write_csv, write_json, write_text
@@ -40,8 +42,53 @@ def verdicts(result: boxes.BoxAuditResult) -> list[str]:
     return lines or ["No grouping has two groups with enough faces to compare."]
 
 
-def write_box_outputs(result: boxes.BoxAuditResult, out: str | Path, *, title: str = "Face detector audit: boxes") -> Path:
-    """Write by_group.csv, gaps.csv, summary.json, detections.csv, faces.csv and report.html into ``out``."""
+def image_reader(root: str | Path) -> Callable[[object], np.ndarray | None]:
+    """Reader from a manifest ``image`` value (packed index or relative path) to its full image, or None."""
+    from debias.data.manifest import is_packed, load_image
+
+    root = Path(root)
+    arr = np.load(root / "images.npy", mmap_mode="r") if is_packed(root) else None
+
+    def read(image):
+        try:
+            return np.asarray(arr[int(image)]) if arr is not None else load_image(root, str(image), None)
+        except Exception:  # noqa: BLE001 - a thumbnail that cannot be read is simply not shown
+            return None
+
+    return read
+
+
+def missed_gallery(faces: pd.DataFrame, by: str, images: Callable, per_group: int = 8, margin: float = 0.25) -> list:
+    """Per detector and group of ``by``: the faces it missed at its operating point, cropped around the true box
+    (``margin`` x the box on each side), captioned with the miss reason. The faces with the highest score
+    come first (the nearest misses), so the gallery shows what it almost found."""
+    out = []
+    for model, fm in faces.groupby("model", sort=False):
+        groups = []
+        for g, fg in fm.groupby(by, sort=False) if by in fm.columns else []:
+            missed = fg[~fg["found"].astype(bool)].sort_values("score", ascending=False, na_position="last")
+            thumbs = []
+            for r in missed.head(per_group).itertuples():
+                im = images(r.image)
+                if im is None:
+                    continue
+                mx, my = margin * r.box_w, margin * r.box_h
+                x0, y0 = max(int(r.box_x - mx), 0), max(int(r.box_y - my), 0)
+                crop = im[y0:int(r.box_y + r.box_h + my) + 1, x0:int(r.box_x + r.box_w + mx) + 1]
+                if crop.size:
+                    thumbs.append({"b64": plots.image_to_base64(crop),
+                                   "caption": f"{r.image}: {r.miss_reason or 'missed'}"})
+            groups.append({"group": str(g), "n_missed": int((~fg["found"].astype(bool)).sum()), "n": len(fg),
+                           "thumbs": thumbs})
+        out.append({"model": model, "col": by, "groups": groups})
+    return out
+
+
+def write_box_outputs(result: boxes.BoxAuditResult, out: str | Path, *, title: str = "Face detector audit: boxes",
+                      images: Callable | None = None) -> Path:
+    """Write by_group.csv, gaps.csv, summary.json, detections.csv, faces.csv and report.html into ``out``.
+
+    ``images`` (see :func:`image_reader`) adds a gallery of each detector's missed faces to the report."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(result.by_group, out / "by_group.csv")
@@ -68,6 +115,8 @@ def write_box_outputs(result: boxes.BoxAuditResult, out: str | Path, *, title: s
         title=title, created=datetime.datetime.now().isoformat(timespec="seconds"), iou=s0.get("iou"),
         fppi=s0.get("fppi_target"), n_images=s0.get("n_images"), n_faces=s0.get("n_faces"),
         verdicts=verdicts(result), small=small, summary=summary, figures=figures,
+        galleries=missed_gallery(result.faces, result.by_group["grouping"].iloc[0], images)
+        if images is not None and len(result.by_group) else [],
         rows=result.by_group.to_dict("records"), gaps=result.gaps.to_dict("records"), pct=pct,
         methods=[p.strip().replace("\n", " ") for p in boxes.__doc__.split("\n\n")[1:]])
     write_text(out / "report.html", html)

@@ -136,3 +136,28 @@ def test_a_detector_whose_false_positives_outscore_every_face_gets_a_note_not_a_
     write_box_outputs(res, tmp_path)
     d = json.loads((tmp_path / "summary.json").read_text())["detectors"][0]
     assert d["threshold"] is None and d["threshold_note"].startswith("no score threshold keeps")
+
+
+def test_missed_gallery_crops_each_missed_face_around_its_true_box():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from debias.report.boxes import missed_gallery
+
+    # image 0 (100 x 100): a found face and a missed one at (40, 20, 20, 40); image 1 could not be read
+    faces = pd.DataFrame({"model": "m", "image": [0, 0, 1], "skin_group": ["darker", "darker", "lighter"],
+                          "box_x": [0.0, 40.0, 0.0], "box_y": [0.0, 20.0, 0.0], "box_w": [20.0, 20.0, 20.0],
+                          "box_h": [20.0, 40.0, 20.0], "score": [0.9, 0.3, np.nan], "found": [True, False, False],
+                          "miss_reason": ["", "box misplaced", "no box"]})
+    frame = np.zeros((100, 100, 3), np.uint8)
+    g = missed_gallery(faces, "skin_group", lambda image: frame if image == 0 else None, margin=0.25)
+    (m,) = g
+    darker, lighter = m["groups"]
+    assert (darker["n_missed"], darker["n"], lighter["n_missed"], lighter["n"]) == (1, 2, 1, 1)
+    assert lighter["thumbs"] == []  # an unreadable image is left out, never an error
+    (t,) = darker["thumbs"]
+    im = Image.open(io.BytesIO(base64.b64decode(t["b64"])))
+    # margin 0.25: x 35..65, y 10..70 inclusive -> 31 x 61 pixels (width x height)
+    assert im.size == (31, 61) and t["caption"] == "0: box misplaced"
