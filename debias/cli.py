@@ -44,11 +44,12 @@ def progress_bar(description: str, total: int | None) -> Iterator:
 
 
 _OPTION = re.compile(r"`([a-z][a-z0-9_]*)`")
+_FLAG_OF = {"rename": "map"}  # keywords whose flag has another name
 
 
 def as_flags(msg: str) -> str:
     """The library names an option by its keyword in backticks (`min_ess`); on the command line that is --min-ess."""
-    return _OPTION.sub(lambda m: "--" + m.group(1).replace("_", "-"), msg)
+    return _OPTION.sub(lambda m: "--" + _FLAG_OF.get(m.group(1), m.group(1)).replace("_", "-"), msg)
 
 
 def fail(msg: str, code: int = 2) -> None:
@@ -188,26 +189,16 @@ def data_import(
         debias data import skimage-lfw --out data/lfw-subset   # 100 real faces + 100 non-faces, shipped in scikit-image
     """
     from debias.data import importers
-    from debias.files import prepare_dataset_dir
+    from debias.data.importers.folder import parse_map
 
+    # only what the user gave: an option the format does not take is refused, never ignored
+    given = {"faces": faces, "non_faces": non_faces, "csv": csv, "key": None if key == "path" else key,
+             "rename": map_, "split": None if split == "test" else split}
     try:
-        mod = importers.get(fmt)
-        prepare_dataset_dir(out, overwrite=overwrite)
-        if fmt == "folder":
-            from debias.data.importers.folder import parse_map
-
-            res = mod.run(src, out, faces=faces, non_faces=non_faces, csv=csv, key=key, rename=parse_map(map_),
-                          split=split)
-        elif fmt == "skimage-lfw":
-            res = mod.run(src, out, split=split)
-        elif src is None:
-            fail(f"{fmt} needs a SRC argument: the folder or file to import.")
-        elif fmt == "ppb":
-            res = mod.run(src, out, csv=csv, split=split)
-        elif fmt == "utkface":
-            res = mod.run(src, out, split=split)
-        else:
-            res = mod.run(src, out)
+        given = {k: v for k, v in given.items() if v not in (None, [])}
+        if "rename" in given:
+            given["rename"] = parse_map(map_)
+        res = importers.run(fmt, src, out, overwrite=overwrite, **given)
     except (ValueError, KeyError, FileNotFoundError, ImportError) as e:
         fail(str(e).strip('"'))
     m = res.manifest

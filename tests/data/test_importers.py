@@ -175,3 +175,18 @@ def test_folder_import_lists_unreadable_files_and_counts_only_readable_ones(tmp_
     rep = pd.read_csv(tmp_path / "d" / "import_report.csv")
     assert sorted(Path(p).name for p in rep["item"]) == ["bad0.jpg", "bad1.jpg", "bad2.jpg"]
     assert rep["problem"].str.contains("not a readable image").all()
+
+
+def test_an_option_the_format_does_not_take_is_refused_not_ignored(tmp_path):
+    from typer.testing import CliRunner
+
+    from debias.cli import app
+    from debias.data import importers
+
+    with pytest.raises(ValueError, match="celeba does not take `split`; it takes no options"):
+        importers.run("celeba", tmp_path, tmp_path / "o", split="train")
+    assert not (tmp_path / "o").exists()  # refused before anything is written
+    r = CliRunner().invoke(app, ["data", "import", "ppb", str(tmp_path), "--out", str(tmp_path / "o"), "--map", "a=b"])
+    assert r.exit_code == 2 and "ppb does not take --map; it takes --csv, --split" in " ".join(r.output.split())
+    r = CliRunner().invoke(app, ["data", "import", "utkface", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "utkface needs a SRC argument" in r.output
