@@ -599,7 +599,8 @@ def _scored_audit(data, model, cfg, out, predictions, device, mean, std):
 def _box_audit(data, models, out, *, by, iou, fppi, split, device, n_boot, seed, thumbnails) -> None:
     from debias.audit.boxes import run_box_audit
     from debias.models.run import resolve_device
-    from debias.report.boxes import image_reader, verdicts, write_box_outputs
+    from debias.report.boxes import verdicts, write_box_outputs
+    from debias.report.outputs import image_reader
 
     if not models:
         fail("a box-level audit (--iou) needs at least one detector: -m mtcnn, -m dlib:hog, -m opencv:haar-frontal-"

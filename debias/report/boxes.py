@@ -42,22 +42,6 @@ def verdicts(result: boxes.BoxAuditResult) -> list[str]:
     return lines or ["No grouping has two groups with enough faces to compare."]
 
 
-def image_reader(root: str | Path) -> Callable[[object], np.ndarray | None]:
-    """Reader from a manifest ``image`` value (packed index or relative path) to its full image, or None."""
-    from debias.data.manifest import is_packed, load_image
-
-    root = Path(root)
-    arr = np.load(root / "images.npy", mmap_mode="r") if is_packed(root) else None
-
-    def read(image):
-        try:
-            return np.asarray(arr[int(image)]) if arr is not None else load_image(root, str(image), None)
-        except Exception:  # noqa: BLE001 - a thumbnail that cannot be read is simply not shown
-            return None
-
-    return read
-
-
 def missed_gallery(faces: pd.DataFrame, by: str, images: Callable, per_group: int = 8, margin: float = 0.25) -> list:
     """Per detector and group of ``by``: the faces it missed at its operating point, cropped around the true box
     (``margin`` x the box on each side), captioned with the miss reason. The faces with the highest score
@@ -88,7 +72,7 @@ def write_box_outputs(result: boxes.BoxAuditResult, out: str | Path, *, title: s
                       images: Callable | None = None) -> Path:
     """Write by_group.csv, gaps.csv, summary.json, detections.csv, faces.csv and report.html into ``out``.
 
-    ``images`` (see :func:`image_reader`) adds a gallery of each detector's missed faces to the report."""
+    ``images`` (see :func:`debias.report.outputs.image_reader`) adds a gallery of each detector's missed faces to the report."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(result.by_group, out / "by_group.csv")

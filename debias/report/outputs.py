@@ -194,25 +194,32 @@ def _gather_shards(pred: pd.DataFrame, skipped: pd.DataFrame):
     return concat_shards([p for p, _ in parts]), pd.concat([s for _, s in parts], ignore_index=True)
 
 
-def thumbnail_reader(root: str | Path) -> Callable[[int], np.ndarray | None] | None:
-    """Reader from manifest row to image, for the report's gallery; None when ``root`` is no dataset."""
-    from debias.data.manifest import is_packed, load_image, read_manifest
+def image_reader(root: str | Path) -> Callable[[object], np.ndarray | None]:
+    """Reader from a manifest ``image`` value (packed index or relative path) to its full image, or None."""
+    from debias.data.manifest import is_packed, load_image
 
     root = Path(root)
-    if not (root / "manifest.csv").exists():
-        return None
-    packed = is_packed(root)
+    arr = np.load(root / "images.npy", mmap_mode="r") if is_packed(root) else None
 
-    m = read_manifest(root, check_files=False)
-    arr = np.load(root / "images.npy", mmap_mode="r") if packed else None
-
-    def read(row: int):
+    def read(image):
         try:
-            return np.asarray(arr[int(m["image"].iloc[row])]) if packed else load_image(root, str(m["image"].iloc[row]), None)
+            return np.asarray(arr[int(image)]) if arr is not None else load_image(root, str(image), None)
         except Exception:  # noqa: BLE001 - a thumbnail that cannot be read is simply not shown
             return None
 
     return read
 
 
-__all__ = ["run_audit", "write_outputs", "thumbnail_reader", "model_cards"]
+def thumbnail_reader(root: str | Path) -> Callable[[int], np.ndarray | None] | None:
+    """Reader from manifest row to image, for the report's gallery; None when ``root`` is no dataset."""
+    from debias.data.manifest import read_manifest
+
+    root = Path(root)
+    if not (root / "manifest.csv").exists():
+        return None
+    images = read_manifest(root, check_files=False)["image"]
+    read = image_reader(root)
+    return lambda row: read(images.iloc[int(row)])
+
+
+__all__ = ["run_audit", "write_outputs", "image_reader", "thumbnail_reader", "model_cards"]
