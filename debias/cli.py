@@ -191,14 +191,12 @@ def data_import(
     from debias.data import importers
     from debias.data.importers.folder import parse_map
 
-    # only what the user gave: an option the format does not take is refused, never ignored
-    given = {"faces": faces, "non_faces": non_faces, "csv": csv, "key": None if key == "path" else key,
-             "rename": map_, "split": None if split == "test" else split}
     try:
-        given = {k: v for k, v in given.items() if v not in (None, [])}
-        if "rename" in given:
-            given["rename"] = parse_map(map_)
-        res = importers.run(fmt, src, out, overwrite=overwrite, **given)
+        # only what the user gave: an option the format does not take is refused, never ignored
+        given = {"faces": faces, "non_faces": non_faces, "csv": csv, "key": None if key == "path" else key,
+                 "rename": parse_map(map_) if map_ else None, "split": None if split == "test" else split}
+        res = importers.run(fmt, src, out, overwrite=overwrite,
+                            **{k: v for k, v in given.items() if v not in (None, [])})
     except (ValueError, KeyError, FileNotFoundError, ImportError) as e:
         fail(str(e).strip('"'))
     m = res.manifest
@@ -254,12 +252,11 @@ def data_pad(
 
         debias data pad data/ppb-sample --out data/ppb-sample-boxes --pad 0.5
     """
-    from debias.data.manifest import ManifestError, read_manifest
+    from debias.data.manifest import ManifestError
     from debias.data.pad import boxes_from_crops
 
     try:
-        n = len(read_manifest(src, check_files=False))
-        with progress_bar("padding", n) as advance:
+        with progress_bar("padding", None) as advance:  # boxes_from_crops sets the total once it has read the data
             m = boxes_from_crops(src, out, pad=pad, overwrite=overwrite, progress=advance)
     except (ManifestError, ValueError, OSError) as e:
         fail(str(e))
@@ -552,8 +549,7 @@ def audit(
     cfg = _audit_config(by, split, threshold, target_fpr, reference, n_boot, min_n, seed, batch_size, device, size,
                         pad, thumbnails, shard, scores)
     _check_fail_on_syntax(fail_on)
-    result, world = _scored_audit(data, model, cfg, out, predictions, device, mean, std)
-    gather = world > 1 and predictions is None
+    result, world, gather = _scored_audit(data, model, cfg, out, predictions, device, mean, std)
     if result is None:  # a torchrun rank other than 0: its shard went to rank 0
         return
     if gather:
@@ -576,7 +572,7 @@ def _audit_recipe(ctx: typer.Context, recipe: Path, values: dict) -> tuple:
 
 def _scored_audit(data, model, cfg, out, predictions, device, mean, std):
     """run_audit under a progress bar; under torchrun every rank scores a shard and rank 0 gathers them and runs
-    the statistics. Returns (result, world size); result is None on ranks other than 0."""
+    the statistics. Returns (result, world size, gathered); result is None on ranks other than 0."""
     import dataclasses
 
     from debias.data.manifest import ManifestError
@@ -591,7 +587,7 @@ def _scored_audit(data, model, cfg, out, predictions, device, mean, std):
                 cfg = dataclasses.replace(cfg, shard=(rank, world))
             return run_audit(data, model, cfg, out, predictions_csv=predictions, progress=advance,
                              torch_device=str(resolve_device(dev)), mean=[float(v) for v in _csv(mean)],
-                             std=[float(v) for v in _csv(std)], gather=gather), world
+                             std=[float(v) for v in _csv(std)], gather=gather), world, gather
     except (ManifestError, KeyError, ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
         fail(str(e).strip('"'))
 

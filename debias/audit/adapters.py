@@ -122,14 +122,13 @@ def _detector_fn(det, pad: float) -> Callable:
     """Crop-level scores from a box detector: each crop gets a replicated context border of ``pad`` x its
     longer side (cascades need context around a tight crop), and scores the best box whose centre lies
     in the crop's central half (:func:`debias.detect.base.crop_score`), never any box anywhere."""
+    from debias.data.pad import pad_image
     from debias.detect.base import crop_score
 
     def fn(images):
         out = np.zeros(len(images))
         for i, im in enumerate(images):
-            h, w = im.shape[:2]
-            b = int(round(pad * max(h, w)))
-            big = cv2.copyMakeBorder(np.ascontiguousarray(im), b, b, b, b, cv2.BORDER_REPLICATE) if b else im
+            big, (b, _, w, h) = pad_image(im, pad)
             out[i] = crop_score(det.detect(big).shifted(-b, -b), h, w)
         return out
 

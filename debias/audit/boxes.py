@@ -300,13 +300,12 @@ def detect_images(detector, root, images: Sequence, progress=None) -> tuple[pd.D
     import time
     from pathlib import Path
 
-    from debias.data.manifest import is_packed, load_image
+    from debias.data.manifest import image_loader
 
-    root = Path(root)
-    packed = np.load(root / "images.npy", mmap_mode="r") if is_packed(root) else None
+    load = image_loader(Path(root))
     rows, t = [], 0.0
     for img in images:
-        im = np.asarray(packed[int(img)]) if packed is not None else load_image(root, str(img), None)
+        im = load(img)
         t0 = time.perf_counter()
         det = detector.detect(im)
         t += time.perf_counter() - t0

@@ -227,6 +227,16 @@ def load_image(root: Path, rel: str, size: int | None) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8)
 
 
+def image_loader(root: str | Path):
+    """Reader from a manifest ``image`` value to its full-size (H, W, 3) uint8 image: a row of the packed
+    ``images.npy`` when the dataset is packed, else the file (see :func:`load_image`)."""
+    root = Path(root)
+    if is_packed(root):
+        arr = np.load(root / PACKED, mmap_mode="r")
+        return lambda image: np.asarray(arr[int(image)])
+    return lambda image: load_image(root, str(image), None)
+
+
 class ManifestDataset(torch.utils.data.Dataset):
     """A torch Dataset over one split of a manifest folder.
 

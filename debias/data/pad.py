@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from debias.data.manifest import BOX_COLUMNS, ManifestError, is_packed, load_image, read_manifest, read_rows
+from debias.data.manifest import BOX_COLUMNS, ManifestError, image_loader, read_manifest
 from debias.files import prepare_dataset_dir
 
 
@@ -44,7 +44,8 @@ def boxes_from_crops(src: str | Path, out: str | Path, *, pad: float = 0.5, over
     out : new dataset folder; images go to ``out/images/`` as PNG, the manifest to ``out/manifest.csv``.
     pad : border on every side, as a fraction of the crop's longer side (> 0).
     overwrite : replace a dataset already in ``out``.
-    progress : optional callable ``progress(n)`` advanced once per image.
+    progress : optional callable ``progress(n, total=None)``: given the total once the manifest is read,
+        then advanced once per image.
 
     Returns
     -------
@@ -61,11 +62,12 @@ def boxes_from_crops(src: str | Path, out: str | Path, *, pad: float = 0.5, over
         raise ManifestError(f"`out` {out} is the source dataset; choose a new folder for the padded copy.")
     out = prepare_dataset_dir(out, overwrite=overwrite)
     (out / "images").mkdir(exist_ok=True)
-    packed = np.load(src / "images.npy", mmap_mode="r") if is_packed(src) else None
+    load = image_loader(src)
+    if progress:
+        progress(0, total=len(m))
     rows, boxes = [], []
     for i, r in enumerate(m.itertuples(index=False)):
-        im = read_rows(packed, np.array([int(r.image)]))[0] if packed is not None else load_image(src, str(r.image), None)
-        big, box = pad_image(im, pad)
+        big, box = pad_image(load(r.image), pad)
         name = f"images/{i:06d}.png"
         if not cv2.imwrite(str(out / name), cv2.cvtColor(big, cv2.COLOR_RGB2BGR)):
             raise OSError(f"could not write {out / name}")

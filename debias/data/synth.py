@@ -187,12 +187,21 @@ class _Head:
     rx: float
     ry: float
     yaw: float  # radians
-    sy: float  # sin(yaw): where the features sit across the head
-    cyaw: float  # cos(yaw): how much they are foreshortened
-    hx: float  # centre of the hair mass, pushed back as the head turns
     skin: np.ndarray
     hair: np.ndarray
     female: bool
+
+    @property
+    def sy(self) -> float:  # sin(yaw): where the features sit across the head
+        return math.sin(self.yaw)
+
+    @property
+    def cyaw(self) -> float:  # cos(yaw): how much they are foreshortened
+        return math.cos(self.yaw)
+
+    @property
+    def hx(self) -> float:  # centre of the hair mass, pushed back as the head turns
+        return self.cx - 0.3 * self.rx * self.sy
 
 
 def _head(a, rng, s) -> _Head:
@@ -205,8 +214,7 @@ def _head(a, rng, s) -> _Head:
     cy = s * (0.47 + rng.uniform(-0.05, 0.05))
     R = s * 0.26 * a["scale"]
     rx = R * (0.80 if female else 0.88)
-    return _Head(cx, cy, R, rx, R * 1.08, yaw, math.sin(yaw), math.cos(yaw), cx - 0.3 * rx * math.sin(yaw), skin, hair,
-                 female)
+    return _Head(cx, cy, R, rx, R * 1.08, yaw, skin, hair, female)
 
 
 def _draw_face(img, mask, a, rng, s):

@@ -196,14 +196,13 @@ def _gather_shards(pred: pd.DataFrame, skipped: pd.DataFrame):
 
 def image_reader(root: str | Path) -> Callable[[object], np.ndarray | None]:
     """Reader from a manifest ``image`` value (packed index or relative path) to its full image, or None."""
-    from debias.data.manifest import is_packed, load_image
+    from debias.data.manifest import image_loader
 
-    root = Path(root)
-    arr = np.load(root / "images.npy", mmap_mode="r") if is_packed(root) else None
+    load = image_loader(root)
 
     def read(image):
         try:
-            return np.asarray(arr[int(image)]) if arr is not None else load_image(root, str(image), None)
+            return load(image)
         except Exception:  # noqa: BLE001 - a thumbnail that cannot be read is simply not shown
             return None
 

@@ -30,7 +30,8 @@ def run(fmt: str, src, out, *, overwrite: bool = False, **options) -> ImportResu
 
     from debias.files import prepare_dataset_dir
 
-    params = inspect.signature(get(fmt).run).parameters
+    mod = get(fmt)
+    params = inspect.signature(mod.run).parameters
     unknown = [k for k in options if k not in params]
     if unknown:
         takes = [f"`{k}`" for k in params if k not in ("src", "out")]
@@ -39,7 +40,7 @@ def run(fmt: str, src, out, *, overwrite: bool = False, **options) -> ImportResu
     if src is None and fmt not in NO_SRC_NEEDED:
         raise ValueError(f"{fmt} needs a SRC argument: the folder or file to import.")
     prepare_dataset_dir(out, overwrite=overwrite)
-    return get(fmt).run(src, out, **options)
+    return mod.run(src, out, **options)
 
 
 __all__ = ["FORMATS", "get", "run", "ImportResult"]
