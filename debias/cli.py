@@ -308,6 +308,10 @@ def train(
     seed: int = typer.Option(0, help="Seed for init, sampling and noise."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     workers: int = typer.Option(0, help="Threads prefetching batches from the packed array (0 = none)."),
+    precision: str = typer.Option("fp32", help="fp32 | bf16 (autocast; CPUs with avx512_bf16/AMX, CUDA) | fp16 "
+                                  "(CUDA only, grad scaling). Losses stay float32."),
+    channels_last: bool = typer.Option(False, "--channels-last/--no-channels-last",
+                                       help="NHWC layout for model and batches (fastest together with bf16 on CPU)."),
     arch: str = typer.Option("cnn", help="cnn (the lab CNN) | resnet18 (torchvision, untrained)."),
     width: int = typer.Option(12, help="Lab CNN width n (conv widths n, 2n, 4n, 6n)."),
     latent_dim: int = typer.Option(100, help="DB-VAE latent size k."),

@@ -78,6 +78,8 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
     workers: int = 0  # threads that prefetch batches from the packed array; 0 loads in the training loop
     compile: bool = True  # torch.compile the step when the run is long enough to pay for it (train.COMPILE_MIN_IMAGES); eager fallback
+    precision: str = "fp32"  # fp32 | bf16 (autocast; CPUs with avx512_bf16/AMX, and CUDA) | fp16 (CUDA AMP, grad scaling)
+    channels_last: bool = False  # NHWC memory layout for model and batches (pays together with bf16 on oneDNN)
     augment: bool = True  # random flip + scale/shift jitter per image (debias/data/augment.py); never colour
     # resampling (debias/sampling.py)
     density: str = "histogram"  # histogram (the paper's per-dimension histograms) | gmm (joint mixture on mu)
@@ -107,6 +109,7 @@ class TrainConfig:
             "density": ("histogram", "gmm"),
             "combine": ("product", "max", "tempered"),
             "device": ("auto", "cpu", "cuda"),
+            "precision": ("fp32", "bf16", "fp16"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -170,7 +170,7 @@ def write_figures(a: LatentAnalysis, out: str | Path) -> dict[str, Path]:
         ax.set_title(title)
         save(name, fig)
     if not a.correlation.empty:
-        top = a.correlation.abs().max(1).sort_values(ascending=False).index[:20]
+        top = a.correlation.abs().max(axis=1).sort_values(ascending=False).index[:20]
         fig, ax = plt.subplots(figsize=(1.2 * a.correlation.shape[1] + 2, 6))
         sns.heatmap(a.correlation.loc[top], vmin=-1, vmax=1, cmap="vlag", annot=True, fmt=".2f", ax=ax)
         ax.set_title("Spearman correlation: latent dimension x attribute (20 most correlated dims)")

@@ -18,6 +18,7 @@ the checkpoint of epoch e repeats epochs e+1... exactly as an uninterrupted run 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -81,18 +82,31 @@ class _Step(nn.Module):
         super().__init__()
         self.model, self.cfg = model, cfg
         self.vae = isinstance(model, DBVAE)
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        # the network runs in the autocast dtype; every loss is computed in float32 on float32 outputs
+        amp = torch.autocast(x.device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+        with amp:
+            if self.vae:
+                logit, mu, logvar = self.model.encode(x)
+                x_hat = self.model.decode(DBVAE.reparameterize(mu, logvar))
+            else:
+                logit = self.model(x)
+        if self.amp_dtype is not None:
+            logit = logit.float()
+            if self.vae:
+                mu, logvar, x_hat = mu.float(), logvar.float(), x_hat.float()
         if self.vae:
-            logit, mu, logvar = self.model.encode(x)
-            x_hat = self.model.decode(DBVAE.reparameterize(mu, logvar))
             if self.cfg.rec_region == "center":  # the central half, where a face crop has the face
                 h, w = x.shape[-2:]
                 x, x_hat = (t[..., h // 4:h - h // 4, w // 4:w - w // 4] for t in (x, x_hat))
             p = dbvae_loss(x, x_hat, y, logit, mu, logvar, beta=self.cfg.beta, c_rec=self.cfg.c_rec,
                            rec_norm=self.cfg.rec_norm)
             return p.per_sample, p.bce, p.rec, p.kl
-        bce = F.binary_cross_entropy_with_logits(self.model(x), y, reduction="none")  # (B,)
+        bce = F.binary_cross_entropy_with_logits(logit, y, reduction="none")  # (B,)
         zero = torch.zeros((), device=x.device)
         return bce, bce.mean(), zero, zero
 
@@ -123,11 +137,13 @@ def _prefetch(batches, load: Callable, workers: int):
 def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images: Callable, labels: np.ndarray,
                     device: torch.device, *, rank: int = 0, world: int = 1, workers: int = 0,
                     aug: torch.Generator | None = None, groups: np.ndarray | None = None,
-                    dro: GroupDRO | None = None, progress: Callback | None = None) -> dict[str, float]:
+                    dro: GroupDRO | None = None, scaler: torch.amp.GradScaler | None = None,
+                    progress: Callback | None = None) -> dict[str, float]:
     """Run one epoch of optimisation over ``batches`` (arrays of training positions).
 
     ``workers`` threads prefetch batches. ``aug``, a generator, turns on geometric augmentation.
     ``dro`` with ``groups`` (group index of every training position) weights the loss by Group DRO.
+    ``scaler`` scales the loss for float16 autocast (CUDA), so small gradients do not underflow.
     Returns the mean of each loss part over the epoch.
     """
     step.train()
@@ -151,8 +167,13 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
         if not torch.isfinite(loss):
             raise TrainingError(f"the loss became non-finite ({loss.item()}) at step {n}.")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
         vals = torch.stack([loss.detach(), *(p.detach() for p in parts)]).cpu().numpy()
         sums += vals
         n += 1
@@ -227,9 +248,11 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
     Raises
     ------
     TrainingError (a DebiasError) for a folder that holds a run (without ``resume`` or ``overwrite``),
-    ``resume`` without a checkpoint, or another process training into ``out``.
+    ``resume`` without a checkpoint, another process training into ``out``, or a ``precision`` the
+    device cannot run (fp16 off CUDA, bf16 on a GPU without it).
     """
     out = Path(out)
+    _check_precision(cfg, resolve_device(cfg.device), log or (lambda msg: None))  # before anything is written
     if rank != 0:
         return _fit(Path(data), cfg, out, resume=resume, rank=rank, world=world, progress=progress, log=log)
     if resume and not (out / "checkpoint.pt").exists():
@@ -367,6 +390,24 @@ def _wrap_step(model: nn.Module, cfg: TrainConfig, device: torch.device, world: 
     return step
 
 
+def _native_bf16_cpu() -> bool:
+    """Whether this CPU computes bfloat16 natively (avx512_bf16 or AMX); elsewhere oneDNN emulates it, slowly."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def _check_precision(cfg: TrainConfig, device: torch.device, log: Callable[[str], None]) -> None:
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise TrainingError("`precision`='fp16' needs a CUDA device (float16 autocast with grad scaling); use 'bf16' "
+                            "on a CPU with avx512_bf16 or AMX, or 'fp32'.")
+    if cfg.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise TrainingError("`precision`='bf16': this GPU has no bfloat16; use 'fp16' or 'fp32'.")
+    if cfg.precision == "bf16" and device.type == "cpu" and not _native_bf16_cpu():
+        log("`precision`='bf16' on a CPU without native bfloat16 (avx512_bf16/AMX): expect it to be slower than fp32")
+
+
 def _latent_weights(model: nn.Module, cfg: TrainConfig, ts: _TrainSet, device: torch.device, epoch: int,
                     log: Callable[[str], None]) -> np.ndarray:
     """The DB-VAE's face weights from the density of the faces' latent means (never the labels)."""
@@ -442,6 +483,8 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
     ckpt_path = out / "checkpoint.pt"
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, ts.size).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     st = _State(model, torch.optim.Adam(model.parameters(), lr=cfg.lr))
     if resume:
         if not ckpt_path.exists():
@@ -452,6 +495,7 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
     total_epochs = cfg.epochs + (cfg.jtt_epochs if cfg.method == "jtt" else 0)
     step = _wrap_step(model, cfg, device, world, total_epochs * len(ts.ds), log)
     n_batches = max(1, len(ts.ds) // cfg.batch_size)
+    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
     p_face = np.full(len(ts.face_pos), 1.0 / len(ts.face_pos))
     for epoch in range(st.epoch, total_epochs):
         t0 = time.perf_counter()
@@ -468,7 +512,8 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
             aug_seed = np.random.SeedSequence([cfg.seed, epoch, rank, 11]).generate_state(1)[0]
             aug = torch.Generator().manual_seed(int(aug_seed))
         losses = train_one_epoch(step, st.opt, batches, ts.images, ts.labels, device, rank=rank, world=world,
-                                 workers=cfg.workers, aug=aug, groups=lab.groups, dro=lab.dro, progress=progress)
+                                 workers=cfg.workers, aug=aug, groups=lab.groups, dro=lab.dro, scaler=scaler,
+                                 progress=progress)
         train_s = time.perf_counter() - tt
         row = {"epoch": epoch, **losses, "ess": ess}
         if lab.dro is not None:

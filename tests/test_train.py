@@ -260,3 +260,49 @@ def test_freeze_weights_keeps_the_first_resampling_weights_across_epochs_and_res
     fit(tiny_synth, cfg, tmp_path / "cut", resume=True)  # the kept weights come back from the checkpoint
     a, b = _state(tmp_path / "full"), _state(tmp_path / "cut")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_channels_last_and_bf16_steps_match_float32_within_their_precision(tiny_synth):
+    """One training step's loss parts from the same weights and batch: channels_last is the same float32
+    arithmetic in another memory layout (equal to float rounding); bf16 autocast keeps ~3 significant
+    digits, and every loss is returned in float32."""
+    from debias.data.manifest import read_manifest, to_tensor
+    from debias.train import _Step, build_model
+
+    m = read_manifest(tiny_synth)
+    m = m[m.split == "train"].iloc[:32]
+    x = to_tensor(np.load(tiny_synth / "images.npy")[m.image.to_numpy()])
+    y = torch.from_numpy(m.label.to_numpy().astype(np.float32))
+    for method in ("standard", "dbvae"):
+        cfg = TrainConfig(method=method, **FAST)
+        torch.manual_seed(0)
+        net = build_model(cfg, 64)
+        parts = {}
+        for name, kw in (("fp32", {}), ("cl", dict(channels_last=True)), ("bf16", dict(precision="bf16"))):
+            model = build_model(cfg, 64)
+            model.load_state_dict(net.state_dict())
+            if kw.get("channels_last"):
+                model = model.to(memory_format=torch.channels_last)
+            torch.manual_seed(1)  # the same reparameterisation noise
+            with torch.no_grad():
+                parts[name] = _Step(model, TrainConfig(method=method, **FAST, **kw))(x, y)
+        assert all(p.dtype == torch.float32 for p in parts["bf16"])
+        for a, c, b in zip(parts["fp32"], parts["cl"], parts["bf16"]):
+            assert torch.allclose(a, c, rtol=1e-4, atol=1e-5)
+            assert torch.allclose(a, b, rtol=3e-2, atol=3e-2)
+
+
+def test_bf16_channels_last_training_runs_and_fp16_needs_cuda(tiny_synth, tmp_path):
+    hist = fit(tiny_synth, TrainConfig(method="dbvae", precision="bf16", channels_last=True, **FAST), tmp_path / "bf")
+    assert np.isfinite(hist.loss).all()
+    model, _ = load_run(tmp_path / "bf")  # a float32 model, whatever it trained in
+    assert next(model.parameters()).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        TrainConfig(precision="fp8")
+    if not torch.cuda.is_available():
+        with pytest.raises(TrainingError, match="`precision`='fp16' needs a CUDA device"):
+            fit(tiny_synth, TrainConfig(method="standard", precision="fp16", device="cpu", **FAST), tmp_path / "h")
+        r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "h2"), "--precision", "fp16",
+                                     "--device", "cpu"])
+        assert r.exit_code == 2 and "--precision='fp16' needs a CUDA device" in " ".join(r.output.split())
+        assert not (tmp_path / "h").exists() and not (tmp_path / "h2").exists()  # refused before writing
