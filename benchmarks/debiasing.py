@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/debiasing.py run [--settings skin pose] [--seeds 0 1 2 3 4] [--epochs 6]
     .venv/bin/python benchmarks/debiasing.py summary   # intervals, decomposition, figures, markdown table
+    .venv/bin/python benchmarks/debiasing.py run --seeds 5 6 7 8 9 --settings skin --methods standard intrinsic LABEL
+    .venv/bin/python benchmarks/debiasing.py confirm   # the same summary on seeds 5-9, which chose nothing
 
 ``run`` trains one model per (setting, method, seed), scores the balanced test split, picks the
 threshold where the overall false-positive rate is 1%, and appends one row to
@@ -64,6 +66,11 @@ METHODS = {
                                                 refresh_weights=False, smooth_k=20),
     "dbvae center ess0.1 frozen smooth50": dict(method="dbvae", rec_region="center", min_ess=0.1,
                                                 refresh_weights=False, smooth_k=50),
+    # training precision (issue 13): bf16 autocast + channels_last, adopted only if accuracy holds
+    "standard bf16-cl": dict(method="standard", precision="bf16", channels_last=True),
+    "dbvae center ess0.1 frozen smooth50 bf16-cl": dict(method="dbvae", rec_region="center", min_ess=0.1,
+                                                        refresh_weights=False, smooth_k=50, precision="bf16",
+                                                        channels_last=True),
     "balanced": dict(method="balanced"),
     "balanced no-aug": dict(method="balanced", augment=False),
     "balanced sqrt": dict(method="balanced", balance_power=0.5),
@@ -72,8 +79,8 @@ METHODS = {
 }
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
 BALANCE_BY = {"skin": ("skin_group",), "pose": ("pose",)}
-POSE_METHODS = ("standard", "vae-uniform", "dbvae (paper)", "dbvae gmm center", "dbvae center ess0.1 frozen", "balanced",
-                "group-dro")
+POSE_METHODS = ("standard", "vae-uniform", "dbvae (paper)", "dbvae gmm center", "dbvae center ess0.1 frozen",
+                "dbvae center ess0.1 frozen smooth50", "balanced", "group-dro")
 T975 = {n: v for n, v in zip(range(2, 31), (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
                                             2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
                                             2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045))}
@@ -190,12 +197,17 @@ def _append(row: dict) -> None:
 
 def run(a) -> None:
     """Every job in priority order: the skin setting seed by seed, the length check, then pose."""
+    unknown = sorted(set(a.methods or ()) - {*METHODS, "intrinsic"})
+    if unknown:
+        sys.exit(f"unknown method label(s) {unknown}; choose from {[*METHODS, 'intrinsic']}")
     jobs = []
     for setting in a.settings:
         for seed in a.seeds:
-            labels = list(METHODS) if setting == "skin" else list(POSE_METHODS)
+            labels = [*(METHODS if setting == "skin" else POSE_METHODS), "intrinsic"]
+            if a.methods:  # a subset, in the order given (e.g. the confirmation seeds of one chosen variant)
+                labels = [m for m in a.methods if m in labels]
             base = {"setting": setting, "seed": seed, "epochs": a.epochs, "n_train": a.n_train, "cache": str(a.cache)}
-            jobs += [{**base, "method": m} for m in labels] + [{**base, "method": "intrinsic"}]
+            jobs += [{**base, "method": m} for m in labels]
         if setting == "skin":
             for seed in a.long_seeds:  # the training-length check: the same runs, twice as long
                 jobs += [{"setting": "skin", "method": m, "seed": seed, "epochs": 2 * a.epochs,
@@ -392,8 +404,20 @@ def figure(s: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def confirm(a) -> None:
+    """The chosen variants on seeds that took no part in choosing them: the same summary over those seeds only."""
+    runs = pd.read_csv(RUNS)
+    s, dec = summarise(runs[runs.seed.isin(a.seeds)], a.epochs)
+    s.to_csv(RESULTS / "debiasing_confirmation.csv", index=False, float_format="%.5g")
+    md = (f"Confirmation on seeds {', '.join(map(str, a.seeds))} (not used to choose any variant):\n"
+          + markdown(s, dec))
+    (RESULTS / "debiasing_confirmation.md").write_text(md)
+    print(md)
+
+
 def summary(a) -> None:
     runs = pd.read_csv(RUNS)
+    runs = runs[runs.seed.isin(a.seeds)]  # the selection seeds; confirmation seeds are summarised by `confirm`
     s, dec = summarise(runs, a.epochs)
     s.to_csv(RESULTS / "debiasing_summary.csv", index=False, float_format="%.5g")
     dec.to_csv(RESULTS / "gap_decomposition.csv", index=False, float_format="%.4g")
@@ -422,17 +446,21 @@ def summary(a) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["run", "summary"])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("what", choices=["run", "summary", "confirm"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="default 0-4 (the seeds variants were chosen on); 5-9 for confirm")
     ap.add_argument("--long-seeds", type=int, nargs="*", default=[0, 1, 2],
                     help="seeds on which standard and balanced also train for twice the epochs")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS))
+    ap.add_argument("--methods", nargs="+", default=None, metavar="LABEL",
+                    help="run only these method labels (and 'intrinsic'), in this order; default all")
     ap.add_argument("--n-train", type=int, default=20_000)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("DEBIAS_BENCH_CACHE", "/tmp/debias-bench")))
     a = ap.parse_args()
+    a.seeds = a.seeds or ([5, 6, 7, 8, 9] if a.what == "confirm" else [0, 1, 2, 3, 4])
     RESULTS.mkdir(exist_ok=True)
     a.cache.mkdir(parents=True, exist_ok=True)
-    {"run": run, "summary": summary}[a.what](a)
+    {"run": run, "summary": summary, "confirm": confirm}[a.what](a)
     sys.exit(0)

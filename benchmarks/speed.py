@@ -1,7 +1,7 @@
 """Every speed figure in one run, each as a ratio against a baseline measured in the same process.
 
     .venv/bin/python benchmarks/speed.py            # all
-    .venv/bin/python benchmarks/speed.py bootstrap  # one of: synth, train, bootstrap, scale, inference, pack, demo, memory, detectors
+    .venv/bin/python benchmarks/speed.py bootstrap  # one of: synth, train, bootstrap, scale, inference, precision, pack, demo, memory, detectors
 
 Results are printed and appended to benchmarks/results/speed.csv (with date, machine and command).
 """
@@ -163,6 +163,39 @@ def bench_inference(tmp):
                   f"{len(x)} test images, covariates cached", CMD.format("inference"))
 
 
+def bench_precision(tmp, steps=200, bs=64):
+    """Training throughput of `debias train` in bf16 autocast and channels_last against float32, same data,
+    same process, interleaved (fp32 first and last to bracket drift); eager and compiled; and augmentation's
+    share of the step time (float32 eager, augment on vs off)."""
+    import debias.train as tr
+    from debias.config import TrainConfig
+
+    tr.COMPILE_MIN_IMAGES = 0  # compile even these short runs; the first (compiling) epoch is not timed
+
+    def rate(name, **kw) -> float:
+        cfg = TrainConfig(epochs=2, batch_size=bs, max_train=steps * bs, resample_from=1, seed=0, **kw)
+        tr.fit(tmp / "d", cfg, tmp / "p" / name, overwrite=True)
+        return float(pd.read_csv(tmp / "p" / name / "timing.csv")["img_per_s"].iloc[-1])  # second epoch: warm
+
+    for method in ("standard", "dbvae"):
+        for compiled in (False, True):
+            tag = f"{method}{' compiled' if compiled else ''}"
+            kw = dict(method=method, compile=compiled)
+            r = {"fp32": rate("a", **kw), "bf16": rate("b", precision="bf16", **kw),
+                 "channels_last": rate("c", channels_last=True, **kw),
+                 "bf16 + channels_last": rate("d", precision="bf16", channels_last=True, **kw)}
+            base = (r["fp32"] + rate("e", **kw)) / 2
+            for k in ("bf16", "channels_last", "bf16 + channels_last"):
+                print(f"{tag}: {k} {r[k]:.0f} img/s, {r[k] / base:.2f}x float32 ({base:.0f} img/s)")
+                append_result(f"train_speedup[{tag}, {k}]", r[k] / base, "x float32",
+                              f"batch {bs}, {steps} steps, second epoch; float32 {base:.0f} img/s",
+                              CMD.format("precision"))
+    on, off = rate("f", method="standard", compile=False), rate("g", method="standard", compile=False, augment=False)
+    share = 1 - on / off
+    print(f"augmentation: {share:.1%} of the standard step time (eager, float32: {on:.0f} vs {off:.0f} img/s)")
+    append_result("augment_share_of_step", share, "fraction", f"standard, eager, batch {bs}", CMD.format("precision"))
+
+
 def bench_demo(tmp):
     """First-run wall time of each demo as a new user sees it: an empty torch.compile cache each time."""
     import os
@@ -256,19 +289,22 @@ def bench_detectors(tmp, n_scenes=40):
 
 
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["synth", "train", "bootstrap", "scale", "inference", "pack", "demo", "memory", "detectors"]
+    which = sys.argv[1:] or ["synth", "train", "bootstrap", "scale", "inference", "precision", "pack", "demo", "memory",
+                             "detectors"]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if "bootstrap" in which:
             bench_bootstrap()
         if "scale" in which:
             bench_scale()
-        if {"synth", "train", "resample", "inference"} & set(which):
+        if {"synth", "train", "resample", "inference", "precision"} & set(which):
             bench_synth(tmp)
         if {"train", "resample"} & set(which):
             bench_train_and_resample(tmp)
         if "inference" in which:
             bench_inference(tmp)
+        if "precision" in which:
+            bench_precision(tmp)
         if "pack" in which:
             bench_pack_memory(tmp)
         if "demo" in which:
