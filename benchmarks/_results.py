@@ -15,7 +15,7 @@ def append_result(name: str, value: float, unit: str, setting: str, command: str
     path = RESULTS / "speed.csv"
     new = not path.exists()
     with path.open("a", newline="") as f:
-        w = csv.writer(f)
+        w = csv.writer(f, lineterminator="\n")
         if new:
             w.writerow(["date", "machine", "cores", "device", "name", "value", "unit", "setting", "command"])
         w.writerow([datetime.date.today().isoformat(), platform.processor() or platform.machine(),
