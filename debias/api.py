@@ -44,7 +44,7 @@ class Audit:
     # ---- constructors ------------------------------------------------------------------------
 
     @classmethod
-    def from_models(cls, data: str | Path, models: Sequence[str], *, by: Sequence[str] = ("skin_group", "pose", "gender"),
+    def from_models(cls, data: str | Path, models: Sequence[str], *, by: Sequence[str] | None = None,
                     split: str = "test", threshold: float | None = None, target_fpr: float = 0.01,
                     reference: str = "largest", n_boot: int = 1000, min_n: int = 30, random_state: int = 0,
                     scores: str = "auto", device: str = "auto", batch_size: int = 256, size: int = 64,
@@ -57,7 +57,8 @@ class Audit:
         data : dataset folder with manifest.csv (``debias data synth`` or ``debias data import``).
         models : model specs: ``run:DIR``, ``torchscript:FILE``, ``onnx:FILE``, ``python:MODULE:FN``
             (runs that code), ``opencv:haar-frontal-default`` ...
-        by : attribute columns to group faces by; every combination is audited too.
+        by : attribute columns to group faces by; every combination is audited too. None: those of
+            skin_group, pose and gender that the manifest has. A column it lacks is refused before scoring.
         threshold : one decision threshold for every group; None picks it at ``target_fpr``.
         reference : ``largest``, ``best`` or a group name, for gaps to a reference.
         n_boot, random_state : stratified bootstrap resamples and seed.
@@ -75,6 +76,10 @@ class Audit:
             models = [models]
         if not models:
             raise DebiasError("give at least one model spec, e.g. ['run:runs/standard'].")
+        if by is None:
+            from debias.audit.predict import manifest_columns, resolve_by
+
+            by = resolve_by(manifest_columns(data), None, where=f"{Path(data) / 'manifest.csv'}")[0]
         cfg = AuditConfig(by=tuple(by), split=split, threshold=threshold, target_fpr=target_fpr, reference=reference,
                           n_boot=n_boot, min_n=min_n, seed=random_state, batch_size=batch_size, device=device,
                           size=size, pad=pad, scores=scores)

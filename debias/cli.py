@@ -500,7 +500,8 @@ def audit(
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Audit a CSV of predictions made elsewhere "
                                                "(columns image, score or prediction; optional model, label)."),
     out: Path = typer.Option(Path("audit-output"), "--out", "-o", help="Output folder."),
-    by: str = typer.Option("skin_group,pose,gender", help=BY_HELP),
+    by: Optional[str] = typer.Option(None, help=BY_HELP + " Default: those of skin_group, pose, gender that the "
+                                     "manifest has."),
     split: str = typer.Option("test", help="train, val, test or all."),
     threshold: Optional[float] = typer.Option(None, help="Fixed score threshold for every group (default: chosen at --target-fpr)."),
     target_fpr: float = typer.Option(0.01, help="Overall false-positive rate the shared threshold is chosen at."),
@@ -546,6 +547,7 @@ def audit(
          device, size, mean, std, pad, thumbnails, shard, fail_on, iou, fppi) = _audit_recipe(ctx, recipe, dict(locals()))
     if data is None:
         fail("give the dataset folder DATA (or a --recipe that names it).")
+    by = _resolve_by(by, data, predictions)
     if iou is not None:
         _box_audit(data, model, out, by=_csv(by), iou=iou, fppi=fppi, split=split, device=device, n_boot=n_boot,
                    seed=seed, thumbnails=thumbnails)
@@ -562,6 +564,33 @@ def audit(
         console.print(f"wrote shard {shard} predictions to {out}; merge shards with `debias report merge`")
         return
     _finish_audit(result, out, fail_on)
+
+
+def _resolve_by(by: str | None, data: Path, predictions: Path | None) -> str:
+    """--by checked against the manifest (and a predictions file's header) before anything is scored; by
+    default the columns of skin_group, pose, gender that are there, with a note on those left out."""
+    import pandas as pd
+
+    from debias.audit.predict import manifest_columns, resolve_by
+
+    columns = manifest_columns(data)
+    where = f"{data / 'manifest.csv'}"
+    if predictions is not None and predictions.is_file():
+        try:
+            columns += [c for c in pd.read_csv(predictions, nrows=0).columns if c not in columns]
+            where += f" or {predictions}"
+        except (ValueError, UnicodeDecodeError):
+            return by or "skin_group,pose,gender"  # the predictions reader gives the clear error for a bad file
+    if not columns:
+        return by or "skin_group,pose,gender"  # no manifest: reading it gives the clear error
+    try:
+        chosen, left_out = resolve_by(columns, None if by is None else _csv(by), where=where)
+    except KeyError as e:
+        fail(str(e).strip('"'))
+    if left_out:
+        console.print(f"auditing by {', '.join(chosen)} ({where} has no {', '.join(left_out)} column; "
+                      f"choose columns with --by)")
+    return ",".join(chosen)
 
 
 def _audit_recipe(ctx: typer.Context, recipe: Path, values: dict) -> tuple:

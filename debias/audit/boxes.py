@@ -364,7 +364,9 @@ def run_box_audit(data, specs: Sequence[str], *, by: Sequence[str], iou: float =
         raise ValueError(f"`iou` {iou} must be in (0, 1] and `fppi` {fppi} >= 0.")
     m = select_split(read_manifest(data), split)
     faces, images = face_table(m, str(Path(data) / "manifest.csv"))
-    by = [c for c in by if c in faces.columns]
+    from debias.audit.predict import resolve_by
+
+    by = list(resolve_by([c for c in faces.columns if c not in ("score",)], by, where=str(Path(data) / "manifest.csv"))[0])
     if progress:
         progress(0, total=len(images) * len(specs))
     parts = {k: [] for k in ("by_group", "gaps", "summary", "detections", "faces")}

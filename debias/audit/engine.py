@@ -91,8 +91,11 @@ def score_models(data: str | Path, models: Sequence[str], cfg: AuditConfig, *, t
     Returns (predictions, skipped images, sha256 of every model file by spec).
     """
     from debias.audit.adapters import load_adapter, sha256_file
-    from debias.audit.predict import predict
+    from debias.audit.predict import manifest_columns, predict, resolve_by
 
+    columns = manifest_columns(data)
+    if columns:  # a missing `by` column fails here, before any model loads or image is scored
+        resolve_by(columns, cfg.by, where=f"{Path(data) / 'manifest.csv'}")
     adapters = [load_adapter(s, size=cfg.size, device=torch_device, pad=cfg.pad, mean=mean, std=std, scores=cfg.scores)
                 for s in models]
     names = [a.name for a in adapters]

@@ -24,6 +24,39 @@ class PredictionsError(DebiasError):
     """A predictions CSV cannot be audited as it is; the message names the lines and the fix."""
 
 
+DEFAULT_BY = ("skin_group", "pose", "gender")
+
+
+def resolve_by(columns: Sequence[str], by: Sequence[str] | None = None, *, where: str = "the manifest"
+               ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The attribute columns to audit by, checked against ``columns`` before any image is scored.
+
+    ``by`` given: every column must be present (or be an image covariate), else a KeyError names the
+    missing ones and the columns there are. ``by`` None: the default ``DEFAULT_BY`` columns that are
+    present; a KeyError if none is. Returns (by, left_out): the defaults left out, for a note.
+    """
+    have = set(columns) | set(COVARIATES)
+    if by is None:
+        kept = tuple(c for c in DEFAULT_BY if c in have)
+        if not kept:
+            raise KeyError(f"{where} has none of the default attribute columns {', '.join(DEFAULT_BY)}; name the "
+                           f"ones to audit by with `by` (columns there: {', '.join(columns)}).")
+        return kept, tuple(c for c in DEFAULT_BY if c not in have)
+    missing = [c for c in by if c not in have]
+    if missing:
+        raise KeyError(f"`by`: attribute column(s) {', '.join(map(repr, missing))} not in {where} (columns there: "
+                       f"{', '.join(columns)}); audit by columns it has.")
+    return tuple(by), ()
+
+
+def manifest_columns(root: str | Path) -> list[str]:
+    """The column names of ``root/manifest.csv`` (its header only; read_manifest validates the rest)."""
+    path = Path(root) / "manifest.csv"
+    if not path.exists():
+        return []
+    return list(pd.read_csv(path, nrows=0).columns)
+
+
 def image_covariates(im: np.ndarray) -> tuple[int, int, float, float, float]:
     """(width, height, brightness, contrast, sharpness) of an (H, W, 3) uint8 RGB image.
 

@@ -344,3 +344,35 @@ def test_read_recipe_normalises_values_and_names_unknown_keys(tmp_path):
     with pytest.raises(DebiasError, match="could not be read"):
         read_recipe(r, RECIPE_KEYS)
     _err(runner.invoke(app, ["audit", "--recipe", str(r)]), "r.toml could not be read")
+
+
+# ---- the attribute columns are checked before anything is scored -----------------------------------
+
+def test_default_by_keeps_the_columns_the_manifest_has_and_a_named_missing_column_fails_before_scoring(
+        tiny_synth, tmp_path, monkeypatch):
+    data = tmp_path / "nopose"
+    shutil.copytree(tiny_synth, data)
+    pd.read_csv(data / "manifest.csv").drop(columns="pose").to_csv(data / "manifest.csv", index=False)
+    r = _ok(runner.invoke(app, ["audit", str(data), "-m", FAKE, "--min-n", "5", "--n-boot", "20", "--no-thumbnails",
+                                "--out", str(tmp_path / "o")]))
+    assert "auditing by skin_group, gender" in " ".join(r.output.split())
+    groupings = set(pd.read_csv(tmp_path / "o" / "metrics.csv").grouping)
+    assert {"skin_group", "gender"} <= groupings and not any("pose" in g for g in groupings)
+    # a column named with --by that the manifest lacks: exit 2 before any model is loaded or image scored
+    import debias.audit.adapters as adapters
+
+    def no_loading(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(adapters, "load_adapter", no_loading)
+    text = _err(runner.invoke(app, ["audit", str(data), "-m", FAKE, "--by", "skin_group,pose",
+                                    "--out", str(tmp_path / "p")]), "--by: attribute column(s) 'pose' not in",
+                "audit by columns it has")
+    assert "`" not in text and not (tmp_path / "p").exists()
+    from debias import Audit
+
+    with pytest.raises(KeyError, match="`by`: attribute column"):
+        Audit.from_models(data, [FAKE], by=["pose"])
+    monkeypatch.undo()
+    a = Audit.from_models(data, [FAKE], min_n=5, n_boot=20)  # the Python default adapts the same way
+    assert a.config.by == ("skin_group", "gender")
