@@ -139,6 +139,17 @@ def miss_reasons(bm: BoxMatches, threshold: float) -> pd.Series:
     return out
 
 
+def _group_detections(bm: BoxMatches, member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tp, keep) per detection for group AP: true positives on the group's faces, and which detections
+    count (those plus false positives in images where the group has a face)."""
+    in_group_image = np.zeros(len(bm.images), bool)
+    in_group_image[bm.face_img[member]] = True
+    face = bm.detections["face"].to_numpy()
+    tp = face >= 0
+    tp[tp] = member[face[tp]]
+    return tp, tp | ((face < 0) & in_group_image[bm.det_img])
+
+
 def group_ap(bm: BoxMatches, member: np.ndarray, weights: np.ndarray | None = None) -> float:
     """Average precision for the faces flagged by ``member`` (bool per face), with the conventions of
     the module docstring. ``weights``: a count per image of ``bm.images`` (bootstrap), default 1."""
@@ -148,13 +159,7 @@ def group_ap(bm: BoxMatches, member: np.ndarray, weights: np.ndarray | None = No
     n_pos = w_img[bm.face_img[member]].sum()
     if n_pos == 0:
         return float("nan")
-    in_group_image = np.zeros(len(bm.images), bool)
-    in_group_image[bm.face_img[member]] = True
-    face = bm.detections["face"].to_numpy()
-    tp = face >= 0
-    tp[tp] = member[face[tp]]
-    fp = (face < 0) & in_group_image[bm.det_img]
-    keep = tp | fp
+    tp, keep = _group_detections(bm, member)
     dw = w_img[bm.det_img][keep]
     if not tp.any() or dw[tp[keep]].sum() == 0:
         return 0.0
@@ -173,13 +178,8 @@ def group_ap_boot(bm: BoxMatches, member: np.ndarray, W: np.ndarray, chunk: int 
     """
     out = np.full(len(W), np.nan)
     n_pos = W[:, bm.face_img[member]].sum(axis=1)
-    in_group_image = np.zeros(len(bm.images), bool)
-    in_group_image[bm.face_img[member]] = True
-    face = bm.detections["face"].to_numpy()
-    tp = face >= 0
-    tp[tp] = member[face[tp]]
-    fp = (face < 0) & in_group_image[bm.det_img]
-    keep = np.flatnonzero(tp | fp)
+    tp, keep = _group_detections(bm, member)
+    keep = np.flatnonzero(keep)
     score = bm.detections["score"].to_numpy(float)[keep]
     order = np.argsort(-score, kind="stable")
     keep, score, tp = keep[order], score[order], tp[keep[order]]
