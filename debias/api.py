@@ -77,9 +77,10 @@ class Audit:
         if not models:
             raise DebiasError("give at least one model spec, e.g. ['run:runs/standard'].")
         if by is None:
-            from debias.audit.predict import manifest_columns, resolve_by
+            from debias.audit.predict import DEFAULT_BY, manifest_columns, resolve_by
 
-            by = resolve_by(manifest_columns(data), None, where=f"{Path(data) / 'manifest.csv'}")[0]
+            columns = manifest_columns(data)  # none readable: scoring reports the manifest's own error
+            by = resolve_by(columns, None, where=f"{Path(data) / 'manifest.csv'}")[0] if columns else DEFAULT_BY
         cfg = AuditConfig(by=tuple(by), split=split, threshold=threshold, target_fpr=target_fpr, reference=reference,
                           n_boot=n_boot, min_n=min_n, seed=random_state, batch_size=batch_size, device=device,
                           size=size, pad=pad, scores=scores)

@@ -571,7 +571,7 @@ def _resolve_by(by: str | None, data: Path, predictions: Path | None) -> str:
     default the columns of skin_group, pose, gender that are there, with a note on those left out."""
     import pandas as pd
 
-    from debias.audit.predict import manifest_columns, resolve_by
+    from debias.audit.predict import DEFAULT_BY, manifest_columns, resolve_by
 
     columns = manifest_columns(data)
     where = f"{data / 'manifest.csv'}"
@@ -579,14 +579,14 @@ def _resolve_by(by: str | None, data: Path, predictions: Path | None) -> str:
         try:
             columns += [c for c in pd.read_csv(predictions, nrows=0).columns if c not in columns]
             where += f" or {predictions}"
-        except (ValueError, UnicodeDecodeError):
-            return by or "skin_group,pose,gender"  # the predictions reader gives the clear error for a bad file
-    if not columns:
-        return by or "skin_group,pose,gender"  # no manifest: reading it gives the clear error
+        except ValueError:  # empty or not UTF-8: the predictions reader gives the clear error
+            columns = []
+    if not columns:  # no readable manifest (or predictions file): reading it later gives the clear error
+        return by or ",".join(DEFAULT_BY)
     try:
         chosen, left_out = resolve_by(columns, None if by is None else _csv(by), where=where)
     except KeyError as e:
-        fail(str(e).strip('"'))
+        fail(e.args[0])  # str() of a KeyError is its repr, quotes included
     if left_out:
         console.print(f"auditing by {', '.join(chosen)} ({where} has no {', '.join(left_out)} column; "
                       f"choose columns with --by)")

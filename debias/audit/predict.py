@@ -50,11 +50,13 @@ def resolve_by(columns: Sequence[str], by: Sequence[str] | None = None, *, where
 
 
 def manifest_columns(root: str | Path) -> list[str]:
-    """The column names of ``root/manifest.csv`` (its header only; read_manifest validates the rest)."""
+    """The column names of ``root/manifest.csv`` (its header only); [] when there is none or it cannot be
+    parsed, which :func:`~debias.data.manifest.read_manifest` then reports with its clear message."""
     path = Path(root) / "manifest.csv"
-    if not path.exists():
+    try:
+        return list(pd.read_csv(path, nrows=0).columns) if path.exists() else []
+    except ValueError:  # empty, or not UTF-8 (pandas' EmptyDataError and UnicodeDecodeError are ValueErrors)
         return []
-    return list(pd.read_csv(path, nrows=0).columns)
 
 
 def image_covariates(im: np.ndarray) -> tuple[int, int, float, float, float]:

@@ -376,3 +376,12 @@ def test_default_by_keeps_the_columns_the_manifest_has_and_a_named_missing_colum
     monkeypatch.undo()
     a = Audit.from_models(data, [FAKE], min_n=5, n_boot=20)  # the Python default adapts the same way
     assert a.config.by == ("skin_group", "gender")
+
+
+def test_an_empty_manifest_or_one_without_default_columns_gives_one_clear_error(tmp_path):
+    (tmp_path / "manifest.csv").write_text("")
+    _err(runner.invoke(app, ["audit", str(tmp_path), "-m", FAKE]), "has no rows (the file is empty)")
+    (tmp_path / "manifest.csv").write_text("image,split,label\n1,test,1\n")
+    text = _err(runner.invoke(app, ["audit", str(tmp_path), "-m", FAKE]), "has none of the default attribute columns",
+                "--by")
+    assert text.startswith("error: /") and not text.rstrip().endswith("'")  # the message, not a KeyError's repr
