@@ -639,6 +639,8 @@ def _box_audit(data, models, out, *, by, iou, fppi, split, device, n_boot, seed,
             result = run_box_audit(data, models, by=by, iou=iou, fppi=fppi, split=split,
                                    device=str(resolve_device(device)), n_boot=min(n_boot, 500), seed=seed,
                                    progress=advance)
+    except KeyError as e:  # a --by column the faces lack; str() of a KeyError is its quoted repr
+        fail(e.args[0])
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
         fail(str(e).strip('"'))
     path = write_box_outputs(result, out, images=image_reader(data) if thumbnails else None)

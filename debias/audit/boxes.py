@@ -357,16 +357,16 @@ def run_box_audit(data, specs: Sequence[str], *, by: Sequence[str], iou: float =
     """Box-level audit of each detector spec on the ``split`` of dataset ``data`` (a manifest with boxes)."""
     from pathlib import Path
 
+    from debias.audit.predict import resolve_by
     from debias.data.manifest import read_manifest, select_split
     from debias.detect import load_detector
 
     if not 0 < iou <= 1 or not fppi >= 0:
         raise ValueError(f"`iou` {iou} must be in (0, 1] and `fppi` {fppi} >= 0.")
+    path = str(Path(data) / "manifest.csv")
     m = select_split(read_manifest(data), split)
-    faces, images = face_table(m, str(Path(data) / "manifest.csv"))
-    from debias.audit.predict import resolve_by
-
-    by = list(resolve_by([c for c in faces.columns if c not in ("score",)], by, where=str(Path(data) / "manifest.csv"))[0])
+    faces, images = face_table(m, path)
+    by = list(resolve_by(faces.columns, by, where=path, computed=())[0])  # no image covariates at box level
     if progress:
         progress(0, total=len(images) * len(specs))
     parts = {k: [] for k in ("by_group", "gaps", "summary", "detections", "faces")}

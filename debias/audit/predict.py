@@ -27,15 +27,16 @@ class PredictionsError(DebiasError):
 DEFAULT_BY = ("skin_group", "pose", "gender")
 
 
-def resolve_by(columns: Sequence[str], by: Sequence[str] | None = None, *, where: str = "the manifest"
-               ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def resolve_by(columns: Sequence[str], by: Sequence[str] | None = None, *, where: str = "the manifest",
+               computed: Sequence[str] = COVARIATES) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The attribute columns to audit by, checked against ``columns`` before any image is scored.
 
-    ``by`` given: every column must be present (or be an image covariate), else a KeyError names the
-    missing ones and the columns there are. ``by`` None: the default ``DEFAULT_BY`` columns that are
-    present; a KeyError if none is. Returns (by, left_out): the defaults left out, for a note.
+    ``by`` given: every column must be present (or be one the audit computes, ``computed``: the image
+    covariates of a crop-level audit), else a KeyError names the missing ones and the columns there
+    are. ``by`` None: the default ``DEFAULT_BY`` columns that are present; a KeyError if none is.
+    Returns (by, left_out): the defaults left out, for a note.
     """
-    have = set(columns) | set(COVARIATES)
+    have = set(columns) | set(computed)
     if by is None:
         kept = tuple(c for c in DEFAULT_BY if c in have)
         if not kept:

@@ -111,6 +111,10 @@ def test_cli_box_audit_on_scenes_and_clear_error_without_boxes(tmp_path, tiny_sy
     assert r.exit_code == 0, r.output
     for f in ("by_group.csv", "gaps.csv", "summary.json", "detections.csv", "faces.csv", "report.html"):
         assert (tmp_path / "a" / f).exists(), f
+    # an image covariate is a crop-level grouping only: refused at box level before any detection
+    r = CliRunner().invoke(app, ["audit", str(tmp_path / "sc"), "-m", "opencv:haar-frontal-default", "--iou", "0.5",
+                                 "--by", "brightness", "--out", str(tmp_path / "c")])
+    assert r.exit_code == 2 and "'brightness' not in" in r.output and "Traceback" not in r.output, r.output
     r = CliRunner().invoke(app, ["audit", str(tiny_synth), "-m", "opencv:haar-frontal-default", "--iou", "0.5",
                                  "--out", str(tmp_path / "b")])
     assert r.exit_code == 2 and "no face boxes" in r.output and "Traceback" not in r.output
