@@ -453,7 +453,7 @@ if __name__ == "__main__":
                     help="seeds on which standard and balanced also train for twice the epochs")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS))
     ap.add_argument("--methods", nargs="+", default=None, metavar="LABEL",
-                    help="run only these method labels (and 'intrinsic'), in this order; default all")
+                    help="run only these method labels, in this order ('intrinsic' only if named); default all")
     ap.add_argument("--n-train", type=int, default=20_000)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2)
