@@ -1,8 +1,9 @@
 """The demo: synthetic data with a known bias, three models, one audit comparing them.
 
-Generate the embedded benchmark with its default bias; train ``standard``, ``dbvae`` (the frozen
-face-centre variant the benchmark found best) and the labelled ``balanced`` reference; audit all three on the balanced test split by skin group x pose x gender;
-write one comparison report with the DB-VAE's latent analysis.
+Generate the embedded benchmark with its default bias; train ``standard``, ``dbvae`` (the frozen,
+smoothed face-centre variant the benchmark found best) and the labelled ``balanced`` reference; audit
+all three on the balanced test split by skin group x pose x gender; write one comparison report with
+the DB-VAE's latent analysis.
 """
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ class DemoConfig:
         return SynthConfig(seed=self.seed)
 
     def train(self, method: str) -> TrainConfig:
-        # the DB-VAE variant the debiasing benchmark found best without labels (README Results: it
-        # closes 67% [58, 73] of the representation gap over 5 seeds; the paper's settings close 10%):
+        # the DB-VAE variant the debiasing benchmark found best without labels (README Results: it closes
+        # 67% [58, 73] of the representation gap on seeds 0-4 and 64% [40, 77] on seeds 5-9; the paper's 10%):
         # the density of a face-centre latent, computed after the first epoch and kept, each face's
         # log-weight averaged over its 50 nearest latent neighbours
         best = dict(rec_region="center", min_ess=0.1, refresh_weights=False, smooth_k=50) if method == "dbvae" else {}

@@ -89,8 +89,6 @@ def predict_scores(model: nn.Module, images: Callable, n: int, device: torch.dev
     return torch.cat(scores).numpy(), mu_all
 
 
-
-
 @contextlib.contextmanager
 def distributed(device: str = "auto") -> Iterator[tuple[int, int, str]]:
     """The ``torchrun`` process group for the duration of the block; yields ``(rank, world, device)``.
