@@ -415,6 +415,20 @@ def confirm(a) -> None:
     print(md)
 
 
+def pooled(a) -> None:
+    """Every seed that ran (selection and confirmation together), methods with runs on all of them only, so
+    that every difference stays paired by seed."""
+    runs = pd.read_csv(RUNS)
+    runs = runs[runs.seed.isin(a.seeds) & (runs.epochs == a.epochs)]
+    n = runs.groupby(["setting", "method"]).seed.transform("nunique")
+    runs = runs[n == len(a.seeds)]
+    s, dec = summarise(runs, a.epochs)
+    s.to_csv(RESULTS / "debiasing_pooled.csv", index=False, float_format="%.5g")
+    md = f"All seeds {min(a.seeds)}-{max(a.seeds)} pooled (methods that ran on every one of them):\n" + markdown(s, dec)
+    (RESULTS / "debiasing_pooled.md").write_text(md)
+    print(md)
+
+
 def summary(a) -> None:
     runs = pd.read_csv(RUNS)
     runs = runs[runs.seed.isin(a.seeds)]  # the selection seeds; confirmation seeds are summarised by `confirm`
@@ -446,9 +460,9 @@ def summary(a) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["run", "summary", "confirm"])
+    ap.add_argument("what", choices=["run", "summary", "confirm", "pooled"])
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
-                    help="default 0-4 (the seeds variants were chosen on); 5-9 for confirm")
+                    help="default 0-4 (the seeds variants were chosen on); 5-9 for confirm; 0-9 for pooled")
     ap.add_argument("--long-seeds", type=int, nargs="*", default=[0, 1, 2],
                     help="seeds on which standard and balanced also train for twice the epochs")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS))
@@ -459,8 +473,8 @@ if __name__ == "__main__":
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("DEBIAS_BENCH_CACHE", "/tmp/debias-bench")))
     a = ap.parse_args()
-    a.seeds = a.seeds or ([5, 6, 7, 8, 9] if a.what == "confirm" else [0, 1, 2, 3, 4])
+    a.seeds = a.seeds or {"confirm": [5, 6, 7, 8, 9], "pooled": list(range(10))}.get(a.what, [0, 1, 2, 3, 4])
     RESULTS.mkdir(exist_ok=True)
     a.cache.mkdir(parents=True, exist_ok=True)
-    {"run": run, "summary": summary, "confirm": confirm}[a.what](a)
+    {"run": run, "summary": summary, "confirm": confirm, "pooled": pooled}[a.what](a)
     sys.exit(0)
