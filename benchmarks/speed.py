@@ -153,14 +153,18 @@ def bench_inference(tmp):
     (tmp / "d" / "covariates.npz").unlink(missing_ok=True)
     b0 = bare()
     cold = audit()  # first audit of this dataset: computes the image covariates and caches them
-    warm = max(audit() for _ in range(3))  # every later audit reads them from covariates.npz
-    b = max(b0, bare(), bare())
-    print(f"audit inference: first audit {cold:.0f} img/s ({cold / b:.2f}x), later audits {warm:.0f} img/s "
-          f"({warm / b:.2f}x, best of 3) vs bare model {b:.0f} img/s (best of 3)")
-    append_result("audit_inference_ratio_first", cold / b, "x bare inference",
+    # every later audit reads them from covariates.npz; bare and audit alternate, 7 pairs, so that a
+    # slow moment of the machine hits both sides of a ratio (best-of-3 of each, taken apart, swung 0.86-0.95x)
+    pairs = [(bare(), audit()) for _ in range(7)]
+    ratios = sorted(w / b for b, w in pairs)
+    r, b = ratios[3], float(np.median([b for b, _ in pairs]))
+    print(f"audit inference: first audit {cold:.0f} img/s ({cold / b0:.2f}x), later audits {r:.2f}x bare "
+          f"(median of 7 alternating pairs, range {ratios[0]:.2f}-{ratios[-1]:.2f}; bare model {b:.0f} img/s)")
+    append_result("audit_inference_ratio_first", cold / b0, "x bare inference",
                   f"{len(x)} test images, covariates computed", CMD.format("inference"))
-    append_result("audit_inference_ratio", warm / b, "x bare inference",
-                  f"{len(x)} test images, covariates cached", CMD.format("inference"))
+    append_result("audit_inference_ratio", r, "x bare inference",
+                  f"{len(x)} test images, covariates cached, median of 7 alternating pairs "
+                  f"({ratios[0]:.2f}-{ratios[-1]:.2f})", CMD.format("inference"))
 
 
 def bench_precision(tmp, steps=200, bs=64):
