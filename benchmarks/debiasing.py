@@ -74,13 +74,18 @@ METHODS = {
     "balanced": dict(method="balanced"),
     "balanced no-aug": dict(method="balanced", augment=False),
     "balanced sqrt": dict(method="balanced", balance_power=0.5),
+    # the same with a reconstruction blind to each face region's overall brightness and contrast (does the latent
+    # then encode pose?)
+    "dbvae center ess0.1 frozen smooth50 std": dict(method="dbvae", rec_region="center", min_ess=0.1,
+                                                    refresh_weights=False, smooth_k=50, rec_target="standardised"),
     "group-dro": dict(method="group-dro"),
     "jtt": dict(method="jtt"),
 }
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
 BALANCE_BY = {"skin": ("skin_group",), "pose": ("pose",)}
 POSE_METHODS = ("standard", "vae-uniform", "dbvae (paper)", "dbvae gmm center", "dbvae center ess0.1 frozen",
-                "dbvae center ess0.1 frozen smooth50", "jtt", "balanced", "group-dro")
+                "dbvae center ess0.1 frozen smooth50", "dbvae center ess0.1 frozen smooth50 std", "jtt", "balanced",
+                "group-dro")
 T975 = {n: v for n, v in zip(range(2, 31), (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
                                             2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
                                             2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045))}

@@ -319,6 +319,9 @@ def train(
     c_rec: float = typer.Option(1.0, help="Reconstruction weight."),
     rec_norm: str = typer.Option("l1", help="l1 | l2 reconstruction."),
     rec_region: str = typer.Option("full", help="full | center: reconstruct the whole image or its central half."),
+    rec_target: str = typer.Option("pixels", help="pixels | standardised: compare each image and its reconstruction "
+                                   "as they are, or after standardising each (mean 0, sd 1), which leaves overall "
+                                   "brightness and contrast out of the latent's job."),
     augment: bool = typer.Option(True, "--augment/--no-augment",
                                  help="Random flip + scale/shift per image (geometry only, never colour)."),
     density: str = typer.Option("histogram", help="histogram (the paper's) | gmm (joint mixture on the latent)."),

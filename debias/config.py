@@ -71,6 +71,9 @@ class TrainConfig:
     c_rec: float = 1.0  # weight of the reconstruction term
     rec_norm: str = "l1"  # l1 | l2 per-pixel reconstruction loss (mean over pixels)
     rec_region: str = "full"  # full image | center: reconstruct only the central half, where a face crop has its face
+    # pixels | standardised: compare input and reconstruction after each is standardised per image (zero mean, unit
+    # variance), so the latent need not spend capacity on overall brightness and contrast
+    rec_target: str = "pixels"
     epochs: int = 6  # passes over the training split (sampled batches count as one epoch's worth)
     batch_size: int = 64  # images per optimisation step
     lr: float = 5e-4  # Adam learning rate
@@ -106,6 +109,7 @@ class TrainConfig:
             "arch": ("cnn", "resnet18"),
             "rec_norm": ("l1", "l2"),
             "rec_region": ("full", "center"),
+            "rec_target": ("pixels", "standardised"),
             "density": ("histogram", "gmm"),
             "combine": ("product", "max", "tempered"),
             "device": ("auto", "cpu", "cuda"),

@@ -37,7 +37,7 @@ from debias.data.augment import augment
 from debias.errors import DebiasError
 from debias.files import atomic_write, check_out_dir, exclusive
 from debias.data.manifest import ManifestDataset, ManifestError, is_packed, read_manifest, to_tensor
-from debias.models.dbvae import DBVAE, dbvae_loss
+from debias.models.dbvae import DBVAE, dbvae_loss, standardise
 from debias.models.run import load_run, load_weights, model_from_arch, predict_scores, resolve_device
 from debias.sampling import (BatchPlan, GroupDRO, ess_fraction, gmm_weights, group_balanced_weights, group_keys,
                              jtt_weights, latent_weights, mass_by_group)
@@ -103,6 +103,8 @@ class _Step(nn.Module):
             if self.cfg.rec_region == "center":  # the central half, where a face crop has the face
                 h, w = x.shape[-2:]
                 x, x_hat = (t[..., h // 4:h - h // 4, w // 4:w - w // 4] for t in (x, x_hat))
+            if self.cfg.rec_target == "standardised":  # brightness and contrast of the whole region left out
+                x, x_hat = standardise(x), standardise(x_hat)
             p = dbvae_loss(x, x_hat, y, logit, mu, logvar, beta=self.cfg.beta, c_rec=self.cfg.c_rec,
                            rec_norm=self.cfg.rec_norm)
             return p.per_sample, p.bce, p.rec, p.kl

@@ -77,6 +77,13 @@ class LossParts:
     per_sample: torch.Tensor  # (B,) each image's loss; ``total`` is its mean
 
 
+def standardise(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Each image of (B, C, H, W) minus its mean, over its standard deviation (all channels and pixels)."""
+    flat = x.flatten(1)
+    mean, std = flat.mean(1), flat.std(1)
+    return (x - mean.view(-1, 1, 1, 1)) / (std.view(-1, 1, 1, 1) + eps)
+
+
 def dbvae_loss(x: torch.Tensor, x_hat: torch.Tensor, y: torch.Tensor, logit: torch.Tensor,
                mu: torch.Tensor, logvar: torch.Tensor, *, beta: float = 5e-4, c_rec: float = 1.0,
                rec_norm: str = "l1") -> LossParts:
