@@ -66,6 +66,10 @@ METHODS = {
                                                 refresh_weights=False, smooth_k=20),
     "dbvae center ess0.1 frozen smooth50": dict(method="dbvae", rec_region="center", min_ess=0.1,
                                                 refresh_weights=False, smooth_k=50),
+    # the same with a reconstruction blind to each face region's overall brightness and contrast (does the latent
+    # then encode pose?)
+    "dbvae center ess0.1 frozen smooth50 std": dict(method="dbvae", rec_region="center", min_ess=0.1,
+                                                    refresh_weights=False, smooth_k=50, rec_target="standardised"),
     # training precision (issue 13): bf16 autocast + channels_last, adopted only if accuracy holds
     "standard bf16-cl": dict(method="standard", precision="bf16", channels_last=True),
     "dbvae center ess0.1 frozen smooth50 bf16-cl": dict(method="dbvae", rec_region="center", min_ess=0.1,
@@ -74,10 +78,6 @@ METHODS = {
     "balanced": dict(method="balanced"),
     "balanced no-aug": dict(method="balanced", augment=False),
     "balanced sqrt": dict(method="balanced", balance_power=0.5),
-    # the same with a reconstruction blind to each face region's overall brightness and contrast (does the latent
-    # then encode pose?)
-    "dbvae center ess0.1 frozen smooth50 std": dict(method="dbvae", rec_region="center", min_ess=0.1,
-                                                    refresh_weights=False, smooth_k=50, rec_target="standardised"),
     "group-dro": dict(method="group-dro"),
     "jtt": dict(method="jtt"),
 }
