@@ -202,7 +202,7 @@ def _append(row: dict) -> None:
 
 def run(a) -> None:
     """Every job in priority order: the skin setting seed by seed, the length check, then pose."""
-    unknown = sorted(set(a.methods or ()) - {*METHODS, "intrinsic"})
+    unknown = sorted((set(a.methods or ()) | set(a.long_methods)) - {*METHODS, "intrinsic"})
     if unknown:
         sys.exit(f"unknown method label(s) {unknown}; choose from {[*METHODS, 'intrinsic']}")
     jobs = []
@@ -216,7 +216,7 @@ def run(a) -> None:
         if setting == "skin":
             for seed in a.long_seeds:  # the training-length check: the same runs, twice as long
                 jobs += [{"setting": "skin", "method": m, "seed": seed, "epochs": 2 * a.epochs,
-                          "n_train": a.n_train, "cache": str(a.cache)} for m in ("standard", "balanced")]
+                          "n_train": a.n_train, "cache": str(a.cache)} for m in a.long_methods]
     done = pd.read_csv(RUNS) if RUNS.exists() else pd.DataFrame(columns=KEY)
     seen = {tuple(str(v) for v in r) for r in done[KEY].itertuples(index=False)}
     todo = [j for j in jobs if tuple(str(j[k]) for k in KEY) not in seen]
@@ -470,6 +470,8 @@ if __name__ == "__main__":
                     help="default 0-4 (the seeds variants were chosen on); 5-9 for confirm; 0-9 for pooled")
     ap.add_argument("--long-seeds", type=int, nargs="*", default=[0, 1, 2],
                     help="seeds on which standard and balanced also train for twice the epochs")
+    ap.add_argument("--long-methods", nargs="+", default=["standard", "balanced"], metavar="LABEL",
+                    help="methods of the training-length check")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS))
     ap.add_argument("--methods", nargs="+", default=None, metavar="LABEL",
                     help="run only these method labels, in this order ('intrinsic' only if named); default all")
