@@ -12,7 +12,6 @@ draws around eyes, nose and mouth; an IoU of 0.5 allows for that (a detector box
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -20,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from debias.data.manifest import BOX_COLUMNS, ManifestError, image_loader, read_manifest
-from debias.files import prepare_dataset_dir
+from debias.files import atomic_write, prepare_dataset_dir
 
 
 def pad_image(im: np.ndarray, pad: float) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -77,7 +76,5 @@ def boxes_from_crops(src: str | Path, out: str | Path, *, pad: float = 0.5, over
             progress(1)
     res = m.drop(columns=[c for c in BOX_COLUMNS if c in m.columns]).assign(image=rows)
     res[list(BOX_COLUMNS)] = np.asarray(boxes, dtype=float)
-    tmp = out / "manifest.csv.tmp"
-    res.to_csv(tmp, index=False)
-    os.replace(tmp, out / "manifest.csv")
+    atomic_write(out / "manifest.csv", lambda t: res.to_csv(t, index=False))
     return res
