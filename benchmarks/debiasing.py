@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/debiasing.py summary   # intervals, decomposition, figures, markdown table
     .venv/bin/python benchmarks/debiasing.py run --seeds 5 6 7 8 9 --settings skin --methods standard intrinsic LABEL
     .venv/bin/python benchmarks/debiasing.py confirm   # the same summary on seeds 5-9, which chose nothing
+    .venv/bin/python benchmarks/debiasing.py pooled    # all seeds 0-9, methods that ran on every one
 
 ``run`` trains one model per (setting, method, seed), scores the balanced test split, picks the
 threshold where the overall false-positive rate is 1%, and appends one row to
@@ -469,7 +470,7 @@ if __name__ == "__main__":
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
                     help="default 0-4 (the seeds variants were chosen on); 5-9 for confirm; 0-9 for pooled")
     ap.add_argument("--long-seeds", type=int, nargs="*", default=[0, 1, 2],
-                    help="seeds on which standard and balanced also train for twice the epochs")
+                    help="seeds on which the --long-methods also train for twice the epochs")
     ap.add_argument("--long-methods", nargs="+", default=["standard", "balanced"], metavar="LABEL",
                     help="methods of the training-length check")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS))

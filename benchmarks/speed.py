@@ -267,11 +267,10 @@ def bench_pack_memory(tmp, sizes=(2_000, 20_000)):
 def bench_detectors(tmp, n_scenes=40):
     """Detection speed of every installed detector on full 256 x 256 synthetic scenes, as images/s and as
     a ratio against OpenCV's Haar cascade timed on the same images in the same process."""
-    from debias.data.scenes import SceneConfig, generate_scenes
-    from debias.detect import DetectorUnavailable, load_detector
-
     from debias.config import SynthConfig, TrainConfig
+    from debias.data.scenes import SceneConfig, generate_scenes
     from debias.data.synth import generate
+    from debias.detect import DetectorUnavailable, load_detector
     from debias.train import fit
 
     generate_scenes(SceneConfig(n_scenes=n_scenes, seed=0), tmp / "scenes")
