@@ -81,12 +81,13 @@ METHODS = {
     "balanced sqrt": dict(method="balanced", balance_power=0.5),
     "group-dro": dict(method="group-dro"),
     "jtt": dict(method="jtt"),
+    "loss-resample": dict(method="loss-resample"),  # unlabelled: faces resampled by their current loss
 }
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
 BALANCE_BY = {"skin": ("skin_group",), "pose": ("pose",)}
 POSE_METHODS = ("standard", "vae-uniform", "dbvae (paper)", "dbvae gmm center", "dbvae center ess0.1 frozen",
-                "dbvae center ess0.1 frozen smooth50", "dbvae center ess0.1 frozen smooth50 std", "jtt", "balanced",
-                "group-dro")
+                "dbvae center ess0.1 frozen smooth50", "dbvae center ess0.1 frozen smooth50 std", "jtt", "loss-resample",
+                "balanced", "group-dro")
 T975 = {n: v for n, v in zip(range(2, 31), (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
                                             2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
                                             2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045))}

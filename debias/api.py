@@ -310,7 +310,7 @@ def fit(data: str | Path, *, out: str | Path, method: str = "dbvae", resume: boo
     ----------
     data : dataset folder with manifest.csv and a packed images.npy.
     out : run folder to write (refused if it holds a run, unless ``resume`` or ``overwrite``).
-    method : standard | dbvae | vae-uniform | balanced | group-dro | jtt.
+    method : standard | dbvae | vae-uniform | balanced | group-dro | jtt | loss-resample.
     **options : any :class:`debias.TrainConfig` field, e.g. ``epochs=6``, ``seed=1``, ``augment=False``.
 
     Returns

@@ -301,7 +301,8 @@ def data_annotate(
 def train(
     data: Path = typer.Argument(..., help="Dataset folder (manifest.csv + packed images.npy)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder for config.json, model.pt, history.csv, ..."),
-    method: str = typer.Option("dbvae", help="standard | dbvae | vae-uniform | balanced | group-dro | jtt."),
+    method: str = typer.Option("dbvae", help="standard | dbvae | vae-uniform | balanced | group-dro | jtt | "
+                               "loss-resample (faces resampled by their current loss; no group labels)."),
     epochs: int = typer.Option(6, help="Epochs."),
     batch_size: int = typer.Option(64, help="Batch size (global, across DDP ranks)."),
     lr: float = typer.Option(5e-4, help="Adam learning rate."),
@@ -329,13 +330,14 @@ def train(
     alpha: float = typer.Option(0.01, help="Histogram smoothing (larger = closer to uniform)."),
     combine: str = typer.Option("product", help="product | max | tempered: how latent dimensions combine."),
     temperature: float = typer.Option(0.0, help="Exponent for --combine tempered (0 = 1/k, the geometric mean)."),
-    min_ess: float = typer.Option(0.3, help="ESS floor, fraction of training faces; weights are tempered to keep it."),
+    min_ess: float = typer.Option(0.3, help="ESS floor, fraction of training faces; dbvae and loss-resample weights "
+                                  "are tempered to keep it."),
     smooth_k: int = typer.Option(0, help="Average each face's log-weight over its k nearest latent neighbours "
                                  "(0 = off, the paper's)."),
     resample_from: int = typer.Option(1, help="First epoch (0-based) that resamples."),
     refresh_weights: bool = typer.Option(True, "--refresh-weights/--freeze-weights",
-                                         help="DB-VAE: recompute the latent density every epoch (the paper's), or "
-                                         "compute it once at --resample-from and keep those weights."),
+                                         help="dbvae, loss-resample: recompute the weights every epoch (the "
+                                         "paper's), or compute them once at --resample-from and keep them."),
     face_ratio: float = typer.Option(0.5, help="Share of faces in each weighted batch."),
     balance_by: str = typer.Option("skin_group", help="Labelled groups for --method balanced and group-dro."),
     balance_power: float = typer.Option(1.0, help="balanced: p ~ n_group^-power (1 equal mass, 0.5 tempered)."),

@@ -63,7 +63,7 @@ class SynthConfig:
 class TrainConfig:
     """Training of a standard classifier or a DB-VAE (``debias train``)."""
 
-    method: str = "dbvae"  # standard | dbvae | vae-uniform | balanced | group-dro | jtt
+    method: str = "dbvae"  # standard | dbvae | vae-uniform | balanced | group-dro | jtt | loss-resample
     arch: str = "cnn"  # cnn (the DB-VAE lab CNN) | resnet18 (torchvision, untrained)
     width: int = 12  # n in the lab CNN's conv widths n, 2n, 4n, 6n
     latent_dim: int = 100  # k, the DB-VAE latent size
@@ -90,10 +90,10 @@ class TrainConfig:
     alpha: float = 0.01  # histogram smoothing; large alpha -> uniform sampling
     combine: str = "product"  # product (the paper's) | max (the lab's) | tempered
     temperature: float = 0.0  # tempered exponent; 0 means 1/k, the geometric mean over dimensions
-    min_ess: float = 0.3  # floor on effective sample size, as a fraction of training faces
+    min_ess: float = 0.3  # floor on effective sample size, as a fraction of training faces (dbvae, loss-resample)
     smooth_k: int = 0  # histogram: average each face's log-weight over its k nearest latent neighbours; 0 = off (the paper)
-    resample_from: int = 1  # first epoch (0-based) that resamples; earlier epochs are uniform
-    refresh_weights: bool = True  # recompute the latent density every epoch (the paper); False keeps the first
+    resample_from: int = 1  # first epoch (0-based) that resamples (dbvae, loss-resample); earlier epochs are uniform
+    refresh_weights: bool = True  # recompute the weights every epoch (the paper); False keeps the first
     face_ratio: float = 0.5  # share of faces in every batch for weighted methods
     # labelled references
     balance_by: tuple[str, ...] = ("skin_group",)  # groups for method=balanced and group-dro
@@ -105,7 +105,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         choices = {
-            "method": ("standard", "dbvae", "vae-uniform", "balanced", "group-dro", "jtt"),
+            "method": ("standard", "dbvae", "vae-uniform", "balanced", "group-dro", "jtt", "loss-resample"),
             "arch": ("cnn", "resnet18"),
             "rec_norm": ("l1", "l2"),
             "rec_region": ("full", "center"),

@@ -235,6 +235,33 @@ def jtt_weights(errors: np.ndarray, lam: float) -> np.ndarray:
     return w / w.sum()
 
 
+def loss_weights(loss: np.ndarray, min_ess: float = 0.3) -> Weights:
+    """Unlabelled resampling toward the faces the current model gets wrong: p_i ~ loss_i, ESS-guarded.
+
+    The loss is each face's own (its label is 'face', never a group). Faces of a group the model
+    serves badly have high loss whatever the representation encodes, so this needs no latent that
+    separates the group (the DB-VAE's does not separate pose: README "Results"). In the spirit of
+    learning without demographics by upweighting high-loss examples (Hashimoto et al., ICML 2018);
+    refreshed every epoch, so faces the model has learned give their mass back.
+
+    Parameters
+    ----------
+    loss : (N,) non-negative per-face losses (e.g. -log p(face)).
+    min_ess : floor on ESS as a fraction of N; weights are tempered (loss^T) until it holds.
+
+    Returns
+    -------
+    Weights with ``p`` of shape (N,).
+    """
+    loss = np.asarray(loss, dtype=np.float64)
+    if loss.ndim != 1 or len(loss) == 0 or not np.isfinite(loss).all() or (loss < 0).any():
+        raise ValueError(f"loss must be (N,) finite and >= 0, got shape {loss.shape}.")
+    logw = np.log(loss + 1e-12)  # a face with loss 0 keeps a vanishing, not an undefined, weight
+    raw = ess_fraction(_from_log(logw))
+    p, t = ess_guard(logw, min_ess)
+    return Weights(p=p, ess=ess_fraction(p), ess_raw=raw, temper=t)
+
+
 def mass_by_group(p: np.ndarray, frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, float]:
     """Share of sampling mass on each subgroup, e.g. {'skin_group=darker': 0.21, ...}.
 

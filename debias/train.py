@@ -11,6 +11,8 @@ One method per ``TrainConfig.method``:
   the loss; non-faces form one more group.
 - ``jtt``: Just Train Twice: a classifier trained ``jtt_epochs``, its training errors upweighted by
   ``jtt_lambda`` for a second classifier trained from scratch.
+- ``loss-resample``: classifier, faces resampled each epoch in proportion to their loss under the
+  current model (no labels beyond face / non-face; debias/sampling.py ``loss_weights``).
 
 Determinism: every epoch reseeds torch and the batch plan from (seed, epoch), so a run resumed from
 the checkpoint of epoch e repeats epochs e+1... exactly as an uninterrupted run would. Augmentation
@@ -40,7 +42,7 @@ from debias.data.manifest import ManifestDataset, ManifestError, is_packed, read
 from debias.models.dbvae import DBVAE, dbvae_loss, standardise
 from debias.models.run import load_run, load_weights, model_from_arch, predict_scores, resolve_device
 from debias.sampling import (BatchPlan, GroupDRO, ess_fraction, gmm_weights, group_balanced_weights, group_keys,
-                             jtt_weights, latent_weights, mass_by_group)
+                             jtt_weights, latent_weights, loss_weights, mass_by_group)
 
 DIAGNOSTIC_COLUMNS = ("skin_group", "pose", "gender")
 NOT_PACKED = ("{root} holds image files, not a packed images.npy. Training reads the packed array; run "
@@ -353,7 +355,7 @@ class _State:
     history: list = dataclasses.field(default_factory=list)
     timing: list = dataclasses.field(default_factory=list)
     jtt_err: np.ndarray | None = None  # JTT: the identification model's errors on the training split
-    p_latent: np.ndarray | None = None  # the DB-VAE's latest weights; kept across epochs with --freeze-weights
+    p_latent: np.ndarray | None = None  # the latest resampling weights (dbvae, loss-resample); kept with --freeze-weights
 
     def save(self, path: Path, dro: GroupDRO | None) -> None:
         def tensor(a):
@@ -425,6 +427,17 @@ def _latent_weights(model: nn.Module, cfg: TrainConfig, ts: _TrainSet, device: t
     return w.p
 
 
+def _loss_weights(model: nn.Module, cfg: TrainConfig, ts: _TrainSet, device: torch.device, epoch: int,
+                  log: Callable[[str], None]) -> np.ndarray:
+    """``loss-resample``'s face weights: each training face's loss under the current model (never the groups)."""
+    s, _ = predict_scores(model, lambda pos: ts.images(ts.face_pos[pos]), len(ts.face_pos), device)
+    w = loss_weights(-np.log(np.clip(s.astype(np.float64), 1e-12, 1.0)), cfg.min_ess)
+    if w.guarded:
+        log(f"epoch {epoch + 1}: ESS guard: raw ESS {w.ess_raw:.4f} of faces is below `min_ess` {cfg.min_ess}; "
+            f"weights tempered with exponent {w.temper:.3f} -> ESS {w.ess:.3f}")
+    return w.p
+
+
 def _start_jtt_final_model(st: _State, cfg: TrainConfig, ts: _TrainSet, device: torch.device,
                            log: Callable[[str], None]) -> None:
     """JTT's second stage: record the identification model's errors, then start a fresh model."""
@@ -442,10 +455,11 @@ def _epoch_batches(cfg: TrainConfig, ts: _TrainSet, st: _State, lab: _Labelled, 
     """This epoch's batches, the face sampling distribution they follow, and the seconds spent resampling."""
     resample_s, p_nonface = 0.0, None
     p_face = np.full(len(ts.face_pos), 1.0 / len(ts.face_pos))
-    if cfg.method == "dbvae" and epoch >= cfg.resample_from:
+    if cfg.method in ("dbvae", "loss-resample") and epoch >= cfg.resample_from:
         if st.p_latent is None or cfg.refresh_weights:  # --freeze-weights keeps the first resampling's weights
             tr = time.perf_counter()
-            st.p_latent = _latent_weights(st.model, cfg, ts, device, epoch, log)
+            weigh = _latent_weights if cfg.method == "dbvae" else _loss_weights
+            st.p_latent = weigh(st.model, cfg, ts, device, epoch, log)
             resample_s = time.perf_counter() - tr
         p_face = st.p_latent
     elif lab.p_face is not None:

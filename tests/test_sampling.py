@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from debias.sampling import (BatchPlan, ess_fraction, group_balanced_weights, jtt_weights, latent_weights,
-                             mass_by_group)
+                             loss_weights, mass_by_group)
 
 
 def test_rare_bin_gets_higher_probability_than_dense_bin():
@@ -19,6 +19,18 @@ def test_rare_bin_gets_higher_probability_than_dense_bin():
     w = latent_weights(mu, bins=2, alpha=0.01, combine="product", min_ess=0.01)
     ratio = w.p[99] / w.p[0]
     assert ratio == pytest.approx(0.96 / 0.06, rel=1e-9)
+
+
+def test_loss_weights_are_proportional_to_the_loss_by_hand():
+    w = loss_weights(np.array([1.0, 1.0, 2.0, 0.0]), min_ess=0.01)
+    # 1/4, 1/4, 1/2 and (almost) nothing for the face with loss 0
+    assert w.p == pytest.approx([0.25, 0.25, 0.5, 0.0], abs=1e-9) and not w.guarded
+    # ESS of (1, 1, 2, 0) by hand: 4^2 / (6 * 4) = 2/3; a floor above it tempers the weights toward uniform
+    assert w.ess == pytest.approx(2 / 3, rel=1e-6)
+    g = loss_weights(np.array([1.0, 1.0, 2.0, 0.5]), min_ess=0.99)
+    assert g.guarded and g.ess >= 0.99 and g.p[2] > g.p[0] > g.p[3]  # ordering kept
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        loss_weights(np.array([1.0, np.nan]))
 
 
 def test_large_alpha_gives_uniform():

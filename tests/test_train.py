@@ -22,7 +22,7 @@ def _state(run):
     return torch.load(run / "model.pt", weights_only=True)["state_dict"]
 
 
-@pytest.mark.parametrize("method", ["standard", "dbvae", "vae-uniform", "balanced", "jtt"])
+@pytest.mark.parametrize("method", ["standard", "dbvae", "vae-uniform", "balanced", "jtt", "loss-resample"])
 def test_every_method_trains_and_writes_its_run_folder(tiny_synth, tmp_path, method):
     cfg = TrainConfig(method=method, jtt_epochs=1, **FAST)
     hist = fit(tiny_synth, cfg, tmp_path)
@@ -306,3 +306,19 @@ def test_bf16_channels_last_training_runs_and_fp16_needs_cuda(tiny_synth, tmp_pa
                                      "--device", "cpu"])
         assert r.exit_code == 2 and "--precision='fp16' needs a CUDA device" in " ".join(r.output.split())
         assert not (tmp_path / "h").exists() and not (tmp_path / "h2").exists()  # refused before writing
+
+
+def test_loss_resample_weights_are_each_faces_cross_entropy(tiny_synth):
+    from debias import train as T
+
+    cfg = TrainConfig(method="loss-resample", min_ess=1e-6, **FAST)
+    ts = T._load_train_set(tiny_synth, cfg)
+    torch.manual_seed(0)
+    model = T.build_model(cfg, ts.size).eval()
+    p = T._loss_weights(model, cfg, ts, torch.device("cpu"), 1, lambda m: None)
+    # independently: binary cross-entropy of every training face against the label "face", normalised
+    x = torch.from_numpy(np.asarray(ts.images(ts.face_pos))).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(model(x), torch.ones(len(x)), reduction="none")
+    want = (bce / bce.sum()).numpy()
+    assert p.shape == (len(ts.face_pos),) and np.allclose(p, want, rtol=1e-4, atol=1e-7)
