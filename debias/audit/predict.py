@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from debias.audit.adapters import Adapter, sha256_file, to_probability
-from debias.data.manifest import is_packed, load_image, read_manifest, read_rows, select_split
+from debias.data.manifest import is_packed, load_image, open_packed, read_manifest, read_rows, select_split
 from debias.errors import DebiasError
 from debias.files import atomic_write
 
@@ -159,7 +159,7 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
     frame = frame.assign(row=frame.index)
     k, n = shard
     frame = frame.iloc[k::n]
-    packed = np.load(root / "images.npy", mmap_mode="r") if is_packed(root) else None
+    packed = open_packed(root) if is_packed(root) else None
     cache = CovariateCache(root, len(packed)) if packed is not None else None
     attr_cols = [c for c in frame.columns if c not in ("image", "label", "split", "row", "path")]
     scores = {a.name: np.full(len(frame), np.nan) for a in adapters}

@@ -80,3 +80,34 @@ def test_empty_header_only_and_non_utf8_manifests(tmp_path, content, match):
     (tmp_path / "manifest.csv").write_bytes(content)
     with pytest.raises(ManifestError, match=match):
         read_manifest(tmp_path, check_files=False)
+
+
+def test_packed_images_read_the_rows_numpy_reads(tmp_path):
+    import pickle
+
+    from debias.data.manifest import PackedImages, read_rows
+
+    arr = np.random.default_rng(0).integers(0, 256, (50, 4, 5, 3), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", arr)
+    p = PackedImages(tmp_path / "images.npy")
+    assert p.shape == arr.shape and len(p) == 50
+    for rows in ([3, 4, 5, 6], [7, 2, 9, 2, 49, 0, 8], [], list(range(50))[::-1], [10]):
+        want = np.load(tmp_path / "images.npy")[np.array(rows, dtype=int)]
+        got = read_rows(p, np.array(rows, dtype=int))
+        assert got.shape == want.shape and np.array_equal(got, want), rows
+        assert np.array_equal(read_rows(np.load(tmp_path / "images.npy", mmap_mode="r"), np.array(rows, dtype=int)),
+                              want)
+    assert np.array_equal(p[17], arr[17])
+    assert np.array_equal(pickle.loads(pickle.dumps(p)).rows(np.array([1, 2])), arr[[1, 2]])  # workers reopen
+    with pytest.raises(IndexError, match="row 50 is outside"):
+        p.rows(np.array([0, 50]))
+
+
+def test_packed_images_say_so_when_the_file_is_truncated(tmp_path):
+    from debias.data.manifest import ManifestError, PackedImages
+
+    np.save(tmp_path / "images.npy", np.zeros((10, 4, 4, 3), np.uint8))
+    data = (tmp_path / "images.npy").read_bytes()
+    (tmp_path / "images.npy").write_bytes(data[:-100])  # the header still says 10 images
+    with pytest.raises(ManifestError, match="truncated"):
+        PackedImages(tmp_path / "images.npy").rows(np.arange(10))
