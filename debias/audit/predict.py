@@ -167,29 +167,31 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
     skipped = []
     if progress:
         progress(0, total=len(frame), description="scoring")
+    # the columns the loop reads, taken out of the frame once (17 .iloc slices of a 4,320-row split cost ~5 ms)
+    images, rows = frame["image"].to_numpy(), frame["row"].to_numpy()
     for s in range(0, len(frame), batch_size):
-        part = frame.iloc[s:s + batch_size]
+        part = slice(s, min(s + batch_size, len(frame)))
         imgs, pos = [], []
         if packed is not None:
-            imgs, pos = read_rows(packed, part["image"].to_numpy(int)), list(range(s, s + len(part)))
+            imgs, pos = read_rows(packed, images[part].astype(int)), np.arange(part.start, part.stop)
         else:
-            for j, rel in enumerate(part["image"]):
+            for j in range(part.start, part.stop):
                 try:
-                    imgs.append(load_image(root, str(rel), None))
-                    pos.append(s + j)
+                    imgs.append(load_image(root, str(images[j]), None))
+                    pos.append(j)
                 except Exception as e:  # noqa: BLE001 - any decode failure: skip, record, go on
-                    skipped.append({"row": int(part["row"].iloc[j]), "image": str(rel),
+                    skipped.append({"row": int(rows[j]), "image": str(images[j]),
                                     "reason": f"{type(e).__name__}: {e}"[:200]})
         if len(imgs):
             if cache is not None:
-                cov[pos] = cache.get(part["image"].to_numpy(int), imgs)
+                cov[pos] = cache.get(images[part].astype(int), imgs)
             else:
                 for j, im in zip(pos, imgs):
                     cov[j] = image_covariates(im)
             for a in adapters:
                 scores[a.name][pos] = a.score(imgs)
         if progress:
-            progress(len(part))
+            progress(part.stop - part.start)
     if cache is not None:
         cache.save()
     if len(skipped) == len(frame) and len(frame):
