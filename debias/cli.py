@@ -338,6 +338,9 @@ def train(
     refresh_weights: bool = typer.Option(True, "--refresh-weights/--freeze-weights",
                                          help="dbvae, loss-resample: recompute the weights every epoch (the "
                                          "paper's), or compute them once at --resample-from and keep them."),
+    loss_tilt: bool = typer.Option(False, "--loss-tilt/--no-loss-tilt",
+                                   help="dbvae: each epoch, multiply the latent weights by each face's current loss "
+                                   "(faces the model gets wrong; no labels), then apply the ESS floor."),
     face_ratio: float = typer.Option(0.5, help="Share of faces in each weighted batch."),
     balance_by: str = typer.Option("skin_group", help="Labelled groups for --method balanced and group-dro."),
     balance_power: float = typer.Option(1.0, help="balanced: p ~ n_group^-power (1 equal mass, 0.5 tempered)."),

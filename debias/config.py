@@ -94,6 +94,7 @@ class TrainConfig:
     smooth_k: int = 0  # histogram: average each face's log-weight over its k nearest latent neighbours; 0 = off (the paper)
     resample_from: int = 1  # first epoch (0-based) that resamples (dbvae, loss-resample); earlier epochs are uniform
     refresh_weights: bool = True  # recompute the weights every epoch (the paper); False keeps the first
+    loss_tilt: bool = False  # dbvae: each epoch, multiply the latent weights by each face's current loss (then the guard)
     face_ratio: float = 0.5  # share of faces in every batch for weighted methods
     # labelled references
     balance_by: tuple[str, ...] = ("skin_group",)  # groups for method=balanced and group-dro

@@ -235,7 +235,7 @@ def jtt_weights(errors: np.ndarray, lam: float) -> np.ndarray:
     return w / w.sum()
 
 
-def loss_weights(loss: np.ndarray, min_ess: float = 0.3) -> Weights:
+def loss_weights(loss: np.ndarray, min_ess: float = 0.3, *, prior: np.ndarray | None = None) -> Weights:
     """Unlabelled resampling toward the faces the current model gets wrong: p_i ~ loss_i, ESS-guarded.
 
     The loss is each face's own (its label is 'face', never a group). Faces of a group the model
@@ -248,6 +248,8 @@ def loss_weights(loss: np.ndarray, min_ess: float = 0.3) -> Weights:
     ----------
     loss : (N,) non-negative per-face losses (e.g. -log p(face)).
     min_ess : floor on ESS as a fraction of N; weights are tempered (loss^T) until it holds.
+    prior : optional (N,) probabilities the loss tilts, p_i ~ prior_i * loss_i (the DB-VAE's latent
+        weights with ``--loss-tilt``); the guard then tempers the product.
 
     Returns
     -------
@@ -257,6 +259,11 @@ def loss_weights(loss: np.ndarray, min_ess: float = 0.3) -> Weights:
     if loss.ndim != 1 or len(loss) == 0 or not np.isfinite(loss).all() or (loss < 0).any():
         raise ValueError(f"loss must be (N,) finite and >= 0, got shape {loss.shape}.")
     logw = np.log(loss + 1e-12)  # a face with loss 0 keeps a vanishing, not an undefined, weight
+    if prior is not None:
+        prior = np.asarray(prior, dtype=np.float64)
+        if prior.shape != loss.shape or (prior <= 0).any():
+            raise ValueError(f"prior must be (N,) and > 0 like loss {loss.shape}, got shape {prior.shape}.")
+        logw = logw + np.log(prior)
     raw = ess_fraction(_from_log(logw))
     p, t = ess_guard(logw, min_ess)
     return Weights(p=p, ess=ess_fraction(p), ess_raw=raw, temper=t)

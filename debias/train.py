@@ -428,10 +428,11 @@ def _latent_weights(model: nn.Module, cfg: TrainConfig, ts: _TrainSet, device: t
 
 
 def _loss_weights(model: nn.Module, cfg: TrainConfig, ts: _TrainSet, device: torch.device, epoch: int,
-                  log: Callable[[str], None]) -> np.ndarray:
-    """``loss-resample``'s face weights: each training face's loss under the current model (never the groups)."""
+                  log: Callable[[str], None], prior: np.ndarray | None = None) -> np.ndarray:
+    """Face weights ~ each training face's loss under the current model (never the groups), times ``prior``:
+    ``loss-resample``'s weights, or the DB-VAE's latent weights tilted by the loss (``loss_tilt``)."""
     s, _ = predict_scores(model, lambda pos: ts.images(ts.face_pos[pos]), len(ts.face_pos), device)
-    w = loss_weights(-np.log(np.clip(s.astype(np.float64), 1e-12, 1.0)), cfg.min_ess)
+    w = loss_weights(-np.log(np.clip(s.astype(np.float64), 1e-12, 1.0)), cfg.min_ess, prior=prior)
     if w.guarded:
         log(f"epoch {epoch + 1}: ESS guard: raw ESS {w.ess_raw:.4f} of faces is below `min_ess` {cfg.min_ess}; "
             f"weights tempered with exponent {w.temper:.3f} -> ESS {w.ess:.3f}")
@@ -462,6 +463,10 @@ def _epoch_batches(cfg: TrainConfig, ts: _TrainSet, st: _State, lab: _Labelled, 
             st.p_latent = weigh(st.model, cfg, ts, device, epoch, log)
             resample_s = time.perf_counter() - tr
         p_face = st.p_latent
+        if cfg.method == "dbvae" and cfg.loss_tilt:  # the latent weights (frozen or not) tilted by this epoch's loss
+            tr = time.perf_counter()
+            p_face = _loss_weights(st.model, cfg, ts, device, epoch, log, prior=st.p_latent)
+            resample_s += time.perf_counter() - tr
     elif lab.p_face is not None:
         p_face = lab.p_face
     elif cfg.method == "jtt" and st.jtt_err is not None:

@@ -322,3 +322,12 @@ def test_loss_resample_weights_are_each_faces_cross_entropy(tiny_synth):
         bce = torch.nn.functional.binary_cross_entropy_with_logits(model(x), torch.ones(len(x)), reduction="none")
     want = (bce / bce.sum()).numpy()
     assert p.shape == (len(ts.face_pos),) and np.allclose(p, want, rtol=1e-4, atol=1e-7)
+
+
+def test_dbvae_loss_tilt_moves_the_latent_weights_toward_high_loss_faces(tiny_synth, tmp_path):
+    # alpha -> infinity makes the latent weights uniform, so what the tilt adds is the loss alone
+    cfg = dict(method="dbvae", alpha=1e9, min_ess=0.01, **{**FAST, "lr": 0.01})
+    plain = fit(tiny_synth, TrainConfig(**cfg), tmp_path / "a")
+    tilted = fit(tiny_synth, TrainConfig(loss_tilt=True, **cfg), tmp_path / "b")
+    assert plain["loss"].iloc[0] == pytest.approx(tilted["loss"].iloc[0], rel=1e-6)  # same first epoch
+    assert plain["ess"].iloc[1] == pytest.approx(1.0) and tilted["ess"].iloc[1] < 0.99
