@@ -131,6 +131,9 @@ class TrainConfig:
             raise ValueError(f"min_ess={self.min_ess} must be in (0, 1].")
         if not 0 < self.face_ratio <= 1:
             raise ValueError(f"face_ratio={self.face_ratio} must be in (0, 1].")
+        if self.loss_tilt and self.method != "dbvae":
+            raise ValueError(f"loss_tilt tilts the DB-VAE's latent weights; it needs method='dbvae', not "
+                             f"{self.method!r} (method='loss-resample' weights a plain classifier by the loss).")
         if self.smooth_k < 0:
             raise ValueError(f"smooth_k={self.smooth_k} must be >= 0.")
         if self.workers < 0 or self.max_train < 0 or self.resample_from < 0:

@@ -331,3 +331,11 @@ def test_dbvae_loss_tilt_moves_the_latent_weights_toward_high_loss_faces(tiny_sy
     tilted = fit(tiny_synth, TrainConfig(loss_tilt=True, **cfg), tmp_path / "b")
     assert plain["loss"].iloc[0] == pytest.approx(tilted["loss"].iloc[0], rel=1e-6)  # same first epoch
     assert plain["ess"].iloc[1] == pytest.approx(1.0) and tilted["ess"].iloc[1] < 0.99
+
+
+def test_loss_tilt_outside_the_dbvae_is_refused_not_ignored(tiny_synth, tmp_path):
+    with pytest.raises(ValueError, match="needs method='dbvae'"):
+        TrainConfig(method="standard", loss_tilt=True)
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), "--method", "balanced",
+                                 "--loss-tilt"])
+    assert r.exit_code == 2 and "needs method='dbvae'" in r.output and "Traceback" not in r.output
