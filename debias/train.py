@@ -412,31 +412,31 @@ def _check_precision(cfg: TrainConfig, device: torch.device, log: Callable[[str]
         log("`precision`='bf16' on a CPU without native bfloat16 (avx512_bf16/AMX): expect it to be slower than fp32")
 
 
-def _latent_weights(model: nn.Module, cfg: TrainConfig, ts: _TrainSet, device: torch.device, epoch: int,
-                    log: Callable[[str], None]) -> np.ndarray:
-    """The DB-VAE's face weights from the density of the faces' latent means (never the labels)."""
-    _, mu = predict_scores(model, lambda pos: ts.images(ts.face_pos[pos]), len(ts.face_pos), device, with_latent=True)
+def _guarded(w, cfg: TrainConfig, epoch: int, log: Callable[[str], None]) -> np.ndarray:
+    """``w.p``, with a line in the log when the ESS guard had to temper the weights."""
+    if w.guarded:
+        log(f"epoch {epoch + 1}: ESS guard: raw ESS {w.ess_raw:.4f} of faces is below `min_ess` {cfg.min_ess}; "
+            f"weights tempered with exponent {w.temper:.3f} -> ESS {w.ess:.3f}")
+    return w.p
+
+
+def _latent_weights(mu: np.ndarray, cfg: TrainConfig, epoch: int, log: Callable[[str], None]) -> np.ndarray:
+    """The DB-VAE's face weights from the density of the faces' latent means ``mu`` (never the labels)."""
     if cfg.density == "gmm":
         w = gmm_weights(mu, random_state=cfg.seed, min_ess=cfg.min_ess)
     else:
         w = latent_weights(mu, bins=cfg.bins, alpha=cfg.alpha, combine=cfg.combine, temperature=cfg.temperature,
                            min_ess=cfg.min_ess, smooth_k=cfg.smooth_k)
-    if w.guarded:
-        log(f"epoch {epoch + 1}: ESS guard: raw ESS {w.ess_raw:.4f} of faces is below `min_ess` {cfg.min_ess}; "
-            f"weights tempered with exponent {w.temper:.3f} -> ESS {w.ess:.3f}")
-    return w.p
+    return _guarded(w, cfg, epoch, log)
 
 
-def _loss_weights(model: nn.Module, cfg: TrainConfig, ts: _TrainSet, device: torch.device, epoch: int,
-                  log: Callable[[str], None], prior: np.ndarray | None = None) -> np.ndarray:
-    """Face weights ~ each training face's loss under the current model (never the groups), times ``prior``:
-    ``loss-resample``'s weights, or the DB-VAE's latent weights tilted by the loss (``loss_tilt``)."""
-    s, _ = predict_scores(model, lambda pos: ts.images(ts.face_pos[pos]), len(ts.face_pos), device)
-    w = loss_weights(-np.log(np.clip(s.astype(np.float64), 1e-12, 1.0)), cfg.min_ess, prior=prior)
-    if w.guarded:
-        log(f"epoch {epoch + 1}: ESS guard: raw ESS {w.ess_raw:.4f} of faces is below `min_ess` {cfg.min_ess}; "
-            f"weights tempered with exponent {w.temper:.3f} -> ESS {w.ess:.3f}")
-    return w.p
+def _loss_weights(s: np.ndarray, cfg: TrainConfig, epoch: int, log: Callable[[str], None],
+                  prior: np.ndarray | None = None) -> np.ndarray:
+    """Face weights ~ each training face's loss -log s under the current model (``s``: its face probability;
+    never the groups), times ``prior``: ``loss-resample``'s weights, or the DB-VAE's latent weights tilted by
+    the loss (``loss_tilt``)."""
+    return _guarded(loss_weights(-np.log(np.clip(s.astype(np.float64), 1e-12, 1.0)), cfg.min_ess, prior=prior),
+                    cfg, epoch, log)
 
 
 def _start_jtt_final_model(st: _State, cfg: TrainConfig, ts: _TrainSet, device: torch.device,
@@ -457,16 +457,20 @@ def _epoch_batches(cfg: TrainConfig, ts: _TrainSet, st: _State, lab: _Labelled, 
     resample_s, p_nonface = 0.0, None
     p_face = np.full(len(ts.face_pos), 1.0 / len(ts.face_pos))
     if cfg.method in ("dbvae", "loss-resample") and epoch >= cfg.resample_from:
-        if st.p_latent is None or cfg.refresh_weights:  # --freeze-weights keeps the first resampling's weights
+        refresh = st.p_latent is None or cfg.refresh_weights  # --freeze-weights keeps the first resampling's weights
+        if refresh or cfg.loss_tilt:
             tr = time.perf_counter()
-            weigh = _latent_weights if cfg.method == "dbvae" else _loss_weights
-            st.p_latent = weigh(st.model, cfg, ts, device, epoch, log)
+            # one pass over the training faces gives both the scores (the loss) and the latent means
+            s, mu = predict_scores(st.model, lambda pos: ts.images(ts.face_pos[pos]), len(ts.face_pos), device,
+                                   with_latent=refresh and cfg.method == "dbvae")
+            if refresh:
+                st.p_latent = _latent_weights(mu, cfg, epoch, log) if cfg.method == "dbvae" else \
+                    _loss_weights(s, cfg, epoch, log)
+            # the latent weights (frozen or not) tilted by this epoch's loss
+            p_face = _loss_weights(s, cfg, epoch, log, prior=st.p_latent) if cfg.loss_tilt else st.p_latent
             resample_s = time.perf_counter() - tr
-        p_face = st.p_latent
-        if cfg.method == "dbvae" and cfg.loss_tilt:  # the latent weights (frozen or not) tilted by this epoch's loss
-            tr = time.perf_counter()
-            p_face = _loss_weights(st.model, cfg, ts, device, epoch, log, prior=st.p_latent)
-            resample_s += time.perf_counter() - tr
+        else:
+            p_face = st.p_latent
     elif lab.p_face is not None:
         p_face = lab.p_face
     elif cfg.method == "jtt" and st.jtt_err is not None:

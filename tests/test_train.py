@@ -315,7 +315,8 @@ def test_loss_resample_weights_are_each_faces_cross_entropy(tiny_synth):
     ts = T._load_train_set(tiny_synth, cfg)
     torch.manual_seed(0)
     model = T.build_model(cfg, ts.size).eval()
-    p = T._loss_weights(model, cfg, ts, torch.device("cpu"), 1, lambda m: None)
+    s, _ = T.predict_scores(model, lambda pos: ts.images(ts.face_pos[pos]), len(ts.face_pos), torch.device("cpu"))
+    p = T._loss_weights(s, cfg, 1, lambda m: None)
     # independently: binary cross-entropy of every training face against the label "face", normalised
     x = torch.from_numpy(np.asarray(ts.images(ts.face_pos))).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
