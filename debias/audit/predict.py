@@ -173,7 +173,8 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
         part = slice(s, min(s + batch_size, len(frame)))
         imgs, pos = [], []
         if packed is not None:
-            imgs, pos = read_rows(packed, images[part].astype(int)), np.arange(part.start, part.stop)
+            ids = images[part].astype(int)  # row indices into images.npy, for the reader and the covariate cache
+            imgs, pos = read_rows(packed, ids), np.arange(part.start, part.stop)
         else:
             for j in range(part.start, part.stop):
                 try:
@@ -184,7 +185,7 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
                                     "reason": f"{type(e).__name__}: {e}"[:200]})
         if len(imgs):
             if cache is not None:
-                cov[pos] = cache.get(images[part].astype(int), imgs)
+                cov[pos] = cache.get(ids, imgs)
             else:
                 for j, im in zip(pos, imgs):
                     cov[j] = image_covariates(im)
