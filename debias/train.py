@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import json
 import time
 from pathlib import Path
@@ -38,7 +37,8 @@ from debias.config import TrainConfig, to_json
 from debias.data.augment import augment
 from debias.errors import DebiasError
 from debias.files import atomic_write, check_out_dir, exclusive
-from debias.data.manifest import ManifestDataset, ManifestError, is_packed, read_manifest, to_tensor
+from debias.data.manifest import (ManifestDataset, ManifestError, host_batch, is_packed, on_device, prefetch,
+                                  read_manifest)
 from debias.models.dbvae import DBVAE, dbvae_loss, standardise
 from debias.models.run import load_run, load_weights, model_from_arch, predict_scores, resolve_device
 from debias.sampling import (BatchPlan, GroupDRO, ess_fraction, gmm_weights, group_balanced_weights, group_keys,
@@ -115,29 +115,6 @@ class _Step(nn.Module):
         return bce, bce.mean(), zero, zero
 
 
-def _prefetch(batches, load: Callable, workers: int):
-    """Yield ``load(b)`` for each batch in order; with workers > 0, threads load the next batches ahead.
-
-    Gathering a batch from a large memory map and converting it to float overlaps with the
-    optimisation step this way; order is kept, so results do not depend on ``workers``.
-    """
-    if workers <= 0:
-        yield from (load(b) for b in batches)
-        return
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    it = iter(batches)
-    with ThreadPoolExecutor(workers) as ex:
-        queue = deque(ex.submit(load, b) for b in itertools.islice(it, 2 * workers))
-        while queue:
-            fut = queue.popleft()
-            nxt = next(it, None)
-            if nxt is not None:
-                queue.append(ex.submit(load, nxt))
-            yield fut.result()
-
-
 def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images: Callable, labels: np.ndarray,
                     device: torch.device, *, rank: int = 0, world: int = 1, workers: int = 0,
                     aug: torch.Generator | None = None, groups: np.ndarray | None = None,
@@ -156,10 +133,10 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
 
     def load(pos):
         pos = pos[rank::world]  # this rank's slice of the global batch
-        return to_tensor(images(pos)), torch.from_numpy(labels[pos]), pos
+        return host_batch(images(pos), device), torch.from_numpy(labels[pos]), pos
 
-    for x, y, pos in _prefetch(batches, load, workers):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    for x, y, pos in prefetch(batches, load, workers):
+        x, y = on_device(x, device), y.to(device, non_blocking=True)
         if aug is not None:
             x = augment(x, aug)
         per_image, *parts = step(x, y)

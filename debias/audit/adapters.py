@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from debias.data.manifest import to_tensor
+from debias.data.manifest import host_batch, on_device
 
 from debias.detect.base import DETECTOR_KINDS
 from debias.detect.classic import HAAR
@@ -106,7 +106,7 @@ def _torch_fn(module: Callable, size: int, mean: Sequence[float], std: Sequence[
 
     @torch.no_grad()
     def fn(images):
-        x = to_tensor(_resize_batch(images, size)).to(device)
+        x = on_device(host_batch(_resize_batch(images, size), device), device)
         out = module(x if identity else (x - m) / s)
         if isinstance(out, (tuple, list)):
             out = out[0]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from debias.data.manifest import to_tensor
+from debias.data.manifest import host_batch, on_device, prefetch
 from debias.errors import DebiasError
 from debias.models.classifier import FaceClassifier
 from debias.models.dbvae import DBVAE
@@ -76,8 +76,11 @@ def predict_scores(model: nn.Module, images: Callable, n: int, device: torch.dev
     """Face probabilities (n,) for positions 0..n-1 and, for a DB-VAE and ``with_latent``, mu (n, k)."""
     model.eval()
     scores, mus = [], []
-    for s in range(0, n, batch_size):
-        x = to_tensor(images(np.arange(s, min(n, s + batch_size)))).to(device)
+    batches = (np.arange(s, min(n, s + batch_size)) for s in range(0, n, batch_size))
+    # on a GPU one thread reads and pins the next batch while the device works; on the CPU the model's own
+    # threads already use every core, so batches are read in turn (as they were when the CPU speeds were measured)
+    for x in prefetch(batches, lambda pos: host_batch(images(pos), device), 1 if device.type == "cuda" else 0):
+        x = on_device(x, device)
         if isinstance(model, DBVAE):
             logit, mu, _ = model.encode(x)
             if with_latent:

@@ -111,3 +111,33 @@ def test_packed_images_say_so_when_the_file_is_truncated(tmp_path):
     (tmp_path / "images.npy").write_bytes(data[:-100])  # the header still says 10 images
     with pytest.raises(ManifestError, match="truncated"):
         PackedImages(tmp_path / "images.npy").rows(np.arange(10))
+
+
+def test_device_data_path_converts_uint8_as_numpy_does():
+    """The GPU path sends uint8 and converts on the device; the CPU path converts first. Both must give
+    numpy's own (B, 3, H, W) float32 x / 255, bit for bit (the conversion the GPU runs is run here on the CPU)."""
+    import torch
+
+    from debias.data.manifest import host_batch, on_device, to_tensor
+
+    b = np.random.default_rng(0).integers(0, 256, (3, 5, 4, 3), dtype=np.uint8)
+    want = b.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
+    cpu = torch.device("cpu")
+    for x in (to_tensor(b), on_device(host_batch(b, cpu), cpu), on_device(torch.from_numpy(b), cpu)):
+        assert x.dtype == torch.float32 and x.shape == (3, 3, 5, 4)
+        assert np.array_equal(x.numpy(), want)
+
+
+def test_prefetch_keeps_order_and_loads_each_batch_once():
+    from debias.data.manifest import prefetch
+
+    calls = []
+
+    def load(b):
+        calls.append(b)
+        return b * 10
+
+    for workers in (0, 1, 3):
+        calls.clear()
+        assert list(prefetch(range(7), load, workers)) == [0, 10, 20, 30, 40, 50, 60]
+        assert sorted(calls) == list(range(7))
