@@ -5,6 +5,10 @@
     .venv/bin/python benchmarks/debiasing.py run --seeds 5 6 7 8 9 --settings skin --methods standard intrinsic LABEL
     .venv/bin/python benchmarks/debiasing.py confirm   # the same summary on seeds 5-9, which chose nothing
     .venv/bin/python benchmarks/debiasing.py pooled    # all seeds 0-9, methods that ran on every one
+    .venv/bin/python benchmarks/debiasing.py length    # each metric from one training length to the next
+    .venv/bin/python benchmarks/debiasing.py run --settings skin --n-train 100000 --device cuda --workers 4 \
+        --methods standard intrinsic balanced "dbvae center ess0.1 frozen smooth50 loss" --long-seeds
+    .venv/bin/python benchmarks/debiasing.py summary --n-train 100000   # the scale setting: *_n100000.* files
 
 ``run`` trains one model per (setting, method, seed), scores the balanced test split, picks the
 threshold where the overall false-positive rate is 1%, and appends one row to
@@ -125,15 +129,13 @@ def measure(y_true: np.ndarray, y_score: np.ndarray, faces: pd.DataFrame, target
     return out
 
 
-def _scores(model, root: Path, frame: pd.DataFrame) -> np.ndarray:
-    import torch
-
+def _scores(model, root: Path, frame: pd.DataFrame, device) -> np.ndarray:
     from debias.data.manifest import read_rows
     from debias.models.run import predict_scores
 
     packed = np.load(root / "images.npy", mmap_mode="r")
     rows = frame["image"].to_numpy(int)
-    s, _ = predict_scores(model, lambda pos: read_rows(packed, rows[pos]), len(rows), torch.device("cpu"))
+    s, _ = predict_scores(model.to(device), lambda pos: read_rows(packed, rows[pos]), len(rows), device)
     return s
 
 
@@ -143,27 +145,29 @@ def _one(job: dict) -> dict:
     torch.set_num_threads(1)  # two runs in parallel, one core each
     from debias.config import TrainConfig
     from debias.data.manifest import read_manifest
+    from debias.models.run import resolve_device
     from debias.train import fit, load_run
 
     t0 = time.perf_counter()
+    device = resolve_device(job["device"])
     setting, intrinsic = job["setting"], job["method"] == "intrinsic"
     root = _data(job["seed"], job["n_train"], (INTRINSIC if intrinsic else SETTINGS)[setting], Path(job["cache"]),
                  f"{setting}-balanced" if intrinsic else setting)
     # intrinsic: standard training on the balanced composition
     opts = {**{**METHODS, "intrinsic": METHODS["standard"]}[job["method"]], "balance_by": BALANCE_BY[job["setting"]]}
-    cfg = TrainConfig(seed=job["seed"], epochs=job["epochs"], compile=False, **opts)
+    cfg = TrainConfig(seed=job["seed"], epochs=job["epochs"], compile=False, device=device.type, **opts)
     m = read_manifest(root)
     test, train = m[m.split == "test"], m[m.split == "train"]
     with tempfile.TemporaryDirectory() as d:
         hist = fit(root, cfg, Path(d) / "run")
         model, _ = load_run(Path(d) / "run")
     y = test.label.to_numpy()
-    row = {k: v for k, v in job.items() if k != "cache"}
-    s = _scores(model, root, test)
+    row = {k: v for k, v in job.items() if k not in ("cache", "device")}
+    s = _scores(model, root, test, device)
     row.update(measure(y, s, test[y == 1]))
     # memorisation: recall of the rare group's *training* faces at the test threshold
     tf = train[(train.label == 1) & (train.skin_group == "darker") | (train.label == 1) & (train.pose == "profile")]
-    st = _scores(model, root, tf) >= row["threshold"]
+    st = _scores(model, root, tf, device) >= row["threshold"]
     row["train_rate_darker"] = float(st[(tf.skin_group == "darker").to_numpy()].mean())
     row["train_rate_profile"] = float(st[(tf.pose == "profile").to_numpy()].mean())
     last = hist.iloc[-1]
@@ -171,6 +175,7 @@ def _one(job: dict) -> dict:
     for c in ("skin_group=darker", "pose=profile"):
         row[f"mass_{c.split('=')[1]}"] = float(last.get(f"mass[{c}]", np.nan))
     row["seconds"] = time.perf_counter() - t0
+    row["device"] = device.type if device.type == "cpu" else torch.cuda.get_device_name(device)
     return row
 
 
@@ -216,12 +221,13 @@ def run(a) -> None:
             labels = [*(METHODS if setting == "skin" else POSE_METHODS), "intrinsic"]
             if a.methods:  # a subset, in the order given (e.g. the confirmation seeds of one chosen variant)
                 labels = [m for m in a.methods if m in labels]
-            base = {"setting": setting, "seed": seed, "epochs": a.epochs, "n_train": a.n_train, "cache": str(a.cache)}
+            base = {"setting": setting, "seed": seed, "epochs": a.epochs, "n_train": a.n_train, "cache": str(a.cache),
+                    "device": a.device}
             jobs += [{**base, "method": m} for m in labels]
         if setting == "skin":
             for seed in a.long_seeds:  # the training-length check: the same runs, twice as long
                 jobs += [{"setting": "skin", "method": m, "seed": seed, "epochs": 2 * a.epochs,
-                          "n_train": a.n_train, "cache": str(a.cache)} for m in a.long_methods]
+                          "n_train": a.n_train, "cache": str(a.cache), "device": a.device} for m in a.long_methods]
     done = pd.read_csv(RUNS) if RUNS.exists() else pd.DataFrame(columns=KEY)
     seen = {tuple(str(v) for v in r) for r in done[KEY].itertuples(index=False)}
     todo = [j for j in jobs if tuple(str(j[k]) for k in KEY) not in seen]
@@ -321,15 +327,15 @@ def summarise(runs: pd.DataFrame, epochs: int) -> tuple[pd.DataFrame, pd.DataFra
     return pd.DataFrame(rows), pd.DataFrame(decomp)
 
 
-def hard_negative_shares(cache: Path, seeds) -> pd.DataFrame:
+def hard_negative_shares(cache: Path, seeds, n_train: int) -> pd.DataFrame:
     """Share of faces and of skin-toned hard negatives in each tone group, per setting (training split)."""
     from debias.data.manifest import read_manifest
 
     rows = []
     for setting in SETTINGS:
         for seed in seeds:
-            root = next(iter(sorted(cache.glob(f"{setting}_seed{seed}_n*"))), None)
-            if root is None:
+            root = cache / f"{setting}_seed{seed}_n{n_train}"
+            if not (root / "manifest.csv").exists():
                 continue
             m = read_manifest(root)
             m = m[m.split == "train"]
@@ -414,41 +420,92 @@ def figure(s: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def _runs(a) -> pd.DataFrame:
+    """The per-run table at this training-set size (the default 20,000, or the scale setting's)."""
+    runs = pd.read_csv(RUNS)
+    return runs[runs.n_train == a.n_train]
+
+
+def _out(a, name: str) -> Path:
+    """A results file; another size (the scale setting) or length carries it in its name, so that it never
+    overwrites the default's (20,000 images, 6 epochs)."""
+    stem, ext = name.rsplit(".", 1)
+    tag = (f"_n{a.n_train}" if a.n_train != 20_000 else "") + (f"_e{a.epochs}" if a.epochs != 6 else "")
+    return RESULTS / f"{stem}{tag}.{ext}"
+
+
 def confirm(a) -> None:
     """The chosen variants on seeds that took no part in choosing them: the same summary over those seeds only."""
-    runs = pd.read_csv(RUNS)
+    runs = _runs(a)
     s, dec = summarise(runs[runs.seed.isin(a.seeds)], a.epochs)
-    s.to_csv(RESULTS / "debiasing_confirmation.csv", index=False, float_format="%.5g")
+    s.to_csv(_out(a, "debiasing_confirmation.csv"), index=False, float_format="%.5g")
     md = (f"Confirmation on seeds {', '.join(map(str, a.seeds))} (not used to choose any variant):\n"
           + markdown(s, dec))
-    (RESULTS / "debiasing_confirmation.md").write_text(md)
+    _out(a, "debiasing_confirmation.md").write_text(md)
     print(md)
 
 
 def pooled(a) -> None:
     """Every seed that ran (selection and confirmation together), methods with runs on all of them only, so
     that every difference stays paired by seed."""
-    runs = pd.read_csv(RUNS)
+    runs = _runs(a)
     runs = runs[runs.seed.isin(a.seeds) & (runs.epochs == a.epochs)]
     n = runs.groupby(["setting", "method"]).seed.transform("nunique")
     runs = runs[n == len(a.seeds)]
     s, dec = summarise(runs, a.epochs)
-    s.to_csv(RESULTS / "debiasing_pooled.csv", index=False, float_format="%.5g")
+    s.to_csv(_out(a, "debiasing_pooled.csv"), index=False, float_format="%.5g")
     md = f"All seeds {min(a.seeds)}-{max(a.seeds)} pooled (methods that ran on every one of them):\n" + markdown(s, dec)
-    (RESULTS / "debiasing_pooled.md").write_text(md)
+    _out(a, "debiasing_pooled.md").write_text(md)
     print(md)
 
 
+def length(a) -> None:
+    """Does training longer move any metric? Every method trained at several lengths on the same seeds (skin
+    setting): the paired difference of each metric from one length to the next, 95% t-interval across seeds."""
+    runs = _runs(a)
+    runs = runs[(runs.setting == "skin") & runs.seed.isin(a.seeds)]
+    rows = []
+    for m, g in runs.groupby("method", sort=False):
+        lengths = sorted(g.epochs.unique())
+        for e0, e1 in zip(lengths, lengths[1:]):
+            g0, g1 = g[g.epochs == e0].set_index("seed"), g[g.epochs == e1].set_index("seed")
+            common = sorted(set(g0.index) & set(g1.index))
+            if len(common) < 2:
+                continue
+            for metric in ("accuracy", "worst_group_rate", "skin_gap", "pose_gap"):
+                x0, x1 = g0.loc[common, metric] * 100, g1.loc[common, metric] * 100
+                mean, lo, hi = t_interval(x1.to_numpy() - x0.to_numpy())
+                rows.append(dict(method=m, from_epochs=e0, to_epochs=e1, n_seeds=len(common), metric=metric,
+                                 at_from=x0.mean(), at_to=x1.mean(), diff=mean, ci_low=lo, ci_high=hi,
+                                 moved=bool(lo > 0 or hi < 0)))
+    out = pd.DataFrame(rows)
+    out.to_csv(_out(a, "debiasing_length.csv"), index=False, float_format="%.4g")
+    md = ["Training length (skin setting): each metric at one length and the next, same seeds; the difference is "
+          "paired by seed, 95% CI; **bold** where the interval excludes 0.\n",
+          "| method | epochs | seeds | accuracy | worst group | lighter-darker gap | frontal-profile gap |",
+          "|---|---|---|---|---|---|---|"]
+    for (m, e0, e1), g in out.groupby(["method", "from_epochs", "to_epochs"], sort=False):
+        cells = []
+        for metric in ("accuracy", "worst_group_rate", "skin_gap", "pose_gap"):
+            r = g[g.metric == metric].iloc[0]
+            d = f"{r['diff']:+.1f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}]"
+            cells.append(f"{r.at_from:.1f} -> {r.at_to:.1f}: " + (f"**{d}**" if r.moved else d))
+        md.append(f"| {m} | {e0} -> {e1} | {g.n_seeds.iloc[0]} | " + " | ".join(cells) + " |")
+    text = "\n".join(md) + "\n"
+    _out(a, "debiasing_length.md").write_text(text)
+    print(text)
+
+
 def summary(a) -> None:
-    runs = pd.read_csv(RUNS)
+    runs = _runs(a)
     runs = runs[runs.seed.isin(a.seeds)]  # the selection seeds; confirmation seeds are summarised by `confirm`
     s, dec = summarise(runs, a.epochs)
-    s.to_csv(RESULTS / "debiasing_summary.csv", index=False, float_format="%.5g")
-    dec.to_csv(RESULTS / "gap_decomposition.csv", index=False, float_format="%.4g")
-    hn = hard_negative_shares(a.cache, a.seeds)
+    s.to_csv(_out(a, "debiasing_summary.csv"), index=False, float_format="%.5g")
+    dec.to_csv(_out(a, "gap_decomposition.csv"), index=False, float_format="%.4g")
+    hn = hard_negative_shares(a.cache, a.seeds, a.n_train)
     if not hn.empty:
         hn.groupby(["setting", "tone_group"], sort=False)[["face_share", "hard_negative_share"]].mean() \
-          .to_csv(RESULTS / "hard_negative_shares.csv", float_format="%.4f")
+          .to_csv(_out(a, "hard_negative_shares.csv"), float_format="%.4f")
     md = markdown(s, dec)
     long = runs[runs.epochs == 2 * a.epochs]
     if not long.empty:
@@ -463,14 +520,14 @@ def summary(a) -> None:
                 mean, lo, hi = t_interval((g.loc[common, metric] - base.loc[common, metric]) * 100)
                 cells.append(f"{mean:+.1f} [{lo:+.1f}, {hi:+.1f}]")
             md += f"| {m} | {len(common)} | " + " | ".join(cells) + " |\n"
-    (RESULTS / "debiasing_table.md").write_text(md)
-    figure(s, RESULTS / "debiasing_gaps.png")
+    _out(a, "debiasing_table.md").write_text(md)
+    figure(s, _out(a, "debiasing_gaps.png"))
     print(md)
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["run", "summary", "confirm", "pooled"])
+    ap.add_argument("what", choices=["run", "summary", "confirm", "pooled", "length"])
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
                     help="default 0-4 (the seeds variants were chosen on); 5-9 for confirm; 0-9 for pooled")
     ap.add_argument("--long-seeds", type=int, nargs="*", default=[0, 1, 2],
@@ -482,11 +539,13 @@ if __name__ == "__main__":
                     help="run only these method labels, in this order ('intrinsic' only if named); default all")
     ap.add_argument("--n-train", type=int, default=20_000)
     ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2, help="runs in parallel (each uses one CPU thread)")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                    help="where each run trains and scores; auto = cuda when torch sees one (recorded per row)")
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("DEBIAS_BENCH_CACHE", "/tmp/debias-bench")))
     a = ap.parse_args()
     a.seeds = a.seeds or {"confirm": [5, 6, 7, 8, 9], "pooled": list(range(10))}.get(a.what, [0, 1, 2, 3, 4])
     RESULTS.mkdir(exist_ok=True)
     a.cache.mkdir(parents=True, exist_ok=True)
-    {"run": run, "summary": summary, "confirm": confirm, "pooled": pooled}[a.what](a)
+    {"run": run, "summary": summary, "confirm": confirm, "pooled": pooled, "length": length}[a.what](a)
     sys.exit(0)
