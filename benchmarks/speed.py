@@ -1,7 +1,7 @@
 """Every speed figure in one run, each as a ratio against a baseline measured in the same process.
 
     .venv/bin/python benchmarks/speed.py            # all
-    .venv/bin/python benchmarks/speed.py bootstrap  # one of: synth, train, bootstrap, scale, inference, precision, pack, demo, memory, detectors
+    .venv/bin/python benchmarks/speed.py bootstrap  # one of: synth, train, bootstrap, scale, inference, precision, pack, demo, memory, detectors, gpu
 
 Results are printed and appended to benchmarks/results/speed.csv (with date, machine and command).
 """
@@ -121,7 +121,7 @@ def bench_train_and_resample(tmp):
     append_result("resample_share_of_epoch", share, "fraction", "dbvae, 20k train, defaults", CMD.format("train"))
 
 
-def bench_inference(tmp):
+def bench_inference(tmp, device="cpu"):
     import torch
 
     from debias.audit.adapters import load_adapter
@@ -135,13 +135,16 @@ def bench_inference(tmp):
     m = read_manifest(tmp / "d")
     test = m[m.split == "test"]
     x = np.load(tmp / "d" / "images.npy")[test.image.to_numpy()]
-    model, _ = load_run(tmp / "s")
+    model, _ = load_run(tmp / "s", device)
+    dev = torch.device(device)
+    where = "cpu" if dev.type == "cpu" else torch.cuda.get_device_name(dev)
+    tag = "" if dev.type == "cpu" else "gpu_"
 
-    def bare() -> float:  # the model alone on the same images and batch size, sigmoid included
+    def bare() -> float:  # the model alone on the same images (from host memory) and batch size, sigmoid included
         t = time.perf_counter()
         with torch.no_grad():
             for s in range(0, len(x), 256):
-                torch.sigmoid(model(to_tensor(x[s:s + 256])))
+                torch.sigmoid(model(to_tensor(x[s:s + 256]).to(dev))).cpu()
         return len(x) / (time.perf_counter() - t)
 
     def audit() -> float:
@@ -149,7 +152,7 @@ def bench_inference(tmp):
         predict(tmp / "d", [a], split="test")
         return len(x) / (time.perf_counter() - t)
 
-    a = load_adapter(f"run:{tmp / 's'}")
+    a = load_adapter(f"run:{tmp / 's'}", device=device)
     (tmp / "d" / "covariates.npz").unlink(missing_ok=True)
     b0 = bare()
     cold = audit()  # first audit of this dataset: computes the image covariates and caches them
@@ -158,13 +161,17 @@ def bench_inference(tmp):
     pairs = [(bare(), audit()) for _ in range(7)]
     ratios = sorted(w / b for b, w in pairs)
     r, b = ratios[3], float(np.median([b for b, _ in pairs]))
-    print(f"audit inference: first audit {cold:.0f} img/s ({cold / b0:.2f}x), later audits {r:.2f}x bare "
+    print(f"audit inference ({where}): first audit {cold:.0f} img/s ({cold / b0:.2f}x), later audits {r:.2f}x bare "
           f"(median of 7 alternating pairs, range {ratios[0]:.2f}-{ratios[-1]:.2f}; bare model {b:.0f} img/s)")
-    append_result("audit_inference_ratio_first", cold / b0, "x bare inference",
-                  f"{len(x)} test images, covariates computed", CMD.format("inference"))
-    append_result("audit_inference_ratio", r, "x bare inference",
+    cmd = CMD.format("inference" if dev.type == "cpu" else "gpu")
+    append_result(f"{tag}audit_inference_ratio_first", cold / b0, "x bare inference",
+                  f"{len(x)} test images, covariates computed", cmd, device=where)
+    append_result(f"{tag}audit_inference_ratio", r, "x bare inference",
                   f"{len(x)} test images, covariates cached, median of 7 alternating pairs "
-                  f"({ratios[0]:.2f}-{ratios[-1]:.2f})", CMD.format("inference"))
+                  f"({ratios[0]:.2f}-{ratios[-1]:.2f}); bare {b:.0f} img/s", cmd, device=where)
+    if dev.type != "cpu":
+        append_result("gpu_audit_images_per_s", r * b, "img/s", f"{len(x)} test images, covariates cached", cmd,
+                      device=where)
 
 
 def bench_precision(tmp, steps=200, bs=64):
@@ -299,16 +306,128 @@ def bench_detectors(tmp, n_scenes=40):
                       f"{r / base:.2f}x Haar", CMD.format("detectors"))
 
 
+class _Utilisation:
+    """GPU utilisation (%) sampled every 100 ms by nvidia-smi while the block runs; ``median`` is NaN without it."""
+
+    def __enter__(self):
+        try:
+            self.p = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                       "-i", "0", "-lms", "100"], stdout=subprocess.PIPE, text=True)
+        except FileNotFoundError:
+            self.p = None
+        return self
+
+    def __exit__(self, *exc):
+        self.median = float("nan")
+        if self.p is not None:
+            self.p.terminate()
+            vals = [float(v) for v in self.p.communicate()[0].split() if v.strip().isdigit()]
+            self.median = float(np.median(vals)) if vals else float("nan")
+
+
+def bench_gpu(tmp):
+    """The CUDA rows, each a ratio against a baseline on the same GPU in the same process:
+
+    - `debias train --device cuda` against a bare GPU loop with the same model and batch whose training images
+      already sit on the GPU as uint8 (the fastest a loop can be fed), with and without augmentation, and the
+      GPU's utilisation while `debias train` runs (nvidia-smi, median of 100 ms samples over the run);
+    - float16 AMP and bfloat16 autocast against float32 (`debias train`, both on the GPU);
+    - audit inference against the bare model on the same images (both from host memory), and images/s;
+    - one run of the debiasing benchmark (skin, seed 0, 6 epochs) on the GPU against its CPU row's wall time.
+
+    Without a CUDA device it says so and measures nothing.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        print("gpu: torch sees no CUDA device; nothing measured")
+        return
+    from debias.config import TrainConfig
+    from debias.models.classifier import FaceClassifier
+    from debias.train import fit
+
+    dev, gpu = torch.device("cuda"), torch.cuda.get_device_name(0)
+    m = pd.read_csv(tmp / "d" / "manifest.csv")
+    tr = m[m.split == "train"]
+    x_all = torch.from_numpy(np.load(tmp / "d" / "images.npy")[tr.image.to_numpy()]).to(dev)
+    y_all = torch.from_numpy(tr.label.to_numpy().astype(np.float32)).to(dev)
+    cmd = CMD.format("gpu")
+
+    def bare(bs: int) -> float:
+        torch.manual_seed(0)
+        net = FaceClassifier().to(dev)
+        opt = torch.optim.Adam(net.parameters(), 5e-4)
+        steps = len(x_all) // bs
+        for i in range(steps + 20):
+            if i == 20:
+                torch.cuda.synchronize()
+                t = time.perf_counter()
+            b = torch.randint(0, len(x_all), (bs,), device=dev)
+            x = x_all[b].permute(0, 3, 1, 2).float().div_(255.0)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x), y_all[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        torch.cuda.synchronize()
+        return steps * bs / (time.perf_counter() - t)
+
+    def ours(name: str, **kw) -> tuple[float, float]:
+        cfg = TrainConfig(method="standard", epochs=2, device="cuda", compile=False, resample_from=1, **kw)
+        with _Utilisation() as u:
+            fit(tmp / "d", cfg, tmp / "gpu" / name, overwrite=True)
+        return float(pd.read_csv(tmp / "gpu" / name / "timing.csv")["img_per_s"].iloc[-1]), u.median
+
+    for bs in (64, 256):
+        b0 = bare(bs)
+        plain, util = ours(f"plain{bs}", batch_size=bs, augment=False)
+        aug, util_aug = ours(f"aug{bs}", batch_size=bs)
+        base = (b0 + bare(bs)) / 2
+        print(f"{gpu}, batch {bs}: bare loop {base:.0f} img/s; debias train {plain:.0f} img/s ({plain / base:.2f}x, "
+              f"GPU busy {util:.0f}%), with augmentation {aug:.0f} img/s ({aug / base:.2f}x, {util_aug:.0f}%)")
+        append_result(f"gpu_train_ratio[batch {bs}]", plain / base, "x bare GPU loop",
+                      f"standard, no augmentation, second epoch; bare {base:.0f} img/s; GPU utilisation {util:.0f}%",
+                      cmd, device=gpu)
+        append_result(f"gpu_train_ratio[batch {bs}, augment]", aug / base, "x bare GPU loop",
+                      f"standard, augmentation on; GPU utilisation {util_aug:.0f}%", cmd, device=gpu)
+        append_result(f"gpu_utilisation[batch {bs}]", util, "%", "debias train, standard, no augmentation", cmd,
+                      device=gpu)
+    r = {p: ours(p, precision=p)[0] for p in ("fp32", "fp16", "bf16")}
+    r["fp32"] = (r["fp32"] + ours("fp32b")[0]) / 2
+    for p in ("fp16", "bf16"):
+        print(f"{gpu}: {p} autocast {r[p] / r['fp32']:.2f}x float32 ({r[p]:.0f} vs {r['fp32']:.0f} img/s)")
+        append_result(f"gpu_train_speedup[{p}]", r[p] / r["fp32"], "x float32", "standard, batch 64, augmentation on",
+                      cmd, device=gpu)
+    bench_inference(tmp, device="cuda")
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import debiasing
+
+    cpu_rows = pd.read_csv(debiasing.RUNS)
+    for method in ("standard", "dbvae center ess0.1 frozen smooth50 loss"):
+        job = dict(setting="skin", method=method, seed=0, epochs=6, n_train=20_000, cache=str(tmp / "bench"),
+                   device="cuda")
+        (tmp / "bench").mkdir(exist_ok=True)
+        debiasing._data(0, 20_000, debiasing.SETTINGS["skin"], tmp / "bench", "skin")  # rendered, not timed
+        row = debiasing._one(job)
+        cpu = cpu_rows[(cpu_rows.setting == "skin") & (cpu_rows.method == method) & (cpu_rows.seed == 0)
+                       & (cpu_rows.epochs == 6) & (cpu_rows.n_train == 20_000)].seconds.iloc[0]
+        print(f"debiasing benchmark run ({method}, skin seed 0): {row['seconds']:.0f}s on {gpu} vs {cpu:.0f}s "
+              f"on one CPU core ({cpu / row['seconds']:.1f}x); accuracy {row['accuracy']:.3f}")
+        append_result(f"benchmark_run_speedup[{method}]", cpu / row["seconds"], "x CPU wall time",
+                      f"debiasing.py run, skin seed 0, 6 epochs; {row['seconds']:.0f}s vs {cpu:.0f}s (1 CPU thread)",
+                      cmd, device=gpu)
+
+
 if __name__ == "__main__":
     which = sys.argv[1:] or ["synth", "train", "bootstrap", "scale", "inference", "precision", "pack", "demo", "memory",
-                             "detectors"]
+                             "detectors", "gpu"]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if "bootstrap" in which:
             bench_bootstrap()
         if "scale" in which:
             bench_scale()
-        if {"synth", "train", "resample", "inference", "precision"} & set(which):
+        if {"synth", "train", "resample", "inference", "precision", "gpu"} & set(which):
             bench_synth(tmp)
         if {"train", "resample"} & set(which):
             bench_train_and_resample(tmp)
@@ -324,3 +443,5 @@ if __name__ == "__main__":
             bench_memory(tmp)
         if "detectors" in which:
             bench_detectors(tmp)
+        if "gpu" in which:
+            bench_gpu(tmp)

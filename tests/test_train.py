@@ -340,3 +340,45 @@ def test_loss_tilt_outside_the_dbvae_is_refused_not_ignored(tiny_synth, tmp_path
     r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), "--method", "balanced",
                                  "--loss-tilt"])
     assert r.exit_code == 2 and "needs method='dbvae'" in r.output and "Traceback" not in r.output
+
+
+def test_losses_read_in_windows_equal_reading_every_step_and_catch_a_non_finite_loss():
+    """On CUDA the loss parts are read back every 25 steps, not every step: the same epoch means, the same
+    progress ticks, and a non-finite loss still stops training, naming the window it fell in."""
+    import torch.nn.functional as F
+
+    from debias.train import train_one_epoch
+
+    class Step(torch.nn.Module):
+        def __init__(self, nan_at=None):
+            super().__init__()
+            self.lin, self.calls, self.nan_at = torch.nn.Linear(12, 1), 0, nan_at
+
+        def forward(self, x, y):
+            self.calls += 1
+            bce = F.binary_cross_entropy_with_logits(self.lin(x.flatten(1)).squeeze(1), y, reduction="none")
+            if self.calls == self.nan_at:
+                bce = bce * float("nan")
+            z = torch.zeros(())
+            return bce, bce.mean(), z, z
+
+    rng = np.random.default_rng(0)
+    imgs, labels = rng.integers(0, 256, (40, 2, 2, 3), dtype=np.uint8), rng.integers(0, 2, 40).astype(np.float32)
+    batches = [np.arange(i, i + 4) for i in range(0, 40, 4)]  # 10 steps
+    cpu = torch.device("cpu")
+    seen = {}
+    for every in (1, 3, 25):
+        torch.manual_seed(0)
+        step, ticks = Step(), []
+        out = train_one_epoch(step, torch.optim.SGD(step.parameters(), 0.1), batches, lambda p: imgs[p], labels, cpu,
+                              read_every=every, progress=lambda k, **kw: ticks.append(k))
+        assert sum(ticks) == 10
+        seen[every] = (out["loss"], step.lin.weight.detach().clone())
+    for every in (3, 25):
+        assert seen[every][0] == pytest.approx(seen[1][0], rel=1e-12)
+        assert torch.equal(seen[every][1], seen[1][1])
+    torch.manual_seed(0)
+    step = Step(nan_at=6)
+    with pytest.raises(TrainingError, match=r"non-finite \(nan\) at step 8 or one of the 3 before it"):
+        train_one_epoch(step, torch.optim.SGD(step.parameters(), 0.1), batches, lambda p: imgs[p], labels, cpu,
+                        read_every=4)
