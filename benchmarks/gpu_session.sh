@@ -1,0 +1,31 @@
+#!/bin/bash
+# Every GPU measurement of this project, for a session that is lent a GPU (the `device` tool's `run`, from the
+# repository root; its machine has torch, pytest and the other dependencies, and $OUT comes back):
+#
+#   bash benchmarks/gpu_session.sh checks   # ~6 min: nvidia-smi, pytest -m gpu, speed.py gpu  (issue 13)
+#   bash benchmarks/gpu_session.sh scale    # <= 9 min a call: the scale setting, 100,000 training images (issue 9);
+#                                           # resumable: call again (with the returned runs CSV put back) to go on
+#
+# Results: $OUT/speed.csv and $OUT/debiasing_runs.csv (the repository's tables with the new rows appended; copy
+# them over benchmarks/results/ and commit), and a log of each step.
+set -u
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+case "${1:-checks}" in
+  checks)
+    nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+    timeout 150 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$OUT/pytest_gpu.txt"
+    timeout 330 python3 benchmarks/speed.py gpu 2>&1 | tee "$OUT/speed_gpu.txt"
+    cp benchmarks/results/speed.csv "$OUT/"
+    ;;
+  scale)
+    # the same 2% darker share as the default, five times the images; four runs at a time share the GPU
+    timeout 520 python3 benchmarks/debiasing.py run --settings skin --n-train 100000 --device cuda --workers 4 \
+      --cache /tmp/debias-bench --seeds 0 1 2 3 4 --long-seeds \
+      --methods standard intrinsic balanced "dbvae center ess0.1 frozen smooth50 loss" 2>&1 | tee "$OUT/scale.txt"
+    python3 benchmarks/debiasing.py summary --n-train 100000 > /dev/null 2>&1
+    cp benchmarks/results/debiasing_runs.csv benchmarks/results/*_n100000* "$OUT/" 2>/dev/null
+    ;;
+  *) echo "usage: bash benchmarks/gpu_session.sh checks|scale" >&2; exit 2 ;;
+esac
