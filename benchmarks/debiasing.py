@@ -426,11 +426,11 @@ def _runs(a) -> pd.DataFrame:
     return runs[runs.n_train == a.n_train]
 
 
-def _out(a, name: str) -> Path:
+def _out(a, name: str, *, by_length: bool = True) -> Path:
     """A results file; another size (the scale setting) or length carries it in its name, so that it never
     overwrites the default's (20,000 images, 6 epochs)."""
     stem, ext = name.rsplit(".", 1)
-    tag = (f"_n{a.n_train}" if a.n_train != 20_000 else "") + (f"_e{a.epochs}" if a.epochs != 6 else "")
+    tag = (f"_n{a.n_train}" if a.n_train != 20_000 else "") + (f"_e{a.epochs}" if a.epochs != 6 and by_length else "")
     return RESULTS / f"{stem}{tag}.{ext}"
 
 
@@ -505,7 +505,7 @@ def summary(a) -> None:
     hn = hard_negative_shares(a.cache, a.seeds, a.n_train)
     if not hn.empty:
         hn.groupby(["setting", "tone_group"], sort=False)[["face_share", "hard_negative_share"]].mean() \
-          .to_csv(_out(a, "hard_negative_shares.csv"), float_format="%.4f")
+          .to_csv(_out(a, "hard_negative_shares.csv", by_length=False), float_format="%.4f")  # data only
     md = markdown(s, dec)
     long = runs[runs.epochs == 2 * a.epochs]
     if not long.empty:
