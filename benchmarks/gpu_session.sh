@@ -15,7 +15,7 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 case "${1:-checks}" in
   checks)
     nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
-    timeout 150 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$OUT/pytest_gpu.txt"
+    timeout 150 python3 -m pytest -m gpu -q -p no:cacheprovider tests 2>&1 | tee "$OUT/pytest_gpu.txt"
     timeout 330 python3 benchmarks/speed.py gpu 2>&1 | tee "$OUT/speed_gpu.txt"
     cp benchmarks/results/speed.csv "$OUT/"
     ;;

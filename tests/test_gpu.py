@@ -1,16 +1,12 @@
 """The CUDA path: run with `pytest -m gpu` on a machine with a GPU. Every test here skips without one.
 
 Each compares the GPU against the CPU on the same weights and images, so a wrong transfer, conversion or
-precision setting shows as a difference, not as a crash only.
+precision setting shows as a difference, not as a crash only. DDP with nccl is in test_train.py
+(`test_ddp_two_processes[cuda]`, also marked gpu; it needs 2 GPUs).
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -66,14 +62,3 @@ def test_audit_on_cuda_matches_the_cpu(tiny_synth, tmp_path):
     cpu = load_adapter(f"run:{tmp_path / 'run'}", device="cpu").score(x)
     gpu = load_adapter(f"run:{tmp_path / 'run'}", device="cuda").score(x)
     assert np.allclose(cpu, gpu, atol=1e-4)
-
-
-@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="DDP with nccl needs at least 2 GPUs")
-def test_ddp_nccl_two_gpus(tiny_synth, tmp_path):
-    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "debias", "train", str(tiny_synth),
-           "--out", str(tmp_path), "--method", "dbvae", "--epochs", "2", "--width", "4", "--latent-dim", "8",
-           "--max-train", "256", "--batch-size", "32", "--device", "cuda", "--no-compile"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert pd.read_json(tmp_path / "config.json", typ="series")["world_size"] == 2

@@ -116,11 +116,14 @@ def test_cli_train_bad_method_and_missing_balance_column(tiny_synth, tmp_path):
     assert r.exit_code == 2 and "ethnicity" in r.output
 
 
-def test_ddp_two_cpu_processes(tiny_synth, tmp_path):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[
+    pytest.mark.gpu, pytest.mark.skipif(torch.cuda.device_count() < 2, reason="DDP with nccl needs at least 2 GPUs")])])
+def test_ddp_two_processes(tiny_synth, tmp_path, device):
+    """gloo on the CPU; nccl, one GPU per process, on CUDA."""
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "debias", "train", str(tiny_synth),
            "--out", str(tmp_path), "--method", "dbvae", "--epochs", "2", "--width", "4", "--latent-dim", "8",
-           "--max-train", "256", "--batch-size", "32", "--device", "cpu", "--no-compile"]
+           "--max-train", "256", "--batch-size", "32", "--device", device, "--no-compile"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
     cfg = pd.read_json(tmp_path / "config.json", typ="series")
