@@ -180,13 +180,13 @@ def bench_precision(tmp, steps=200, bs=64):
     share of the step time (float32 eager, augment on vs off)."""
     import debias.train as tr
     from debias.config import TrainConfig
+    from train_speed import second_epoch_rate
 
     tr.COMPILE_MIN_IMAGES = 0  # compile even these short runs; the first (compiling) epoch is not timed
 
     def rate(name, **kw) -> float:
         cfg = TrainConfig(epochs=2, batch_size=bs, max_train=steps * bs, resample_from=1, seed=0, **kw)
-        tr.fit(tmp / "d", cfg, tmp / "p" / name, overwrite=True)
-        return float(pd.read_csv(tmp / "p" / name / "timing.csv")["img_per_s"].iloc[-1])  # second epoch: warm
+        return second_epoch_rate(tmp / "d", cfg, tmp / "p" / name)
 
     for method in ("standard", "dbvae"):
         for compiled in (False, True):
@@ -343,39 +343,23 @@ def bench_gpu(tmp):
         print("gpu: torch sees no CUDA device; nothing measured")
         return
     from debias.config import TrainConfig
-    from debias.models.classifier import FaceClassifier
-    from debias.train import fit
+    from train_speed import bare_loop, second_epoch_rate
 
-    dev, gpu = torch.device("cuda"), torch.cuda.get_device_name(0)
+    gpu = torch.cuda.get_device_name(0)
     m = pd.read_csv(tmp / "d" / "manifest.csv")
     tr = m[m.split == "train"]
-    x_all = torch.from_numpy(np.load(tmp / "d" / "images.npy")[tr.image.to_numpy()]).to(dev)
-    y_all = torch.from_numpy(tr.label.to_numpy().astype(np.float32)).to(dev)
+    x_all = np.load(tmp / "d" / "images.npy")[tr.image.to_numpy()]
+    y_all = tr.label.to_numpy().astype(np.float32)
     cmd = CMD.format("gpu")
 
-    def bare(bs: int) -> float:
-        torch.manual_seed(0)
-        net = FaceClassifier().to(dev)
-        opt = torch.optim.Adam(net.parameters(), 5e-4)
-        steps = len(x_all) // bs
-        for i in range(steps + 20):
-            if i == 20:
-                torch.cuda.synchronize()
-                t = time.perf_counter()
-            b = torch.randint(0, len(x_all), (bs,), device=dev)
-            x = x_all[b].permute(0, 3, 1, 2).float().div_(255.0)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x), y_all[b])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        torch.cuda.synchronize()
-        return steps * bs / (time.perf_counter() - t)
+    def bare(bs: int) -> float:  # one pass over the training images' worth of steps
+        return bare_loop(x_all, y_all, len(x_all) // bs, bs, device="cuda")
 
     def ours(name: str, **kw) -> tuple[float, float]:
         cfg = TrainConfig(method="standard", epochs=2, device="cuda", compile=False, resample_from=1, **kw)
         with _Utilisation() as u:
-            fit(tmp / "d", cfg, tmp / "gpu" / name, overwrite=True)
-        return float(pd.read_csv(tmp / "gpu" / name / "timing.csv")["img_per_s"].iloc[-1]), u.median
+            rate = second_epoch_rate(tmp / "d", cfg, tmp / "gpu" / name)
+        return rate, u.median
 
     for bs in (64, 256):
         b0 = bare(bs)
@@ -399,15 +383,14 @@ def bench_gpu(tmp):
                       cmd, device=gpu)
     bench_inference(tmp, device="cuda")
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import debiasing
+    import debiasing  # beside this script, on sys.path
 
     cpu_rows = pd.read_csv(debiasing.RUNS)
+    (tmp / "bench").mkdir(exist_ok=True)
+    debiasing._data(0, 20_000, debiasing.SETTINGS["skin"], tmp / "bench", "skin")  # rendered once, not timed
     for method in ("standard", "dbvae center ess0.1 frozen smooth50 loss"):
         job = dict(setting="skin", method=method, seed=0, epochs=6, n_train=20_000, cache=str(tmp / "bench"),
                    device="cuda")
-        (tmp / "bench").mkdir(exist_ok=True)
-        debiasing._data(0, 20_000, debiasing.SETTINGS["skin"], tmp / "bench", "skin")  # rendered, not timed
         row = debiasing._one(job)
         cpu = cpu_rows[(cpu_rows.setting == "skin") & (cpu_rows.method == method) & (cpu_rows.seed == 0)
                        & (cpu_rows.epochs == 6) & (cpu_rows.n_train == 20_000)].seconds.iloc[0]
