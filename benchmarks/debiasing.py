@@ -459,11 +459,11 @@ def pooled(a) -> None:
     print(md)
 
 
-def length(a) -> None:
+def length_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """Does training longer move any metric? Every method trained at several lengths on the same seeds (skin
-    setting): the paired difference of each metric from one length to the next, 95% t-interval across seeds."""
-    runs = _runs(a)
-    runs = runs[(runs.setting == "skin") & runs.seed.isin(a.seeds)]
+    setting): the paired difference of each metric from one length to the next, 95% t-interval across seeds.
+    Returns the rows and their markdown table."""
+    runs = runs[runs.setting == "skin"]
     rows = []
     for m, g in runs.groupby("method", sort=False):
         lengths = sorted(g.epochs.unique())
@@ -479,7 +479,8 @@ def length(a) -> None:
                                  at_from=x0.mean(), at_to=x1.mean(), diff=mean, ci_low=lo, ci_high=hi,
                                  moved=bool(lo > 0 or hi < 0)))
     out = pd.DataFrame(rows)
-    out.to_csv(_out(a, "debiasing_length.csv"), index=False, float_format="%.4g")
+    if out.empty:
+        return out, ""
     md = ["Training length (skin setting): each metric at one length and the next, same seeds; the difference is "
           "paired by seed, 95% CI; **bold** where the interval excludes 0.\n",
           "| method | epochs | seeds | accuracy | worst group | lighter-darker gap | frontal-profile gap |",
@@ -491,7 +492,13 @@ def length(a) -> None:
             d = f"{r['diff']:+.1f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}]"
             cells.append(f"{r.at_from:.1f} -> {r.at_to:.1f}: " + (f"**{d}**" if r.moved else d))
         md.append(f"| {m} | {e0} -> {e1} | {g.n_seeds.iloc[0]} | " + " | ".join(cells) + " |")
-    text = "\n".join(md) + "\n"
+    return out, "\n".join(md) + "\n"
+
+
+def length(a) -> None:
+    runs = _runs(a)
+    out, text = length_table(runs[runs.seed.isin(a.seeds)])
+    out.to_csv(_out(a, "debiasing_length.csv"), index=False, float_format="%.4g")
     _out(a, "debiasing_length.md").write_text(text)
     print(text)
 
@@ -507,19 +514,8 @@ def summary(a) -> None:
         hn.groupby(["setting", "tone_group"], sort=False)[["face_share", "hard_negative_share"]].mean() \
           .to_csv(_out(a, "hard_negative_shares.csv", by_length=False), float_format="%.4f")  # data only
     md = markdown(s, dec)
-    long = runs[runs.epochs == 2 * a.epochs]
-    if not long.empty:
-        md += f"\n**Training length** ({a.epochs} vs {2 * a.epochs} epochs, same seeds; mean of the difference, 95% CI)\n\n"
-        md += "| method | seeds | worst group | lighter-darker gap | accuracy |\n|---|---|---|---|---|\n"
-        for m, g in long.groupby("method"):
-            base = runs[(runs.epochs == a.epochs) & (runs.method == m) & (runs.setting == "skin")].set_index("seed")
-            g = g.set_index("seed")
-            common = [x for x in g.index if x in base.index]
-            cells = []
-            for metric in ("worst_group_rate", "skin_gap", "accuracy"):
-                mean, lo, hi = t_interval((g.loc[common, metric] - base.loc[common, metric]) * 100)
-                cells.append(f"{mean:+.1f} [{lo:+.1f}, {hi:+.1f}]")
-            md += f"| {m} | {len(common)} | " + " | ".join(cells) + " |\n"
+    if runs.epochs.nunique() > 1:  # the training-length check, as `length` prints it
+        md += "\n" + length_table(runs)[1]
     _out(a, "debiasing_table.md").write_text(md)
     figure(s, _out(a, "debiasing_gaps.png"))
     print(md)
