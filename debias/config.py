@@ -84,6 +84,9 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast; CPUs with avx512_bf16/AMX, and CUDA) | fp16 (CUDA AMP, grad scaling)
     channels_last: bool = False  # NHWC memory layout for model and batches (pays together with bf16 on oneDNN)
     augment: bool = True  # random flip + scale/shift jitter per image (debias/data/augment.py); never colour
+    aug_scale: float = 0.1  # zoom drawn from [1 - aug_scale, 1 + aug_scale] per image
+    aug_translate: float = 0.1  # shift drawn from +-aug_translate of the image side, per axis
+    aug_rotate: float = 0.0  # rotation drawn from +-aug_rotate degrees (0: none)
     # resampling (debias/sampling.py)
     density: str = "histogram"  # histogram (the paper's per-dimension histograms) | gmm (joint mixture on mu)
     bins: int = 10  # histogram bins per latent dimension
@@ -129,6 +132,10 @@ class TrainConfig:
             raise ValueError("beta, c_rec, alpha, temperature and balance_power must be >= 0.")
         if not 0 < self.min_ess <= 1:
             raise ValueError(f"min_ess={self.min_ess} must be in (0, 1].")
+        # the same ranges as debias.data.augment.AugmentConfig, which this module sits below and cannot import
+        for name, hi in (("aug_scale", 0.99), ("aug_translate", 0.5), ("aug_rotate", 45.0)):
+            if not 0.0 <= getattr(self, name) <= hi:
+                raise ValueError(f"{name}={getattr(self, name)} must be in [0, {hi}].")
         if not 0 < self.face_ratio <= 1:
             raise ValueError(f"face_ratio={self.face_ratio} must be in (0, 1].")
         if self.loss_tilt and self.method != "dbvae":

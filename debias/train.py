@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from debias.config import TrainConfig, to_json
-from debias.data.augment import augment
+from debias.data.augment import AugmentConfig, augment
 from debias.errors import DebiasError
 from debias.files import atomic_write, check_out_dir, exclusive
 from debias.data.manifest import (ManifestDataset, ManifestError, host_batch, is_packed, on_device, prefetch,
@@ -119,10 +119,12 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
                     device: torch.device, *, rank: int = 0, world: int = 1, workers: int = 0,
                     aug: torch.Generator | None = None, groups: np.ndarray | None = None,
                     dro: GroupDRO | None = None, scaler: torch.amp.GradScaler | None = None,
-                    progress: Callback | None = None, read_every: int | None = None) -> dict[str, float]:
+                    progress: Callback | None = None, read_every: int | None = None,
+                    aug_cfg: AugmentConfig = AugmentConfig()) -> dict[str, float]:
     """Run one epoch of optimisation over ``batches`` (arrays of training positions).
 
-    ``workers`` threads prefetch batches. ``aug``, a generator, turns on geometric augmentation.
+    ``workers`` threads prefetch batches. ``aug``, a generator, turns on geometric augmentation with the
+    ranges of ``aug_cfg``.
     ``dro`` with ``groups`` (group index of every training position) weights the loss by Group DRO.
     ``scaler`` scales the loss for float16 autocast (CUDA), so small gradients do not underflow.
     ``read_every`` steps, the loss parts are read back, checked for non-finite values and shown (default: every
@@ -155,7 +157,7 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
     for x, y, pos in prefetch(batches, load, workers):
         x, y = on_device(x, device), y.to(device, non_blocking=True)
         if aug is not None:
-            x = augment(x, aug)
+            x = augment(x, aug, aug_cfg)
         per_image, *parts = step(x, y)
         if dro is not None:
             w = dro.sample_weights(per_image.detach().double().cpu().numpy(), groups[pos])
@@ -533,7 +535,9 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
             aug = torch.Generator().manual_seed(int(aug_seed))
         losses = train_one_epoch(step, st.opt, batches, ts.images, ts.labels, device, rank=rank, world=world,
                                  workers=cfg.workers, aug=aug, groups=lab.groups, dro=lab.dro, scaler=scaler,
-                                 progress=progress)
+                                 progress=progress, aug_cfg=AugmentConfig(scale=cfg.aug_scale,
+                                                                          translate=cfg.aug_translate,
+                                                                          rotate=cfg.aug_rotate))
         train_s = time.perf_counter() - tt
         row = {"epoch": epoch, **losses, "ess": ess}
         if lab.dro is not None:

@@ -385,3 +385,48 @@ def test_losses_read_in_windows_equal_reading_every_step_and_catch_a_non_finite_
     with pytest.raises(TrainingError, match=r"non-finite \(nan\) at step 8 or one of the 3 before it"):
         train_one_epoch(step, torch.optim.SGD(step.parameters(), 0.1), batches, lambda p: imgs[p], labels, cpu,
                         read_every=4)
+
+
+def test_augmentation_ranges_reach_the_training_step(tiny_synth, tmp_path, monkeypatch):
+    """--aug-rotate/--aug-scale/--aug-translate travel from the command line to the batches the model sees: the
+    images the step receives equal augment() called directly with the same generator and ranges."""
+    import debias.train as train_mod
+    from debias.data.augment import AugmentConfig, augment
+
+    imgs = np.random.default_rng(1).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    labels = np.ones(8, np.float32)
+    seen = []
+
+    class Step(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x, y):
+            seen.append(x.clone())
+            per = (self.w * x.mean((1, 2, 3)) - y) ** 2
+            return per, per.mean(), per.mean() * 0, per.mean() * 0
+
+    cfg = AugmentConfig(flip=0.5, scale=0.2, translate=0.05, rotate=20)
+    step = Step()
+    train_mod.train_one_epoch(step, torch.optim.SGD(step.parameters(), 0.1), [np.arange(8)], lambda p: imgs[p],
+                              labels, torch.device("cpu"), aug=torch.Generator().manual_seed(7), aug_cfg=cfg)
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+    assert torch.allclose(seen[0], augment(x, torch.Generator().manual_seed(7), cfg), atol=1e-6)
+    assert not torch.allclose(seen[0], augment(x, torch.Generator().manual_seed(7), AugmentConfig()), atol=1e-3)
+
+    captured = {}
+    real = train_mod.train_one_epoch
+
+    def spy(*a, **kw):
+        captured["aug_cfg"] = kw["aug_cfg"]
+        return real(*a, **kw)
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", spy)
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "run"), "--method", "standard",
+                                 "--epochs", "1", "--width", "4", "--max-train", "64", "--batch-size", "32",
+                                 "--no-compile", "--aug-rotate", "12", "--aug-scale", "0.25", "--aug-translate", "0"])
+    assert r.exit_code == 0, r.output
+    assert captured["aug_cfg"] == AugmentConfig(scale=0.25, translate=0.0, rotate=12.0)
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "bad"), "--aug-rotate", "60"])
+    assert r.exit_code == 2 and "aug_rotate=60.0 must be in [0, 45.0]" in r.output
