@@ -54,7 +54,7 @@ TARGET_GAP = {"skin": "skin_gap", "pose": "pose_gap"}  # the gap each setting is
 # Training variants: a setting's data with every method (intrinsic included) trained with other options, summarised
 # as a setting of its own so closure is measured against `standard` and `intrinsic` trained the same way.
 # skin-aug+ (session 10): stronger geometric augmentation, +-15 degrees rotation and +-20% zoom (default: none and
-# +-10%). At 24 epochs every method fits all ~400 darker training faces yet recalls ~95% of darker test faces;
+# +-10%). At 24 epochs every method fits all ~185 darker training faces yet recalls ~95% of darker test faces;
 # more varied views of the same faces is the training change that could narrow that. Still geometry only.
 VARIANTS = {"skin-aug+": ("skin", dict(aug_rotate=15.0, aug_scale=0.2))}
 
