@@ -14,6 +14,30 @@ from pathlib import Path
 from typing import Any
 
 
+# Upper bounds of the augmentation ranges (all start at 0), shared by AugmentConfig and TrainConfig's aug_* options.
+AUGMENT_LIMITS = {"flip": 1.0, "scale": 0.99, "translate": 0.5, "rotate": 45.0}
+
+
+def _check_augment_ranges(cfg: Any, prefix: str = "") -> None:
+    for name, hi in AUGMENT_LIMITS.items():
+        value = getattr(cfg, prefix + name, None)
+        if value is not None and not 0.0 <= value <= hi:
+            raise ValueError(f"{prefix}{name}={value} must be in [0, {hi}].")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Ranges of the random geometric transform (``debias.data.augment``); each image draws its own."""
+
+    flip: float = 0.5  # probability of a horizontal flip
+    scale: float = 0.1  # zoom factor drawn uniformly from [1 - scale, 1 + scale]
+    translate: float = 0.1  # shift drawn uniformly from +-translate of the image side, per axis
+    rotate: float = 0.0  # rotation drawn uniformly from +-rotate degrees (0: none)
+
+    def __post_init__(self) -> None:
+        _check_augment_ranges(self)
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """Procedural face / non-face benchmark (``debias data synth``)."""
@@ -132,10 +156,7 @@ class TrainConfig:
             raise ValueError("beta, c_rec, alpha, temperature and balance_power must be >= 0.")
         if not 0 < self.min_ess <= 1:
             raise ValueError(f"min_ess={self.min_ess} must be in (0, 1].")
-        # the same ranges as debias.data.augment.AugmentConfig, which this module sits below and cannot import
-        for name, hi in (("aug_scale", 0.99), ("aug_translate", 0.5), ("aug_rotate", 45.0)):
-            if not 0.0 <= getattr(self, name) <= hi:
-                raise ValueError(f"{name}={getattr(self, name)} must be in [0, {hi}].")
+        _check_augment_ranges(self, "aug_")
         if not 0 < self.face_ratio <= 1:
             raise ValueError(f"face_ratio={self.face_ratio} must be in (0, 1].")
         if self.loss_tilt and self.method != "dbvae":
@@ -148,6 +169,10 @@ class TrainConfig:
                              f"{self.resample_from} must be >= 0.")
         if not self.balance_by or any(not c for c in self.balance_by):
             raise ValueError(f"balance_by={self.balance_by!r} must name at least one manifest column.")
+
+    def augmentation(self) -> AugmentConfig:
+        """The ranges of the training augmentation (used when ``augment`` is on)."""
+        return AugmentConfig(scale=self.aug_scale, translate=self.aug_translate, rotate=self.aug_rotate)
 
 
 def _positive(cfg: Any, *names: str) -> None:

@@ -518,6 +518,7 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
     step = _wrap_step(model, cfg, device, world, total_epochs * len(ts.ds), log)
     n_batches = max(1, len(ts.ds) // cfg.batch_size)
     scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+    aug_cfg = cfg.augmentation()
     p_face = np.full(len(ts.face_pos), 1.0 / len(ts.face_pos))
     for epoch in range(st.epoch, total_epochs):
         t0 = time.perf_counter()
@@ -535,9 +536,7 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
             aug = torch.Generator().manual_seed(int(aug_seed))
         losses = train_one_epoch(step, st.opt, batches, ts.images, ts.labels, device, rank=rank, world=world,
                                  workers=cfg.workers, aug=aug, groups=lab.groups, dro=lab.dro, scaler=scaler,
-                                 progress=progress, aug_cfg=AugmentConfig(scale=cfg.aug_scale,
-                                                                          translate=cfg.aug_translate,
-                                                                          rotate=cfg.aug_rotate))
+                                 progress=progress, aug_cfg=aug_cfg)
         train_s = time.perf_counter() - tt
         row = {"epoch": epoch, **losses, "ess": ess}
         if lab.dro is not None:

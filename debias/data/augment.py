@@ -17,30 +17,10 @@ single resampling pass.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Ranges of the random geometric transform; each image draws its own."""
-
-    flip: float = 0.5  # probability of a horizontal flip
-    scale: float = 0.1  # zoom factor drawn uniformly from [1 - scale, 1 + scale]
-    translate: float = 0.1  # shift drawn uniformly from +-translate of the image side, per axis
-    rotate: float = 0.0  # rotation drawn uniformly from +-rotate degrees (0: none)
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.flip <= 1.0:
-            raise ValueError(f"flip={self.flip} must be a probability in [0, 1].")
-        if not 0.0 <= self.scale < 1.0:
-            raise ValueError(f"scale={self.scale} must be in [0, 1).")
-        if not 0.0 <= self.translate <= 0.5:
-            raise ValueError(f"translate={self.translate} must be in [0, 0.5].")
-        if not 0.0 <= self.rotate <= 45.0:
-            raise ValueError(f"rotate={self.rotate} must be in [0, 45] degrees.")
+from debias.config import AugmentConfig  # the ranges; a frozen config like the others
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, cfg: AugmentConfig = AugmentConfig()) -> torch.Tensor:
