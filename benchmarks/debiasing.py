@@ -59,9 +59,13 @@ TARGET_GAP = {"skin": "skin_gap", "pose": "pose_gap"}  # the gap each setting is
 VARIANTS = {"skin-aug+": ("skin", dict(aug_rotate=15.0, aug_scale=0.2))}
 
 
+def _variant(setting: str) -> tuple[str, dict]:
+    """(the data setting it trains on, its extra TrainConfig options) for a setting or training variant."""
+    return VARIANTS.get(setting, (setting, {}))
+
+
 def _base(setting: str) -> str:
-    """The data setting a (possibly variant) setting trains on."""
-    return VARIANTS.get(setting, (setting, {}))[0]
+    return _variant(setting)[0]
 
 TONE_GROUP = {**{t: "lighter" for t in range(1, 5)}, 5: "medium", 6: "medium", **{t: "darker" for t in range(7, 11)}}
 
@@ -162,12 +166,12 @@ def _one(job: dict) -> dict:
 
     t0 = time.perf_counter()
     device = resolve_device(job["device"])
-    setting, intrinsic = _base(job["setting"]), job["method"] == "intrinsic"
+    (setting, variant_opts), intrinsic = _variant(job["setting"]), job["method"] == "intrinsic"
     root = _data(job["seed"], job["n_train"], (INTRINSIC if intrinsic else SETTINGS)[setting], Path(job["cache"]),
                  f"{setting}-balanced" if intrinsic else setting)
     # intrinsic: standard training on the balanced composition
     opts = {**{**METHODS, "intrinsic": METHODS["standard"]}[job["method"]], "balance_by": BALANCE_BY[setting],
-            **VARIANTS.get(job["setting"], ("", {}))[1]}
+            **variant_opts}
     cfg = TrainConfig(seed=job["seed"], epochs=job["epochs"], compile=False, device=device.type, **opts)
     m = read_manifest(root)
     test, train = m[m.split == "test"], m[m.split == "train"]
