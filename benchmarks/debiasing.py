@@ -94,6 +94,11 @@ METHODS = {
     # the chosen DB-VAE's frozen latent weights, tilted each epoch by every face's current loss (no labels)
     "dbvae center ess0.1 frozen smooth50 loss": dict(method="dbvae", rec_region="center", min_ess=0.1,
                                                      refresh_weights=False, smooth_k=50, loss_tilt=True),
+    # Group DRO over 10 clusters of the same latent (GEORGE-style, Sohoni et al. 2020; session 11): the clusters
+    # replace the density weights, each sampled with equal mass, and their losses get online DRO weights. No labels.
+    # 10 clusters fixed before any run (the density mixture's default), not chosen on results.
+    "dbvae center ess0.1 frozen cluster-dro": dict(method="dbvae", rec_region="center", min_ess=0.1,
+                                                   refresh_weights=False, latent_dro=10),
     # training precision (issue 13): bf16 autocast + channels_last, adopted only if accuracy holds
     "standard bf16-cl": dict(method="standard", precision="bf16", channels_last=True),
     "dbvae center ess0.1 frozen smooth50 bf16-cl": dict(method="dbvae", rec_region="center", min_ess=0.1,
@@ -110,7 +115,7 @@ METHODS = {
 BALANCE_BY = {"skin": ("skin_group",), "pose": ("pose",)}
 POSE_METHODS = ("standard", "vae-uniform", "dbvae (paper)", "dbvae gmm center", "dbvae center ess0.1 frozen",
                 "dbvae center ess0.1 frozen smooth50", "dbvae center ess0.1 frozen smooth50 std", "dbvae center ess0.1 frozen smooth50 loss",
-                "jtt", "loss-resample", "balanced", "group-dro")
+                "dbvae center ess0.1 frozen cluster-dro", "jtt", "loss-resample", "balanced", "group-dro")
 T975 = {n: v for n, v in zip(range(2, 31), (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
                                             2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
                                             2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045))}

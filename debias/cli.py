@@ -344,10 +344,13 @@ def train(
     loss_tilt: bool = typer.Option(False, "--loss-tilt/--no-loss-tilt",
                                    help="dbvae: each epoch, multiply the latent weights by each face's current loss "
                                    "(faces the model gets wrong; no labels), then apply the ESS floor."),
+    latent_dro: int = typer.Option(0, help="dbvae: Group DRO over this many clusters of the latent means (found once "
+                                   "at --resample-from, with --freeze-weights), each cluster sampled with equal mass; "
+                                   "no labels. 0 = off (the density weights)."),
     face_ratio: float = typer.Option(0.5, help="Share of faces in each weighted batch."),
     balance_by: str = typer.Option("skin_group", help="Labelled groups for --method balanced and group-dro."),
     balance_power: float = typer.Option(1.0, help="balanced: p ~ n_group^-power (1 equal mass, 0.5 tempered)."),
-    dro_eta: float = typer.Option(0.01, help="group-dro: step size of the online group weights."),
+    dro_eta: float = typer.Option(0.01, help="group-dro and --latent-dro: step size of the online group weights."),
     jtt_epochs: int = typer.Option(2, help="JTT: epochs of the identification model."),
     jtt_lambda: float = typer.Option(5.0, help="JTT: upweighting of its errors."),
     max_train: int = typer.Option(0, help="Use at most this many training images (0 = all)."),

@@ -122,11 +122,14 @@ class TrainConfig:
     resample_from: int = 1  # first epoch (0-based) that resamples (dbvae, loss-resample); earlier epochs are uniform
     refresh_weights: bool = True  # recompute the weights every epoch (the paper); False keeps the first
     loss_tilt: bool = False  # dbvae: each epoch, multiply the latent weights by each face's current loss (then the guard)
+    # dbvae: Group DRO over this many clusters of the latent means instead of the density weights (GEORGE-style; the
+    # clusters are found once, at resample_from, and kept; sampling gives every cluster equal mass); 0 = off
+    latent_dro: int = 0
     face_ratio: float = 0.5  # share of faces in every batch for weighted methods
     # labelled references
     balance_by: tuple[str, ...] = ("skin_group",)  # groups for method=balanced and group-dro
     balance_power: float = 1.0  # balanced: p_i ~ n_g^-power; 1 equal group mass, 0.5 a tempered balance
-    dro_eta: float = 0.01  # group-dro: step size of the online group weights (Sagawa et al. use 0.01)
+    dro_eta: float = 0.01  # group-dro and latent_dro: step size of the online group weights (Sagawa et al. use 0.01)
     jtt_epochs: int = 2  # epochs of the first (identification) model for method=jtt, before the `epochs` of the final one
     jtt_lambda: float = 5.0  # upweighting factor for the first model's training errors
     max_train: int = 0  # use at most this many training images (0 = all); for quick runs
@@ -164,6 +167,12 @@ class TrainConfig:
                              f"{self.method!r} (method='loss-resample' weights a plain classifier by the loss).")
         if self.smooth_k < 0:
             raise ValueError(f"smooth_k={self.smooth_k} must be >= 0.")
+        if self.latent_dro < 0 or self.latent_dro == 1:
+            raise ValueError(f"latent_dro={self.latent_dro} must be 0 (off) or at least 2 clusters.")
+        if self.latent_dro and (self.method != "dbvae" or self.refresh_weights or self.loss_tilt):
+            raise ValueError(f"latent_dro runs Group DRO over clusters of the DB-VAE's latent, found once and kept: it "
+                             f"needs method='dbvae' (not {self.method!r}), refresh_weights=False (--freeze-weights) "
+                             f"and no loss_tilt.")
         if self.workers < 0 or self.max_train < 0 or self.resample_from < 0:
             raise ValueError(f"workers={self.workers}, max_train={self.max_train} and resample_from="
                              f"{self.resample_from} must be >= 0.")

@@ -139,6 +139,22 @@ def latent_weights(mu: np.ndarray, *, bins: int = 10, alpha: float = 0.01, combi
     return Weights(p=p, ess=ess_fraction(p), ess_raw=raw, temper=t)
 
 
+def _whitened_mixture(mu: np.ndarray, n_components: int, pca_dim: int, random_state: int):
+    """A Gaussian mixture (scikit-learn, full covariances) fitted to ``mu`` projected on its ``pca_dim`` leading
+    principal components, whitened. Returns (mixture, projected points (N, d))."""
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+
+    mu = np.asarray(mu, dtype=np.float64)
+    if mu.ndim != 2 or len(mu) < 2:
+        raise ValueError(f"mu must be (N, k) with N >= 2, got shape {mu.shape}.")
+    d = min(pca_dim, mu.shape[1], len(mu) - 1)
+    z = PCA(n_components=d, whiten=True, random_state=random_state).fit_transform(mu)  # (N, d)
+    gm = GaussianMixture(n_components=min(n_components, len(mu)), covariance_type="full", reg_covar=1e-4,
+                         random_state=random_state).fit(z)
+    return gm, z
+
+
 def gmm_weights(mu: np.ndarray, *, n_components: int = 10, pca_dim: int = 8, random_state: int = 0,
                 min_ess: float = 0.3) -> Weights:
     """Debiasing probabilities from the *joint* density of the latent means: p_i ~ 1 / q(mu_i).
@@ -162,17 +178,39 @@ def gmm_weights(mu: np.ndarray, *, n_components: int = 10, pca_dim: int = 8, ran
     -------
     Weights with ``p`` of shape (N,).
     """
-    from sklearn.decomposition import PCA
-    from sklearn.mixture import GaussianMixture
-
-    mu = np.asarray(mu, dtype=np.float64)
-    if mu.ndim != 2 or len(mu) < 2:
-        raise ValueError(f"mu must be (N, k) with N >= 2, got shape {mu.shape}.")
-    d = min(pca_dim, mu.shape[1], len(mu) - 1)
-    z = PCA(n_components=d, whiten=True, random_state=random_state).fit_transform(mu)  # (N, d)
-    gm = GaussianMixture(n_components=min(n_components, len(mu)), covariance_type="full", reg_covar=1e-4,
-                         random_state=random_state).fit(z)
+    gm, z = _whitened_mixture(mu, n_components, pca_dim, random_state)
     logw = -gm.score_samples(z)  # (N,) minus the log density
+    raw = ess_fraction(_from_log(logw))
+    p, t = ess_guard(logw, min_ess)
+    return Weights(p=p, ess=ess_fraction(p), ess_raw=raw, temper=t)
+
+
+def latent_clusters(mu: np.ndarray, *, n_clusters: int = 10, pca_dim: int = 8, random_state: int = 0) -> np.ndarray:
+    """Cluster of every face in the latent space, as groups for Group DRO without labels.
+
+    The mixture is :func:`gmm_weights`'s (whitened leading principal components of the latent means); each
+    face goes to its most likely component. Components that no face chose are dropped, so the codes are
+    0..K'-1 with K' <= ``n_clusters``, every one non-empty. This is the unsupervised half of GEORGE (Sohoni
+    et al., NeurIPS 2020: cluster a representation, then run Group DRO over the clusters), with the DB-VAE's
+    latent as the representation.
+
+    Returns
+    -------
+    (N,) int cluster code of every face.
+    """
+    if n_clusters < 1:
+        raise ValueError(f"n_clusters={n_clusters} must be at least 1.")
+    gm, z = _whitened_mixture(mu, n_clusters, pca_dim, random_state)
+    return np.unique(gm.predict(z), return_inverse=True)[1]
+
+
+def cluster_balanced_weights(codes: np.ndarray, min_ess: float = 0.3) -> Weights:
+    """Every cluster the same total sampling mass, p_i ~ 1 / n_c(i), then the ESS guard (a cluster of a handful
+    of faces would otherwise repeat them in every batch)."""
+    codes = np.asarray(codes)
+    if codes.ndim != 1 or len(codes) == 0 or codes.min() < 0:
+        raise ValueError(f"codes must be (N,) non-negative cluster codes, got shape {codes.shape}.")
+    logw = -np.log(np.bincount(codes)[codes].astype(np.float64))
     raw = ess_fraction(_from_log(logw))
     p, t = ess_guard(logw, min_ess)
     return Weights(p=p, ess=ess_fraction(p), ess_raw=raw, temper=t)

@@ -3,7 +3,8 @@
 One method per ``TrainConfig.method``:
 
 - ``standard``: classifier, uniform sampling (a permutation of the training split each epoch).
-- ``dbvae``: DB-VAE, faces resampled each epoch from the latent histograms (debias/sampling.py).
+- ``dbvae``: DB-VAE, faces resampled each epoch from the latent histograms (debias/sampling.py); with
+  ``latent_dro``, Group DRO over clusters of its latent means instead (no labels).
 - ``vae-uniform``: DB-VAE loss, uniform face sampling (ablation: the VAE loss without resampling).
 - ``balanced``: classifier, faces sampled with p ~ n_g^-balance_power over the groups of ``balance_by``
   (labelled reference; power 1 gives every group equal mass, 0.5 is a tempered balance).
@@ -41,8 +42,9 @@ from debias.data.manifest import (ManifestDataset, ManifestError, host_batch, is
                                   read_manifest)
 from debias.models.dbvae import DBVAE, dbvae_loss, standardise
 from debias.models.run import load_run, load_weights, model_from_arch, predict_scores, resolve_device
-from debias.sampling import (BatchPlan, GroupDRO, ess_fraction, gmm_weights, group_balanced_weights, group_keys,
-                             jtt_weights, latent_weights, loss_weights, mass_by_group)
+from debias.sampling import (BatchPlan, GroupDRO, cluster_balanced_weights, ess_fraction, gmm_weights,
+                             group_balanced_weights, group_keys, jtt_weights, latent_clusters, latent_weights,
+                             loss_weights, mass_by_group)
 
 DIAGNOSTIC_COLUMNS = ("skin_group", "pose", "gender")
 NOT_PACKED = ("{root} holds image files, not a packed images.npy. Training reads the packed array; run "
@@ -308,7 +310,8 @@ def _load_train_set(data: Path, cfg: TrainConfig) -> _TrainSet:
 
 @dataclasses.dataclass
 class _Labelled:
-    """What the labelled references read from the labels: face weights, and Group DRO's groups."""
+    """Face weights and Group DRO's groups: from the labels (balanced, group-dro), or from the DB-VAE's latent
+    clusters once they are found (dbvae with ``latent_dro``)."""
 
     p_face: np.ndarray | None = None
     groups: np.ndarray | None = None  # (n,) group code of every training image; non-faces the last
@@ -329,6 +332,21 @@ def _labelled(cfg: TrainConfig, ts: _TrainSet, log: Callable[[str], None]) -> _L
     groups[ts.face_pos] = codes
     log(f"Group DRO over {len(uniques)} face groups ({', '.join(map(str, uniques))}) and non-faces")
     return _Labelled(p, groups, GroupDRO(len(uniques) + 1, cfg.dro_eta), (*uniques, "non-face"))
+
+
+def _latent_dro(lab: _Labelled, cfg: TrainConfig, ts: _TrainSet, clusters: np.ndarray, log: Callable[[str], None],
+                q: np.ndarray | None = None) -> None:
+    """Turn ``lab`` into Group DRO over the latent clusters of the training faces (non-faces one more group),
+    with the DRO weights ``q`` of a checkpoint when resuming."""
+    k = int(clusters.max()) + 1
+    lab.groups = np.full(len(ts.ds), k, dtype=np.int64)
+    lab.groups[ts.face_pos] = clusters
+    lab.dro = GroupDRO(k + 1, cfg.dro_eta)
+    if q is not None:
+        lab.dro.q = q
+    lab.names = (*(f"cluster{c}" for c in range(k)), "non-face")
+    log(f"Group DRO over {k} latent clusters of the training faces (sizes {', '.join(map(str, np.bincount(clusters)))}) "
+        f"and non-faces; sampling gives every cluster equal mass")
 
 
 def _check_resume_options(cfg: TrainConfig, out: Path) -> None:
@@ -353,6 +371,8 @@ class _State:
     timing: list = dataclasses.field(default_factory=list)
     jtt_err: np.ndarray | None = None  # JTT: the identification model's errors on the training split
     p_latent: np.ndarray | None = None  # the latest resampling weights (dbvae, loss-resample); kept with --freeze-weights
+    clusters: np.ndarray | None = None  # latent_dro: the latent cluster of every training face, found once
+    dro_q: np.ndarray | None = None  # the checkpoint's Group DRO weights, until latent_dro's clusters rebuild its DRO
 
     def save(self, path: Path, dro: GroupDRO | None) -> None:
         def tensor(a):
@@ -361,7 +381,7 @@ class _State:
         _save_atomic({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "epoch": self.epoch - 1,
                       "history": json.dumps(self.history), "timing": json.dumps(self.timing),
                       "jtt_err": tensor(self.jtt_err), "dro_q": tensor(dro.q if dro is not None else None),
-                      "p_latent": tensor(self.p_latent)}, path)
+                      "p_latent": tensor(self.p_latent), "clusters": tensor(self.clusters)}, path)
 
     def restore(self, path: Path, device: torch.device, dro: GroupDRO | None) -> None:
         ck = load_weights(path, device)
@@ -370,9 +390,11 @@ class _State:
         self.epoch = int(ck["epoch"]) + 1
         self.history, self.timing = json.loads(ck["history"]), json.loads(ck["timing"])
         self.jtt_err = ck["jtt_err"].numpy() if ck.get("jtt_err") is not None else None
+        self.dro_q = ck["dro_q"].numpy() if ck.get("dro_q") is not None else None
         if dro is not None:
-            dro.q = ck["dro_q"].numpy()
+            dro.q = self.dro_q
         self.p_latent = ck["p_latent"].numpy() if ck.get("p_latent") is not None else None
+        self.clusters = ck["clusters"].numpy() if ck.get("clusters") is not None else None
 
 
 def _wrap_step(model: nn.Module, cfg: TrainConfig, device: torch.device, world: int, n_images: int,
@@ -460,7 +482,11 @@ def _epoch_batches(cfg: TrainConfig, ts: _TrainSet, st: _State, lab: _Labelled, 
             # one pass over the training faces gives both the scores (the loss) and the latent means
             s, mu = predict_scores(st.model, lambda pos: ts.images(ts.face_pos[pos]), len(ts.face_pos), device,
                                    with_latent=refresh and cfg.method == "dbvae")
-            if refresh:
+            if refresh and cfg.latent_dro:
+                st.clusters = latent_clusters(mu, n_clusters=cfg.latent_dro, random_state=cfg.seed)
+                st.p_latent = _guarded(cluster_balanced_weights(st.clusters, cfg.min_ess), cfg, epoch, log)
+                _latent_dro(lab, cfg, ts, st.clusters, log)
+            elif refresh:
                 st.p_latent = _latent_weights(mu, cfg, epoch, log) if cfg.method == "dbvae" else \
                     _loss_weights(s, cfg, epoch, log)
             # the latent weights (frozen or not) tilted by this epoch's loss
@@ -512,6 +538,8 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
         if not ckpt_path.exists():
             raise TrainingError(f"`resume`: no checkpoint at {ckpt_path}; start without `resume`.")
         st.restore(ckpt_path, device, lab.dro)
+        if cfg.latent_dro and st.clusters is not None:
+            _latent_dro(lab, cfg, ts, st.clusters, log, q=st.dro_q)
         log(f"resumed from {ckpt_path} after epoch {st.epoch - 1}")
     # JTT trains its identification model for jtt_epochs first, then the final model for `epochs`
     total_epochs = cfg.epochs + (cfg.jtt_epochs if cfg.method == "jtt" else 0)

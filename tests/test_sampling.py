@@ -144,3 +144,28 @@ def test_neighbour_smoothing_averages_log_weights_over_the_k_nearest_faces_by_ha
     assert latent_weights(mu, bins=2, alpha=0.01, min_ess=0.01, smooth_k=1).p == pytest.approx(plain.p)
     with pytest.raises(ValueError, match="smooth_k"):
         latent_weights(mu, smooth_k=-1)
+
+
+def test_latent_clusters_recover_separated_groups_and_balance_their_mass_by_hand():
+    from sklearn.metrics import adjusted_rand_score
+
+    from debias.sampling import cluster_balanced_weights, latent_clusters
+
+    rng = np.random.default_rng(0)
+    sizes = (80, 15, 5)  # a common, a rare and a very rare group, far apart in a 4-d latent
+    centres = np.array([[0, 0, 0, 0], [8, 0, 0, 0], [0, 8, 8, 0]], dtype=float)
+    mu = np.concatenate([rng.normal(c, 0.3, (n, 4)) for c, n in zip(centres, sizes)])
+    truth = np.repeat([0, 1, 2], sizes)
+    codes = latent_clusters(mu, n_clusters=3, pca_dim=4)
+    assert adjusted_rand_score(truth, codes) == 1.0 and sorted(np.bincount(codes)) == [5, 15, 80]
+    # every cluster gets a third of the mass: p_i = 1 / (3 n_c); ESS = (sum p)^2 / (N sum p^2)
+    w = cluster_balanced_weights(codes, min_ess=0.01)
+    assert w.temper == 1.0
+    for c in range(3):
+        assert w.p[codes == c] == pytest.approx(1 / (3 * np.bincount(codes)[c]))
+    assert w.ess == pytest.approx(1 / (100 * sum(n * (1 / (3 * n)) ** 2 for n in sizes)))  # 0.4245...
+    # a floor above that tempers toward uniform, keeping the order
+    g = cluster_balanced_weights(codes, min_ess=0.8)
+    assert g.ess >= 0.8 - 1e-3 and g.temper < 1 and g.p[codes == 2][0] > g.p[codes == 0][0]
+    with pytest.raises(ValueError, match="n_clusters"):
+        latent_clusters(mu, n_clusters=0)

@@ -430,3 +430,44 @@ def test_augmentation_ranges_reach_the_training_step(tiny_synth, tmp_path, monke
     assert captured["aug_cfg"] == AugmentConfig(scale=0.25, translate=0.0, rotate=12.0)
     r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "bad"), "--aug-rotate", "60"])
     assert r.exit_code == 2 and "aug_rotate=60.0 must be in [0, 45.0]" in r.output
+
+
+def test_latent_dro_runs_group_dro_over_latent_clusters_and_resumes_exactly(tiny_synth, tmp_path):
+    cfg = TrainConfig(method="dbvae", refresh_weights=False, latent_dro=3, min_ess=0.01, **{**FAST, "epochs": 3})
+    logs = []
+    hist = fit(tiny_synth, cfg, tmp_path / "full", log=logs.append)
+    assert any("Group DRO over" in m and "latent clusters" in m for m in logs)
+    q = hist.filter(like="dro_q[")
+    assert q.iloc[0].isna().all() and q.iloc[1:].notna().all().all()  # epoch 0 samples uniformly, then DRO
+    assert q.iloc[1:].sum(axis=1).to_numpy() == pytest.approx(1.0)
+    # the sampling weights give every cluster the same total mass (no face's label is read)
+    ck = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    clusters = ck["clusters"].numpy()
+    p = pd.read_csv(tmp_path / "full" / "sampling_weights.csv")["p"].to_numpy()
+    mass = np.bincount(clusters, weights=p)
+    assert len(mass) >= 2 and mass == pytest.approx(np.full(len(mass), 1 / len(mass)), abs=1e-4)
+    calls = {"n": 0}
+
+    def kill_in_epoch_three(n=1, **kw):
+        calls["n"] += n if n > 0 else 0
+        if calls["n"] > 16 + 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_synth, cfg, tmp_path / "cut", progress=kill_in_epoch_three)
+    fit(tiny_synth, cfg, tmp_path / "cut", resume=True)  # clusters and DRO weights come back from the checkpoint
+    a, b = _state(tmp_path / "full"), _state(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "full" / "history.csv").read_bytes() == (tmp_path / "cut" / "history.csv").read_bytes()
+
+
+def test_latent_dro_without_frozen_dbvae_weights_is_refused_not_ignored(tiny_synth, tmp_path):
+    for bad in (dict(method="standard", refresh_weights=False), dict(method="dbvae"),
+                dict(method="dbvae", refresh_weights=False, loss_tilt=True)):
+        with pytest.raises(ValueError, match="latent_dro runs Group DRO"):
+            TrainConfig(latent_dro=4, **bad)
+    with pytest.raises(ValueError, match="at least 2 clusters"):
+        TrainConfig(latent_dro=1, refresh_weights=False)
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), "--latent-dro", "4"])
+    assert r.exit_code == 2 and "--freeze-weights" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "r").exists()
