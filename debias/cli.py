@@ -347,6 +347,10 @@ def train(
     latent_dro: int = typer.Option(0, help="dbvae: Group DRO over this many clusters of the latent means (found once "
                                    "at --resample-from, with --freeze-weights), each cluster sampled with equal mass; "
                                    "no labels. 0 = off (the density weights)."),
+    dro_resample: bool = typer.Option(False, "--dro-resample/--no-dro-resample",
+                                      help="group-dro, --latent-dro: each epoch, sample every group with mass ~ its "
+                                      "DRO weight instead of equal mass (same objective, less variance; --min-ess "
+                                      "floor)."),
     face_ratio: float = typer.Option(0.5, help="Share of faces in each weighted batch."),
     balance_by: str = typer.Option("skin_group", help="Labelled groups for --method balanced and group-dro."),
     balance_power: float = typer.Option(1.0, help="balanced: p ~ n_group^-power (1 equal mass, 0.5 tempered)."),

@@ -125,6 +125,10 @@ class TrainConfig:
     # dbvae: Group DRO over this many clusters of the latent means instead of the density weights (GEORGE-style; the
     # clusters are found once, at resample_from, and kept; sampling gives every cluster equal mass); 0 = off
     latent_dro: int = 0
+    # group-dro and latent_dro: each epoch, sample every group with total mass ~ its current DRO weight instead of
+    # equal mass. The objective is unchanged (each step weights a group's batch mean by its DRO weight whatever its
+    # count in the batch); the heavily weighted groups get more faces per batch, so the step varies less
+    dro_resample: bool = False
     face_ratio: float = 0.5  # share of faces in every batch for weighted methods
     # labelled references
     balance_by: tuple[str, ...] = ("skin_group",)  # groups for method=balanced and group-dro
@@ -169,6 +173,9 @@ class TrainConfig:
             raise ValueError(f"smooth_k={self.smooth_k} must be >= 0.")
         if self.latent_dro < 0 or self.latent_dro == 1:
             raise ValueError(f"latent_dro={self.latent_dro} must be 0 (off) or at least 2 clusters.")
+        if self.dro_resample and not (self.method == "group-dro" or self.latent_dro):
+            raise ValueError(f"dro_resample samples by Group DRO weights: it needs method='group-dro' or latent_dro, not "
+                             f"method={self.method!r} without latent_dro.")
         if self.latent_dro and (self.method != "dbvae" or self.refresh_weights or self.loss_tilt):
             raise ValueError(f"latent_dro runs Group DRO over clusters of the DB-VAE's latent, found once and kept: it "
                              f"needs method='dbvae' (not {self.method!r}), refresh_weights=False (--freeze-weights) "

@@ -204,13 +204,19 @@ def latent_clusters(mu: np.ndarray, *, n_clusters: int = 10, pca_dim: int = 8, r
     return np.unique(gm.predict(z), return_inverse=True)[1]
 
 
-def cluster_balanced_weights(codes: np.ndarray, min_ess: float = 0.3) -> Weights:
-    """Every cluster the same total sampling mass, p_i ~ 1 / n_c(i), then the ESS guard (a cluster of a handful
-    of faces would otherwise repeat them in every batch)."""
+def cluster_balanced_weights(codes: np.ndarray, min_ess: float = 0.3, mass: np.ndarray | None = None) -> Weights:
+    """Every cluster the same total sampling mass, p_i ~ 1 / n_c(i), or cluster c a total mass ~ ``mass[c]``
+    (e.g. its Group DRO weight), then the ESS guard (a cluster of a handful of faces would otherwise repeat them in
+    every batch)."""
     codes = np.asarray(codes)
     if codes.ndim != 1 or len(codes) == 0 or codes.min() < 0:
         raise ValueError(f"codes must be (N,) non-negative cluster codes, got shape {codes.shape}.")
     logw = -np.log(np.bincount(codes)[codes].astype(np.float64))
+    if mass is not None:
+        mass = np.asarray(mass, dtype=np.float64)
+        if mass.shape != (codes.max() + 1,) or not (mass > 0).all():
+            raise ValueError(f"mass must hold one positive value per cluster ({codes.max() + 1}), got {mass}.")
+        logw = logw + np.log(mass[codes])
     raw = ess_fraction(_from_log(logw))
     p, t = ess_guard(logw, min_ess)
     return Weights(p=p, ess=ess_fraction(p), ess_raw=raw, temper=t)

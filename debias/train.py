@@ -499,6 +499,9 @@ def _epoch_batches(cfg: TrainConfig, ts: _TrainSet, st: _State, lab: _Labelled, 
     elif cfg.method == "jtt" and st.jtt_err is not None:
         p_face = jtt_weights(st.jtt_err[ts.face_pos], cfg.jtt_lambda)
         p_nonface = jtt_weights(st.jtt_err[ts.nonface_pos], cfg.jtt_lambda)
+    if cfg.dro_resample and lab.dro is not None:  # each face group's mass ~ its DRO weight at the epoch's start
+        p_face = _guarded(cluster_balanced_weights(lab.groups[ts.face_pos], cfg.min_ess, mass=lab.dro.q[:-1]), cfg,
+                          epoch, log)
     if cfg.method == "standard" or (cfg.method == "jtt" and st.jtt_err is None):
         perm = np.random.default_rng([cfg.seed, epoch, 7]).permutation(len(ts.ds))
         return [perm[i:i + cfg.batch_size] for i in range(0, n_batches * cfg.batch_size, cfg.batch_size)], p_face, 0.0

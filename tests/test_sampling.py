@@ -167,5 +167,9 @@ def test_latent_clusters_recover_separated_groups_and_balance_their_mass_by_hand
     # a floor above that tempers toward uniform, keeping the order
     g = cluster_balanced_weights(codes, min_ess=0.8)
     assert g.ess >= 0.8 - 1e-3 and g.temper < 1 and g.p[codes == 2][0] > g.p[codes == 0][0]
+    # or a given total mass per cluster (Group DRO weights): p_i = mass_c / n_c
+    m = cluster_balanced_weights(codes, min_ess=0.01, mass=np.array([0.5, 0.3, 0.2]))
+    assert np.bincount(codes, weights=m.p) == pytest.approx([0.5, 0.3, 0.2])
+    assert m.p[codes == 2] == pytest.approx(0.2 / np.sum(codes == 2))
     with pytest.raises(ValueError, match="n_clusters"):
         latent_clusters(mu, n_clusters=0)

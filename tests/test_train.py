@@ -471,3 +471,19 @@ def test_latent_dro_without_frozen_dbvae_weights_is_refused_not_ignored(tiny_syn
     r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), "--latent-dro", "4"])
     assert r.exit_code == 2 and "--freeze-weights" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "r").exists()
+
+
+def test_dro_resample_samples_each_group_with_the_mass_of_its_dro_weight(tiny_synth, tmp_path):
+    """Labelled Group DRO by skin group: epoch 0 samples the groups equally; each later epoch gives group g the
+    share of sampling mass q_g / sum of the face groups' q, with q as logged at the end of the epoch before."""
+    cfg = TrainConfig(method="group-dro", dro_resample=True, dro_eta=1.0, min_ess=0.01, **{**FAST, "epochs": 3})
+    hist = fit(tiny_synth, cfg, tmp_path)
+    groups = ("darker", "lighter", "medium")
+    mass = hist[[f"mass[skin_group={g}]" for g in groups]].to_numpy()
+    q = hist[[f"dro_q[{g}]" for g in groups]].to_numpy()
+    assert mass[0] == pytest.approx([1 / 3] * 3, abs=1e-6)
+    for e in (1, 2):
+        assert mass[e] == pytest.approx(q[e - 1] / q[e - 1].sum(), abs=1e-6)
+    assert not np.allclose(mass[2], mass[0], atol=1e-3)  # eta 1 moves the weights visibly
+    with pytest.raises(ValueError, match="dro_resample samples by Group DRO weights"):
+        TrainConfig(method="balanced", dro_resample=True)
