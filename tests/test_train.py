@@ -18,6 +18,18 @@ from debias.train import TrainingError, fit, load_run
 FAST = dict(epochs=2, batch_size=32, width=4, latent_dim=8, max_train=256, compile=False)
 
 
+def _killer(after_steps: int):
+    """A progress callback that interrupts training once it has counted ``after_steps`` steps."""
+    calls = {"n": 0}
+
+    def progress(n=1, **kw):
+        calls["n"] += n if n > 0 else 0
+        if calls["n"] > after_steps:
+            raise KeyboardInterrupt
+
+    return progress
+
+
 def _state(run):
     return torch.load(run / "model.pt", weights_only=True)["state_dict"]
 
@@ -251,15 +263,8 @@ def test_freeze_weights_keeps_the_first_resampling_weights_across_epochs_and_res
     np.testing.assert_array_equal(mass[1], mass[2])  # and epoch 2 keeps epoch 1's weights
     refreshed = fit(tiny_synth, TrainConfig(method="dbvae", **{**FAST, "epochs": 3}), tmp_path / "refresh")
     assert not np.allclose(refreshed.filter(like="mass[").to_numpy()[2], mass[2])
-    calls = {"n": 0}
-
-    def kill_in_epoch_three(n=1, **kw):
-        calls["n"] += n if n > 0 else 0
-        if calls["n"] > 16 + 3:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        fit(tiny_synth, cfg, tmp_path / "cut", progress=kill_in_epoch_three)
+        fit(tiny_synth, cfg, tmp_path / "cut", progress=_killer(after_steps=16 + 3))  # 3 steps into epoch three
     fit(tiny_synth, cfg, tmp_path / "cut", resume=True)  # the kept weights come back from the checkpoint
     a, b = _state(tmp_path / "full"), _state(tmp_path / "cut")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -446,15 +451,8 @@ def test_latent_dro_runs_group_dro_over_latent_clusters_and_resumes_exactly(tiny
     p = pd.read_csv(tmp_path / "full" / "sampling_weights.csv")["p"].to_numpy()
     mass = np.bincount(clusters, weights=p)
     assert len(mass) >= 2 and mass == pytest.approx(np.full(len(mass), 1 / len(mass)), abs=1e-4)
-    calls = {"n": 0}
-
-    def kill_in_epoch_three(n=1, **kw):
-        calls["n"] += n if n > 0 else 0
-        if calls["n"] > 16 + 3:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        fit(tiny_synth, cfg, tmp_path / "cut", progress=kill_in_epoch_three)
+        fit(tiny_synth, cfg, tmp_path / "cut", progress=_killer(after_steps=16 + 3))  # 3 steps into epoch three
     fit(tiny_synth, cfg, tmp_path / "cut", resume=True)  # clusters and DRO weights come back from the checkpoint
     a, b = _state(tmp_path / "full"), _state(tmp_path / "cut")
     assert all(torch.equal(a[k], b[k]) for k in a)
