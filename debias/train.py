@@ -334,19 +334,17 @@ def _labelled(cfg: TrainConfig, ts: _TrainSet, log: Callable[[str], None]) -> _L
     return _Labelled(p, groups, GroupDRO(len(uniques) + 1, cfg.dro_eta), (*uniques, "non-face"))
 
 
-def _latent_dro(lab: _Labelled, cfg: TrainConfig, ts: _TrainSet, clusters: np.ndarray, log: Callable[[str], None],
-                q: np.ndarray | None = None) -> None:
-    """Turn ``lab`` into Group DRO over the latent clusters of the training faces (non-faces one more group),
-    with the DRO weights ``q`` of a checkpoint when resuming."""
+def _latent_dro(lab: _Labelled, cfg: TrainConfig, ts: _TrainSet, clusters: np.ndarray,
+                log: Callable[[str], None]) -> None:
+    """Turn ``lab`` into Group DRO over the latent clusters of the training faces (non-faces one more group)."""
     k = int(clusters.max()) + 1
     lab.groups = np.full(len(ts.ds), k, dtype=np.int64)
     lab.groups[ts.face_pos] = clusters
     lab.dro = GroupDRO(k + 1, cfg.dro_eta)
-    if q is not None:
-        lab.dro.q = q
     lab.names = (*(f"cluster{c}" for c in range(k)), "non-face")
+    sampling = "each cluster's mass follows its DRO weight" if cfg.dro_resample else "every cluster gets equal mass"
     log(f"Group DRO over {k} latent clusters of the training faces (sizes {', '.join(map(str, np.bincount(clusters)))}) "
-        f"and non-faces; sampling gives every cluster equal mass")
+        f"and non-faces; sampling: {sampling}")
 
 
 def _check_resume_options(cfg: TrainConfig, out: Path) -> None:
@@ -372,7 +370,7 @@ class _State:
     jtt_err: np.ndarray | None = None  # JTT: the identification model's errors on the training split
     p_latent: np.ndarray | None = None  # the latest resampling weights (dbvae, loss-resample); kept with --freeze-weights
     clusters: np.ndarray | None = None  # latent_dro: the latent cluster of every training face, found once
-    dro_q: np.ndarray | None = None  # the checkpoint's Group DRO weights, until latent_dro's clusters rebuild its DRO
+    dro_q: np.ndarray | None = None  # the checkpoint's Group DRO weights (labelled groups or latent clusters)
 
     def save(self, path: Path, dro: GroupDRO | None) -> None:
         def tensor(a):
@@ -383,7 +381,7 @@ class _State:
                       "jtt_err": tensor(self.jtt_err), "dro_q": tensor(dro.q if dro is not None else None),
                       "p_latent": tensor(self.p_latent), "clusters": tensor(self.clusters)}, path)
 
-    def restore(self, path: Path, device: torch.device, dro: GroupDRO | None) -> None:
+    def restore(self, path: Path, device: torch.device) -> None:
         ck = load_weights(path, device)
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["opt"])
@@ -391,8 +389,6 @@ class _State:
         self.history, self.timing = json.loads(ck["history"]), json.loads(ck["timing"])
         self.jtt_err = ck["jtt_err"].numpy() if ck.get("jtt_err") is not None else None
         self.dro_q = ck["dro_q"].numpy() if ck.get("dro_q") is not None else None
-        if dro is not None:
-            dro.q = self.dro_q
         self.p_latent = ck["p_latent"].numpy() if ck.get("p_latent") is not None else None
         self.clusters = ck["clusters"].numpy() if ck.get("clusters") is not None else None
 
@@ -540,9 +536,11 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
     if resume:
         if not ckpt_path.exists():
             raise TrainingError(f"`resume`: no checkpoint at {ckpt_path}; start without `resume`.")
-        st.restore(ckpt_path, device, lab.dro)
-        if cfg.latent_dro and st.clusters is not None:
-            _latent_dro(lab, cfg, ts, st.clusters, log, q=st.dro_q)
+        st.restore(ckpt_path, device)
+        if cfg.latent_dro and st.clusters is not None:  # the clusters found before the cut
+            _latent_dro(lab, cfg, ts, st.clusters, log)
+        if lab.dro is not None:
+            lab.dro.q = st.dro_q
         log(f"resumed from {ckpt_path} after epoch {st.epoch - 1}")
     # JTT trains its identification model for jtt_epochs first, then the final model for `epochs`
     total_epochs = cfg.epochs + (cfg.jtt_epochs if cfg.method == "jtt" else 0)

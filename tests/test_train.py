@@ -485,3 +485,14 @@ def test_dro_resample_samples_each_group_with_the_mass_of_its_dro_weight(tiny_sy
     assert not np.allclose(mass[2], mass[0], atol=1e-3)  # eta 1 moves the weights visibly
     with pytest.raises(ValueError, match="dro_resample samples by Group DRO weights"):
         TrainConfig(method="balanced", dro_resample=True)
+
+
+def test_latent_dro_log_names_the_sampling_it_uses(tiny_synth, tmp_path):
+    """The log said 'every cluster gets equal mass' even with --dro-resample, where the mass follows the DRO
+    weights."""
+    cfg = dict(method="dbvae", refresh_weights=False, latent_dro=3, min_ess=0.01, **FAST)
+    for resample, want in ((False, "every cluster gets equal mass"), (True, "mass follows its DRO weight")):
+        logs = []
+        fit(tiny_synth, TrainConfig(dro_resample=resample, **cfg), tmp_path / str(resample), log=logs.append)
+        line = next(m for m in logs if "latent clusters" in m)
+        assert want in line, line
