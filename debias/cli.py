@@ -306,6 +306,8 @@ def train(
     epochs: int = typer.Option(6, help="Epochs."),
     batch_size: int = typer.Option(64, help="Batch size (global, across DDP ranks)."),
     lr: float = typer.Option(5e-4, help="Adam learning rate."),
+    weight_decay: float = typer.Option(0.0, help="Decoupled weight decay (AdamW) of conv and linear weights; biases "
+                                       "and norm layers are not decayed. 0 = plain Adam."),
     seed: int = typer.Option(0, help="Seed for init, sampling and noise."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     workers: int = typer.Option(0, help="Threads prefetching batches from the packed array (0 = none)."),

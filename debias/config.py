@@ -101,6 +101,10 @@ class TrainConfig:
     epochs: int = 6  # passes over the training split (sampled batches count as one epoch's worth)
     batch_size: int = 64  # images per optimisation step
     lr: float = 5e-4  # Adam learning rate
+    # decoupled weight decay (AdamW) of the conv and linear weights, not of biases and norm parameters (nanoGPT's
+    # split); 0 = plain Adam. Sagawa et al. (2020) found reweighted and DRO training helps worst groups at
+    # convergence only with strong regularisation: an unregularised net fits every training face, whatever its weight
+    weight_decay: float = 0.0
     seed: int = 0  # model init, sampling and augmentation all derive from this
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
     workers: int = 0  # threads that prefetch batches from the packed array; 0 loads in the training loop
@@ -159,6 +163,8 @@ class TrainConfig:
             raise ValueError(f"batch_size={self.batch_size} must be at least 2.")
         if not self.lr > 0 or not self.dro_eta > 0 or not self.jtt_lambda > 0:
             raise ValueError(f"lr={self.lr}, dro_eta={self.dro_eta} and jtt_lambda={self.jtt_lambda} must be > 0.")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay={self.weight_decay} must be a finite number >= 0 (0 = off).")
         if self.beta < 0 or self.c_rec < 0 or self.alpha < 0 or self.temperature < 0 or self.balance_power < 0:
             raise ValueError("beta, c_rec, alpha, temperature and balance_power must be >= 0.")
         if not 0 < self.min_ess <= 1:

@@ -117,6 +117,19 @@ class _Step(nn.Module):
         return bce, bce.mean(), zero, zero
 
 
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam, or AdamW decaying only the conv and linear weights when ``cfg.weight_decay`` > 0.
+
+    Biases and normalisation parameters (tensors of fewer than 2 dimensions) are not decayed, as in nanoGPT.
+    """
+    if not cfg.weight_decay:
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
 def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images: Callable, labels: np.ndarray,
                     device: torch.device, *, rank: int = 0, world: int = 1, workers: int = 0,
                     aug: torch.Generator | None = None, groups: np.ndarray | None = None,
@@ -351,8 +364,9 @@ def _check_resume_options(cfg: TrainConfig, out: Path) -> None:
     if not (out / "config.json").exists():
         return
     old = json.loads((out / "config.json").read_text())
+    default = dataclasses.asdict(TrainConfig())  # an option newer than the run's config.json had its default there
     changed = [k for k, v in dataclasses.asdict(cfg).items()
-               if k not in ("device", "workers") and json.loads(json.dumps(v)) != old.get(k)]
+               if k not in ("device", "workers") and json.loads(json.dumps(v)) != old.get(k, default[k])]
     if changed:
         raise TrainingError(f"`resume`: option(s) {', '.join(changed)} differ from the run in {out}; resume with "
                             f"the same options, or train into a new `out`.")
@@ -463,7 +477,7 @@ def _start_jtt_final_model(st: _State, cfg: TrainConfig, ts: _TrainSet, device: 
         f"upweighting them x{cfg.jtt_lambda} and retraining from scratch")
     torch.manual_seed(cfg.seed + 1)
     st.model.load_state_dict(build_model(cfg, ts.size).to(device).state_dict())
-    st.opt = torch.optim.Adam(st.model.parameters(), lr=cfg.lr)
+    st.opt = make_optimizer(st.model, cfg)
 
 
 def _epoch_batches(cfg: TrainConfig, ts: _TrainSet, st: _State, lab: _Labelled, epoch: int, n_batches: int,
@@ -532,7 +546,7 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
     model = build_model(cfg, ts.size).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    st = _State(model, torch.optim.Adam(model.parameters(), lr=cfg.lr))
+    st = _State(model, make_optimizer(model, cfg))
     if resume:
         if not ckpt_path.exists():
             raise TrainingError(f"`resume`: no checkpoint at {ckpt_path}; start without `resume`.")
