@@ -164,7 +164,7 @@ class TrainConfig:
         if not self.lr > 0 or not self.dro_eta > 0 or not self.jtt_lambda > 0:
             raise ValueError(f"lr={self.lr}, dro_eta={self.dro_eta} and jtt_lambda={self.jtt_lambda} must be > 0.")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay={self.weight_decay} must be a finite number >= 0 (0 = off).")
+            raise ValueError(f"`weight_decay`={self.weight_decay} must be a finite number >= 0 (0 = off).")
         if self.beta < 0 or self.c_rec < 0 or self.alpha < 0 or self.temperature < 0 or self.balance_power < 0:
             raise ValueError("beta, c_rec, alpha, temperature and balance_power must be >= 0.")
         if not 0 < self.min_ess <= 1:

@@ -496,3 +496,56 @@ def test_latent_dro_log_names_the_sampling_it_uses(tiny_synth, tmp_path):
         fit(tiny_synth, TrainConfig(dro_resample=resample, **cfg), tmp_path / str(resample), log=logs.append)
         line = next(m for m in logs if "latent clusters" in m)
         assert want in line, line
+
+
+def test_weight_decay_shrinks_only_conv_and_linear_weights_by_the_adamw_rule():
+    from debias.train import build_model, make_optimizer
+
+    assert type(make_optimizer(build_model(TrainConfig(method="standard", width=4), 64),
+                               TrainConfig(method="standard"))) is torch.optim.Adam  # 0: plain Adam, as before
+    cfg = TrainConfig(method="standard", width=4, lr=0.01, weight_decay=0.3)
+    model = build_model(cfg, 64)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = make_optimizer(model, cfg)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # Adam's own step is then 0: only the decay moves a weight
+    opt.step()
+    decayed = 0
+    for n, p in model.named_parameters():
+        expect = before[n] * (1 - 0.01 * 0.3) if p.dim() >= 2 else before[n]  # AdamW: w <- w (1 - lr wd)
+        torch.testing.assert_close(p.detach(), expect, rtol=0, atol=1e-7)
+        decayed += p.dim() >= 2
+    assert decayed >= 5  # the convolutions and the linear head
+
+
+def test_weight_decay_resumes_exactly_and_bad_values_are_refused(tiny_synth, tmp_path):
+    cfg = TrainConfig(method="standard", weight_decay=0.5, **FAST)
+    fit(tiny_synth, cfg, tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_synth, cfg, tmp_path / "cut", progress=_killer(8 + 3))
+    fit(tiny_synth, cfg, tmp_path / "cut", resume=True)
+    a, b, plain = _state(tmp_path / "full"), _state(tmp_path / "cut"), None
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    fit(tiny_synth, TrainConfig(method="standard", **FAST), tmp_path / "plain")
+    plain = _state(tmp_path / "plain")
+    w = [k for k in a if a[k].dim() >= 2]
+    assert sum(a[k].norm() for k in w) < sum(plain[k].norm() for k in w)  # decay made the weights smaller
+    for bad in ("-0.1", "nan"):
+        r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), "--weight-decay", bad])
+        assert r.exit_code == 2 and "weight-decay" in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_resuming_a_run_whose_config_predates_a_new_option_takes_the_options_default(tiny_synth, tmp_path):
+    import json
+
+    cfg = TrainConfig(method="standard", **FAST)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_synth, cfg, tmp_path, progress=_killer(8 + 3))
+    conf = json.loads((tmp_path / "config.json").read_text())
+    del conf["weight_decay"]  # as written before the option existed
+    (tmp_path / "config.json").write_text(json.dumps(conf))
+    fit(tiny_synth, cfg, tmp_path, resume=True)  # used to fail: "option(s) weight_decay differ"
+    assert (tmp_path / "model.pt").exists()
+    with pytest.raises(TrainingError, match="weight_decay differ"):  # a real change is still refused
+        fit(tiny_synth, TrainConfig(method="standard", weight_decay=0.1, **FAST), tmp_path, resume=True)
