@@ -158,13 +158,14 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}.")
         _positive(self, "width", "latent_dim", "epochs", "bins", "jtt_epochs")
-        _finite(self, "beta", "c_rec", "lr", "alpha", "temperature", "balance_power", "dro_eta", "jtt_lambda")
+        _finite(self, "beta", "c_rec", "lr", "weight_decay", "alpha", "temperature", "balance_power", "dro_eta",
+                "jtt_lambda")
         if self.batch_size < 2:
             raise ValueError(f"batch_size={self.batch_size} must be at least 2.")
         if not self.lr > 0 or not self.dro_eta > 0 or not self.jtt_lambda > 0:
             raise ValueError(f"lr={self.lr}, dro_eta={self.dro_eta} and jtt_lambda={self.jtt_lambda} must be > 0.")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"`weight_decay`={self.weight_decay} must be a finite number >= 0 (0 = off).")
+        if self.weight_decay < 0:
+            raise ValueError(f"`weight_decay`={self.weight_decay} must be >= 0 (0 = off).")
         if self.beta < 0 or self.c_rec < 0 or self.alpha < 0 or self.temperature < 0 or self.balance_power < 0:
             raise ValueError("beta, c_rec, alpha, temperature and balance_power must be >= 0.")
         if not 0 < self.min_ess <= 1:
@@ -208,7 +209,7 @@ def _finite(cfg: Any, *names: str) -> None:
     for name in names:
         v = getattr(cfg, name)
         if not math.isfinite(v):
-            raise ValueError(f"{name}={v!r} must be a finite number.")
+            raise ValueError(f"`{name}`={v!r} must be a finite number.")  # backticks: the CLI names the flag
 
 
 @dataclass(frozen=True)

@@ -533,6 +533,8 @@ def test_weight_decay_resumes_exactly_and_bad_values_are_refused(tiny_synth, tmp
     for bad in ("-0.1", "nan"):
         r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), "--weight-decay", bad])
         assert r.exit_code == 2 and "weight-decay" in r.output and "Traceback" not in r.output, r.output
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), "--dro-eta", "nan"])
+    assert r.exit_code == 2 and "--dro-eta=nan must be a finite number" in r.output  # the shared check names flags
     assert not (tmp_path / "r").exists()
 
 
