@@ -22,7 +22,7 @@ def _check_augment_ranges(cfg: Any, prefix: str = "") -> None:
     for name, hi in AUGMENT_LIMITS.items():
         value = getattr(cfg, prefix + name, None)
         if value is not None and not 0.0 <= value <= hi:
-            raise ValueError(f"{prefix}{name}={value} must be in [0, {hi}].")
+            raise ValueError(f"`{prefix}{name}`={value} must be in [0, {hi}].")
 
 
 @dataclass(frozen=True)
@@ -65,22 +65,24 @@ class SynthConfig:
                      "female_share", "face_fraction"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name}={v!r} must be between 0 and 1.")
+                raise ValueError(f"`{name}`={v!r} must be between 0 and 1.")
         if self.darker_share + self.medium_share > 1:
-            raise ValueError("darker_share + medium_share must be at most 1 (the rest is lighter).")
+            raise ValueError(f"`darker_share` + `medium_share` = {self.darker_share + self.medium_share:g} must be at most 1 (the rest is lighter).")
         if self.profile_share + self.three_quarter_share > 1:
-            raise ValueError("profile_share + three_quarter_share must be at most 1 (the rest is frontal).")
+            raise ValueError(f"`profile_share` + `three_quarter_share` = {self.profile_share + self.three_quarter_share:g} must be at most 1 (the rest is "
+                             f"frontal).")
         for name in ("n_train", "n_val", "n_test_per_cell"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 0.")
+                raise ValueError(f"`{name}`={getattr(self, name)} must be >= 0.")
         if self.workers < 1:
-            raise ValueError(f"workers={self.workers} must be at least 1.")
+            raise ValueError(f"`workers`={self.workers} must be at least 1.")
         if not (math.isfinite(self.noise) and self.noise >= 0):
-            raise ValueError(f"noise={self.noise} must be a finite number >= 0.")
+            raise ValueError(f"`noise`={self.noise} must be a finite number >= 0.")
         if self.size < 32:
-            raise ValueError(f"size={self.size} is too small; use at least 32 pixels.")
+            raise ValueError(f"`size`={self.size} is too small; use at least 32 pixels.")
         if not (math.isfinite(self.light_max) and 0 < self.light_min <= self.light_max):
-            raise ValueError(f"light range [{self.light_min}, {self.light_max}] must be positive and ordered.")
+            raise ValueError(f"light range `light_min`={self.light_min} to `light_max`={self.light_max} must be positive and "
+                             f"ordered.")
 
 
 @dataclass(frozen=True)
@@ -156,42 +158,43 @@ class TrainConfig:
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}.")
+                raise ValueError(f"`{name}`={getattr(self, name)!r} is not one of {', '.join(allowed)}.")
         _positive(self, "width", "latent_dim", "epochs", "bins", "jtt_epochs")
         _finite(self, "beta", "c_rec", "lr", "weight_decay", "alpha", "temperature", "balance_power", "dro_eta",
                 "jtt_lambda")
         if self.batch_size < 2:
-            raise ValueError(f"batch_size={self.batch_size} must be at least 2.")
+            raise ValueError(f"`batch_size`={self.batch_size} must be at least 2.")
         if not self.lr > 0 or not self.dro_eta > 0 or not self.jtt_lambda > 0:
-            raise ValueError(f"lr={self.lr}, dro_eta={self.dro_eta} and jtt_lambda={self.jtt_lambda} must be > 0.")
+            raise ValueError(f"`lr`={self.lr}, `dro_eta`={self.dro_eta} and `jtt_lambda`={self.jtt_lambda} must be > 0.")
         if self.weight_decay < 0:
             raise ValueError(f"`weight_decay`={self.weight_decay} must be >= 0 (0 = off).")
         if self.beta < 0 or self.c_rec < 0 or self.alpha < 0 or self.temperature < 0 or self.balance_power < 0:
-            raise ValueError("beta, c_rec, alpha, temperature and balance_power must be >= 0.")
+            raise ValueError(f"`beta`={self.beta}, `c_rec`={self.c_rec}, `alpha`={self.alpha}, `temperature`={self.temperature} and "
+                             f"`balance_power`={self.balance_power} must be >= 0.")
         if not 0 < self.min_ess <= 1:
-            raise ValueError(f"min_ess={self.min_ess} must be in (0, 1].")
+            raise ValueError(f"`min_ess`={self.min_ess} must be in (0, 1].")
         _check_augment_ranges(self, "aug_")
         if not 0 < self.face_ratio <= 1:
-            raise ValueError(f"face_ratio={self.face_ratio} must be in (0, 1].")
+            raise ValueError(f"`face_ratio`={self.face_ratio} must be in (0, 1].")
         if self.loss_tilt and self.method != "dbvae":
-            raise ValueError(f"loss_tilt tilts the DB-VAE's latent weights; it needs method='dbvae', not "
-                             f"{self.method!r} (method='loss-resample' weights a plain classifier by the loss).")
+            raise ValueError(f"`loss_tilt` tilts the DB-VAE's latent weights; it needs `method`='dbvae', not "
+                             f"{self.method!r} (`method`='loss-resample' weights a plain classifier by the loss).")
         if self.smooth_k < 0:
-            raise ValueError(f"smooth_k={self.smooth_k} must be >= 0.")
+            raise ValueError(f"`smooth_k`={self.smooth_k} must be >= 0.")
         if self.latent_dro < 0 or self.latent_dro == 1:
-            raise ValueError(f"latent_dro={self.latent_dro} must be 0 (off) or at least 2 clusters.")
+            raise ValueError(f"`latent_dro`={self.latent_dro} must be 0 (off) or at least 2 clusters.")
         if self.dro_resample and not (self.method == "group-dro" or self.latent_dro):
-            raise ValueError(f"dro_resample samples by Group DRO weights: it needs method='group-dro' or latent_dro, not "
-                             f"method={self.method!r} without latent_dro.")
+            raise ValueError(f"`dro_resample` samples by Group DRO weights: it needs `method`='group-dro' or `latent_dro`, not "
+                             f"`method`={self.method!r} without `latent_dro`.")
         if self.latent_dro and (self.method != "dbvae" or self.refresh_weights or self.loss_tilt):
-            raise ValueError(f"latent_dro runs Group DRO over clusters of the DB-VAE's latent, found once and kept: it "
-                             f"needs method='dbvae' (not {self.method!r}), refresh_weights=False (--freeze-weights) "
-                             f"and no loss_tilt.")
+            raise ValueError(f"`latent_dro` runs Group DRO over clusters of the DB-VAE's latent, found once and kept: it "
+                             f"needs `method`='dbvae' (not {self.method!r}), refresh_weights=False (--freeze-weights) "
+                             f"and no `loss_tilt`.")
         if self.workers < 0 or self.max_train < 0 or self.resample_from < 0:
-            raise ValueError(f"workers={self.workers}, max_train={self.max_train} and resample_from="
+            raise ValueError(f"`workers`={self.workers}, `max_train`={self.max_train} and `resample_from`="
                              f"{self.resample_from} must be >= 0.")
         if not self.balance_by or any(not c for c in self.balance_by):
-            raise ValueError(f"balance_by={self.balance_by!r} must name at least one manifest column.")
+            raise ValueError(f"`balance_by`={self.balance_by!r} must name at least one manifest column.")
 
     def augmentation(self) -> AugmentConfig:
         """The ranges of the training augmentation (used when ``augment`` is on)."""
@@ -202,7 +205,7 @@ def _positive(cfg: Any, *names: str) -> None:
     for name in names:
         v = getattr(cfg, name)
         if not v >= 1:
-            raise ValueError(f"{name}={v!r} must be at least 1.")
+            raise ValueError(f"`{name}`={v!r} must be at least 1.")
 
 
 def _finite(cfg: Any, *names: str) -> None:
@@ -234,22 +237,22 @@ class AuditConfig:
 
     def __post_init__(self) -> None:
         if not self.by or any(not c for c in self.by):
-            raise ValueError(f"by={self.by!r} must name at least one attribute column, e.g. skin_group,gender.")
+            raise ValueError(f"`by`={self.by!r} must name at least one attribute column, e.g. skin_group,gender.")
         if self.threshold is not None and not 0 <= self.threshold <= 1:
-            raise ValueError(f"threshold={self.threshold} must be a probability in [0, 1] (scores are probabilities "
+            raise ValueError(f"`threshold`={self.threshold} must be a probability in [0, 1] (scores are probabilities "
                              f"once logits are mapped through the sigmoid).")
         if not 0 < self.target_fpr < 1:
-            raise ValueError(f"target_fpr={self.target_fpr} must be in (0, 1).")
+            raise ValueError(f"`target_fpr`={self.target_fpr} must be in (0, 1).")
         _positive(self, "n_boot", "min_n", "batch_size", "size")
         if not (math.isfinite(self.pad) and self.pad >= 0):
-            raise ValueError(f"pad={self.pad} must be a finite number >= 0.")
+            raise ValueError(f"`pad`={self.pad} must be a finite number >= 0.")
         if self.scores not in ("auto", "prob", "logit"):
-            raise ValueError(f"scores={self.scores!r} is not one of auto, prob, logit.")
+            raise ValueError(f"`scores`={self.scores!r} is not one of auto, prob, logit.")
         if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device={self.device!r} is not one of auto, cpu, cuda.")
+            raise ValueError(f"`device`={self.device!r} is not one of auto, cpu, cuda.")
         k, n = self.shard
         if not (n >= 1 and 0 <= k < n):
-            raise ValueError(f"shard {k}/{n} is invalid; use K/N with 0 <= K < N.")
+            raise ValueError(f"`shard` {k}/{n} is invalid; use K/N with 0 <= K < N.")
 
 
 def to_json(cfg: Any, path: str | Path, **extra: Any) -> None:

@@ -55,9 +55,17 @@ def test_synth_and_preview(tmp_path):
 
 def test_synth_rejects_bad_share(tmp_path):
     r = runner.invoke(app, ["data", "synth", "--out", str(tmp_path), "--darker-share", "2"])
-    assert r.exit_code == 2 and "darker_share=2.0 must be between 0 and 1" in r.output
+    assert r.exit_code == 2 and "--darker-share=2.0 must be between 0 and 1" in r.output
 
 
 def test_preview_unknown_column(tmp_path, tiny_synth):
     r = runner.invoke(app, ["data", "preview", str(tiny_synth), "--by", "ethnicity", "--out", str(tmp_path / "x.png")])
     assert r.exit_code == 2 and "ethnicity" in r.output and "skin_group" in r.output
+
+
+def test_synth_names_the_flags_of_bad_values(tmp_path):
+    for args, says in ((["--size", "8"], "--size=8 is too small"),
+                       (["--darker-share", "0.7", "--medium-share", "0.5"], "--darker-share + --medium-share = 1.2"),
+                       (["--light-min", "0"], "--light-min=0.0 to --light-max=1.15 must be positive")):
+        r = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "d"), *args])
+        assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, r.output

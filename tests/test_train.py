@@ -122,7 +122,7 @@ def test_cli_train_export_and_script_loads(tiny_synth, tmp_path):
 
 def test_cli_train_bad_method_and_missing_balance_column(tiny_synth, tmp_path):
     r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path), "--method", "magic"])
-    assert r.exit_code == 2 and "method='magic' is not one of" in r.output
+    assert r.exit_code == 2 and "--method='magic' is not one of" in r.output
     r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path), "--method", "balanced",
                                  "--balance-by", "ethnicity", "--epochs", "1"])
     assert r.exit_code == 2 and "ethnicity" in r.output
@@ -434,7 +434,7 @@ def test_augmentation_ranges_reach_the_training_step(tiny_synth, tmp_path, monke
     assert r.exit_code == 0, r.output
     assert captured["aug_cfg"] == AugmentConfig(scale=0.25, translate=0.0, rotate=12.0)
     r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "bad"), "--aug-rotate", "60"])
-    assert r.exit_code == 2 and "aug_rotate=60.0 must be in [0, 45.0]" in r.output
+    assert r.exit_code == 2 and "--aug-rotate=60.0 must be in [0, 45.0]" in r.output
 
 
 def test_latent_dro_runs_group_dro_over_latent_clusters_and_resumes_exactly(tiny_synth, tmp_path):
@@ -462,7 +462,7 @@ def test_latent_dro_runs_group_dro_over_latent_clusters_and_resumes_exactly(tiny
 def test_latent_dro_without_frozen_dbvae_weights_is_refused_not_ignored(tiny_synth, tmp_path):
     for bad in (dict(method="standard", refresh_weights=False), dict(method="dbvae"),
                 dict(method="dbvae", refresh_weights=False, loss_tilt=True)):
-        with pytest.raises(ValueError, match="latent_dro runs Group DRO"):
+        with pytest.raises(ValueError, match="`latent_dro` runs Group DRO"):
             TrainConfig(latent_dro=4, **bad)
     with pytest.raises(ValueError, match="at least 2 clusters"):
         TrainConfig(latent_dro=1, refresh_weights=False)
@@ -483,7 +483,7 @@ def test_dro_resample_samples_each_group_with_the_mass_of_its_dro_weight(tiny_sy
     for e in (1, 2):
         assert mass[e] == pytest.approx(q[e - 1] / q[e - 1].sum(), abs=1e-6)
     assert not np.allclose(mass[2], mass[0], atol=1e-3)  # eta 1 moves the weights visibly
-    with pytest.raises(ValueError, match="dro_resample samples by Group DRO weights"):
+    with pytest.raises(ValueError, match="`dro_resample` samples by Group DRO weights"):
         TrainConfig(method="balanced", dro_resample=True)
 
 
@@ -551,3 +551,20 @@ def test_resuming_a_run_whose_config_predates_a_new_option_takes_the_options_def
     assert (tmp_path / "model.pt").exists()
     with pytest.raises(TrainingError, match="weight_decay differ"):  # a real change is still refused
         fit(tiny_synth, TrainConfig(method="standard", weight_decay=0.1, **FAST), tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("flag, value, says", [
+    ("--min-ess", "0", "--min-ess=0.0 must be in (0, 1]"),
+    ("--smooth-k", "-1", "--smooth-k=-1 must be >= 0"),
+    ("--latent-dro", "1", "--latent-dro=1 must be 0 (off) or at least 2 clusters"),
+    ("--face-ratio", "0", "--face-ratio=0.0 must be in (0, 1]"),
+    ("--batch-size", "1", "--batch-size=1 must be at least 2"),
+    ("--epochs", "0", "--epochs=0 must be at least 1"),
+    ("--beta", "-1", "--beta=-1.0"),
+    ("--max-train", "-5", "--max-train=-5"),
+])
+def test_every_bad_train_option_is_named_by_its_flag(tiny_synth, tmp_path, flag, value, says):
+    # before: range errors printed the keyword (min_ess=0.0), which is not what the user typed
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), flag, value])
+    assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "r").exists()
