@@ -135,7 +135,8 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
                     aug: torch.Generator | None = None, groups: np.ndarray | None = None,
                     dro: GroupDRO | None = None, scaler: torch.amp.GradScaler | None = None,
                     progress: Callback | None = None, read_every: int | None = None,
-                    aug_cfg: AugmentConfig = AugmentConfig()) -> dict[str, float]:
+                    aug_cfg: AugmentConfig = AugmentConfig(),
+                    on_step: Callable[[int], None] | None = None) -> dict[str, float]:
     """Run one epoch of optimisation over ``batches`` (arrays of training positions).
 
     ``workers`` threads prefetch batches. ``aug``, a generator, turns on geometric augmentation with the
@@ -143,7 +144,8 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
     ``dro`` with ``groups`` (group index of every training position) weights the loss by Group DRO.
     ``scaler`` scales the loss for float16 autocast (CUDA), so small gradients do not underflow.
     ``read_every`` steps, the loss parts are read back, checked for non-finite values and shown (default: every
-    step on the CPU, every 25 on CUDA). Returns the mean of each loss part over the epoch.
+    step on the CPU, every 25 on CUDA). ``on_step(k)`` runs after the k-th optimisation step of the epoch.
+    Returns the mean of each loss part over the epoch.
     """
     step.train()
     sums = np.zeros(4)
@@ -193,6 +195,8 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
         pending += 1
         if pending == every:
             flush()
+        if on_step is not None:
+            on_step(n)
     if pending:
         flush()
     m = sums / max(n, 1)
@@ -468,6 +472,26 @@ def _loss_weights(s: np.ndarray, cfg: TrainConfig, epoch: int, log: Callable[[st
                     cfg, epoch, log)
 
 
+def _freeze_hook(cfg: TrainConfig, ts: _TrainSet, st: _State, epoch: int, n_batches: int, device: torch.device,
+                 log: Callable[[str], None]) -> Callable[[int], None] | None:
+    """``freeze_after``: a step hook that computes the kept latent weights once ``freeze_after`` training images
+    have been seen, if that comes before the start of epoch ``resample_from`` (which otherwise computes them)."""
+    if not cfg.freeze_after or st.p_latent is not None or epoch >= cfg.resample_from:
+        return None
+    seen_before = epoch * n_batches * cfg.batch_size
+
+    def hook(k: int) -> None:
+        seen = seen_before + k * cfg.batch_size
+        if st.p_latent is None and seen >= cfg.freeze_after:
+            _, mu = predict_scores(st.model, lambda pos: ts.images(ts.face_pos[pos]), len(ts.face_pos), device,
+                                   with_latent=True)
+            st.model.train()  # predict_scores left it in eval mode, mid-epoch
+            st.p_latent = _latent_weights(mu, cfg, epoch, log)
+            log(f"epoch {epoch + 1}, step {k}: latent weights computed after {seen} training images "
+                f"(`freeze_after` {cfg.freeze_after}) and kept; resampling starts at epoch {cfg.resample_from + 1}")
+    return hook
+
+
 def _start_jtt_final_model(st: _State, cfg: TrainConfig, ts: _TrainSet, device: torch.device,
                            log: Callable[[str], None]) -> None:
     """JTT's second stage: record the identification model's errors, then start a fresh model."""
@@ -579,7 +603,8 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
             aug = torch.Generator().manual_seed(int(aug_seed))
         losses = train_one_epoch(step, st.opt, batches, ts.images, ts.labels, device, rank=rank, world=world,
                                  workers=cfg.workers, aug=aug, groups=lab.groups, dro=lab.dro, scaler=scaler,
-                                 progress=progress, aug_cfg=aug_cfg)
+                                 progress=progress, aug_cfg=aug_cfg,
+                                 on_step=_freeze_hook(cfg, ts, st, epoch, n_batches, device, log))
         train_s = time.perf_counter() - tt
         row = {"epoch": epoch, **losses, "ess": ess}
         if lab.dro is not None:

@@ -568,3 +568,66 @@ def test_every_bad_train_option_is_named_by_its_flag(tiny_synth, tmp_path, flag,
     r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), flag, value])
     assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, r.output
     assert not (tmp_path / "r").exists()
+
+
+def _count_steps(monkeypatch):
+    """Count optimisation steps, and record the count whenever the latent means are read (the DB-VAE's weights)."""
+    import debias.train as train_mod
+
+    seen = {"steps": 0, "latent_at": []}
+    real_make, real_predict = train_mod.make_optimizer, train_mod.predict_scores
+
+    def make(model, cfg):
+        opt = real_make(model, cfg)
+        real_step = opt.step
+
+        def step(*a, **k):
+            seen["steps"] += 1
+            return real_step(*a, **k)
+        opt.step = step
+        return opt
+
+    def predict(*a, with_latent=False, **k):
+        if with_latent:
+            seen["latent_at"].append(seen["steps"])
+        return real_predict(*a, with_latent=with_latent, **k)
+    monkeypatch.setattr(train_mod, "make_optimizer", make)
+    monkeypatch.setattr(train_mod, "predict_scores", predict)
+    return seen
+
+
+def test_freeze_after_reads_the_latent_after_that_many_images_and_resumes_exactly(tiny_synth, tmp_path, monkeypatch):
+    frozen = dict(method="dbvae", refresh_weights=False, **{**FAST, "epochs": 3})  # 256 images / 32 = 8 steps an epoch
+    seen = _count_steps(monkeypatch)
+    fit(tiny_synth, TrainConfig(freeze_after=96, **frozen), tmp_path / "mid")
+    assert seen["latent_at"] == [3]  # 96 images = 3 steps into the first epoch, read once, then kept
+    hist = pd.read_csv(tmp_path / "mid" / "history.csv")
+    assert hist.ess.iloc[0] == pytest.approx(1.0) and (hist.ess.iloc[1:] < 0.999).all()  # resampling from epoch 2
+    seen.update(steps=0, latent_at=[])
+    fit(tiny_synth, TrainConfig(**frozen), tmp_path / "epoch")
+    assert seen["latent_at"] == [8]  # without it: at the start of epoch 2 (--resample-from 1), after 8 steps
+    # a freeze point beyond the first epoch changes nothing: the start of --resample-from's epoch comes first
+    fit(tiny_synth, TrainConfig(freeze_after=10_000, **frozen), tmp_path / "late")
+    a, b = _state(tmp_path / "epoch"), _state(tmp_path / "late")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    mid = _state(tmp_path / "mid")
+    assert not all(torch.equal(a[k], mid[k]) for k in a)
+    # killed in epoch 2 and resumed: the weights read mid-epoch 1 come back from the checkpoint, not re-read
+    cfg = TrainConfig(freeze_after=96, **frozen)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_synth, cfg, tmp_path / "cut", progress=_killer(8 + 3))
+    seen.update(latent_at=[])
+    fit(tiny_synth, cfg, tmp_path / "cut", resume=True)
+    assert seen["latent_at"] == []
+    c = _state(tmp_path / "cut")
+    assert all(torch.equal(mid[k], c[k]) for k in mid)
+
+
+def test_freeze_after_needs_frozen_dbvae_weights(tiny_synth, tmp_path):
+    for extra, says in ((["--method", "dbvae"], "--freeze-after sets when"),
+                        (["--method", "standard", "--freeze-weights"], "--method='dbvae' (not 'standard')"),
+                        (["--method", "dbvae", "--freeze-weights", "--freeze-after", "-1"], "--freeze-after=-1")):
+        args = ["--freeze-after", "100", *extra] if "-1" not in extra else extra
+        r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), *args])
+        assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "r").exists()
