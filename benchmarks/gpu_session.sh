@@ -21,11 +21,11 @@ case "${1:-checks}" in
     ;;
   scale)
     # the same 2% darker share as the default, five times the images; four runs at a time share the GPU. The first
-    # four methods are the ones run on CPU (session 13; rows already in the CSV are skipped), the last two extend them
+    # four methods are the ones run on CPU (session 13; rows already in the CSV are skipped), the rest extend them
     timeout 520 python3 benchmarks/debiasing.py run --settings skin --n-train 100000 --device cuda --workers 4 \
       --cache /tmp/debias-bench --seeds 0 1 2 3 4 --long-seeds \
       --methods standard intrinsic group-dro "dbvae center ess0.1 frozen smooth50" balanced \
-      "dbvae center ess0.1 frozen smooth50 loss" 2>&1 | tee "$OUT/scale.txt"
+      "dbvae center ess0.1 frozen smooth50 at20k" "dbvae center ess0.1 frozen smooth50 loss" 2>&1 | tee "$OUT/scale.txt"
     python3 benchmarks/debiasing.py summary --n-train 100000 > /dev/null 2>&1
     cp benchmarks/results/debiasing_runs.csv benchmarks/results/*_n100000* "$OUT/" 2>/dev/null
     ;;
