@@ -305,7 +305,7 @@ def test_bf16_channels_last_training_runs_and_fp16_needs_cuda(tiny_synth, tmp_pa
     assert np.isfinite(hist.loss).all()
     model, _ = load_run(tmp_path / "bf")  # a float32 model, whatever it trained in
     assert next(model.parameters()).dtype == torch.float32
-    with pytest.raises(ValueError, match="precision='fp8'"):
+    with pytest.raises(ValueError, match="`precision`='fp8'"):
         TrainConfig(precision="fp8")
     if not torch.cuda.is_available():
         with pytest.raises(TrainingError, match="`precision`='fp16' needs a CUDA device"):
@@ -343,11 +343,11 @@ def test_dbvae_loss_tilt_moves_the_latent_weights_toward_high_loss_faces(tiny_sy
 
 
 def test_loss_tilt_outside_the_dbvae_is_refused_not_ignored(tiny_synth, tmp_path):
-    with pytest.raises(ValueError, match="needs method='dbvae'"):
+    with pytest.raises(ValueError, match="needs `method`='dbvae'"):
         TrainConfig(method="standard", loss_tilt=True)
     r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), "--method", "balanced",
                                  "--loss-tilt"])
-    assert r.exit_code == 2 and "needs method='dbvae'" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 2 and "needs --method='dbvae'" in r.output and "Traceback" not in r.output
 
 
 def test_losses_read_in_windows_equal_reading_every_step_and_catch_a_non_finite_loss():

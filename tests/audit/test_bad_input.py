@@ -138,8 +138,8 @@ def test_merge_refuses_missing_and_mixed_shards(tiny_synth, tmp_path):
 # ---- 7. every option is validated before any work ------------------------------------------------
 
 @pytest.mark.parametrize("opt,value,match", [
-    ("--threshold", "nan", "threshold=nan"), ("--threshold", "2", "threshold=2.0"), ("--min-n", "-1", "min_n=-1"),
-    ("--n-boot", "0", "n_boot=0"), ("--n-boot", "-5", "n_boot=-5"), ("--batch-size", "0", "batch_size=0"),
+    ("--threshold", "nan", "threshold=nan"), ("--threshold", "2", "threshold=2.0"), ("--min-n", "-1", "--min-n=-1"),
+    ("--n-boot", "0", "--n-boot=0"), ("--n-boot", "-5", "--n-boot=-5"), ("--batch-size", "0", "--batch-size=0"),
     ("--size", "0", "size=0"), ("--by", "", "by=()"), ("--fail-on", "gap>>1", "--fail-on 'gap>>1'"),
     ("--scores", "probability", "scores='probability'"),
 ])
@@ -150,9 +150,9 @@ def test_bad_audit_options_fail_before_any_work(tiny_synth, tmp_path, opt, value
 
 
 @pytest.mark.parametrize("opt,value,match", [
-    ("--lr", "nan", "lr=nan"), ("--face-ratio", "1.5", "face_ratio=1.5"), ("--latent-dim", "0", "latent_dim=0"),
-    ("--max-train", "-5", "max_train=-5"), ("--bins", "0", "bins=0"), ("--batch-size", "0", "batch_size=0"),
-    ("--balance-by", "", "balance_by=()"), ("--epochs", "0", "epochs=0"),
+    ("--lr", "nan", "lr=nan"), ("--face-ratio", "1.5", "--face-ratio=1.5"), ("--latent-dim", "0", "--latent-dim=0"),
+    ("--max-train", "-5", "--max-train=-5"), ("--bins", "0", "bins=0"), ("--batch-size", "0", "--batch-size=0"),
+    ("--balance-by", "", "--balance-by=()"), ("--epochs", "0", "epochs=0"),
 ])
 def test_bad_train_options_fail_before_any_work(tiny_synth, tmp_path, opt, value, match):
     r = runner.invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "run"), opt, value])

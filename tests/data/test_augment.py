@@ -54,7 +54,7 @@ def test_a_pure_shift_moves_the_image_by_the_drawn_amount():
 
 
 def test_bad_ranges_are_rejected():
-    with pytest.raises(ValueError, match="flip=1.5"):
+    with pytest.raises(ValueError, match="`flip`=1.5"):
         AugmentConfig(flip=1.5)
-    with pytest.raises(ValueError, match="scale=1.0"):
+    with pytest.raises(ValueError, match="`scale`=1.0"):
         AugmentConfig(scale=1.0)
