@@ -66,11 +66,10 @@ class SynthConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"`{name}`={v!r} must be between 0 and 1.")
-        if self.darker_share + self.medium_share > 1:
-            raise ValueError(f"`darker_share` + `medium_share` = {self.darker_share + self.medium_share:g} must be at most 1 (the rest is lighter).")
-        if self.profile_share + self.three_quarter_share > 1:
-            raise ValueError(f"`profile_share` + `three_quarter_share` = {self.profile_share + self.three_quarter_share:g} must be at most 1 (the rest is "
-                             f"frontal).")
+        for a, b, rest in (("darker_share", "medium_share", "lighter"), ("profile_share", "three_quarter_share", "frontal")):
+            total = getattr(self, a) + getattr(self, b)
+            if total > 1:
+                raise ValueError(f"`{a}` + `{b}` = {total:g} must be at most 1 (the rest is {rest}).")
         for name in ("n_train", "n_val", "n_test_per_cell"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}`={getattr(self, name)} must be >= 0.")

@@ -472,6 +472,13 @@ def _loss_weights(s: np.ndarray, cfg: TrainConfig, epoch: int, log: Callable[[st
                     cfg, epoch, log)
 
 
+def _score_faces(st: _State, ts: _TrainSet, device: torch.device, *, with_latent: bool):
+    """One pass of the current model over the training faces: their face probabilities (the loss) and, with
+    ``with_latent``, their latent means."""
+    return predict_scores(st.model, lambda pos: ts.images(ts.face_pos[pos]), len(ts.face_pos), device,
+                          with_latent=with_latent)
+
+
 def _freeze_hook(cfg: TrainConfig, ts: _TrainSet, st: _State, epoch: int, n_batches: int, device: torch.device,
                  log: Callable[[str], None]) -> Callable[[int], None] | None:
     """``freeze_after``: a step hook that computes the kept latent weights once ``freeze_after`` training images
@@ -483,8 +490,7 @@ def _freeze_hook(cfg: TrainConfig, ts: _TrainSet, st: _State, epoch: int, n_batc
     def hook(k: int) -> None:
         seen = seen_before + k * cfg.batch_size
         if st.p_latent is None and seen >= cfg.freeze_after:
-            _, mu = predict_scores(st.model, lambda pos: ts.images(ts.face_pos[pos]), len(ts.face_pos), device,
-                                   with_latent=True)
+            _, mu = _score_faces(st, ts, device, with_latent=True)
             st.model.train()  # predict_scores left it in eval mode, mid-epoch
             st.p_latent = _latent_weights(mu, cfg, epoch, log)
             log(f"epoch {epoch + 1}, step {k}: latent weights computed after {seen} training images "
@@ -514,8 +520,7 @@ def _epoch_batches(cfg: TrainConfig, ts: _TrainSet, st: _State, lab: _Labelled, 
         if refresh or cfg.loss_tilt:
             tr = time.perf_counter()
             # one pass over the training faces gives both the scores (the loss) and the latent means
-            s, mu = predict_scores(st.model, lambda pos: ts.images(ts.face_pos[pos]), len(ts.face_pos), device,
-                                   with_latent=refresh and cfg.method == "dbvae")
+            s, mu = _score_faces(st, ts, device, with_latent=refresh and cfg.method == "dbvae")
             if refresh and cfg.latent_dro:
                 st.clusters = latent_clusters(mu, n_clusters=cfg.latent_dro, random_state=cfg.seed)
                 st.p_latent = _guarded(cluster_balanced_weights(st.clusters, cfg.min_ess), cfg, epoch, log)
