@@ -407,7 +407,9 @@ def markdown(s: pd.DataFrame, dec: pd.DataFrame) -> str:
                   "|---|---|---|---|---|---|---|---|---|"]
         gap = TARGET_GAP[_base(setting)]
         for m in sub.method.unique():
-            lines.append(f"| {m} | {_fmt(s, setting, m, 'accuracy')} | {_fmt(s, setting, m, 'worst_group_rate')} | "
+            k = int(sub[sub.method == m].n_seeds.max())  # a method not yet run on every seed says on how many
+            name = m if k == n else f"{m} ({k} seeds)"
+            lines.append(f"| {name} | {_fmt(s, setting, m, 'accuracy')} | {_fmt(s, setting, m, 'worst_group_rate')} | "
                          f"{_fmt(s, setting, m, 'skin_gap')} | {_fmt(s, setting, m, 'pose_gap')} | "
                          f"{_fmt(s, setting, m, 'E_A', 1)} | {_fmt(s, setting, m, 'Var_A', 1, 0)} | "
                          f"{_fmt(s, setting, m, 'representation_gap_closed', 100, 0)} | "
