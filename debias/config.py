@@ -190,16 +190,16 @@ class TrainConfig:
         if self.dro_resample and not (self.method == "group-dro" or self.latent_dro):
             raise ValueError(f"`dro_resample` samples by Group DRO weights: it needs `method`='group-dro' or `latent_dro`, not "
                              f"`method`={self.method!r} without `latent_dro`.")
-        if self.latent_dro and (self.method != "dbvae" or self.refresh_weights or self.loss_tilt):
-            raise ValueError(f"`latent_dro` runs Group DRO over clusters of the DB-VAE's latent, found once and kept: it "
-                             f"needs `method`='dbvae' (not {self.method!r}), refresh_weights=False (--freeze-weights) "
-                             f"and no `loss_tilt`.")
+        # two options that act on the DB-VAE's kept (frozen) latent, each excluding one other option (a negative
+        # `freeze_after` is reported by its own check just below)
+        for option, does, excluded in (
+                ("latent_dro", "runs Group DRO over clusters of the DB-VAE's latent, found once and kept", "loss_tilt"),
+                ("freeze_after", "sets when the DB-VAE's kept latent weights are computed", "latent_dro")):
+            if getattr(self, option) > 0 and (self.method != "dbvae" or self.refresh_weights or getattr(self, excluded)):
+                raise ValueError(f"`{option}` {does}: it needs `method`='dbvae' (not {self.method!r}), "
+                                 f"refresh_weights=False (--freeze-weights) and no `{excluded}`.")
         if self.freeze_after < 0:
             raise ValueError(f"`freeze_after`={self.freeze_after} must be >= 0 (0 = at `resample_from`).")
-        if self.freeze_after and (self.method != "dbvae" or self.refresh_weights or self.latent_dro):
-            raise ValueError(f"`freeze_after` sets when the DB-VAE's kept latent weights are computed: it needs "
-                             f"`method`='dbvae' (not {self.method!r}), refresh_weights=False (--freeze-weights) and no "
-                             f"`latent_dro`.")
         if self.workers < 0 or self.max_train < 0 or self.resample_from < 0:
             raise ValueError(f"`workers`={self.workers}, `max_train`={self.max_train} and `resample_from`="
                              f"{self.resample_from} must be >= 0.")

@@ -624,10 +624,10 @@ def test_freeze_after_reads_the_latent_after_that_many_images_and_resumes_exactl
 
 
 def test_freeze_after_needs_frozen_dbvae_weights(tiny_synth, tmp_path):
-    for extra, says in ((["--method", "dbvae"], "--freeze-after sets when"),
-                        (["--method", "standard", "--freeze-weights"], "--method='dbvae' (not 'standard')"),
-                        (["--method", "dbvae", "--freeze-weights", "--freeze-after", "-1"], "--freeze-after=-1")):
-        args = ["--freeze-after", "100", *extra] if "-1" not in extra else extra
+    for args, says in ((["--freeze-after", "100", "--method", "dbvae"], "--freeze-after sets when"),
+                       (["--freeze-after", "100", "--method", "standard", "--freeze-weights"],
+                        "--method='dbvae' (not 'standard')"),
+                       (["--method", "dbvae", "--freeze-weights", "--freeze-after", "-1"], "--freeze-after=-1")):
         r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), *args])
         assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, r.output
     assert not (tmp_path / "r").exists()
