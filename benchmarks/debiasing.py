@@ -105,6 +105,11 @@ METHODS = {
     # the chosen DB-VAE's frozen latent weights, tilted each epoch by every face's current loss (no labels)
     "dbvae center ess0.1 frozen smooth50 loss": dict(method="dbvae", rec_region="center", min_ess=0.1,
                                                      refresh_weights=False, smooth_k=50, loss_tilt=True),
+    # the same (the demo's DB-VAE) with its latent read after 20,000 images, as the at20k variant above: the
+    # recommended options at scale (session 15; on the 20,000-image sets the same run as without it)
+    "dbvae center ess0.1 frozen smooth50 loss at20k": dict(method="dbvae", rec_region="center", min_ess=0.1,
+                                                           refresh_weights=False, smooth_k=50, loss_tilt=True,
+                                                           freeze_after=20_000),
     # Group DRO over 10 clusters of the same latent (GEORGE-style, Sohoni et al. 2020; session 11): the clusters
     # replace the density weights, each sampled with equal mass, and their losses get online DRO weights. No labels.
     # 10 clusters fixed before any run (the density mixture's default), not chosen on results.
