@@ -242,6 +242,10 @@ def _image_reader(ds: ManifestDataset) -> Callable[[np.ndarray], np.ndarray]:
 # 1.04x a bare loop). At ~2,500 eager images/s that saves ~0.14 ms an image: compiling pays from roughly
 # 300k images (epochs x training images). Shorter runs train eagerly.
 COMPILE_MIN_IMAGES = 300_000
+# a frozen DB-VAE whose kept weights would be read after more training images than this gets a note suggesting
+# --freeze-after: the variant was chosen on 20,000-image sets, and on 100,000 images, read after the first epoch, its
+# latent put 2.6% of the sampling mass on darker faces instead of 25-28% (benchmarks/debiasing.py, scale setting)
+FREEZE_HINT_IMAGES = 30_000
 RUN_FILES = ("config.json", "model.pt", "checkpoint.pt", "history.csv", "timing.csv", "sampling_weights.csv")
 
 
@@ -589,6 +593,12 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
     total_epochs = cfg.epochs + (cfg.jtt_epochs if cfg.method == "jtt" else 0)
     step = _wrap_step(model, cfg, device, world, total_epochs * len(ts.ds), log)
     n_batches = max(1, len(ts.ds) // cfg.batch_size)
+    read_at = cfg.resample_from * n_batches * cfg.batch_size  # images seen when the kept weights are read
+    if (cfg.method == "dbvae" and not cfg.refresh_weights and not cfg.freeze_after and not cfg.latent_dro
+            and st.epoch <= cfg.resample_from and read_at > FREEZE_HINT_IMAGES):
+        log(f"note: the kept latent weights will be read after {read_at:,} training images; on sets this large "
+            f"`--freeze-after 20000` reads them where the variant was chosen (README, scale setting: the gap closed "
+            f"67% with it, widened without)")
     scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
     aug_cfg = cfg.augmentation()
     p_face = np.full(len(ts.face_pos), 1.0 / len(ts.face_pos))

@@ -631,3 +631,23 @@ def test_freeze_after_needs_frozen_dbvae_weights(tiny_synth, tmp_path):
         r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), *args])
         assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, r.output
     assert not (tmp_path / "r").exists()
+
+
+def test_frozen_dbvae_on_a_large_set_is_told_about_freeze_after(tiny_synth, tmp_path, monkeypatch):
+    import debias.train as train_mod
+    monkeypatch.setattr(train_mod, "FREEZE_HINT_IMAGES", 200)  # the tiny set's epoch (256 images) counts as large
+    frozen = dict(method="dbvae", refresh_weights=False, **FAST)
+    for i, (cfg, hinted) in enumerate(((TrainConfig(**frozen), True),
+                                       (TrainConfig(freeze_after=96, **frozen), False),  # already set
+                                       (TrainConfig(method="dbvae", **FAST), False),  # refreshed every epoch
+                                       (TrainConfig(method="standard", **FAST), False))):
+        lines = []
+        fit(tiny_synth, cfg, tmp_path / str(i), log=lines.append)
+        said = [ln for ln in lines if "--freeze-after 20000" in ln]
+        assert len(said) == int(hinted), (cfg, lines)
+        if hinted:
+            assert "after 256 training images" in said[0]
+    monkeypatch.setattr(train_mod, "FREEZE_HINT_IMAGES", 256)  # read after exactly the threshold: no note
+    lines = []
+    fit(tiny_synth, TrainConfig(**frozen), tmp_path / "at", log=lines.append)
+    assert not [ln for ln in lines if "--freeze-after" in ln]
