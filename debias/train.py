@@ -483,6 +483,17 @@ def _score_faces(st: _State, ts: _TrainSet, device: torch.device, *, with_latent
                           with_latent=with_latent)
 
 
+def _freeze_note(cfg: TrainConfig, st: _State, n_batches: int, log: Callable[[str], None]) -> None:
+    """Suggest ``freeze_after`` when a frozen DB-VAE's kept weights, not yet computed, would be read after more than
+    FREEZE_HINT_IMAGES training images (the start of epoch ``resample_from``)."""
+    read_at = cfg.resample_from * n_batches * cfg.batch_size
+    if (cfg.method == "dbvae" and not cfg.refresh_weights and not cfg.freeze_after and not cfg.latent_dro
+            and st.p_latent is None and read_at > FREEZE_HINT_IMAGES):
+        log(f"note: the kept latent weights will be read after {read_at:,} training images; on sets this large "
+            f"`--freeze-after 20000` reads them where the variant was chosen (README, scale setting: the gap closed "
+            f"67% with it, widened without)")
+
+
 def _freeze_hook(cfg: TrainConfig, ts: _TrainSet, st: _State, epoch: int, n_batches: int, device: torch.device,
                  log: Callable[[str], None]) -> Callable[[int], None] | None:
     """``freeze_after``: a step hook that computes the kept latent weights once ``freeze_after`` training images
@@ -593,12 +604,7 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
     total_epochs = cfg.epochs + (cfg.jtt_epochs if cfg.method == "jtt" else 0)
     step = _wrap_step(model, cfg, device, world, total_epochs * len(ts.ds), log)
     n_batches = max(1, len(ts.ds) // cfg.batch_size)
-    read_at = cfg.resample_from * n_batches * cfg.batch_size  # images seen when the kept weights are read
-    if (cfg.method == "dbvae" and not cfg.refresh_weights and not cfg.freeze_after and not cfg.latent_dro
-            and st.epoch <= cfg.resample_from and read_at > FREEZE_HINT_IMAGES):
-        log(f"note: the kept latent weights will be read after {read_at:,} training images; on sets this large "
-            f"`--freeze-after 20000` reads them where the variant was chosen (README, scale setting: the gap closed "
-            f"67% with it, widened without)")
+    _freeze_note(cfg, st, n_batches, log)
     scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
     aug_cfg = cfg.augmentation()
     p_face = np.full(len(ts.face_pos), 1.0 / len(ts.face_pos))
