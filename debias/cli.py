@@ -353,6 +353,9 @@ def train(
     latent_dro: int = typer.Option(0, help="dbvae: Group DRO over this many clusters of the latent means (found once "
                                    "at --resample-from, with --freeze-weights), each cluster sampled with equal mass; "
                                    "no labels. 0 = off (the density weights)."),
+    latent_groups: str = typer.Option("clusters", help="--latent-dro's groups: 'clusters' of the latent means, or "
+                                      "'rarity': strata of equal mass under the DB-VAE's density weights, rarest "
+                                      "first (the density's ranking of the faces, with Group DRO on the loss)."),
     dro_resample: bool = typer.Option(False, "--dro-resample/--no-dro-resample",
                                       help="group-dro, --latent-dro: each epoch, sample every group with mass ~ its "
                                       "DRO weight instead of equal mass (same objective, less variance; --min-ess "

@@ -135,6 +135,9 @@ class TrainConfig:
     # dbvae: Group DRO over this many clusters of the latent means instead of the density weights (GEORGE-style; the
     # clusters are found once, at resample_from, and kept; sampling gives every cluster equal mass); 0 = off
     latent_dro: int = 0
+    # latent_dro's groups: clusters (GEORGE: a mixture's components on the latent means) | rarity (strata of equal
+    # total mass under the DB-VAE's own density weights, rarest first: Group DRO over how rare the latent says a face is)
+    latent_groups: str = "clusters"
     # group-dro and latent_dro: each epoch, sample every group with total mass ~ its current DRO weight instead of
     # equal mass. The objective is unchanged (each step weights a group's batch mean by its DRO weight whatever its
     # count in the batch); the heavily weighted groups get more faces per batch, so the step varies less
@@ -159,6 +162,7 @@ class TrainConfig:
             "combine": ("product", "max", "tempered"),
             "device": ("auto", "cpu", "cuda"),
             "precision": ("fp32", "bf16", "fp16"),
+            "latent_groups": ("clusters", "rarity"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

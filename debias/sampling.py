@@ -204,6 +204,33 @@ def latent_clusters(mu: np.ndarray, *, n_clusters: int = 10, pca_dim: int = 8, r
     return np.unique(gm.predict(z), return_inverse=True)[1]
 
 
+def rarity_strata(p: np.ndarray, n_strata: int) -> np.ndarray:
+    """Stratum of every face by its sampling weight: the faces sorted rarest first (largest ``p``) and cut into
+    ``n_strata`` runs of equal total mass, as groups for Group DRO without labels.
+
+    The DB-VAE ranks faces by how rare their latent is far better than it sizes their weights (a face's rank
+    survives the ESS floor and the smoothing; its weight does not), so Group DRO over strata of that ranking can
+    upweight the loss of the rarest faces as a whole, as labelled Group DRO does for a labelled minority. A stratum
+    holds the faces whose mass *before* them (in that order) falls in [k/K, (k+1)/K); a face heavier than 1/K leaves
+    the next stratum empty, and empty strata are dropped, so codes are 0..K'-1 (0 the rarest), every one non-empty.
+
+    Returns
+    -------
+    (N,) int stratum code of every face.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    if n_strata < 1:
+        raise ValueError(f"n_strata={n_strata} must be at least 1.")
+    if p.ndim != 1 or len(p) == 0 or not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
+        raise ValueError(f"p must be (N,) finite non-negative weights with a positive sum, got shape {p.shape}.")
+    order = np.argsort(-p, kind="stable")  # rarest first; ties keep the faces' order
+    before = np.cumsum(p[order]) - p[order]
+    strata = np.empty(len(p), dtype=np.int64)
+    # 1e-9: a face whose mass before it is exactly a cut k/K (up to rounding) starts stratum k, however p is scaled
+    strata[order] = np.minimum(np.floor(before / p.sum() * n_strata + 1e-9).astype(np.int64), n_strata - 1)
+    return np.unique(strata, return_inverse=True)[1]
+
+
 def cluster_balanced_weights(codes: np.ndarray, min_ess: float = 0.3, mass: np.ndarray | None = None) -> Weights:
     """Every cluster the same total sampling mass, p_i ~ 1 / n_c(i), or cluster c a total mass ~ ``mass[c]``
     (e.g. its Group DRO weight), then the ESS guard (a cluster of a handful of faces would otherwise repeat them in

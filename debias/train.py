@@ -4,7 +4,8 @@ One method per ``TrainConfig.method``:
 
 - ``standard``: classifier, uniform sampling (a permutation of the training split each epoch).
 - ``dbvae``: DB-VAE, faces resampled each epoch from the latent histograms (debias/sampling.py); with
-  ``latent_dro``, Group DRO over clusters of its latent means instead (no labels).
+  ``latent_dro``, Group DRO over clusters of its latent means, or (``latent_groups='rarity'``) over strata of
+  equal mass under its latent weights, instead (no labels).
 - ``vae-uniform``: DB-VAE loss, uniform face sampling (ablation: the VAE loss without resampling).
 - ``balanced``: classifier, faces sampled with p ~ n_g^-balance_power over the groups of ``balance_by``
   (labelled reference; power 1 gives every group equal mass, 0.5 is a tempered balance).
@@ -44,7 +45,7 @@ from debias.models.dbvae import DBVAE, dbvae_loss, standardise
 from debias.models.run import load_run, load_weights, model_from_arch, predict_scores, resolve_device
 from debias.sampling import (BatchPlan, GroupDRO, cluster_balanced_weights, ess_fraction, gmm_weights,
                              group_balanced_weights, group_keys, jtt_weights, latent_clusters, latent_weights,
-                             loss_weights, mass_by_group)
+                             loss_weights, mass_by_group, rarity_strata)
 
 DIAGNOSTIC_COLUMNS = ("skin_group", "pose", "gender")
 NOT_PACKED = ("{root} holds image files, not a packed images.npy. Training reads the packed array; run "
@@ -362,9 +363,11 @@ def _latent_dro(lab: _Labelled, cfg: TrainConfig, ts: _TrainSet, clusters: np.nd
     lab.groups = np.full(len(ts.ds), k, dtype=np.int64)
     lab.groups[ts.face_pos] = clusters
     lab.dro = GroupDRO(k + 1, cfg.dro_eta)
-    lab.names = (*(f"cluster{c}" for c in range(k)), "non-face")
-    sampling = "each cluster's mass follows its DRO weight" if cfg.dro_resample else "every cluster gets equal mass"
-    log(f"Group DRO over {k} latent clusters of the training faces (sizes {', '.join(map(str, np.bincount(clusters)))}) "
+    name, what = (("cluster", "latent clusters") if cfg.latent_groups == "clusters" else
+                  ("rarity", "strata of equal latent-weight mass (rarest first)"))
+    lab.names = (*(f"{name}{c}" for c in range(k)), "non-face")
+    sampling = f"each {name}'s mass follows its DRO weight" if cfg.dro_resample else f"every {name} gets equal mass"
+    log(f"Group DRO over {k} {what} of the training faces (sizes {', '.join(map(str, np.bincount(clusters)))}) "
         f"and non-faces; sampling: {sampling}")
 
 
@@ -537,7 +540,9 @@ def _epoch_batches(cfg: TrainConfig, ts: _TrainSet, st: _State, lab: _Labelled, 
             # one pass over the training faces gives both the scores (the loss) and the latent means
             s, mu = _score_faces(st, ts, device, with_latent=refresh and cfg.method == "dbvae")
             if refresh and cfg.latent_dro:
-                st.clusters = latent_clusters(mu, n_clusters=cfg.latent_dro, random_state=cfg.seed)
+                st.clusters = latent_clusters(mu, n_clusters=cfg.latent_dro, random_state=cfg.seed) \
+                    if cfg.latent_groups == "clusters" else rarity_strata(_latent_weights(mu, cfg, epoch, log),
+                                                                          cfg.latent_dro)
                 st.p_latent = _guarded(cluster_balanced_weights(st.clusters, cfg.min_ess), cfg, epoch, log)
                 _latent_dro(lab, cfg, ts, st.clusters, log)
             elif refresh:

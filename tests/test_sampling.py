@@ -146,6 +146,26 @@ def test_neighbour_smoothing_averages_log_weights_over_the_k_nearest_faces_by_ha
         latent_weights(mu, smooth_k=-1)
 
 
+def test_rarity_strata_cut_the_faces_rarest_first_into_equal_mass_by_hand():
+    from debias.sampling import rarity_strata
+
+    # sorted rarest first: 0.5 (mass before it 0), 0.2 (0.5), 0.1 (0.7), 0.1 (0.8), 0.1 (0.9)
+    p = np.array([0.1, 0.5, 0.1, 0.2, 0.1])
+    # K=2: [0, 0.5) -> the 0.5 face alone; [0.5, 1) -> the rest
+    assert rarity_strata(p, 2).tolist() == [1, 0, 1, 1, 1]
+    # K=4: cuts at 0.25, 0.5, 0.75; the 0.5 face leaves [0.25, 0.5) empty, so strata {0, 2, 3} become 0, 1, 2;
+    # equal weights keep their order (face 0 before faces 2 and 4)
+    assert rarity_strata(p, 4).tolist() == [1, 0, 2, 1, 2]
+    assert rarity_strata(p * 7.0, 4).tolist() == [1, 0, 2, 1, 2]  # unnormalised weights: the same strata
+    assert rarity_strata(np.full(8, 1 / 8), 4).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert rarity_strata(p, 1).tolist() == [0] * 5
+    for bad in (np.array([0.5, np.nan]), np.array([0.5, -0.1]), np.zeros(3), np.zeros((2, 2))):
+        with pytest.raises(ValueError, match="non-negative weights"):
+            rarity_strata(bad, 2)
+    with pytest.raises(ValueError, match="n_strata"):
+        rarity_strata(p, 0)
+
+
 def test_latent_clusters_recover_separated_groups_and_balance_their_mass_by_hand():
     from sklearn.metrics import adjusted_rand_score
 

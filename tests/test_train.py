@@ -459,6 +459,34 @@ def test_latent_dro_runs_group_dro_over_latent_clusters_and_resumes_exactly(tiny
     assert (tmp_path / "full" / "history.csv").read_bytes() == (tmp_path / "cut" / "history.csv").read_bytes()
 
 
+def test_rarity_dro_runs_group_dro_over_equal_mass_strata_of_the_latent_weights(tiny_synth, tmp_path, monkeypatch):
+    import debias.train as train_module
+
+    seen = []
+    real = train_module._latent_weights
+    monkeypatch.setattr(train_module, "_latent_weights", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    cfg = TrainConfig(method="dbvae", refresh_weights=False, latent_dro=3, latent_groups="rarity", min_ess=0.01,
+                      **{**FAST, "epochs": 3})
+    logs = []
+    hist = fit(tiny_synth, cfg, tmp_path / "run", log=logs.append)
+    assert any("Group DRO over" in m and "strata of equal latent-weight mass" in m for m in logs)
+    assert len(seen) == 1  # the density weights, read once (frozen) and cut into strata
+    w = seen[0]
+    strata = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["clusters"].numpy()
+    k = strata.max() + 1
+    assert k >= 2
+    # every face of a stratum is at least as rare as every face of the next, and each stratum holds ~1/K of the mass
+    for a in range(k - 1):
+        assert w[strata == a].min() >= w[strata == a + 1].max()
+    mass = np.bincount(strata, weights=w) / w.sum()
+    assert np.abs(mass - 1 / 3).max() <= w.max() / w.sum() + 1e-9
+    q = hist[[c for c in hist.columns if c.startswith("dro_q[rarity")] + ["dro_q[non-face]"]]
+    assert q.iloc[0].isna().all() and q.iloc[1:].sum(axis=1).to_numpy() == pytest.approx(1.0)
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "bad"), "--method", "dbvae",
+                                 "--freeze-weights", "--latent-dro", "3", "--latent-groups", "labels"])
+    assert r.exit_code == 2 and "--latent-groups='labels'" in r.output and "rarity" in r.output and "Traceback" not in r.output
+
+
 def test_latent_dro_without_frozen_dbvae_weights_is_refused_not_ignored(tiny_synth, tmp_path):
     for bad in (dict(method="standard", refresh_weights=False), dict(method="dbvae"),
                 dict(method="dbvae", refresh_weights=False, loss_tilt=True)):
