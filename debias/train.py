@@ -79,8 +79,10 @@ def _save_atomic(obj, path: Path) -> None:
 class _Step(nn.Module):
     """Forward pass plus loss, as one module so DDP and torch.compile see the whole step.
 
-    Returns (per-image loss (B,), mean BCE, mean reconstruction, mean KL); the loss optimised is the
-    mean of the first, or a weighted sum for Group DRO.
+    Returns (per-image loss (B,), per-image classification loss (B,) or None where it is the per-image loss (a
+    plain classifier), mean BCE, mean reconstruction, mean KL). The loss optimised is the mean of the first, or for
+    Group DRO the DRO-weighted sum of the classification losses plus the batch mean of the rest (the DB-VAE's
+    reconstruction and KL terms).
     """
 
     def __init__(self, model: nn.Module, cfg: TrainConfig) -> None:
@@ -112,10 +114,10 @@ class _Step(nn.Module):
                 x, x_hat = standardise(x), standardise(x_hat)
             p = dbvae_loss(x, x_hat, y, logit, mu, logvar, beta=self.cfg.beta, c_rec=self.cfg.c_rec,
                            rec_norm=self.cfg.rec_norm)
-            return p.per_sample, p.bce, p.rec, p.kl
+            return p.per_sample, p.per_sample_bce, p.bce, p.rec, p.kl
         bce = F.binary_cross_entropy_with_logits(logit, y, reduction="none")  # (B,)
         zero = torch.zeros((), device=x.device)
-        return bce, bce.mean(), zero, zero
+        return bce, None, bce.mean(), zero, zero
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -176,10 +178,18 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
         x, y = on_device(x, device), y.to(device, non_blocking=True)
         if aug is not None:
             x = augment(x, aug, aug_cfg)
-        per_image, *parts = step(x, y)
+        per_image, per_cls, *parts = step(x, y)
         if dro is not None:
-            w = dro.sample_weights(per_image.detach().double().cpu().numpy(), groups[pos])
-            loss = (per_image * torch.from_numpy(w).to(per_image)).sum()
+            # Group DRO weighs the classifier's risk: groups are compared, and weighted, by their classification
+            # loss alone; the DB-VAE's reconstruction and KL terms (faces only) stay an unweighted batch mean, as
+            # without DRO. Fed the whole per-image loss, DRO saw every face group as worse than the non-faces by its
+            # reconstruction error, drained the non-faces' weight and ranked face groups by how hard they are to
+            # reconstruct, not to detect.
+            cls = per_image if per_cls is None else per_cls
+            w = dro.sample_weights(cls.detach().double().cpu().numpy(), groups[pos])
+            loss = (cls * torch.from_numpy(w).to(cls)).sum()
+            if per_cls is not None:  # the DB-VAE's reconstruction and KL terms
+                loss = loss + (per_image - per_cls).mean()
         else:
             loss = per_image.mean()
         opt.zero_grad(set_to_none=True)

@@ -75,6 +75,7 @@ class LossParts:
     rec: torch.Tensor  # mean reconstruction over faces (0 if none)
     kl: torch.Tensor  # mean KL over faces (0 if none)
     per_sample: torch.Tensor  # (B,) each image's loss; ``total`` is its mean
+    per_sample_bce: torch.Tensor  # (B,) each image's classification loss alone (what Group DRO compares groups by)
 
 
 def standardise(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -106,4 +107,5 @@ def dbvae_loss(x: torch.Tensor, x_hat: torch.Tensor, y: torch.Tensor, logit: tor
     kl = 0.5 * (logvar.exp() + mu ** 2 - 1.0 - logvar).sum(1)  # (B,)
     per_sample = bce + y * (c_rec * rec + beta * kl)  # (B,)
     n_face = y.sum().clamp(min=1.0)
-    return LossParts(per_sample.mean(), bce.mean(), (y * rec).sum() / n_face, (y * kl).sum() / n_face, per_sample)
+    return LossParts(per_sample.mean(), bce.mean(), (y * rec).sum() / n_face, (y * kl).sum() / n_face, per_sample,
+                     bce)
