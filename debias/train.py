@@ -373,10 +373,10 @@ def _latent_dro(lab: _Labelled, cfg: TrainConfig, ts: _TrainSet, clusters: np.nd
     lab.groups = np.full(len(ts.ds), k, dtype=np.int64)
     lab.groups[ts.face_pos] = clusters
     lab.dro = GroupDRO(k + 1, cfg.dro_eta)
-    name, what = (("cluster", "latent clusters") if cfg.latent_groups == "clusters" else
-                  ("rarity", "strata of equal latent-weight mass (rarest first)"))
+    name, unit, what = (("cluster", "cluster", "latent clusters") if cfg.latent_groups == "clusters" else
+                        ("rarity", "stratum", "strata of equal latent-weight mass (rarest first)"))
     lab.names = (*(f"{name}{c}" for c in range(k)), "non-face")
-    sampling = f"each {name}'s mass follows its DRO weight" if cfg.dro_resample else f"every {name} gets equal mass"
+    sampling = f"each {unit}'s mass follows its DRO weight" if cfg.dro_resample else f"every {unit} gets equal mass"
     log(f"Group DRO over {k} {what} of the training faces (sizes {', '.join(map(str, np.bincount(clusters)))}) "
         f"and non-faces; sampling: {sampling}")
 
