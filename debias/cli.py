@@ -350,9 +350,9 @@ def train(
     loss_tilt: bool = typer.Option(False, "--loss-tilt/--no-loss-tilt",
                                    help="dbvae: each epoch, multiply the latent weights by each face's current loss "
                                    "(faces the model gets wrong; no labels), then apply the ESS floor."),
-    latent_dro: int = typer.Option(0, help="dbvae: Group DRO over this many clusters of the latent means (found once "
-                                   "at --resample-from, with --freeze-weights), each cluster sampled with equal mass; "
-                                   "no labels. 0 = off (the density weights)."),
+    latent_dro: int = typer.Option(0, help="dbvae: Group DRO over this many groups of the training faces (found once "
+                                   "at --resample-from, with --freeze-weights; --latent-groups says which), each group "
+                                   "sampled with equal mass; no labels. 0 = off (the density weights)."),
     latent_groups: str = typer.Option("clusters", help="--latent-dro's groups: 'clusters' of the latent means, or "
                                       "'rarity': strata of equal mass under the DB-VAE's density weights, rarest "
                                       "first (the density's ranking of the faces, with Group DRO on the loss)."),

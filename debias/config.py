@@ -132,8 +132,9 @@ class TrainConfig:
     # encoder's useful early state is a number of optimisation steps, not epochs: on 100,000 images, frozen after one
     # epoch, the latent put 0.9% of the face mass on darker faces; read by an encoder trained on 20,000 of them, 26%
     freeze_after: int = 0
-    # dbvae: Group DRO over this many clusters of the latent means instead of the density weights (GEORGE-style; the
-    # clusters are found once, at resample_from, and kept; sampling gives every cluster equal mass); 0 = off
+    # dbvae: Group DRO over this many groups of the faces (latent_groups: clusters of the latent means, GEORGE-style,
+    # or rarity strata) instead of the density weights; the groups are found once, at resample_from, and kept;
+    # sampling gives every group equal mass; 0 = off
     latent_dro: int = 0
     # latent_dro's groups: clusters (GEORGE: a mixture's components on the latent means) | rarity (strata of equal
     # total mass under the DB-VAE's own density weights, rarest first: Group DRO over how rare the latent says a face is)

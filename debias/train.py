@@ -366,6 +366,19 @@ def _labelled(cfg: TrainConfig, ts: _TrainSet, log: Callable[[str], None]) -> _L
     return _Labelled(p, groups, GroupDRO(len(uniques) + 1, cfg.dro_eta), (*uniques, "non-face"))
 
 
+# latent_groups -> (the dro_q column prefix, one group, the groups) for the log and history.csv
+_LATENT_GROUP_WORDS = {"clusters": ("cluster", "cluster", "latent clusters"),
+                       "rarity": ("rarity", "stratum", "strata of equal latent-weight mass (rarest first)")}
+
+
+def _latent_groups(mu: np.ndarray, cfg: TrainConfig, epoch: int, log: Callable[[str], None]) -> np.ndarray:
+    """``latent_dro``'s group of every training face, from the faces' latent means ``mu`` (never the labels):
+    clusters of the means, or strata of equal mass under the DB-VAE's density weights."""
+    if cfg.latent_groups == "clusters":
+        return latent_clusters(mu, n_clusters=cfg.latent_dro, random_state=cfg.seed)
+    return rarity_strata(_latent_weights(mu, cfg, epoch, log), cfg.latent_dro)
+
+
 def _latent_dro(lab: _Labelled, cfg: TrainConfig, ts: _TrainSet, clusters: np.ndarray,
                 log: Callable[[str], None]) -> None:
     """Turn ``lab`` into Group DRO over the latent clusters of the training faces (non-faces one more group)."""
@@ -373,8 +386,7 @@ def _latent_dro(lab: _Labelled, cfg: TrainConfig, ts: _TrainSet, clusters: np.nd
     lab.groups = np.full(len(ts.ds), k, dtype=np.int64)
     lab.groups[ts.face_pos] = clusters
     lab.dro = GroupDRO(k + 1, cfg.dro_eta)
-    name, unit, what = (("cluster", "cluster", "latent clusters") if cfg.latent_groups == "clusters" else
-                        ("rarity", "stratum", "strata of equal latent-weight mass (rarest first)"))
+    name, unit, what = _LATENT_GROUP_WORDS[cfg.latent_groups]
     lab.names = (*(f"{name}{c}" for c in range(k)), "non-face")
     sampling = f"each {unit}'s mass follows its DRO weight" if cfg.dro_resample else f"every {unit} gets equal mass"
     log(f"Group DRO over {k} {what} of the training faces (sizes {', '.join(map(str, np.bincount(clusters)))}) "
@@ -550,9 +562,7 @@ def _epoch_batches(cfg: TrainConfig, ts: _TrainSet, st: _State, lab: _Labelled, 
             # one pass over the training faces gives both the scores (the loss) and the latent means
             s, mu = _score_faces(st, ts, device, with_latent=refresh and cfg.method == "dbvae")
             if refresh and cfg.latent_dro:
-                st.clusters = latent_clusters(mu, n_clusters=cfg.latent_dro, random_state=cfg.seed) \
-                    if cfg.latent_groups == "clusters" else rarity_strata(_latent_weights(mu, cfg, epoch, log),
-                                                                          cfg.latent_dro)
+                st.clusters = _latent_groups(mu, cfg, epoch, log)
                 st.p_latent = _guarded(cluster_balanced_weights(st.clusters, cfg.min_ess), cfg, epoch, log)
                 _latent_dro(lab, cfg, ts, st.clusters, log)
             elif refresh:
