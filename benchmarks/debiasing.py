@@ -74,6 +74,9 @@ def _base(setting: str) -> str:
 
 TONE_GROUP = {**{t: "lighter" for t in range(1, 5)}, 5: "medium", 6: "medium", **{t: "darker" for t in range(7, 11)}}
 
+# one set of options under two labels: the rows of the first were measured before the Group DRO fix (below)
+RARITY_DRO4 = dict(method="dbvae", rec_region="center", min_ess=0.1, refresh_weights=False, smooth_k=50, latent_dro=4,
+                   latent_groups="rarity")
 # label -> TrainConfig options. Every method trains with augmentation unless its label says no-aug.
 METHODS = {
     "standard": dict(method="standard"),
@@ -128,13 +131,9 @@ METHODS = {
     # on a DB-VAE compared groups by the whole DB-VAE loss (BCE plus the faces' reconstruction and KL), which drained
     # the non-faces' DRO weight; fixed in session 16 (DRO now weighs the classification loss). Re-running these labels
     # runs the fixed code; the fixed runs carry the label below.
-    "dbvae center ess0.1 frozen smooth50 rarity-dro4": dict(method="dbvae", rec_region="center", min_ess=0.1,
-                                                            refresh_weights=False, smooth_k=50, latent_dro=4,
-                                                            latent_groups="rarity"),
-    # the same with the fix: Group DRO over the strata's classification loss (session 16)
-    "dbvae center ess0.1 frozen smooth50 rarity-dro4 fixed": dict(method="dbvae", rec_region="center", min_ess=0.1,
-                                                                  refresh_weights=False, smooth_k=50, latent_dro=4,
-                                                                  latent_groups="rarity"),
+    "dbvae center ess0.1 frozen smooth50 rarity-dro4": RARITY_DRO4,
+    # the same options, run with the fix: Group DRO over the strata's classification loss (session 16)
+    "dbvae center ess0.1 frozen smooth50 rarity-dro4 fixed": RARITY_DRO4,
     # training precision (issue 13): bf16 autocast + channels_last, adopted only if accuracy holds
     "standard bf16-cl": dict(method="standard", precision="bf16", channels_last=True),
     "dbvae center ess0.1 frozen smooth50 bf16-cl": dict(method="dbvae", rec_region="center", min_ess=0.1,
