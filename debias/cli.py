@@ -308,6 +308,8 @@ def train(
     lr: float = typer.Option(5e-4, help="Adam learning rate."),
     weight_decay: float = typer.Option(0.0, help="Decoupled weight decay (AdamW) of conv and linear weights; biases "
                                        "and norm layers are not decayed. 0 = plain Adam."),
+    lr_schedule: str = typer.Option("constant", help="constant | cosine: keep the rate, or anneal it along a cosine "
+                                    "to ~0 by the last step."),
     seed: int = typer.Option(0, help="Seed for init, sampling and noise."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     workers: int = typer.Option(0, help="Threads prefetching batches from the packed array (0 = none)."),

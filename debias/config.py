@@ -106,6 +106,10 @@ class TrainConfig:
     # split); 0 = plain Adam. Sagawa et al. (2020) found reweighted and DRO training helps worst groups at
     # convergence only with strong regularisation: an unregularised net fits every training face, whatever its weight
     weight_decay: float = 0.0
+    # constant | cosine: the rate of step t of T is lr * (1 + cos(pi t / T)) / 2, falling to ~0 by the last step
+    # (JTT: over its final model's epochs; the identification model keeps the constant rate). A constant rate ends
+    # wherever the last noisy step lands; annealing ends near a minimum (nanoGPT and torchvision's recipes anneal)
+    lr_schedule: str = "constant"
     seed: int = 0  # model init, sampling and augmentation all derive from this
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
     workers: int = 0  # threads that prefetch batches from the packed array; 0 loads in the training loop
@@ -164,6 +168,7 @@ class TrainConfig:
             "device": ("auto", "cpu", "cuda"),
             "precision": ("fp32", "bf16", "fp16"),
             "latent_groups": ("clusters", "rarity"),
+            "lr_schedule": ("constant", "cosine"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

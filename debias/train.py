@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -133,13 +134,28 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
+def lr_schedule(cfg: TrainConfig, epoch: int, n_batches: int) -> Callable[[int], float] | None:
+    """The learning rate of each step of ``epoch`` (for ``train_one_epoch``), or None for the constant rate.
+
+    Cosine: step t of T gets ``lr * (1 + cos(pi t / T)) / 2``. A pure function of the global step, as in nanoGPT,
+    so a resumed run takes exactly the rates of an uninterrupted one and the checkpoint holds no scheduler state.
+    JTT anneals over its final model's epochs; its identification model keeps the constant rate.
+    """
+    start = cfg.jtt_epochs if cfg.method == "jtt" else 0
+    if cfg.lr_schedule == "constant" or epoch < start:
+        return None
+    done, total = (epoch - start) * n_batches, cfg.epochs * n_batches
+    return lambda k: cfg.lr * 0.5 * (1.0 + math.cos(math.pi * (done + k) / total))
+
+
 def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images: Callable, labels: np.ndarray,
                     device: torch.device, *, rank: int = 0, world: int = 1, workers: int = 0,
                     aug: torch.Generator | None = None, groups: np.ndarray | None = None,
                     dro: GroupDRO | None = None, scaler: torch.amp.GradScaler | None = None,
                     progress: Callback | None = None, read_every: int | None = None,
                     aug_cfg: AugmentConfig = AugmentConfig(),
-                    on_step: Callable[[int], None] | None = None) -> dict[str, float]:
+                    on_step: Callable[[int], None] | None = None,
+                    lr: Callable[[int], float] | None = None) -> dict[str, float]:
     """Run one epoch of optimisation over ``batches`` (arrays of training positions).
 
     ``workers`` threads prefetch batches. ``aug``, a generator, turns on geometric augmentation with the
@@ -192,6 +208,9 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
                 loss = loss + (per_image - per_cls).mean()
         else:
             loss = per_image.mean()
+        if lr is not None:
+            for g in opt.param_groups:
+                g["lr"] = lr(n)
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -650,9 +669,10 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
         losses = train_one_epoch(step, st.opt, batches, ts.images, ts.labels, device, rank=rank, world=world,
                                  workers=cfg.workers, aug=aug, groups=lab.groups, dro=lab.dro, scaler=scaler,
                                  progress=progress, aug_cfg=aug_cfg,
-                                 on_step=_freeze_hook(cfg, ts, st, epoch, n_batches, device, log))
+                                 on_step=_freeze_hook(cfg, ts, st, epoch, n_batches, device, log),
+                                 lr=lr_schedule(cfg, epoch, n_batches))
         train_s = time.perf_counter() - tt
-        row = {"epoch": epoch, **losses, "ess": ess}
+        row = {"epoch": epoch, **losses, "lr": st.opt.param_groups[0]["lr"], "ess": ess}
         if lab.dro is not None:
             row.update({f"dro_q[{k}]": float(v) for k, v in zip(lab.names, lab.dro.q)})
         if ts.val is not None:

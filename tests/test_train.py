@@ -720,3 +720,52 @@ def test_frozen_dbvae_on_a_large_set_is_told_about_freeze_after(tiny_synth, tmp_
     lines = []
     fit(tiny_synth, TrainConfig(**frozen), tmp_path / "at", log=lines.append)
     assert not [ln for ln in lines if "--freeze-after" in ln]
+
+
+def test_cosine_schedule_takes_the_hand_computed_rate_at_every_step_and_resumes_exactly(tiny_synth, tmp_path,
+                                                                                       monkeypatch):
+    import math
+
+    seen, real_step = [], torch.optim.Adam.step
+
+    def record(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", record)
+    cfg = TrainConfig(method="standard", lr_schedule="cosine", **FAST)  # 2 epochs of 8 steps
+    hist = fit(tiny_synth, cfg, tmp_path / "full")
+    want = [5e-4 * 0.5 * (1 + math.cos(math.pi * t / 16)) for t in range(16)]
+    assert seen == pytest.approx(want, rel=1e-12)
+    assert list(hist["lr"]) == pytest.approx([want[7], want[15]], rel=1e-12)  # history: each epoch's last rate
+    seen.clear()
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_synth, cfg, tmp_path / "cut", progress=_killer(8 + 3))
+    fit(tiny_synth, cfg, tmp_path / "cut", resume=True)  # redoes epoch 2 from its start, at epoch 2's rates
+    assert seen[-8:] == pytest.approx(want[8:], rel=1e-12)
+    a, b = _state(tmp_path / "full"), _state(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    seen.clear()
+    fit(tiny_synth, TrainConfig(method="standard", **FAST), tmp_path / "constant")
+    assert seen == [5e-4] * 16
+
+
+def test_jtt_anneals_only_its_final_model(tiny_synth, tmp_path, monkeypatch):
+    import math
+
+    seen, real_step = [], torch.optim.Adam.step
+
+    def record(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", record)
+    fit(tiny_synth, TrainConfig(method="jtt", jtt_epochs=1, lr_schedule="cosine", **FAST), tmp_path)
+    assert seen[:8] == [5e-4] * 8  # the identification model: one epoch at the constant rate
+    assert seen[8:] == pytest.approx([5e-4 * 0.5 * (1 + math.cos(math.pi * t / 16)) for t in range(16)], rel=1e-12)
+
+
+def test_an_unknown_lr_schedule_is_refused_by_its_flag(tiny_synth, tmp_path):
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), "--lr-schedule", "step"])
+    assert r.exit_code == 2 and "--lr-schedule" in r.output and "constant, cosine" in r.output, r.output
+    assert "Traceback" not in r.output and not (tmp_path / "r").exists()
