@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/debiasing.py confirm   # the same summary on seeds 5-9, which chose nothing
     .venv/bin/python benchmarks/debiasing.py pooled    # all seeds 0-9, methods that ran on every one
     .venv/bin/python benchmarks/debiasing.py length    # each metric from one training length to the next
+    .venv/bin/python benchmarks/debiasing.py variants --epochs 24   # each method with and without a training variant
     .venv/bin/python benchmarks/debiasing.py run --settings skin --n-train 100000 --device cuda --workers 4 \
         --methods standard intrinsic balanced "dbvae center ess0.1 frozen smooth50 loss" --long-seeds
     .venv/bin/python benchmarks/debiasing.py summary --n-train 100000   # the scale setting: *_n100000.* files
@@ -522,6 +523,41 @@ def pooled(a) -> None:
     print(md)
 
 
+PAIRED_METRICS = ("accuracy", "worst_group_rate", "skin_gap", "pose_gap")
+
+
+def paired_differences(before: pd.DataFrame, after: pd.DataFrame, **key) -> list[dict]:
+    """Each of PAIRED_METRICS in points under ``before`` and ``after`` (run rows of one method indexed by seed) and
+    their difference after - before, paired by seed, 95% t-interval; [] when fewer than 2 seeds are common.
+    ``key`` names the pair in every row (method and lengths, or method and training variant)."""
+    common = sorted(set(before.index) & set(after.index))
+    if len(common) < 2:
+        return []
+    rows = []
+    for metric in PAIRED_METRICS:
+        x0, x1 = before.loc[common, metric] * 100, after.loc[common, metric] * 100
+        mean, lo, hi = t_interval(x1.to_numpy() - x0.to_numpy())
+        rows.append(dict(**key, n_seeds=len(common), metric=metric, at_from=x0.mean(), at_to=x1.mean(), diff=mean,
+                         ci_low=lo, ci_high=hi, moved=bool(lo > 0 or hi < 0)))
+    return rows
+
+
+def _paired_markdown(out: pd.DataFrame, by: list[str], head: str, column: str, label) -> str:
+    """One table row per group of ``by`` in ``out`` (rows of ``paired_differences``): each metric as
+    'before -> after: difference [CI]', bold where the interval excludes 0. ``column`` heads the second column;
+    ``label`` turns a group's key into the first two cells."""
+    md = [head, f"| method | {column} | seeds | accuracy | worst group | lighter-darker gap | frontal-profile gap |",
+          "|---|---|---|---|---|---|---|"]
+    for key, g in out.groupby(by, sort=False):
+        cells = []
+        for metric in PAIRED_METRICS:
+            r = g[g.metric == metric].iloc[0]
+            d = f"{r['diff']:+.1f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}]"
+            cells.append(f"{r.at_from:.1f} -> {r.at_to:.1f}: " + (f"**{d}**" if r.moved else d))
+        md.append(f"| {label(key)} | {g.n_seeds.iloc[0]} | " + " | ".join(cells) + " |")
+    return "\n".join(md) + "\n"
+
+
 def length_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """Does training longer move any metric? Every method trained at several lengths on the same seeds (skin
     setting): the paired difference of each metric from one length to the next, 95% t-interval across seeds.
@@ -531,31 +567,36 @@ def length_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     for m, g in runs.groupby("method", sort=False):
         lengths = sorted(g.epochs.unique())
         for e0, e1 in zip(lengths, lengths[1:]):
-            g0, g1 = g[g.epochs == e0].set_index("seed"), g[g.epochs == e1].set_index("seed")
-            common = sorted(set(g0.index) & set(g1.index))
-            if len(common) < 2:
-                continue
-            for metric in ("accuracy", "worst_group_rate", "skin_gap", "pose_gap"):
-                x0, x1 = g0.loc[common, metric] * 100, g1.loc[common, metric] * 100
-                mean, lo, hi = t_interval(x1.to_numpy() - x0.to_numpy())
-                rows.append(dict(method=m, from_epochs=e0, to_epochs=e1, n_seeds=len(common), metric=metric,
-                                 at_from=x0.mean(), at_to=x1.mean(), diff=mean, ci_low=lo, ci_high=hi,
-                                 moved=bool(lo > 0 or hi < 0)))
+            rows += paired_differences(g[g.epochs == e0].set_index("seed"), g[g.epochs == e1].set_index("seed"),
+                                       method=m, from_epochs=e0, to_epochs=e1)
     out = pd.DataFrame(rows)
     if out.empty:
         return out, ""
-    md = ["Training length (skin setting): each metric at one length and the next, same seeds; the difference is "
-          "paired by seed, 95% CI; **bold** where the interval excludes 0.\n",
-          "| method | epochs | seeds | accuracy | worst group | lighter-darker gap | frontal-profile gap |",
-          "|---|---|---|---|---|---|---|"]
-    for (m, e0, e1), g in out.groupby(["method", "from_epochs", "to_epochs"], sort=False):
-        cells = []
-        for metric in ("accuracy", "worst_group_rate", "skin_gap", "pose_gap"):
-            r = g[g.metric == metric].iloc[0]
-            d = f"{r['diff']:+.1f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}]"
-            cells.append(f"{r.at_from:.1f} -> {r.at_to:.1f}: " + (f"**{d}**" if r.moved else d))
-        md.append(f"| {m} | {e0} -> {e1} | {g.n_seeds.iloc[0]} | " + " | ".join(cells) + " |")
-    return out, "\n".join(md) + "\n"
+    head = ("Training length (skin setting): each metric at one length and the next, same seeds; the difference is "
+            "paired by seed, 95% CI; **bold** where the interval excludes 0.\n")
+    return out, _paired_markdown(out, ["method", "from_epochs", "to_epochs"], head, "epochs",
+                                 lambda k: f"{k[0]} | {k[1]} -> {k[2]}")
+
+
+def variant_table(runs: pd.DataFrame, epochs: int) -> tuple[pd.DataFrame, str]:
+    """Does a training variant (VARIANTS: stronger augmentation, weight decay, the cosine schedule) move any
+    metric? Every method trained both ways at ``epochs`` on the same seeds: the paired difference of each metric
+    from its base setting to the variant, 95% t-interval across seeds. Returns the rows and their markdown table."""
+    runs = runs[runs.epochs == epochs]
+    rows = []
+    for variant, (base, _) in VARIANTS.items():
+        v, b = runs[runs.setting == variant], runs[runs.setting == base]
+        for m, g in v.groupby("method", sort=False):
+            rows += paired_differences(b[b.method == m].set_index("seed"), g.set_index("seed"), method=m,
+                                       base=base, variant=variant)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out, ""
+    head = (f"Training variants at {epochs} epochs: each metric trained on the base setting and with the variant, "
+            "same method and seeds; the difference is paired by seed, 95% CI; **bold** where the interval excludes "
+            "0.\n")
+    return out, _paired_markdown(out, ["method", "base", "variant"], head, "training",
+                                 lambda k: f"{k[0]} | {k[1]} -> {k[2]}")
 
 
 def memorisation_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -602,6 +643,14 @@ def length(a) -> None:
     print(text)
 
 
+def variants(a) -> None:
+    runs = _runs(a)
+    out, text = variant_table(runs[runs.seed.isin(a.seeds)], a.epochs)
+    out.to_csv(_out(a, "debiasing_variants.csv"), index=False, float_format="%.4g")
+    _out(a, "debiasing_variants.md").write_text(text)
+    print(text)
+
+
 def summary(a) -> None:
     runs = _runs(a)
     runs = runs[runs.seed.isin(a.seeds)]  # the selection seeds; confirmation seeds are summarised by `confirm`
@@ -622,7 +671,7 @@ def summary(a) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["run", "summary", "confirm", "pooled", "length"])
+    ap.add_argument("what", choices=["run", "summary", "confirm", "pooled", "length", "variants"])
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
                     help="default 0-4 (the seeds variants were chosen on); 5-9 for confirm; 0-9 for pooled")
     ap.add_argument("--long-seeds", type=int, nargs="*", default=[0, 1, 2],
@@ -642,5 +691,6 @@ if __name__ == "__main__":
     a.seeds = a.seeds or {"confirm": [5, 6, 7, 8, 9], "pooled": list(range(10))}.get(a.what, [0, 1, 2, 3, 4])
     RESULTS.mkdir(exist_ok=True)
     a.cache.mkdir(parents=True, exist_ok=True)
-    {"run": run, "summary": summary, "confirm": confirm, "pooled": pooled, "length": length}[a.what](a)
+    {"run": run, "summary": summary, "confirm": confirm, "pooled": pooled, "length": length,
+     "variants": variants}[a.what](a)
     sys.exit(0)

@@ -24,3 +24,34 @@ def test_markdown_names_the_seed_count_of_a_method_with_fewer_seeds():
     assert "balanced (2 seeds)" in lines  # the row over 2 seeds says so
     assert "standard" in lines            # rows over all 5 need no note
     assert "99.0 [98.0, 100.0]" in lines["standard"]
+
+
+def test_variant_table_pairs_each_method_by_seed_with_its_base_setting():
+    """skin -> skin-cos for one method on seeds 0-2 (seed 3 only in the base: not paired): the difference and its
+    95% t-interval recomputed by hand with scipy; a method run only in the variant gives no row."""
+    from scipy import stats
+
+    bench = _debiasing()
+    base_gap, cos_gap = [0.08, 0.05, 0.07, 0.02], [0.05, 0.04, 0.03]
+    rows = [dict(setting="skin", method="standard", seed=s, epochs=24, accuracy=0.98, worst_group_rate=0.9,
+                 skin_gap=g, pose_gap=0.05) for s, g in enumerate(base_gap)]
+    rows += [dict(setting="skin-cos", method="standard", seed=s, epochs=24, accuracy=0.99, worst_group_rate=0.9,
+                  skin_gap=g, pose_gap=0.05) for s, g in enumerate(cos_gap)]
+    rows += [dict(setting="skin-cos", method="group-dro", seed=s, epochs=24, accuracy=0.99, worst_group_rate=0.9,
+                  skin_gap=0.01, pose_gap=0.05) for s in range(3)]
+    rows += [dict(setting="skin-cos", method="standard", seed=s, epochs=6, accuracy=0.5, worst_group_rate=0.5,
+                  skin_gap=0.5, pose_gap=0.5) for s in range(3)]  # another length: never compared
+    out, text = bench.variant_table(pd.DataFrame(rows), 24)
+    assert set(out.method) == {"standard"} and set(out.variant) == {"skin-cos"}
+    gap = out[out.metric == "skin_gap"].iloc[0]
+    d = [(c - b) * 100 for b, c in zip(base_gap, cos_gap)]  # -3, -1, -4 points
+    half = stats.t.ppf(0.975, 2) * stats.tstd(d) / 3 ** 0.5
+    assert gap.n_seeds == 3
+    assert abs(gap["diff"] - (-8 / 3)) < 1e-9
+    # T975 holds the t quantiles to 3 decimals (4.303 for 2 degrees of freedom)
+    assert abs(gap.ci_low - (-8 / 3 - half)) < 1e-3 and abs(gap.ci_high - (-8 / 3 + half)) < 1e-3
+    assert bool(gap.moved) == (gap.ci_high < 0)
+    acc = out[out.metric == "accuracy"].iloc[0]
+    assert abs(acc["diff"] - 1.0) < 1e-9 and abs(acc.at_from - 98.0) < 1e-9
+    assert "| standard | skin -> skin-cos | 3 |" in text
+    assert "6.7 -> 4.0: " in text  # base mean over the paired seeds only, not seed 3
