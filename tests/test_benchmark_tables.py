@@ -55,3 +55,26 @@ def test_variant_table_pairs_each_method_by_seed_with_its_base_setting():
     assert abs(acc["diff"] - 1.0) < 1e-9 and abs(acc.at_from - 98.0) < 1e-9
     assert "| standard | skin -> skin-cos | 3 |" in text
     assert "6.7 -> 4.0: " in text  # base mean over the paired seeds only, not seed 3
+
+
+def test_summary_keeps_the_hard_negative_shares_when_the_cache_lacks_a_setting(tmp_path, monkeypatch, capsys):
+    """The shares are recomputed from the rendered data sets in the cache; with the pose data missing, summary
+    used to overwrite the file with the skin rows alone. It must keep the file and say what is missing."""
+    import argparse
+
+    bench = _debiasing()
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    kept = tmp_path / "hard_negative_shares.csv"
+    kept.write_text("setting,tone_group,face_share,hard_negative_share\npose,darker,0.3,0.4\n")
+    only_skin = pd.DataFrame([dict(setting="skin", seed=s, tone_group="darker", face_share=0.02,
+                                   hard_negative_share=0.4) for s in range(5)])
+    monkeypatch.setattr(bench, "hard_negative_shares", lambda cache, seeds, n_train: only_skin)
+    a = argparse.Namespace(seeds=[0, 1, 2, 3, 4], epochs=6, n_train=20_000, cache=tmp_path)
+    bench.summary(a)
+    assert kept.read_text() == "setting,tone_group,face_share,hard_negative_share\npose,darker,0.3,0.4\n"
+    assert "pose seed 0" in capsys.readouterr().err
+    # with every setting and seed present the file is rewritten
+    both = pd.concat([only_skin, only_skin.assign(setting="pose")])
+    monkeypatch.setattr(bench, "hard_negative_shares", lambda cache, seeds, n_train: both)
+    bench.summary(a)
+    assert kept.read_text().splitlines()[1:] == ["skin,darker,0.0200,0.4000", "pose,darker,0.0200,0.4000"]
