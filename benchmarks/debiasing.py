@@ -658,9 +658,9 @@ def summary(a) -> None:
     s.to_csv(_out(a, "debiasing_summary.csv"), index=False, float_format="%.5g")
     dec.to_csv(_out(a, "gap_decomposition.csv"), index=False, float_format="%.4g")
     hn = hard_negative_shares(a.cache, a.seeds, a.n_train)
-    missing = sorted({(st, sd) for st in SETTINGS for sd in a.seeds}
-                     - set(zip(hn.get("setting", []), hn.get("seed", []))))
-    if missing:  # a partial cache would overwrite the committed shares with fewer settings or seeds
+    ran = set(zip(runs.setting, runs.seed)) & {(st, sd) for st in SETTINGS for sd in a.seeds}
+    missing = sorted(ran - set(zip(hn.get("setting", []), hn.get("seed", []))))
+    if missing:  # a partial cache would overwrite the committed shares with fewer settings or seeds than were run
         print(f"{_out(a, 'hard_negative_shares.csv', by_length=False).name} kept: no data in {a.cache} for "
               + ", ".join(f"{st} seed {sd}" for st, sd in missing), file=sys.stderr)
     else:
