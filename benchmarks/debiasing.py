@@ -542,10 +542,10 @@ def paired_differences(before: pd.DataFrame, after: pd.DataFrame, **key) -> list
     return rows
 
 
-def _paired_markdown(out: pd.DataFrame, by: list[str], head: str, column: str, label) -> str:
-    """One table row per group of ``by`` in ``out`` (rows of ``paired_differences``): each metric as
-    'before -> after: difference [CI]', bold where the interval excludes 0. ``column`` heads the second column;
-    ``label`` turns a group's key into the first two cells."""
+def _paired_markdown(out: pd.DataFrame, by: list[str], head: str, column: str) -> str:
+    """One table row per group of ``by`` in ``out`` (rows of ``paired_differences``; ``by`` is the method and what
+    it was compared between, e.g. two lengths): each metric as 'before -> after: difference [CI]', bold where the
+    interval excludes 0. ``column`` heads the 'before -> after' column of the comparison."""
     md = [head, f"| method | {column} | seeds | accuracy | worst group | lighter-darker gap | frontal-profile gap |",
           "|---|---|---|---|---|---|---|"]
     for key, g in out.groupby(by, sort=False):
@@ -554,7 +554,8 @@ def _paired_markdown(out: pd.DataFrame, by: list[str], head: str, column: str, l
             r = g[g.metric == metric].iloc[0]
             d = f"{r['diff']:+.1f} [{r.ci_low:+.1f}, {r.ci_high:+.1f}]"
             cells.append(f"{r.at_from:.1f} -> {r.at_to:.1f}: " + (f"**{d}**" if r.moved else d))
-        md.append(f"| {label(key)} | {g.n_seeds.iloc[0]} | " + " | ".join(cells) + " |")
+        method, before, after = key
+        md.append(f"| {method} | {before} -> {after} | {g.n_seeds.iloc[0]} | " + " | ".join(cells) + " |")
     return "\n".join(md) + "\n"
 
 
@@ -574,8 +575,7 @@ def length_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         return out, ""
     head = ("Training length (skin setting): each metric at one length and the next, same seeds; the difference is "
             "paired by seed, 95% CI; **bold** where the interval excludes 0.\n")
-    return out, _paired_markdown(out, ["method", "from_epochs", "to_epochs"], head, "epochs",
-                                 lambda k: f"{k[0]} | {k[1]} -> {k[2]}")
+    return out, _paired_markdown(out, ["method", "from_epochs", "to_epochs"], head, "epochs")
 
 
 def variant_table(runs: pd.DataFrame, epochs: int) -> tuple[pd.DataFrame, str]:
@@ -595,8 +595,7 @@ def variant_table(runs: pd.DataFrame, epochs: int) -> tuple[pd.DataFrame, str]:
     head = (f"Training variants at {epochs} epochs: each metric trained on the base setting and with the variant, "
             "same method and seeds; the difference is paired by seed, 95% CI; **bold** where the interval excludes "
             "0.\n")
-    return out, _paired_markdown(out, ["method", "base", "variant"], head, "training",
-                                 lambda k: f"{k[0]} | {k[1]} -> {k[2]}")
+    return out, _paired_markdown(out, ["method", "base", "variant"], head, "training")
 
 
 def memorisation_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -658,7 +657,7 @@ def summary(a) -> None:
     s.to_csv(_out(a, "debiasing_summary.csv"), index=False, float_format="%.5g")
     dec.to_csv(_out(a, "gap_decomposition.csv"), index=False, float_format="%.4g")
     hn = hard_negative_shares(a.cache, a.seeds, a.n_train)
-    ran = set(zip(runs.setting, runs.seed)) & {(st, sd) for st in SETTINGS for sd in a.seeds}
+    ran = {(st, sd) for st, sd in zip(runs.setting, runs.seed) if st in SETTINGS}  # runs: already these seeds
     missing = sorted(ran - set(zip(hn.get("setting", []), hn.get("seed", []))))
     if missing:  # a partial cache would overwrite the committed shares with fewer settings or seeds than were run
         print(f"{_out(a, 'hard_negative_shares.csv', by_length=False).name} kept: no data in {a.cache} for "
