@@ -148,6 +148,11 @@ class TrainConfig:
     # count in the batch); the heavily weighted groups get more faces per batch, so the step varies less
     dro_resample: bool = False
     face_ratio: float = 0.5  # share of faces in every batch for weighted methods
+    # logit margin for upweighted faces (sampling.rarity_margins): in training, each face's logit is lowered by
+    # margin * max(0, log(N p_i)), p this epoch's face sampling weights, so a face sampled k times more often than
+    # uniform must be detected by margin * log k logits more. Reweighting fades once a net fits every face; a margin
+    # keeps acting at convergence. 0 = off; 1 = the logit adjustment's Bayes-consistent choice (Menon et al. 2021)
+    margin: float = 0.0
     # labelled references
     balance_by: tuple[str, ...] = ("skin_group",)  # groups for method=balanced and group-dro
     balance_power: float = 1.0  # balanced: p_i ~ n_g^-power; 1 equal group mass, 0.5 a tempered balance
@@ -175,7 +180,7 @@ class TrainConfig:
                 raise ValueError(f"`{name}`={getattr(self, name)!r} is not one of {', '.join(allowed)}.")
         _positive(self, "width", "latent_dim", "epochs", "bins", "jtt_epochs")
         _finite(self, "beta", "c_rec", "lr", "weight_decay", "alpha", "temperature", "balance_power", "dro_eta",
-                "jtt_lambda")
+                "jtt_lambda", "margin")
         if self.batch_size < 2:
             raise ValueError(f"`batch_size`={self.batch_size} must be at least 2.")
         if not self.lr > 0 or not self.dro_eta > 0 or not self.jtt_lambda > 0:
@@ -193,6 +198,11 @@ class TrainConfig:
         if self.loss_tilt and self.method != "dbvae":
             raise ValueError(f"`loss_tilt` tilts the DB-VAE's latent weights; it needs `method`='dbvae', not "
                              f"{self.method!r} (`method`='loss-resample' weights a plain classifier by the loss).")
+        if self.margin < 0:
+            raise ValueError(f"`margin`={self.margin} must be >= 0 (0 = off).")
+        if self.margin and self.method in ("standard", "vae-uniform"):
+            raise ValueError(f"`margin` follows the face sampling weights, which are uniform for `method`="
+                             f"{self.method!r}; use it with dbvae, balanced, group-dro, jtt or loss-resample.")
         if self.smooth_k < 0:
             raise ValueError(f"`smooth_k`={self.smooth_k} must be >= 0.")
         if self.latent_dro < 0 or self.latent_dro == 1:

@@ -340,6 +340,24 @@ def loss_weights(loss: np.ndarray, min_ess: float = 0.3, *, prior: np.ndarray | 
     return Weights(p=p, ess=ess_fraction(p), ess_raw=raw, temper=t)
 
 
+def rarity_margins(p: np.ndarray, tau: float) -> np.ndarray:
+    """Per-face logit margins from sampling weights: ``tau * max(0, log(N p_i))``.
+
+    A face the sampler upweights k-fold over uniform (N p_i = k) must clear the decision boundary by
+    ``tau * log k`` logits more than a typical face; faces at or below uniform weight get none. This is
+    the logit adjustment of Menon et al. (ICLR 2021; tau = 1 is their Bayes-consistent choice) and the
+    rare-gets-larger-margin idea of LDAM (Cao et al., NeurIPS 2019), applied to faces instead of classes.
+    Why: in an over-parameterised net that fits every training face, reweighting or resampling stops
+    mattering once the faces are fitted (Byrd & Lipton, ICML 2019), while a margin in the loss keeps
+    acting at convergence (Kini et al., NeurIPS 2021).
+    """
+    p = np.asarray(p, dtype=np.float64)
+    if p.ndim != 1 or len(p) == 0 or not np.isfinite(p).all() or (p < 0).any():
+        raise ValueError(f"p must be (N,) finite and >= 0, got shape {p.shape}.")
+    with np.errstate(divide="ignore"):
+        return tau * np.maximum(0.0, np.log(len(p) * p / p.sum()))
+
+
 def mass_by_group(p: np.ndarray, frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, float]:
     """Share of sampling mass on each subgroup, e.g. {'skin_group=darker': 0.21, ...}.
 

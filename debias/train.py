@@ -46,7 +46,7 @@ from debias.models.dbvae import DBVAE, dbvae_loss, standardise
 from debias.models.run import load_run, load_weights, model_from_arch, predict_scores, resolve_device
 from debias.sampling import (BatchPlan, GroupDRO, cluster_balanced_weights, ess_fraction, gmm_weights,
                              group_balanced_weights, group_keys, jtt_weights, latent_clusters, latent_weights,
-                             loss_weights, mass_by_group, rarity_strata)
+                             loss_weights, mass_by_group, rarity_margins, rarity_strata)
 
 DIAGNOSTIC_COLUMNS = ("skin_group", "pose", "gender")
 NOT_PACKED = ("{root} holds image files, not a packed images.npy. Training reads the packed array; run "
@@ -92,7 +92,8 @@ class _Step(nn.Module):
         self.vae = isinstance(model, DBVAE)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, margin: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """``margin`` (B,), optional: lowered from each image's logit before its loss (``cfg.margin``)."""
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         # the network runs in the autocast dtype; every loss is computed in float32 on float32 outputs
@@ -107,6 +108,8 @@ class _Step(nn.Module):
             logit = logit.float()
             if self.vae:
                 mu, logvar, x_hat = mu.float(), logvar.float(), x_hat.float()
+        if margin is not None:
+            logit = logit - margin
         if self.vae:
             if self.cfg.rec_region == "center":  # the central half, where a face crop has the face
                 h, w = x.shape[-2:]
@@ -155,7 +158,8 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
                     progress: Callback | None = None, read_every: int | None = None,
                     aug_cfg: AugmentConfig = AugmentConfig(),
                     on_step: Callable[[int], None] | None = None,
-                    lr: Callable[[int], float] | None = None) -> dict[str, float]:
+                    lr: Callable[[int], float] | None = None,
+                    margins: np.ndarray | None = None) -> dict[str, float]:
     """Run one epoch of optimisation over ``batches`` (arrays of training positions).
 
     ``workers`` threads prefetch batches. ``aug``, a generator, turns on geometric augmentation with the
@@ -164,6 +168,7 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
     ``scaler`` scales the loss for float16 autocast (CUDA), so small gradients do not underflow.
     ``read_every`` steps, the loss parts are read back, checked for non-finite values and shown (default: every
     step on the CPU, every 25 on CUDA). ``on_step(k)`` runs after the k-th optimisation step of the epoch.
+    ``margins`` (a logit margin for every training position) are lowered from the logits before the loss.
     Returns the mean of each loss part over the epoch.
     """
     step.train()
@@ -194,7 +199,8 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
         x, y = on_device(x, device), y.to(device, non_blocking=True)
         if aug is not None:
             x = augment(x, aug, aug_cfg)
-        per_image, per_cls, *parts = step(x, y)
+        extra = (torch.from_numpy(margins[pos]).to(device, torch.float32),) if margins is not None else ()
+        per_image, per_cls, *parts = step(x, y, *extra)
         if dro is not None:
             # Group DRO weighs the classifier's risk: groups are compared, and weighted, by their classification
             # loss alone; the DB-VAE's reconstruction and KL terms (faces only) stay an unweighted batch mean, as
@@ -607,6 +613,15 @@ def _epoch_batches(cfg: TrainConfig, ts: _TrainSet, st: _State, lab: _Labelled, 
                      n_batches=n_batches, seed=cfg.seed, epoch=epoch, p_nonface=p_nonface), p_face, resample_s
 
 
+def _margins(cfg: TrainConfig, ts: _TrainSet, p_face: np.ndarray) -> np.ndarray | None:
+    """``cfg.margin``: every training position's logit margin from this epoch's face weights (non-faces 0)."""
+    if not cfg.margin:
+        return None
+    m = np.zeros(len(ts.ds), dtype=np.float32)
+    m[ts.face_pos] = rarity_margins(p_face, cfg.margin)
+    return m
+
+
 def _write_run(out: Path, st: _State, cfg: TrainConfig, ts: _TrainSet, p_face: np.ndarray) -> None:
     _save_atomic({"state_dict": st.model.state_dict(), "arch": _arch(cfg, ts.size)}, out / "model.pt")
     pd.DataFrame(st.history).to_csv(out / "history.csv", index=False, float_format="%.6g")
@@ -670,7 +685,7 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
                                  workers=cfg.workers, aug=aug, groups=lab.groups, dro=lab.dro, scaler=scaler,
                                  progress=progress, aug_cfg=aug_cfg,
                                  on_step=_freeze_hook(cfg, ts, st, epoch, n_batches, device, log),
-                                 lr=lr_schedule(cfg, epoch, n_batches))
+                                 lr=lr_schedule(cfg, epoch, n_batches), margins=_margins(cfg, ts, p_face))
         train_s = time.perf_counter() - tt
         row = {"epoch": epoch, **losses, "lr": st.opt.param_groups[0]["lr"], "ess": ess}
         if lab.dro is not None:
