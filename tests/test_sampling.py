@@ -193,3 +193,16 @@ def test_latent_clusters_recover_separated_groups_and_balance_their_mass_by_hand
     assert m.p[codes == 2] == pytest.approx(0.2 / np.sum(codes == 2))
     with pytest.raises(ValueError, match="n_clusters"):
         latent_clusters(mu, n_clusters=0)
+
+
+def test_rarity_margins_are_tau_log_of_each_faces_upweighting_by_hand():
+    from debias.sampling import rarity_margins
+
+    # 4 faces; uniform is 1/4: the first is sampled 2x (margin tau log 2), the second 1.2x (tau log 1.2), the rest
+    # below uniform (no margin, never a negative one); a face of weight 0 gets 0, not -inf
+    p = np.array([0.5, 0.3, 0.2, 0.0])
+    assert rarity_margins(p, 1.0) == pytest.approx([np.log(2.0), np.log(1.2), 0.0, 0.0])
+    assert rarity_margins(p * 7, 0.5) == pytest.approx([0.5 * np.log(2.0), 0.5 * np.log(1.2), 0.0, 0.0])  # scale-free
+    assert (rarity_margins(np.full(5, 0.2), 1.0) == 0).all()
+    with pytest.raises(ValueError, match="p must be"):
+        rarity_margins(np.array([0.5, np.nan]), 1.0)

@@ -631,6 +631,7 @@ def test_resuming_a_run_whose_config_predates_a_new_option_takes_the_options_def
     ("--epochs", "0", "--epochs=0 must be at least 1"),
     ("--beta", "-1", "--beta=-1.0"),
     ("--max-train", "-5", "--max-train=-5"),
+    ("--margin", "-1", "--margin=-1.0 must be >= 0"),
 ])
 def test_every_bad_train_option_is_named_by_its_flag(tiny_synth, tmp_path, flag, value, says):
     # before: range errors printed the keyword (min_ess=0.0), which is not what the user typed
@@ -769,3 +770,59 @@ def test_an_unknown_lr_schedule_is_refused_by_its_flag(tiny_synth, tmp_path):
     r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), "--lr-schedule", "step"])
     assert r.exit_code == 2 and "--lr-schedule" in r.output and "constant, cosine" in r.output, r.output
     assert "Traceback" not in r.output and not (tmp_path / "r").exists()
+
+
+def test_margin_lowers_each_images_logit_before_its_loss_by_hand(tiny_synth):
+    """--margin: the step's loss is the BCE of (logit - margin) per image, computed here with torch's own BCE on the
+    model's logits for the same batch; without margins the loss is visibly different."""
+    import torch.nn.functional as F
+
+    from debias.data.manifest import read_manifest, to_tensor
+    from debias.train import _Step, build_model, train_one_epoch
+
+    m = read_manifest(tiny_synth)
+    m = m[m.split == "train"]
+    pos = np.concatenate([np.flatnonzero(m.label.to_numpy() == 1)[:8], np.flatnonzero(m.label.to_numpy() == 0)[:8]])
+    pixels = np.load(tiny_synth / "images.npy")[m.image.to_numpy()]
+    labels = m.label.to_numpy().astype(np.float32)
+    margins = np.zeros(len(m), np.float32)
+    margins[pos[:8]] = np.linspace(0.0, 3.0, 8)  # faces only, as training sets them
+    cfg = TrainConfig(method="balanced", margin=1.0, **FAST)
+    torch.manual_seed(0)
+    model = build_model(cfg, 64)
+    with torch.no_grad():  # train mode, as in the step: BatchNorm uses this batch's statistics either way
+        logit = model(to_tensor(pixels[pos]))
+    y = torch.from_numpy(labels[pos])
+    want = F.binary_cross_entropy_with_logits(logit - torch.from_numpy(margins[pos]), y).item()
+    plain = F.binary_cross_entropy_with_logits(logit, y).item()
+    out = train_one_epoch(_Step(model, cfg), torch.optim.SGD(model.parameters(), lr=0.0), [pos],
+                          lambda p: pixels[p], labels, torch.device("cpu"), margins=margins)
+    assert out["loss"] == pytest.approx(want, rel=1e-5)
+    assert abs(want - plain) > 0.1
+
+
+def test_margin_in_training_follows_the_group_weights_by_hand_and_standard_refuses_it(tiny_synth, tmp_path,
+                                                                                     monkeypatch):
+    """balanced by skin_group with --margin 0.5: every face of group g (n_g of N faces, G groups) is sampled
+    N / (G n_g) times as often as uniform, so its margin is 0.5 log(N / (G n_g)) where that is positive, else 0;
+    non-faces get none."""
+    import debias.train as train_mod
+
+    seen = []
+    real = train_mod.train_one_epoch
+
+    def spy(*a, **kw):
+        seen.append((a[4], kw["margins"]))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", spy)
+    fit(tiny_synth, TrainConfig(method="balanced", margin=0.5, **FAST), tmp_path / "run")
+    labels, margins = seen[-1]
+    faces = pd.read_csv(tmp_path / "run" / "sampling_weights.csv")  # the training faces in order, with skin_group
+    n_g = faces.skin_group.map(faces.skin_group.value_counts()).to_numpy()
+    want = 0.5 * np.maximum(0.0, np.log(len(faces) / (faces.skin_group.nunique() * n_g)))
+    assert margins[labels == 1] == pytest.approx(want, abs=1e-6)
+    assert (margins[labels == 0] == 0).all() and want.max() > 0.3
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "std"), "--method", "standard",
+                                 "--margin", "1"])
+    assert r.exit_code == 2 and "--margin follows the face sampling weights" in r.output, r.output
