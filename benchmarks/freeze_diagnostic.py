@@ -19,14 +19,14 @@ from debias.config import TrainConfig
 from debias.latent import latent_attribute_correlation
 from debias.models.run import predict_scores
 from debias.sampling import latent_weights
-from debias.train import _load_train_set, fit, load_run
+from debias.train import load_train_set, fit, load_run
 
 torch.set_num_threads(1)
 data, out = Path(sys.argv[1]), Path(sys.argv[2])
 out.mkdir(exist_ok=True)
 cfg = TrainConfig(method="dbvae", rec_region="center", min_ess=0.1, refresh_weights=False, smooth_k=50, epochs=1,
                   seed=0, compile=False, device="cpu")
-ts = _load_train_set(data, cfg)  # every training face of the set, as training reads them
+ts = load_train_set(data, cfg)  # every training face of the set, as training reads them
 faces = ts.face_frame.reset_index(drop=True)
 dark, prof = (faces.skin_group == "darker").to_numpy(), (faces.pose == "profile").to_numpy()
 rows = []

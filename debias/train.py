@@ -331,7 +331,7 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
 
 
 @dataclasses.dataclass
-class _TrainSet:
+class TrainSet:
     """The training split (optionally subsampled), its validation split and their image readers."""
 
     ds: ManifestDataset
@@ -348,7 +348,9 @@ class _TrainSet:
         return self.ds.frame.iloc[self.face_pos]
 
 
-def _load_train_set(data: Path, cfg: TrainConfig) -> _TrainSet:
+def load_train_set(data: Path, cfg: TrainConfig) -> TrainSet:
+    """The training set exactly as ``fit`` reads it for ``cfg`` (its ``max_train`` subsample, faces and non-faces,
+    the validation split): for diagnostics that need the faces a run trained on, in the order of its weights."""
     if not is_packed(data):
         raise ManifestError(NOT_PACKED.format(root=data))
     manifest = read_manifest(data)
@@ -361,7 +363,7 @@ def _load_train_set(data: Path, cfg: TrainConfig) -> _TrainSet:
     labels = ds.frame["label"].to_numpy().astype(np.float32)
     if not (labels == 1).any():
         raise ManifestError(f"the train split of {data} has no faces (label 1); nothing to learn or debias.")
-    return _TrainSet(ds, val, _image_reader(ds), _image_reader(val) if val is not None else None, labels,
+    return TrainSet(ds, val, _image_reader(ds), _image_reader(val) if val is not None else None, labels,
                      np.flatnonzero(labels == 1), np.flatnonzero(labels == 0), ds.packed.shape[1])
 
 
@@ -376,7 +378,7 @@ class _Labelled:
     names: tuple = ()
 
 
-def _labelled(cfg: TrainConfig, ts: _TrainSet, log: Callable[[str], None]) -> _Labelled:
+def _labelled(cfg: TrainConfig, ts: TrainSet, log: Callable[[str], None]) -> _Labelled:
     if cfg.method not in ("balanced", "group-dro"):
         return _Labelled()
     keys = group_keys(ts.face_frame, cfg.balance_by)  # fails early on a missing column
@@ -404,7 +406,7 @@ def _latent_groups(mu: np.ndarray, cfg: TrainConfig, epoch: int, log: Callable[[
     return rarity_strata(_latent_weights(mu, cfg, epoch, log), cfg.latent_dro)
 
 
-def _latent_dro(lab: _Labelled, cfg: TrainConfig, ts: _TrainSet, clusters: np.ndarray,
+def _latent_dro(lab: _Labelled, cfg: TrainConfig, ts: TrainSet, clusters: np.ndarray,
                 log: Callable[[str], None]) -> None:
     """Turn ``lab`` into Group DRO over the latent clusters of the training faces (non-faces one more group)."""
     k = int(clusters.max()) + 1
@@ -526,7 +528,7 @@ def _loss_weights(s: np.ndarray, cfg: TrainConfig, epoch: int, log: Callable[[st
                     cfg, epoch, log)
 
 
-def _score_faces(st: _State, ts: _TrainSet, device: torch.device, *, with_latent: bool):
+def _score_faces(st: _State, ts: TrainSet, device: torch.device, *, with_latent: bool):
     """One pass of the current model over the training faces: their face probabilities (the loss) and, with
     ``with_latent``, their latent means."""
     return predict_scores(st.model, lambda pos: ts.images(ts.face_pos[pos]), len(ts.face_pos), device,
@@ -544,7 +546,7 @@ def _freeze_note(cfg: TrainConfig, st: _State, n_batches: int, log: Callable[[st
             f"67% with it, widened without)")
 
 
-def _freeze_hook(cfg: TrainConfig, ts: _TrainSet, st: _State, epoch: int, n_batches: int, device: torch.device,
+def _freeze_hook(cfg: TrainConfig, ts: TrainSet, st: _State, epoch: int, n_batches: int, device: torch.device,
                  log: Callable[[str], None]) -> Callable[[int], None] | None:
     """``freeze_after``: a step hook that computes the kept latent weights once ``freeze_after`` training images
     have been seen, if that comes before the start of epoch ``resample_from`` (which otherwise computes them)."""
@@ -563,7 +565,7 @@ def _freeze_hook(cfg: TrainConfig, ts: _TrainSet, st: _State, epoch: int, n_batc
     return hook
 
 
-def _start_jtt_final_model(st: _State, cfg: TrainConfig, ts: _TrainSet, device: torch.device,
+def _start_jtt_final_model(st: _State, cfg: TrainConfig, ts: TrainSet, device: torch.device,
                            log: Callable[[str], None]) -> None:
     """JTT's second stage: record the identification model's errors, then start a fresh model."""
     s, _ = predict_scores(st.model, ts.images, len(ts.ds), device)
@@ -575,7 +577,7 @@ def _start_jtt_final_model(st: _State, cfg: TrainConfig, ts: _TrainSet, device: 
     st.opt = make_optimizer(st.model, cfg)
 
 
-def _epoch_batches(cfg: TrainConfig, ts: _TrainSet, st: _State, lab: _Labelled, epoch: int, n_batches: int,
+def _epoch_batches(cfg: TrainConfig, ts: TrainSet, st: _State, lab: _Labelled, epoch: int, n_batches: int,
                    device: torch.device, log: Callable[[str], None]) -> tuple[list | BatchPlan, np.ndarray, float]:
     """This epoch's batches, the face sampling distribution they follow, and the seconds spent resampling."""
     resample_s, p_nonface = 0.0, None
@@ -613,7 +615,7 @@ def _epoch_batches(cfg: TrainConfig, ts: _TrainSet, st: _State, lab: _Labelled, 
                      n_batches=n_batches, seed=cfg.seed, epoch=epoch, p_nonface=p_nonface), p_face, resample_s
 
 
-def _margins(cfg: TrainConfig, ts: _TrainSet, p_face: np.ndarray) -> np.ndarray | None:
+def _margins(cfg: TrainConfig, ts: TrainSet, p_face: np.ndarray) -> np.ndarray | None:
     """``cfg.margin``: every training position's logit margin from this epoch's face weights (non-faces 0)."""
     if not cfg.margin:
         return None
@@ -622,7 +624,7 @@ def _margins(cfg: TrainConfig, ts: _TrainSet, p_face: np.ndarray) -> np.ndarray 
     return m
 
 
-def _write_run(out: Path, st: _State, cfg: TrainConfig, ts: _TrainSet, p_face: np.ndarray) -> None:
+def _write_run(out: Path, st: _State, cfg: TrainConfig, ts: TrainSet, p_face: np.ndarray) -> None:
     _save_atomic({"state_dict": st.model.state_dict(), "arch": _arch(cfg, ts.size)}, out / "model.pt")
     pd.DataFrame(st.history).to_csv(out / "history.csv", index=False, float_format="%.6g")
     pd.DataFrame(st.timing).to_csv(out / "timing.csv", index=False, float_format="%.4g")
@@ -636,7 +638,7 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
          progress: Callback | None, log: Callable[[str], None] | None) -> pd.DataFrame:
     log = log or (lambda msg: None)
     device = resolve_device(cfg.device)
-    ts = _load_train_set(data, cfg)
+    ts = load_train_set(data, cfg)
     lab = _labelled(cfg, ts, log)
     if resume:
         _check_resume_options(cfg, out)

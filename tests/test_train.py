@@ -323,7 +323,7 @@ def test_loss_resample_weights_are_each_faces_cross_entropy(tiny_synth):
     from debias import train as T
 
     cfg = TrainConfig(method="loss-resample", min_ess=1e-6, **FAST)
-    ts = T._load_train_set(tiny_synth, cfg)
+    ts = T.load_train_set(tiny_synth, cfg)
     torch.manual_seed(0)
     model = T.build_model(cfg, ts.size).eval()
     s, _ = T.predict_scores(model, lambda pos: ts.images(ts.face_pos[pos]), len(ts.face_pos), torch.device("cpu"))
