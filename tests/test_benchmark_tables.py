@@ -78,3 +78,22 @@ def test_summary_keeps_the_hard_negative_shares_when_the_cache_lacks_a_setting(t
     monkeypatch.setattr(bench, "hard_negative_shares", lambda cache, seeds, n_train: both)
     bench.summary(a)
     assert kept.read_text().splitlines()[1:] == ["skin,darker,0.0200,0.4000", "pose,darker,0.0200,0.4000"]
+
+
+def test_cell_rates_give_each_skin_by_pose_cells_test_rate_and_training_count_by_hand(tmp_path, monkeypatch):
+    b = _debiasing()
+    test = pd.DataFrame({"skin_group": ["darker"] * 4 + ["lighter"] * 2, "pose": ["profile"] * 3 + ["frontal"] * 3})
+    hit = [True, False, False, True, True, False]  # darker/profile 1 of 3, darker/frontal 1 of 1, lighter 1 of 2
+    train = pd.DataFrame({"skin_group": ["lighter"] * 5 + ["darker"], "pose": ["frontal"] * 5 + ["profile"]})
+    cells = b.cell_rates(test, hit, train).set_index(["skin_group", "pose"])
+    assert cells.rate.to_dict() == {("darker", "frontal"): 1.0, ("darker", "profile"): 1 / 3,
+                                    ("lighter", "frontal"): 0.5}
+    assert cells.n_train_faces.to_dict() == {("darker", "frontal"): 0, ("darker", "profile"): 1,
+                                             ("lighter", "frontal"): 5}
+    monkeypatch.setattr(b, "CELLS", tmp_path / "cells.csv")
+    key = dict(setting="skin", method="standard", seed=3, epochs=24, n_train=20000)
+    b._append_cells(key, b.cell_rates(test, hit, train))
+    b._append_cells({**key, "seed": 4}, b.cell_rates(test, hit, train))
+    written = pd.read_csv(tmp_path / "cells.csv")
+    assert list(written.columns) == [*b.KEY, "skin_group", "pose", "n_train_faces", "rate"]
+    assert len(written) == 6 and written.seed.tolist() == [3, 3, 3, 4, 4, 4]
