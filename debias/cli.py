@@ -365,7 +365,8 @@ def train(
     face_ratio: float = typer.Option(0.5, help="Share of faces in each weighted batch."),
     margin: float = typer.Option(0.0, help="Logit margin for upweighted faces: each face must be detected by margin x "
                                  "log(k) logits more, k how many times more often than uniform it is sampled (0 = "
-                                 "off, 1 = logit adjustment's choice). Keeps debiasing acting once every face is fitted."),
+                                 "off, 1 = logit adjustment's choice). Keeps debiasing acting once every face is "
+                                 "fitted."),
     balance_by: str = typer.Option("skin_group", help="Labelled groups for --method balanced and group-dro."),
     balance_power: float = typer.Option(1.0, help="balanced: p ~ n_group^-power (1 equal mass, 0.5 tempered)."),
     dro_eta: float = typer.Option(0.01, help="group-dro and --latent-dro: step size of the online group weights."),
