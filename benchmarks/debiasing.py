@@ -7,6 +7,7 @@
     .venv/bin/python benchmarks/debiasing.py pooled    # all seeds 0-9, methods that ran on every one
     .venv/bin/python benchmarks/debiasing.py length    # each metric from one training length to the next
     .venv/bin/python benchmarks/debiasing.py variants --epochs 24   # each method with and without a training variant
+    .venv/bin/python benchmarks/debiasing.py options --epochs 24    # each label against the label it extends
     .venv/bin/python benchmarks/debiasing.py run --settings skin --n-train 100000 --device cuda --workers 4 \
         --methods standard intrinsic balanced "dbvae center ess0.1 frozen smooth50 loss" --long-seeds
     .venv/bin/python benchmarks/debiasing.py summary --n-train 100000   # the scale setting: *_n100000.* files
@@ -575,11 +576,11 @@ def paired_differences(before: pd.DataFrame, after: pd.DataFrame, **key) -> list
     return rows
 
 
-def _paired_markdown(out: pd.DataFrame, by: list[str], head: str, column: str) -> str:
+def _paired_markdown(out: pd.DataFrame, by: list[str], head: str, column: str, first: str = "method") -> str:
     """One table row per group of ``by`` in ``out`` (rows of ``paired_differences``; ``by`` is the method and what
     it was compared between, e.g. two lengths): each metric as 'before -> after: difference [CI]', bold where the
-    interval excludes 0. ``column`` heads the 'before -> after' column of the comparison."""
-    md = [head, f"| method | {column} | seeds | accuracy | worst group | lighter-darker gap | frontal-profile gap |",
+    interval excludes 0. ``column`` heads the 'before -> after' column of the comparison, ``first`` the first."""
+    md = [head, f"| {first} | {column} | seeds | accuracy | worst group | lighter-darker gap | frontal-profile gap |",
           "|---|---|---|---|---|---|---|"]
     for key, g in out.groupby(by, sort=False):
         cells = []
@@ -629,6 +630,30 @@ def variant_table(runs: pd.DataFrame, epochs: int) -> tuple[pd.DataFrame, str]:
             "same method and seeds; the difference is paired by seed, 95% CI; **bold** where the interval excludes "
             "0.\n")
     return out, _paired_markdown(out, ["method", "base", "variant"], head, "training")
+
+
+def option_table(runs: pd.DataFrame, epochs: int) -> tuple[pd.DataFrame, str]:
+    """Does a method option move any metric? Within each setting at ``epochs``, every label against the label it
+    extends by one or more words (``group-dro margin1`` against ``group-dro``, ``... smooth50 loss`` against
+    ``... smooth50``), on the seeds both ran: the paired difference of each metric, 95% t-interval across seeds.
+    Returns the rows and their markdown table."""
+    runs = runs[runs.epochs == epochs]
+    rows = []
+    for setting, g in runs.groupby("setting", sort=False):
+        labels = list(dict.fromkeys(g.method))
+        for label in labels:
+            bases = [b for b in labels if label.startswith(b + " ")]
+            if bases:
+                base = max(bases, key=len)  # the label it extends directly
+                rows += paired_differences(g[g.method == base].set_index("seed"),
+                                           g[g.method == label].set_index("seed"), setting=setting, base=base,
+                                           label=label)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out, ""
+    head = (f"Method options at {epochs} epochs: each label against the label it extends, same setting and seeds; the "
+            "difference is paired by seed, 95% CI; **bold** where the interval excludes 0.\n")
+    return out, _paired_markdown(out, ["setting", "base", "label"], head, "label", first="setting")
 
 
 def memorisation_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -683,6 +708,15 @@ def variants(a) -> None:
     print(text)
 
 
+def options(a) -> None:
+    """Every method option against the label it extends, on every seed both ran (default seeds 0-9)."""
+    runs = _runs(a)
+    out, text = option_table(runs[runs.seed.isin(a.seeds)], a.epochs)
+    out.to_csv(_out(a, "debiasing_options.csv"), index=False, float_format="%.4g")
+    _out(a, "debiasing_options.md").write_text(text)
+    print(text)
+
+
 def summary(a) -> None:
     runs = _runs(a)
     runs = runs[runs.seed.isin(a.seeds)]  # the selection seeds; confirmation seeds are summarised by `confirm`
@@ -708,9 +742,9 @@ def summary(a) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["run", "summary", "confirm", "pooled", "length", "variants"])
+    ap.add_argument("what", choices=["run", "summary", "confirm", "pooled", "length", "variants", "options"])
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
-                    help="default 0-4 (the seeds variants were chosen on); 5-9 for confirm; 0-9 for pooled")
+                    help="default 0-4 (the seeds variants were chosen on); 5-9 for confirm; 0-9 for pooled and options")
     ap.add_argument("--long-seeds", type=int, nargs="*", default=[0, 1, 2],
                     help="seeds on which the --long-methods also train for twice the epochs")
     ap.add_argument("--long-methods", nargs="+", default=["standard", "balanced"], metavar="LABEL",
@@ -725,9 +759,10 @@ if __name__ == "__main__":
                     help="where each run trains and scores; auto = cuda when torch sees one (recorded per row)")
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("DEBIAS_BENCH_CACHE", "/tmp/debias-bench")))
     a = ap.parse_args()
-    a.seeds = a.seeds or {"confirm": [5, 6, 7, 8, 9], "pooled": list(range(10))}.get(a.what, [0, 1, 2, 3, 4])
+    a.seeds = a.seeds or {"confirm": [5, 6, 7, 8, 9], "pooled": list(range(10)),
+                          "options": list(range(10))}.get(a.what, [0, 1, 2, 3, 4])
     RESULTS.mkdir(exist_ok=True)
     a.cache.mkdir(parents=True, exist_ok=True)
     {"run": run, "summary": summary, "confirm": confirm, "pooled": pooled, "length": length,
-     "variants": variants}[a.what](a)
+     "variants": variants, "options": options}[a.what](a)
     sys.exit(0)

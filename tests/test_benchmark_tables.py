@@ -97,3 +97,32 @@ def test_cell_rates_give_each_skin_by_pose_cells_test_rate_and_training_count_by
     written = pd.read_csv(tmp_path / "cells.csv")
     assert list(written.columns) == [*b.KEY, "skin_group", "pose", "n_train_faces", "rate"]
     assert len(written) == 6 and written.seed.tolist() == [3, 3, 3, 4, 4, 4]
+
+
+def test_option_table_pairs_each_label_with_the_label_it_extends_by_seed():
+    """'group-dro margin1' extends 'group-dro' (seeds 0-2 in both; seed 3 in the base only), 'group-dro margin1 x'
+    extends 'group-dro margin1' (the longer prefix, not 'group-dro'); 'group-drop' extends nothing; another setting
+    or length is never paired. Difference and interval by hand with scipy."""
+    from scipy import stats
+
+    bench = _debiasing()
+
+    def rows(method, gaps, setting="skin-cos", epochs=24):
+        return [dict(setting=setting, method=method, seed=s, epochs=epochs, accuracy=0.98, worst_group_rate=0.9,
+                     skin_gap=g, pose_gap=0.05) for s, g in enumerate(gaps)]
+
+    base, margin = [0.03, 0.05, 0.02, 0.09], [0.02, 0.03, 0.02]
+    runs = pd.DataFrame(rows("group-dro", base) + rows("group-dro margin1", margin)
+                        + rows("group-dro margin1 x", [0.01, 0.01, 0.01]) + rows("group-drop", [0.5, 0.5, 0.5])
+                        + rows("group-dro margin1", [0.9, 0.9, 0.9], setting="skin")
+                        + rows("group-dro margin1", [0.9, 0.9, 0.9], epochs=6))
+    out, text = bench.option_table(runs, 24)
+    pairs = set(zip(out.setting, out.base, out.label))
+    assert pairs == {("skin-cos", "group-dro", "group-dro margin1"),
+                     ("skin-cos", "group-dro margin1", "group-dro margin1 x")}
+    gap = out[(out.label == "group-dro margin1") & (out.metric == "skin_gap")].iloc[0]
+    d = [(m - b) * 100 for b, m in zip(base, margin)]  # -1, -2, 0 points
+    half = stats.t.ppf(0.975, 2) * stats.tstd(d) / 3 ** 0.5
+    assert gap.n_seeds == 3 and abs(gap["diff"] - (-1.0)) < 1e-9
+    assert abs(gap.ci_low - (-1.0 - half)) < 1e-3 and abs(gap.ci_high - (-1.0 + half)) < 1e-3
+    assert "| skin-cos | group-dro -> group-dro margin1 | 3 |" in text
