@@ -154,7 +154,7 @@ METHODS = {
                                                         refresh_weights=False, smooth_k=50, margin=1.0),
     "group-dro margin1": dict(method="group-dro", margin=1.0),
     # Group DRO over the skin x pose cells (labelled; session 20): at 24 epochs most of the skin gap is the darker
-    # profile cell, ~10 training faces, which Group DRO by skin alone gives 1/3 x 10/185 of its mass. Does a
+    # profile cell, 2-10 training faces a seed, which Group DRO by skin alone gives ~1/3 x 6/185 of its mass. Does a
     # reference that targets the intersection close more, or is the floor the handful of faces?
     "group-dro skin x pose": dict(method="group-dro", balance_by=("skin_group", "pose")),
     "balanced": dict(method="balanced"),
@@ -292,7 +292,8 @@ CELLS = RESULTS / "debiasing_cells.csv"
 def cell_rates(test_faces: pd.DataFrame, hit: np.ndarray, train_faces: pd.DataFrame) -> pd.DataFrame:
     """Every skin_group x pose cell: its test detection rate (``hit``: the test faces detected at the run's
     threshold) and how many training faces it had. The skin gap at convergence lives in the cells with a handful of
-    training faces (the default set has ~10 darker profile faces), which the summary metrics do not show."""
+    training faces (a seed of the default set has 2-10 darker profile faces), which the summary metrics do not
+    show."""
     rate = test_faces.assign(hit=np.asarray(hit, bool)).groupby(["skin_group", "pose"]).hit.mean().rename("rate")
     n = train_faces.groupby(["skin_group", "pose"]).size().rename("n_train_faces")
     return pd.concat([rate, n], axis=1).fillna({"n_train_faces": 0}).astype({"n_train_faces": int}).reset_index()
