@@ -126,3 +126,11 @@ def test_option_table_pairs_each_label_with_the_label_it_extends_by_seed():
     assert gap.n_seeds == 3 and abs(gap["diff"] - (-1.0)) < 1e-9
     assert abs(gap.ci_low - (-1.0 - half)) < 1e-3 and abs(gap.ci_high - (-1.0 + half)) < 1e-3
     assert "| skin-cos | group-dro -> group-dro margin1 | 3 |" in text
+
+
+def test_a_retrained_run_reproduces_its_row_only_to_the_digits_the_csv_keeps():
+    b = _debiasing()
+    recorded = pd.Series(dict(accuracy=0.98519, skin_gap=0.040278, pose_gap=0.047222, worst_group_rate=0.89583))
+    row = dict(accuracy=0.985185185, skin_gap=0.0402777778, pose_gap=0.0472222222, worst_group_rate=0.895833333)
+    assert b.reproduces(row, recorded)
+    assert not b.reproduces({**row, "skin_gap": 0.0416666667}, recorded)  # one test face more missed
