@@ -275,6 +275,16 @@ def _data(seed: int, n_train: int, shares: dict, cache: Path, tag: str) -> Path:
 KEY = ["setting", "method", "seed", "epochs", "n_train"]
 
 
+def _key(job: dict) -> tuple[str, ...]:
+    """A run's identity in RUNS and CELLS, as text so a job's 6 and a CSV's 6 are one key."""
+    return tuple(str(job[k]) for k in KEY)
+
+
+def _keys(frame: pd.DataFrame) -> list[tuple[str, ...]]:
+    """``_key`` of every row of a RUNS or CELLS frame, in order."""
+    return list(frame[KEY].astype(str).itertuples(index=False, name=None))
+
+
 def _append(row: dict) -> None:
     """Append one run to RUNS in the file's own column order (to_csv appends in the dict's order,
     which silently misaligns a row whose keys were built in another order)."""
@@ -313,19 +323,15 @@ def backfill_cells(a) -> None:
     only if the retrained run reproduces its recorded accuracy, gaps and worst group; otherwise it says so and
     appends nothing."""
     runs = pd.read_csv(RUNS)
-    have = set()
-    if CELLS.exists():
-        have = {tuple(str(v) for v in r) for r in pd.read_csv(CELLS)[KEY].drop_duplicates().itertuples(index=False)}
+    recorded = dict(zip(_keys(runs), (r for _, r in runs.iterrows())))
+    have = set(_keys(pd.read_csv(CELLS))) if CELLS.exists() else set()
     jobs = []
     for setting in a.settings:
         for seed in a.seeds:
             for m in a.methods or []:
                 job = {"setting": setting, "method": m, "seed": seed, "epochs": a.epochs, "n_train": a.n_train}
-                key = tuple(str(job[k]) for k in KEY)
-                rec = runs[(runs.setting == setting) & (runs.method == m) & (runs.seed == seed)
-                           & (runs.epochs == a.epochs) & (runs.n_train == a.n_train)]
-                if len(rec) and key not in have:
-                    jobs.append(({**job, "cache": str(a.cache), "device": a.device}, rec.iloc[0]))
+                if _key(job) in recorded and _key(job) not in have:
+                    jobs.append(({**job, "cache": str(a.cache), "device": a.device}, recorded[_key(job)]))
     print(f"{len(jobs)} runs to retrain for their cells", flush=True)
     with ProcessPoolExecutor(a.workers) as ex:
         futures = [ex.submit(_one, j) for j, _ in jobs]
@@ -367,8 +373,8 @@ def run(a) -> None:
                 jobs += [{"setting": setting, "method": m, "seed": seed, "epochs": 2 * a.epochs,
                           "n_train": a.n_train, "cache": str(a.cache), "device": a.device} for m in a.long_methods]
     done = pd.read_csv(RUNS) if RUNS.exists() else pd.DataFrame(columns=KEY)
-    seen = {tuple(str(v) for v in r) for r in done[KEY].itertuples(index=False)}
-    todo = [j for j in jobs if tuple(str(j[k]) for k in KEY) not in seen]
+    seen = set(_keys(done))
+    todo = [j for j in jobs if _key(j) not in seen]
     print(f"{len(todo)} runs to do, {len(jobs) - len(todo)} already in {RUNS.name}", flush=True)
     with ProcessPoolExecutor(a.workers) as ex:
         futures = [ex.submit(_one, j) for j in todo]
@@ -744,21 +750,23 @@ def length(a) -> None:
     print(text)
 
 
-def variants(a) -> None:
+def _paired_report(a, table, stem: str) -> None:
+    """``table`` (variant_table, option_table) over the runs of ``a.seeds`` at ``a.epochs``, to ``stem``.csv/.md."""
     runs = _runs(a)
-    out, text = variant_table(runs[runs.seed.isin(a.seeds)], a.epochs)
-    out.to_csv(_out(a, "debiasing_variants.csv"), index=False, float_format="%.4g")
-    _out(a, "debiasing_variants.md").write_text(text)
+    out, text = table(runs[runs.seed.isin(a.seeds)], a.epochs)
+    out.to_csv(_out(a, f"{stem}.csv"), index=False, float_format="%.4g")
+    _out(a, f"{stem}.md").write_text(text)
     print(text)
+
+
+def variants(a) -> None:
+    """Every method with and without a training variant (default seeds 0-4)."""
+    _paired_report(a, variant_table, "debiasing_variants")
 
 
 def options(a) -> None:
     """Every method option against the label it extends, on every seed both ran (default seeds 0-9)."""
-    runs = _runs(a)
-    out, text = option_table(runs[runs.seed.isin(a.seeds)], a.epochs)
-    out.to_csv(_out(a, "debiasing_options.csv"), index=False, float_format="%.4g")
-    _out(a, "debiasing_options.md").write_text(text)
-    print(text)
+    _paired_report(a, option_table, "debiasing_options")
 
 
 def summary(a) -> None:
