@@ -37,7 +37,7 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -334,9 +334,9 @@ def backfill_cells(a) -> None:
                     jobs.append(({**job, "cache": str(a.cache), "device": a.device}, recorded[_key(job)]))
     print(f"{len(jobs)} runs to retrain for their cells", flush=True)
     with ProcessPoolExecutor(a.workers) as ex:
-        futures = [ex.submit(_one, j) for j, _ in jobs]
-        for (job, rec), fut in zip(jobs, futures):
-            row = fut.result()
+        futures = {ex.submit(_one, j): (j, rec) for j, rec in jobs}
+        for fut in as_completed(futures):
+            (job, rec), row = futures[fut], fut.result()
             cells = row.pop("_cells")
             same = reproduces(row, rec)
             print(f"{job['setting']} {job['method']} seed {job['seed']}: " + ", ".join(
@@ -377,21 +377,27 @@ def run(a) -> None:
     todo = [j for j in jobs if _key(j) not in seen]
     print(f"{len(todo)} runs to do, {len(jobs) - len(todo)} already in {RUNS.name}", flush=True)
     with ProcessPoolExecutor(a.workers) as ex:
-        futures = [ex.submit(_one, j) for j in todo]
-        for i, (job, fut) in enumerate(zip(todo, futures), 1):
-            try:
-                row = fut.result()
-            except Exception as e:  # noqa: BLE001 - one failed run must not stop the others
-                print(f"[{i}/{len(todo)}] FAILED {job['setting']} {job['method']} seed {job['seed']}: "
-                      f"{type(e).__name__}: {e}", flush=True)
-                continue
-            cells = row.pop("_cells")
-            _append(row)
-            _append_cells(row, cells)
-            print(f"[{i}/{len(todo)}] {row['setting']} {row['method']} seed {row['seed']} ({row['epochs']} ep, "
-                  f"{row['seconds']:.0f}s): acc {row['accuracy']:.3f} worst {row['worst_group_rate']:.3f} "
-                  f"skin gap {row['skin_gap']:.3f} pose gap {row['pose_gap']:.3f} ESS {row['ess']:.2f} "
-                  f"mass darker {row['mass_darker']:.3f}", flush=True)
+        record_as_done({ex.submit(_one, j): j for j in todo})
+
+
+def record_as_done(futures: dict[Future, dict]) -> None:
+    """Append each run's row and cells the moment it finishes, whichever finishes first (in submission order, a
+    finished run waited for every run submitted before it, and a killed benchmark lost it)."""
+    for i, fut in enumerate(as_completed(futures), 1):
+        job = futures[fut]
+        try:
+            row = fut.result()
+        except Exception as e:  # noqa: BLE001 - one failed run must not stop the others
+            print(f"[{i}/{len(futures)}] FAILED {job['setting']} {job['method']} seed {job['seed']}: "
+                  f"{type(e).__name__}: {e}", flush=True)
+            continue
+        cells = row.pop("_cells")
+        _append(row)
+        _append_cells(row, cells)
+        print(f"[{i}/{len(futures)}] {row['setting']} {row['method']} seed {row['seed']} ({row['epochs']} ep, "
+              f"{row['seconds']:.0f}s): acc {row['accuracy']:.3f} worst {row['worst_group_rate']:.3f} "
+              f"skin gap {row['skin_gap']:.3f} pose gap {row['pose_gap']:.3f} ESS {row['ess']:.2f} "
+              f"mass darker {row['mass_darker']:.3f}", flush=True)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -134,3 +134,34 @@ def test_a_retrained_run_reproduces_its_row_only_to_the_digits_the_csv_keeps():
     row = dict(accuracy=0.985185185, skin_gap=0.0402777778, pose_gap=0.0472222222, worst_group_rate=0.895833333)
     assert b.reproduces(row, recorded)
     assert not b.reproduces({**row, "skin_gap": 0.0416666667}, recorded)  # one test face more missed
+
+
+def test_a_finished_run_is_recorded_before_a_slower_run_submitted_earlier_finishes(tmp_path, monkeypatch):
+    """The docstring promises one row per run as soon as it finishes: a run that finishes while an earlier-submitted
+    one is still training must be in the CSV then (rows were appended in submission order, so a killed benchmark lost
+    every finished run queued behind a slow one)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    b = _debiasing()
+    monkeypatch.setattr(b, "RUNS", tmp_path / "runs.csv")
+    monkeypatch.setattr(b, "CELLS", tmp_path / "cells.csv")
+    cells = pd.DataFrame({"skin_group": ["darker"], "pose": ["profile"], "n_train_faces": [3], "rate": [0.5]})
+    fast_recorded = threading.Event()
+
+    def train(job):
+        if job["method"] == "slow":  # keeps training until the fast run's row is on disk (or gives up after 5 s)
+            for _ in range(100):
+                if b.RUNS.exists() and "fast" in b.RUNS.read_text():
+                    fast_recorded.set()
+                    break
+                threading.Event().wait(0.05)
+        return {**{k: job[k] for k in b.KEY}, "accuracy": 0.9, "worst_group_rate": 0.8, "skin_gap": 0.1,
+                "pose_gap": 0.1, "ess": 1.0, "mass_darker": 0.02, "seconds": 1.0, "_cells": cells.copy()}
+
+    jobs = [dict(setting="skin", method=m, seed=0, epochs=6, n_train=20000) for m in ("slow", "fast")]
+    with ThreadPoolExecutor(2) as ex:
+        b.record_as_done({ex.submit(train, j): j for j in jobs})
+    assert fast_recorded.is_set()
+    assert pd.read_csv(b.RUNS).method.tolist() == ["fast", "slow"]
+    assert pd.read_csv(b.CELLS).method.tolist() == ["fast", "slow"]
