@@ -165,3 +165,15 @@ def test_a_finished_run_is_recorded_before_a_slower_run_submitted_earlier_finish
     assert fast_recorded.is_set()
     assert pd.read_csv(b.RUNS).method.tolist() == ["fast", "slow"]
     assert pd.read_csv(b.CELLS).method.tolist() == ["fast", "slow"]
+
+
+def test_a_composition_variant_trains_its_own_data_with_its_parents_options():
+    """skin-cos-darker6: 6% darker faces rendered under their own cache tag (never the default's folder), trained with
+    skin-cos's cosine schedule; its intrinsic run uses the skin setting's balanced composition, as skin's does."""
+    b = _debiasing()
+    shares, tag = b._composition("skin-cos-darker6", intrinsic=False)
+    assert shares == {"darker_share": 0.06} and tag == "skin-darker_share0.06"
+    assert b._composition("skin", intrinsic=False) == ({}, "skin")
+    assert b._composition("skin-cos", intrinsic=False) == ({}, "skin")
+    assert b._composition("skin-cos-darker6", intrinsic=True) == (b.INTRINSIC["skin"], "skin-balanced")
+    assert b._variant("skin-cos-darker6") == ("skin", {"lr_schedule": "cosine"})
