@@ -17,8 +17,8 @@
 ``run`` trains one model per (setting, method, seed), scores the balanced test split, picks the
 threshold where the overall false-positive rate is 1%, and appends one row to
 ``benchmarks/results/debiasing_runs.csv`` as soon as that run finishes. Runs already in the CSV are
-skipped, so a killed benchmark continues where it stopped. Jobs go seed by seed, so whatever has
-finished is a complete set of methods for the seeds it covers (pairing by seed needs that).
+skipped, so a killed benchmark continues where it stopped. Jobs are submitted seed by seed, so the runs
+finished at any time cover the earliest seeds, and the summaries pair only seeds on which both methods ran.
 
 Each seed renders its own data set (``debias data synth --seed S``), so the intervals across seeds
 include the variation of the data, not just of the initialisation.
