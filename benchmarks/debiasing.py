@@ -354,19 +354,19 @@ def backfill_cells(a) -> None:
             for m in a.methods or []:
                 job = {"setting": setting, "method": m, "seed": seed, "epochs": a.epochs, "n_train": a.n_train}
                 if _key(job) in recorded and _key(job) not in have:
-                    jobs.append(({**job, "cache": str(a.cache), "device": a.device}, recorded[_key(job)]))
+                    jobs.append({**job, "cache": str(a.cache), "device": a.device})
     print(f"{len(jobs)} runs to retrain for their cells", flush=True)
+
+    def keep_if_reproduced(progress: str, job: dict, row: dict, cells: pd.DataFrame) -> None:
+        rec = recorded[_key(job)]
+        same = reproduces(row, rec)
+        print(f"{progress} {job['setting']} {job['method']} seed {job['seed']}: " + ", ".join(
+            f"{c} {rec[c]:.5g} -> {row[c]:.5g}" for c in REPRODUCE) + ("" if same else "  NOT REPRODUCED"), flush=True)
+        if same:
+            _append_cells(row, cells)
+
     with ProcessPoolExecutor(a.workers) as ex:
-        futures = {ex.submit(_one, j): (j, rec) for j, rec in jobs}
-        for fut in as_completed(futures):
-            (job, rec), row = futures[fut], fut.result()
-            cells = row.pop("_cells")
-            same = reproduces(row, rec)
-            print(f"{job['setting']} {job['method']} seed {job['seed']}: " + ", ".join(
-                f"{c} {rec[c]:.5g} -> {row[c]:.5g}" for c in REPRODUCE) + ("" if same else "  NOT REPRODUCED"),
-                flush=True)
-            if same:
-                _append_cells(row, cells)
+        _each_finished({ex.submit(_one, j): j for j in jobs}, keep_if_reproduced)
 
 
 REPRODUCE = ("accuracy", "skin_gap", "pose_gap", "worst_group_rate")
@@ -403,24 +403,34 @@ def run(a) -> None:
         record_as_done({ex.submit(_one, j): j for j in todo})
 
 
-def record_as_done(futures: dict[Future, dict]) -> None:
-    """Append each run's row and cells the moment it finishes, whichever finishes first (in submission order, a
-    finished run waited for every run submitted before it, and a killed benchmark lost it)."""
+def _each_finished(futures: dict[Future, dict], record) -> None:
+    """Hand each run to ``record(progress, job, row, cells)`` the moment it finishes, whichever finishes first (in
+    submission order, a finished run waited for every run submitted before it, and a killed benchmark lost it). A
+    failed run is reported and skipped: it must not stop the others."""
     for i, fut in enumerate(as_completed(futures), 1):
-        job = futures[fut]
+        job, progress = futures[fut], f"[{i}/{len(futures)}]"
         try:
             row = fut.result()
         except Exception as e:  # noqa: BLE001 - one failed run must not stop the others
-            print(f"[{i}/{len(futures)}] FAILED {job['setting']} {job['method']} seed {job['seed']}: "
-                  f"{type(e).__name__}: {e}", flush=True)
+            print(f"{progress} FAILED {job['setting']} {job['method']} seed {job['seed']}: {type(e).__name__}: {e}",
+                  flush=True)
             continue
-        cells = row.pop("_cells")
-        _append(row)
-        _append_cells(row, cells)
-        print(f"[{i}/{len(futures)}] {row['setting']} {row['method']} seed {row['seed']} ({row['epochs']} ep, "
-              f"{row['seconds']:.0f}s): acc {row['accuracy']:.3f} worst {row['worst_group_rate']:.3f} "
-              f"skin gap {row['skin_gap']:.3f} pose gap {row['pose_gap']:.3f} ESS {row['ess']:.2f} "
-              f"mass darker {row['mass_darker']:.3f}", flush=True)
+        record(progress, job, row, row.pop("_cells"))
+
+
+def _record_run(progress: str, job: dict, row: dict, cells: pd.DataFrame) -> None:
+    """Append a finished run's row to RUNS and its cells to CELLS, and say so."""
+    _append(row)
+    _append_cells(row, cells)
+    print(f"{progress} {row['setting']} {row['method']} seed {row['seed']} ({row['epochs']} ep, "
+          f"{row['seconds']:.0f}s): acc {row['accuracy']:.3f} worst {row['worst_group_rate']:.3f} "
+          f"skin gap {row['skin_gap']:.3f} pose gap {row['pose_gap']:.3f} ESS {row['ess']:.2f} "
+          f"mass darker {row['mass_darker']:.3f}", flush=True)
+
+
+def record_as_done(futures: dict[Future, dict]) -> None:
+    """``run``'s recorder: each run's row and cells appended the moment it finishes."""
+    _each_finished(futures, _record_run)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -177,3 +177,33 @@ def test_a_composition_variant_trains_its_own_data_with_its_parents_options():
     assert b._composition("skin-cos", intrinsic=False) == ({}, "skin")
     assert b._composition("skin-cos-darker6", intrinsic=True) == (b.INTRINSIC["skin"], "skin-balanced")
     assert b._variant("skin-cos-darker6") == ("skin", {"lr_schedule": "cosine"})
+
+
+def test_cells_appends_a_retrained_runs_cells_only_when_it_reproduces_its_row(tmp_path, monkeypatch):
+    """`cells` retrains each recorded run that has no cells: seed 0's retrain gives its recorded metrics (cells
+    appended), seed 1's misses one more darker face (nothing appended); seed 2 has no row (not retrained)."""
+    import argparse
+    from concurrent.futures import ThreadPoolExecutor
+
+    b = _debiasing()
+    monkeypatch.setattr(b, "RUNS", tmp_path / "runs.csv")
+    monkeypatch.setattr(b, "CELLS", tmp_path / "cells.csv")
+    monkeypatch.setattr(b, "ProcessPoolExecutor", ThreadPoolExecutor)
+    metrics = dict(accuracy=0.98519, skin_gap=0.040278, pose_gap=0.047222, worst_group_rate=0.89583)
+    key = dict(setting="skin-cos", method="standard", epochs=24, n_train=20000)
+    pd.DataFrame([{**key, "seed": s, **metrics} for s in (0, 1)]).to_csv(b.RUNS, index=False)
+    cells = pd.DataFrame({"skin_group": ["darker"], "pose": ["profile"], "n_train_faces": [3], "rate": [0.5]})
+    trained = []
+
+    def retrain(job):
+        trained.append(job["seed"])
+        got = {**metrics, "skin_gap": 0.041667} if job["seed"] == 1 else metrics
+        return {**{k: job[k] for k in b.KEY}, **got, "_cells": cells.copy()}
+
+    monkeypatch.setattr(b, "_one", retrain)
+    a = argparse.Namespace(settings=["skin-cos"], seeds=[0, 1, 2], methods=["standard"], epochs=24, n_train=20000,
+                           cache=tmp_path, device="cpu", workers=2)
+    b.backfill_cells(a)
+    assert sorted(trained) == [0, 1]
+    written = pd.read_csv(b.CELLS)
+    assert written.seed.tolist() == [0] and written.rate.tolist() == [0.5]
