@@ -128,6 +128,7 @@ class TrainConfig:
     temperature: float = 0.0  # tempered exponent; 0 means 1/k, the geometric mean over dimensions
     min_ess: float = 0.3  # floor on effective sample size, as a fraction of training faces (dbvae, loss-resample)
     smooth_k: int = 0  # histogram: average each face's log-weight over its k nearest latent neighbours; 0 = off (the paper)
+    max_weight: float = 0.0  # dbvae: no face drawn more than this many times its uniform rate (after the guard); 0 = off
     resample_from: int = 1  # first epoch (0-based) that resamples (dbvae, loss-resample); earlier epochs are uniform
     refresh_weights: bool = True  # recompute the weights every epoch (the paper); False keeps the first
     loss_tilt: bool = False  # dbvae: each epoch, multiply the latent weights by each face's current loss (then the guard)
@@ -205,6 +206,11 @@ class TrainConfig:
                              f"{self.method!r}; use it with dbvae, balanced, group-dro, jtt or loss-resample.")
         if self.smooth_k < 0:
             raise ValueError(f"`smooth_k`={self.smooth_k} must be >= 0.")
+        if self.max_weight and not self.max_weight >= 1:
+            raise ValueError(f"`max_weight`={self.max_weight} must be 0 (off) or at least 1 (1 = uniform sampling).")
+        if self.max_weight and self.method != "dbvae":
+            raise ValueError(f"`max_weight` caps the DB-VAE's latent weights; it needs `method`='dbvae', not "
+                             f"{self.method!r}.")
         if self.latent_dro < 0 or self.latent_dro == 1:
             raise ValueError(f"`latent_dro`={self.latent_dro} must be 0 (off) or at least 2 clusters.")
         if self.dro_resample and not (self.method == "group-dro" or self.latent_dro):

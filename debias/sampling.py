@@ -74,6 +74,34 @@ def ess_guard(logw: np.ndarray, min_ess: float, *, tol: float = 1e-3) -> tuple[n
     return _from_log(lo * logw), lo
 
 
+def cap_weights(w: Weights, max_weight: float) -> Weights:
+    """``w`` with no face's probability above ``max_weight`` / N, ``max_weight`` times the uniform rate.
+
+    A capped face gives its excess to the uncapped faces in proportion to their probabilities, so their
+    ratios (and every face's order) are kept: p_i' = min(max_weight / N, lam * p_i), lam set so that the
+    p_i' sum to 1. The ESS guard bounds how concentrated the weights are as a whole; the cap bounds how
+    often any one face repeats, the memorisation the guard alone leaves (on the benchmark, with the
+    guard at 0.1, the most-drawn darker faces came ~50 times as often as under uniform sampling).
+    ``max_weight`` >= 1; 1 gives uniform sampling.
+    """
+    if not max_weight >= 1:
+        raise ValueError(f"max_weight={max_weight} must be >= 1 (1 = uniform).")
+    p = np.asarray(w.p, dtype=np.float64)
+    n, m = len(p), max_weight / len(p)
+    if p.max() <= m:
+        return w
+    # Closed form (no library does a capped rescale): with the k largest capped, lam_k = (1 - k m) / (sum of the
+    # rest); the answer is the first k at which the (k+1)-th largest, rescaled, no longer exceeds the cap.
+    srt = np.sort(p)[::-1]
+    k = np.arange(n)
+    rest = srt[::-1].cumsum()[::-1]  # rest[k] = sum of srt[k:]
+    lam = (1.0 - k * m) / rest
+    kk = int(np.argmax(lam * srt <= m))
+    q = np.minimum(m, lam[kk] * p)
+    q /= q.sum()
+    return Weights(p=q, ess=ess_fraction(q), ess_raw=w.ess_raw, temper=w.temper)
+
+
 def smooth_log_weights(logw: np.ndarray, mu: np.ndarray, k: int) -> np.ndarray:
     """Each face's log-weight averaged over its ``k`` nearest latent neighbours (itself included).
 

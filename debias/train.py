@@ -44,9 +44,9 @@ from debias.data.manifest import (ManifestDataset, ManifestError, host_batch, is
                                   read_manifest)
 from debias.models.dbvae import DBVAE, dbvae_loss, standardise
 from debias.models.run import load_run, load_weights, model_from_arch, predict_scores, resolve_device
-from debias.sampling import (BatchPlan, GroupDRO, cluster_balanced_weights, ess_fraction, gmm_weights,
-                             group_balanced_weights, group_keys, jtt_weights, latent_clusters, latent_weights,
-                             loss_weights, mass_by_group, rarity_margins, rarity_strata)
+from debias.sampling import (BatchPlan, GroupDRO, cap_weights, cluster_balanced_weights, ess_fraction,
+                             gmm_weights, group_balanced_weights, group_keys, jtt_weights, latent_clusters,
+                             latent_weights, loss_weights, mass_by_group, rarity_margins, rarity_strata)
 
 DIAGNOSTIC_COLUMNS = ("skin_group", "pose", "gender")
 NOT_PACKED = ("{root} holds image files, not a packed images.npy. Training reads the packed array; run "
@@ -516,7 +516,13 @@ def _latent_weights(mu: np.ndarray, cfg: TrainConfig, epoch: int, log: Callable[
     else:
         w = latent_weights(mu, bins=cfg.bins, alpha=cfg.alpha, combine=cfg.combine, temperature=cfg.temperature,
                            min_ess=cfg.min_ess, smooth_k=cfg.smooth_k)
-    return _guarded(w, cfg, epoch, log)
+    p = _guarded(w, cfg, epoch, log)
+    if cfg.max_weight and p.max() * len(p) > cfg.max_weight:
+        w = cap_weights(w, cfg.max_weight)
+        log(f"epoch {epoch + 1}: no face above {cfg.max_weight:g}x its uniform rate (`max_weight`): "
+            f"{int(np.sum(w.p * len(p) >= cfg.max_weight * (1 - 1e-9)))} faces capped -> ESS {w.ess:.3f}")
+        p = w.p
+    return p
 
 
 def _loss_weights(s: np.ndarray, cfg: TrainConfig, epoch: int, log: Callable[[str], None],

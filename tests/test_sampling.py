@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from debias.sampling import (BatchPlan, ess_fraction, group_balanced_weights, jtt_weights, latent_weights,
+from debias.sampling import (BatchPlan, Weights, cap_weights, ess_fraction, group_balanced_weights, jtt_weights, latent_weights,
                              loss_weights, mass_by_group)
 
 
@@ -206,3 +206,32 @@ def test_rarity_margins_are_tau_log_of_each_faces_upweighting_by_hand():
     assert (rarity_margins(np.full(5, 0.2), 1.0) == 0).all()
     with pytest.raises(ValueError, match="p must be"):
         rarity_margins(np.array([0.5, np.nan]), 1.0)
+
+
+def _w(p):
+    return Weights(p=np.asarray(p, dtype=float), ess=ess_fraction(np.asarray(p)), ess_raw=0.5, temper=0.7)
+
+
+def test_cap_weights_by_hand():
+    # N = 4, cap 1.6 / 4 = 0.4: the 0.5 face gives 0.1 to the others in proportion (x 0.6 / 0.5 = 1.2)
+    assert cap_weights(_w([0.5, 0.3, 0.1, 0.1]), 1.6).p == pytest.approx([0.4, 0.36, 0.12, 0.12])
+    # cap 0.3: capping 0.7 lifts 0.2 over the cap too (x 0.7 / 0.3); with both capped the rest scale x 0.4 / 0.1 = 4
+    c = cap_weights(_w([0.7, 0.2, 0.05, 0.05]), 1.2)
+    assert c.p == pytest.approx([0.3, 0.3, 0.2, 0.2])
+    assert c.ess == pytest.approx(1 / (2 * 0.09 + 2 * 0.04) / 4) and c.ess_raw == 0.5 and c.temper == 0.7
+    assert cap_weights(_w([0.7, 0.2, 0.05, 0.05]), 1).p == pytest.approx([0.25] * 4)  # 1 = uniform
+    w = _w([0.4, 0.3, 0.2, 0.1])
+    assert cap_weights(w, 1.6) is w  # nothing above the cap: untouched
+    with pytest.raises(ValueError, match="max_weight"):
+        cap_weights(w, 0.5)
+
+
+def test_cap_weights_keeps_the_order_and_ratios_of_the_uncapped_faces():
+    rng = np.random.default_rng(0)
+    p = rng.pareto(1.0, 1000) + 1e-3
+    p /= p.sum()
+    c = cap_weights(_w(p), 5).p
+    assert c.sum() == pytest.approx(1) and c.max() == pytest.approx(5 / 1000)
+    free = c < 5 / 1000 * (1 - 1e-9)
+    assert np.allclose(c[free] / p[free], (c[free] / p[free])[0])  # one common factor
+    assert np.all(np.diff(c[np.argsort(p)]) >= -1e-15)  # order kept

@@ -345,6 +345,19 @@ def test_dbvae_loss_tilt_moves_the_latent_weights_toward_high_loss_faces(tiny_sy
     assert plain["ess"].iloc[1] == pytest.approx(1.0) and tilted["ess"].iloc[1] < 0.99
 
 
+def test_max_weight_caps_the_dbvae_sampling_weights_a_run_records(tiny_synth, tmp_path):
+    cfg = dict(method="dbvae", min_ess=0.01, **FAST)
+    fit(tiny_synth, TrainConfig(**cfg), tmp_path / "a")
+    fit(tiny_synth, TrainConfig(max_weight=3, **cfg), tmp_path / "b")
+    plain, capped = (pd.read_csv(tmp_path / r / "sampling_weights.csv") for r in "ab")
+    n = len(plain)
+    assert plain.p.max() * n > 3  # the uncapped weights repeat some face more than 3x its uniform rate
+    assert capped.p.max() * n == pytest.approx(3, rel=1e-4) and capped.p.sum() == pytest.approx(1, rel=1e-4)
+    for bad, match in ((dict(max_weight=0.5), "at least 1"), (dict(method="balanced", max_weight=5), "needs `method`")):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(**{**cfg, **bad})
+
+
 def test_loss_tilt_outside_the_dbvae_is_refused_not_ignored(tiny_synth, tmp_path):
     with pytest.raises(ValueError, match="needs `method`='dbvae'"):
         TrainConfig(method="standard", loss_tilt=True)
