@@ -4,6 +4,7 @@ import importlib.util
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -207,3 +208,20 @@ def test_cells_appends_a_retrained_runs_cells_only_when_it_reproduces_its_row(tm
     assert sorted(trained) == [0, 1]
     written = pd.read_csv(b.CELLS)
     assert written.seed.tolist() == [0] and written.rate.tolist() == [0.5]
+
+
+def test_weights_diagnostic_spread_by_hand():
+    """20 faces, 10 of them darker: darker mass 0.6, one darker face holding 0.15 of it, the rest 0.05 each."""
+    spec = importlib.util.spec_from_file_location("bench_weights", ROOT / "benchmarks" / "weights_diagnostic.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    import numpy as np
+
+    faces = pd.DataFrame({"skin_group": ["darker"] * 10 + ["lighter"] * 10})
+    p = np.array([0.15] + [0.05] * 9 + [0.04] * 10)
+    s = mod.spread(p, faces)
+    assert s["n_darker"] == 10 and s["mass_darker"] == pytest.approx(0.6)
+    assert s["ess_within_darker"] == pytest.approx(0.6 ** 2 / (0.15 ** 2 + 9 * 0.05 ** 2) / 10)
+    assert s["top10_within_darker"] == pytest.approx(0.15 / 0.6)  # the top 10% of 10 darker faces: one face
+    assert s["max_rate_darker"] == pytest.approx(3.0) and s["mean_rate_darker"] == pytest.approx(1.2)
+    assert s["ess"] == pytest.approx(1 / (p ** 2).sum() / 20)
