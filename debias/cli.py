@@ -342,7 +342,7 @@ def train(
     smooth_k: int = typer.Option(0, help="Average each face's log-weight over its k nearest latent neighbours "
                                  "(0 = off, the paper's)."),
     max_weight: float = typer.Option(0.0, help="dbvae: no face drawn more than this many times its uniform rate "
-                                     "(caps repetition, 0 = off)."),
+                                     "by the latent weights (before any --loss-tilt; caps repetition, 0 = off)."),
     resample_from: int = typer.Option(1, help="First epoch (0-based) that resamples."),
     refresh_weights: bool = typer.Option(True, "--refresh-weights/--freeze-weights",
                                          help="dbvae, loss-resample: recompute the weights every epoch (the "

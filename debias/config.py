@@ -211,6 +211,9 @@ class TrainConfig:
         if self.max_weight and self.method != "dbvae":
             raise ValueError(f"`max_weight` caps the DB-VAE's latent weights; it needs `method`='dbvae', not "
                              f"{self.method!r}.")
+        if self.max_weight and self.latent_dro:
+            raise ValueError("`max_weight` caps the DB-VAE's density weights, which `latent_dro` replaces by "
+                             "groups of the latent; use one or the other.")
         if self.latent_dro < 0 or self.latent_dro == 1:
             raise ValueError(f"`latent_dro`={self.latent_dro} must be 0 (off) or at least 2 clusters.")
         if self.dro_resample and not (self.method == "group-dro" or self.latent_dro):

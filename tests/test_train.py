@@ -353,7 +353,8 @@ def test_max_weight_caps_the_dbvae_sampling_weights_a_run_records(tiny_synth, tm
     n = len(plain)
     assert plain.p.max() * n > 3  # the uncapped weights repeat some face more than 3x its uniform rate
     assert capped.p.max() * n == pytest.approx(3, rel=1e-4) and capped.p.sum() == pytest.approx(1, rel=1e-4)
-    for bad, match in ((dict(max_weight=0.5), "at least 1"), (dict(method="balanced", max_weight=5), "needs `method`")):
+    for bad, match in ((dict(max_weight=0.5), "at least 1"), (dict(method="balanced", max_weight=5), "needs `method`"),
+                       (dict(max_weight=5, latent_dro=3), "one or the other")):
         with pytest.raises(ValueError, match=match):
             TrainConfig(**{**cfg, **bad})
 
