@@ -39,9 +39,13 @@ import tempfile
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:  # the library is imported where a run needs it, in the worker (see _one)
+    from debias.config import TrainConfig
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "debiasing_runs.csv"
@@ -106,6 +110,7 @@ def _base(setting: str) -> str:
 TONE_GROUP = {**{t: "lighter" for t in range(1, 5)}, 5: "medium", 6: "medium", **{t: "darker" for t in range(7, 11)}}
 
 # one set of options under two labels: the rows of the first were measured before the Group DRO fix (below)
+CLUSTER_DRO = dict(method="dbvae", rec_region="center", min_ess=0.1, refresh_weights=False, latent_dro=10)
 RARITY_DRO4 = dict(method="dbvae", rec_region="center", min_ess=0.1, refresh_weights=False, smooth_k=50, latent_dro=4,
                    latent_groups="rarity")
 # label -> TrainConfig options. Every method trains with augmentation unless its label says no-aug.
@@ -147,12 +152,10 @@ METHODS = {
     # Group DRO over 10 clusters of the same latent (GEORGE-style, Sohoni et al. 2020; session 11): the clusters
     # replace the density weights, each sampled with equal mass, and their losses get online DRO weights. No labels.
     # 10 clusters fixed before any run (the density mixture's default), not chosen on results.
-    "dbvae center ess0.1 frozen cluster-dro": dict(method="dbvae", rec_region="center", min_ess=0.1,
-                                                   refresh_weights=False, latent_dro=10),
+    "dbvae center ess0.1 frozen cluster-dro": CLUSTER_DRO,
     # the same options, run with the session-16 fix (Group DRO weighs the clusters' classification loss; see the NOTE
     # at rarity-dro4 below): the rows of the label above were measured before it (session 22)
-    "dbvae center ess0.1 frozen cluster-dro fixed": dict(method="dbvae", rec_region="center", min_ess=0.1,
-                                                         refresh_weights=False, latent_dro=10),
+    "dbvae center ess0.1 frozen cluster-dro fixed": CLUSTER_DRO,
     # the same, each cluster sampled with mass ~ its DRO weight instead of equal mass (--dro-resample; added after
     # cluster-dro widened the gap on seeds 0-3: with 10 equal clusters the upweighted one has ~3 faces per batch)
     "dbvae center ess0.1 frozen cluster-dro resample": dict(method="dbvae", rec_region="center", min_ess=0.1,
@@ -252,24 +255,31 @@ def _scores(model, root: Path, frame: pd.DataFrame, device) -> np.ndarray:
     return s
 
 
-def _one(job: dict) -> dict:
-    import torch
-
-    torch.set_num_threads(1)  # two runs in parallel, one core each
+def run_setup(job: dict, device: str) -> tuple[Path, TrainConfig]:
+    """The data set (rendered on first use) and training config of one run (setting, method, seed, epochs, n_train,
+    cache): what ``_one`` trains, and what a diagnostic must train to see the same run."""
     from debias.config import TrainConfig
-    from debias.data.manifest import read_manifest
-    from debias.models.run import resolve_device
-    from debias.train import fit, load_run
 
-    t0 = time.perf_counter()
-    device = resolve_device(job["device"])
     (setting, variant_opts), intrinsic = _variant(job["setting"]), job["method"] == "intrinsic"
     shares, tag = _composition(job["setting"], intrinsic)
     root = _data(job["seed"], job["n_train"], shares, Path(job["cache"]), tag)
     # intrinsic: standard training on the balanced composition
     opts = {"balance_by": BALANCE_BY[setting], **{**METHODS, "intrinsic": METHODS["standard"]}[job["method"]],
             **variant_opts}
-    cfg = TrainConfig(seed=job["seed"], epochs=job["epochs"], compile=False, device=device.type, **opts)
+    return root, TrainConfig(seed=job["seed"], epochs=job["epochs"], compile=False, device=device, **opts)
+
+
+def _one(job: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(1)  # two runs in parallel, one core each
+    from debias.data.manifest import read_manifest
+    from debias.models.run import resolve_device
+    from debias.train import fit, load_run
+
+    t0 = time.perf_counter()
+    device = resolve_device(job["device"])
+    root, cfg = run_setup(job, device.type)
     m = read_manifest(root)
     test, train = m[m.split == "test"], m[m.split == "train"]
     with tempfile.TemporaryDirectory() as d:

@@ -29,7 +29,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import debiasing as bench  # noqa: E402
 
-from debias.config import TrainConfig  # noqa: E402
 from debias.models.run import load_weights  # noqa: E402
 from debias.sampling import ess_fraction  # noqa: E402
 from debias.train import fit, load_train_set  # noqa: E402
@@ -44,11 +43,8 @@ class _Stop(Exception):
 
 def frozen_weights(setting: str, method: str, seed: int, n_train: int, epochs: int, cache: Path):
     """The kept latent weights of one benchmark run and its training faces, in the weights' order."""
-    (base, variant_opts) = bench._variant(setting)
-    shares, tag = bench._composition(setting, False)
-    root = bench._data(seed, n_train, shares, cache, tag)
-    opts = {"balance_by": bench.BALANCE_BY[base], **bench.METHODS[method], **variant_opts}
-    cfg = TrainConfig(seed=seed, epochs=epochs, compile=False, device="cpu", **opts)
+    root, cfg = bench.run_setup(dict(setting=setting, method=method, seed=seed, epochs=epochs, n_train=n_train,
+                                     cache=cache), "cpu")
     if cfg.method != "dbvae" or cfg.refresh_weights or cfg.resample_from != 1:
         raise SystemExit(f"{method!r}: not a DB-VAE whose weights are kept from the start of epoch 2")
 

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from debias.sampling import (BatchPlan, Weights, cap_weights, ess_fraction, group_balanced_weights, jtt_weights, latent_weights,
-                             loss_weights, mass_by_group)
+from debias.sampling import (BatchPlan, Weights, cap_weights, ess_fraction, group_balanced_weights, jtt_weights,
+                             latent_weights, loss_weights, mass_by_group)
 
 
 def test_rare_bin_gets_higher_probability_than_dense_bin():
