@@ -517,12 +517,13 @@ def _latent_weights(mu: np.ndarray, cfg: TrainConfig, epoch: int, log: Callable[
         w = latent_weights(mu, bins=cfg.bins, alpha=cfg.alpha, combine=cfg.combine, temperature=cfg.temperature,
                            min_ess=cfg.min_ess, smooth_k=cfg.smooth_k)
     p = _guarded(w, cfg, epoch, log)
-    if cfg.max_weight and p.max() * len(p) > cfg.max_weight:
-        w = cap_weights(w, cfg.max_weight)
+    if not cfg.max_weight:
+        return p
+    capped = cap_weights(w, cfg.max_weight)  # ``w`` itself when no face is above the cap
+    if capped is not w:
         log(f"epoch {epoch + 1}: no face above {cfg.max_weight:g}x its uniform rate (`max_weight`): "
-            f"{int(np.sum(w.p * len(p) >= cfg.max_weight * (1 - 1e-9)))} faces capped -> ESS {w.ess:.3f}")
-        p = w.p
-    return p
+            f"{int(np.sum(capped.p * len(p) >= cfg.max_weight * (1 - 1e-9)))} faces capped -> ESS {capped.ess:.3f}")
+    return capped.p
 
 
 def _loss_weights(s: np.ndarray, cfg: TrainConfig, epoch: int, log: Callable[[str], None],
