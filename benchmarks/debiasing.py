@@ -111,6 +111,7 @@ TONE_GROUP = {**{t: "lighter" for t in range(1, 5)}, 5: "medium", 6: "medium", *
 
 # one set of options under two labels: the rows of the first were measured before the Group DRO fix (below)
 CLUSTER_DRO = dict(method="dbvae", rec_region="center", min_ess=0.1, refresh_weights=False, latent_dro=10)
+CLUSTER_DRO_RESAMPLE = {**CLUSTER_DRO, "dro_resample": True}
 RARITY_DRO4 = dict(method="dbvae", rec_region="center", min_ess=0.1, refresh_weights=False, smooth_k=50, latent_dro=4,
                    latent_groups="rarity")
 # label -> TrainConfig options. Every method trains with augmentation unless its label says no-aug.
@@ -158,8 +159,9 @@ METHODS = {
     "dbvae center ess0.1 frozen cluster-dro fixed": CLUSTER_DRO,
     # the same, each cluster sampled with mass ~ its DRO weight instead of equal mass (--dro-resample; added after
     # cluster-dro widened the gap on seeds 0-3: with 10 equal clusters the upweighted one has ~3 faces per batch)
-    "dbvae center ess0.1 frozen cluster-dro resample": dict(method="dbvae", rec_region="center", min_ess=0.1,
-                                                            refresh_weights=False, latent_dro=10, dro_resample=True),
+    "dbvae center ess0.1 frozen cluster-dro resample": CLUSTER_DRO_RESAMPLE,
+    # the same options, run with the session-16 fix (session 23)
+    "dbvae center ess0.1 frozen cluster-dro resample fixed": CLUSTER_DRO_RESAMPLE,
     # Group DRO over 4 strata of equal mass under the smoothed DB-VAE's own frozen weights, rarest first (session 16;
     # --latent-dro 4 --latent-groups rarity). Sampling stays the DB-VAE's (each stratum 1/4 of the mass); the rarest
     # strata's losses get online DRO weights, as labelled Group DRO gives the darker group's. No labels in training.
