@@ -8,6 +8,7 @@
     .venv/bin/python benchmarks/debiasing.py length    # each metric from one training length to the next
     .venv/bin/python benchmarks/debiasing.py variants --epochs 24   # each method with and without a training variant
     .venv/bin/python benchmarks/debiasing.py options --epochs 24    # each label against the label it extends
+    .venv/bin/python benchmarks/debiasing.py compositions --epochs 24   # each method with more rare faces vs without
     .venv/bin/python benchmarks/debiasing.py cells --settings skin-cos --epochs 24 --seeds 0 1 --methods standard
         # retrain runs recorded before runs wrote their skin x pose cells; appended only if the run reproduces
     .venv/bin/python benchmarks/debiasing.py run --settings skin --n-train 100000 --device cuda --workers 4 \
@@ -493,6 +494,26 @@ def closed_fraction(method_gap: np.ndarray, standard_gap: np.ndarray, intrinsic_
     return float(est), float(lo), float(hi)
 
 
+def closed_difference(after: tuple, before: tuple, *, n_boot: int = 10_000,
+                      random_state: int = 0) -> tuple[float, float, float]:
+    """How much larger a share of the representation gap a method closes in ``after`` than in ``before``: each a
+    (method_gap, standard_gap, intrinsic_gap) triple as ``closed_fraction`` takes, all six arrays paired by seed.
+    The 95% interval resamples the same seeds for both (percentile bootstrap), so it carries the pairing."""
+    a, b = ([np.asarray(v, dtype=float) for v in t] for t in (after, before))
+
+    def share(m, s, i, k):  # the share closed on the seeds k (rows of k: one resample each)
+        return (s[k] - m[k]).mean(-1) / (s[k] - i[k]).mean(-1)
+
+    n = len(a[0])
+    est = share(*a, np.arange(n)) - share(*b, np.arange(n))
+    if n < 2:
+        return float(est), np.nan, np.nan
+    idx = np.random.default_rng(random_state).integers(0, n, (n_boot, n))
+    d = share(*a, idx) - share(*b, idx)
+    lo, hi = np.percentile(d[np.isfinite(d)], [2.5, 97.5])
+    return float(est), float(lo), float(hi)
+
+
 def summarise(runs: pd.DataFrame, epochs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(debiasing_summary, gap_decomposition) from the per-run table, over seeds complete for a setting."""
     rows, decomp = [], []
@@ -771,6 +792,54 @@ def option_table(runs: pd.DataFrame, epochs: int) -> tuple[pd.DataFrame, str]:
     return out, _paired_markdown(out, ["setting", "base", "label"], head, "label", first="setting")
 
 
+def composition_table(runs: pd.DataFrame, epochs: int) -> tuple[pd.DataFrame, str]:
+    """What a training composition (COMPOSITIONS: the same set with more rare faces) changes, for every method run
+    on both it and its base setting at ``epochs``, on the seeds where the method, ``standard`` and ``intrinsic`` ran
+    on both: the lighter-darker gap it leaves above ``intrinsic`` in each (points; the paired difference, 95%
+    t-interval across seeds), and the share of the representation gap it closes in each (the difference, bootstrap
+    over seeds). Returns the rows and their markdown table."""
+    runs = runs[runs.epochs == epochs]
+    gap = lambda st, m: runs[(runs.setting == st) & (runs.method == m)].set_index("seed").skin_gap * 100  # noqa: E731
+    rows = []
+    for comp, (base, _) in COMPOSITIONS.items():
+        for m in dict.fromkeys(runs[runs.setting == comp].method):
+            if m == "intrinsic":
+                continue
+            g = {st: [gap(st, x) for x in (m, "standard", "intrinsic")] for st in (base, comp)}
+            seeds = sorted(set.intersection(*(set(x.index) for st in g for x in g[st])))
+            if len(seeds) < 2:
+                continue
+            t = {st: [x.loc[seeds].to_numpy() for x in g[st]] for st in g}
+            left = {st: t[st][0] - t[st][2] for st in t}
+            row = dict(composition=comp, base=base, method=m, n_seeds=len(seeds))
+            for name, v in (("left_base", left[base]), ("left_composition", left[comp]),
+                            ("left_diff", left[comp] - left[base])):
+                row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = t_interval(v)
+            if m != "standard":
+                for name, v in (("closed_base", closed_fraction(*t[base])), ("closed_composition",
+                                                                             closed_fraction(*t[comp])),
+                                ("closed_diff", closed_difference(t[comp], t[base]))):
+                    row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = (100 * x for x in v)
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out, ""
+    ci = lambda r, c, fmt: (f"{getattr(r, c):{fmt}} [{getattr(r, c + '_ci_low'):{fmt}}, "  # noqa: E731
+                            f"{getattr(r, c + '_ci_high'):{fmt}}]" if pd.notna(getattr(r, c, np.nan)) else "")
+    md = [f"Training compositions at {epochs} epochs: each method on the base setting and on the same set with more "
+          "rare faces, same seeds. *Left* = its lighter-darker gap minus `intrinsic`'s, in points (for `standard`: "
+          "the representation gap); *closed* = the share of the representation gap it closes, in %. Differences "
+          "paired by seed: t-interval for points, bootstrap over seeds for shares.\n",
+          "| composition | method | seeds | left, base | left, composition | difference | closed, base | "
+          "closed, composition | difference |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in out.itertuples():
+        md.append(f"| {r.base} -> {r.composition} | {r.method} | {r.n_seeds} | " + " | ".join(
+            [ci(r, c, "+.1f" if c.endswith("diff") else ".1f") for c in ("left_base", "left_composition", "left_diff")]
+            + [ci(r, c, "+.0f" if c.endswith("diff") else ".0f")
+               for c in ("closed_base", "closed_composition", "closed_diff")]) + " |")
+    return out, "\n".join(md) + "\n"
+
+
 def memorisation_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """Recall of darker *training* faces against darker *test* faces, at the test threshold, for every method
     trained at more than one length (skin setting, >= 2 seeds): where training recall is ~100% and test recall
@@ -824,6 +893,11 @@ def _paired_report(a, table, stem: str) -> None:
     print(text)
 
 
+def compositions(a) -> None:
+    """Every method on each composition against its base setting (default seeds 0-9)."""
+    _paired_report(a, composition_table, "debiasing_compositions")
+
+
 def variants(a) -> None:
     """Every method with and without a training variant (default seeds 0-4)."""
     _paired_report(a, variant_table, "debiasing_variants")
@@ -860,7 +934,7 @@ def summary(a) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["run", "summary", "confirm", "pooled", "length", "variants", "options",
-                                      "cells"])
+                                      "compositions", "cells"])
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
                     help="default 0-4 (the seeds variants were chosen on); 5-9 for confirm; 0-9 for pooled and options")
     ap.add_argument("--long-seeds", type=int, nargs="*", default=[0, 1, 2],
@@ -878,9 +952,11 @@ if __name__ == "__main__":
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("DEBIAS_BENCH_CACHE", "/tmp/debias-bench")))
     a = ap.parse_args()
     a.seeds = a.seeds or {"confirm": [5, 6, 7, 8, 9], "pooled": list(range(10)),
-                          "options": list(range(10))}.get(a.what, [0, 1, 2, 3, 4])
+                          "options": list(range(10)),
+                          "compositions": list(range(10))}.get(a.what, [0, 1, 2, 3, 4])
     RESULTS.mkdir(exist_ok=True)
     a.cache.mkdir(parents=True, exist_ok=True)
     {"run": run, "summary": summary, "confirm": confirm, "pooled": pooled, "length": length,
-     "variants": variants, "options": options, "cells": backfill_cells}[a.what](a)
+     "variants": variants, "options": options, "compositions": compositions,
+     "cells": backfill_cells}[a.what](a)
     sys.exit(0)

@@ -225,3 +225,56 @@ def test_weights_diagnostic_spread_by_hand():
     assert s["top10_within_darker"] == pytest.approx(0.15 / 0.6)  # the top 10% of 10 darker faces: one face
     assert s["max_rate_darker"] == pytest.approx(3.0) and s["mean_rate_darker"] == pytest.approx(1.2)
     assert s["ess"] == pytest.approx(1 / (p ** 2).sum() / 20)
+
+
+def test_closed_difference_is_exact_where_every_resample_closes_the_same_share():
+    """Gaps proportional across seeds make every bootstrap resample close the same share: before, (s - m) / (s - i)
+    = mean(1, 2) / mean(2, 4) = 1/2; after, mean(1.5, 3) / mean(2, 4) = 3/4. The difference is 1/4 with a
+    degenerate interval; swapping the two negates it; identical triples give 0."""
+    bench = _debiasing()
+    s, i = [2.0, 4.0], [0.0, 0.0]
+    before, after = ([1.0, 2.0], s, i), ([0.5, 1.0], s, i)
+    est, lo, hi = bench.closed_difference(after, before, n_boot=200)
+    assert abs(est - 0.25) < 1e-12 and abs(lo - 0.25) < 1e-12 and abs(hi - 0.25) < 1e-12
+    assert abs(bench.closed_difference(before, after, n_boot=200)[0] + 0.25) < 1e-12
+    assert bench.closed_difference(before, before, n_boot=200) == (0.0, 0.0, 0.0)
+
+
+def test_closed_difference_pairs_the_resampled_seeds():
+    """Three seeds where the share closed varies by seed: the interval must come from resampling the *same* seeds
+    in both settings. Recomputed here with a plain loop over the same generator draws."""
+    import numpy as np
+
+    bench = _debiasing()
+    after = (np.array([0.5, 2.0, 1.0]), np.array([3.0, 4.0, 2.0]), np.array([0.0, 1.0, 0.5]))
+    before = (np.array([2.0, 2.5, 1.5]), np.array([4.0, 3.0, 3.0]), np.array([1.0, 0.5, 0.0]))
+    est, lo, hi = bench.closed_difference(after, before, n_boot=500, random_state=3)
+    share = lambda m, s, i: (s - m).mean() / (s - i).mean()  # noqa: E731
+    assert abs(est - (share(*after) - share(*before))) < 1e-12
+    idx = np.random.default_rng(3).integers(0, 3, (500, 3))
+    d = [share(*(v[k] for v in after)) - share(*(v[k] for v in before)) for k in idx]
+    assert np.allclose([lo, hi], np.percentile(d, [2.5, 97.5]))
+
+
+def test_composition_table_compares_each_method_on_both_compositions_by_hand():
+    """skin-cos -> skin-cos-darker6 on seeds 0-1 (seed 2 lacks `intrinsic` on the composition: left out). By hand,
+    points: standard left 4, 6 -> 2, 2 (difference -2, -4); group-dro left 2, 2 -> 0.5, 0.5; shares closed
+    (2 + 4) / (4 + 6) = 60% -> (1.5 + 1.5) / (2 + 2) = 75%."""
+    bench = _debiasing()
+    gaps = {("skin-cos", "standard"): [0.05, 0.07, 0.09], ("skin-cos", "intrinsic"): [0.01, 0.01, 0.01],
+            ("skin-cos", "group-dro"): [0.03, 0.03, 0.03], ("skin-cos-darker6", "standard"): [0.03, 0.03, 0.03],
+            ("skin-cos-darker6", "intrinsic"): [0.01, 0.01], ("skin-cos-darker6", "group-dro"): [0.015, 0.015, 0.0]}
+    rows = [dict(setting=st, method=m, seed=k, epochs=24, skin_gap=g) for (st, m), v in gaps.items()
+            for k, g in enumerate(v)]
+    out, text = bench.composition_table(pd.DataFrame(rows), 24)
+    r = out.set_index("method")
+    assert list(r.index) == ["standard", "group-dro"] and set(r.n_seeds) == {2}
+    assert abs(r.loc["standard", "left_base"] - 5.0) < 1e-9 and abs(r.loc["standard", "left_diff"] + 3.0) < 1e-9
+    assert pd.isna(r.loc["standard", "closed_base"])
+    g = r.loc["group-dro"]
+    assert abs(g.left_base - 2.0) < 1e-9 and abs(g.left_composition - 0.5) < 1e-9 and abs(g.left_diff + 1.5) < 1e-9
+    assert g.left_diff_ci_low == g.left_diff_ci_high == g.left_diff  # the same -1.5 on both seeds
+    assert abs(g.closed_base - 60.0) < 1e-9 and abs(g.closed_composition - 75.0) < 1e-9
+    assert abs(g.closed_diff - 15.0) < 1e-9
+    assert "| skin-cos -> skin-cos-darker6 | group-dro | 2 | 2.0 [2.0, 2.0] | 0.5 [0.5, 0.5] | -1.5 [-1.5, -1.5] |" \
+        " 60 [" in text
