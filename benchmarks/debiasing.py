@@ -477,6 +477,12 @@ def t_interval(x: np.ndarray) -> tuple[float, float, float]:
     return float(x.mean()), float(x.mean() - h), float(x.mean() + h)
 
 
+def _share_closed(m: np.ndarray, s: np.ndarray, i: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The share of the representation gap closed, (std - method) / (std - intrinsic) as a ratio of means, on the
+    seeds ``k`` (positions; a 2-d ``k`` gives one share per row: one bootstrap resample each)."""
+    return (s[k] - m[k]).mean(-1) / (s[k] - i[k]).mean(-1)
+
+
 def closed_fraction(method_gap: np.ndarray, standard_gap: np.ndarray, intrinsic_gap: np.ndarray, *,
                     n_boot: int = 10_000, random_state: int = 0) -> tuple[float, float, float]:
     """Share of the representation gap a method closes, (std - method) / (std - intrinsic).
@@ -485,11 +491,11 @@ def closed_fraction(method_gap: np.ndarray, standard_gap: np.ndarray, intrinsic_
     95% interval resamples seeds (percentile bootstrap), so it carries the pairing.
     """
     m, s, i = (np.asarray(v, dtype=float) for v in (method_gap, standard_gap, intrinsic_gap))
-    est = (s - m).mean() / (s - i).mean()
+    est = _share_closed(m, s, i, np.arange(len(m)))
     if len(m) < 2:
         return float(est), np.nan, np.nan
     idx = np.random.default_rng(random_state).integers(0, len(m), (n_boot, len(m)))
-    boot = (s[idx] - m[idx]).mean(1) / (s[idx] - i[idx]).mean(1)
+    boot = _share_closed(m, s, i, idx)
     lo, hi = np.percentile(boot[np.isfinite(boot)], [2.5, 97.5])
     return float(est), float(lo), float(hi)
 
@@ -500,16 +506,12 @@ def closed_difference(after: tuple, before: tuple, *, n_boot: int = 10_000,
     (method_gap, standard_gap, intrinsic_gap) triple as ``closed_fraction`` takes, all six arrays paired by seed.
     The 95% interval resamples the same seeds for both (percentile bootstrap), so it carries the pairing."""
     a, b = ([np.asarray(v, dtype=float) for v in t] for t in (after, before))
-
-    def share(m, s, i, k):  # the share closed on the seeds k (rows of k: one resample each)
-        return (s[k] - m[k]).mean(-1) / (s[k] - i[k]).mean(-1)
-
     n = len(a[0])
-    est = share(*a, np.arange(n)) - share(*b, np.arange(n))
+    est = _share_closed(*a, np.arange(n)) - _share_closed(*b, np.arange(n))
     if n < 2:
         return float(est), np.nan, np.nan
     idx = np.random.default_rng(random_state).integers(0, n, (n_boot, n))
-    d = share(*a, idx) - share(*b, idx)
+    d = _share_closed(*a, idx) - _share_closed(*b, idx)
     lo, hi = np.percentile(d[np.isfinite(d)], [2.5, 97.5])
     return float(est), float(lo), float(hi)
 
@@ -936,7 +938,8 @@ if __name__ == "__main__":
     ap.add_argument("what", choices=["run", "summary", "confirm", "pooled", "length", "variants", "options",
                                       "compositions", "cells"])
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
-                    help="default 0-4 (the seeds variants were chosen on); 5-9 for confirm; 0-9 for pooled and options")
+                    help="default 0-4 (the seeds variants were chosen on); 5-9 for confirm; 0-9 for pooled, options "
+                         "and compositions")
     ap.add_argument("--long-seeds", type=int, nargs="*", default=[0, 1, 2],
                     help="seeds on which the --long-methods also train for twice the epochs")
     ap.add_argument("--long-methods", nargs="+", default=["standard", "balanced"], metavar="LABEL",
