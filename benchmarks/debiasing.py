@@ -483,6 +483,18 @@ def _share_closed(m: np.ndarray, s: np.ndarray, i: np.ndarray, k: np.ndarray) ->
     return (s[k] - m[k]).mean(-1) / (s[k] - i[k]).mean(-1)
 
 
+def _seed_bootstrap(stat, n: int, n_boot: int, random_state: int) -> tuple[float, float, float]:
+    """``stat(k)`` on all ``n`` seeds and its 95% percentile-bootstrap interval over seeds: ``stat`` takes seed
+    positions ``k`` (1-d, or 2-d with one resample per row), so every array it reads is resampled on the same seeds
+    and the interval carries the pairing. Non-finite resamples (a zero denominator) are dropped."""
+    est = stat(np.arange(n))
+    if n < 2:
+        return float(est), np.nan, np.nan
+    boot = stat(np.random.default_rng(random_state).integers(0, n, (n_boot, n)))
+    lo, hi = np.percentile(boot[np.isfinite(boot)], [2.5, 97.5])
+    return float(est), float(lo), float(hi)
+
+
 def closed_fraction(method_gap: np.ndarray, standard_gap: np.ndarray, intrinsic_gap: np.ndarray, *,
                     n_boot: int = 10_000, random_state: int = 0) -> tuple[float, float, float]:
     """Share of the representation gap a method closes, (std - method) / (std - intrinsic).
@@ -491,13 +503,7 @@ def closed_fraction(method_gap: np.ndarray, standard_gap: np.ndarray, intrinsic_
     95% interval resamples seeds (percentile bootstrap), so it carries the pairing.
     """
     m, s, i = (np.asarray(v, dtype=float) for v in (method_gap, standard_gap, intrinsic_gap))
-    est = _share_closed(m, s, i, np.arange(len(m)))
-    if len(m) < 2:
-        return float(est), np.nan, np.nan
-    idx = np.random.default_rng(random_state).integers(0, len(m), (n_boot, len(m)))
-    boot = _share_closed(m, s, i, idx)
-    lo, hi = np.percentile(boot[np.isfinite(boot)], [2.5, 97.5])
-    return float(est), float(lo), float(hi)
+    return _seed_bootstrap(lambda k: _share_closed(m, s, i, k), len(m), n_boot, random_state)
 
 
 def closed_difference(after: tuple, before: tuple, *, n_boot: int = 10_000,
@@ -506,14 +512,7 @@ def closed_difference(after: tuple, before: tuple, *, n_boot: int = 10_000,
     (method_gap, standard_gap, intrinsic_gap) triple as ``closed_fraction`` takes, all six arrays paired by seed.
     The 95% interval resamples the same seeds for both (percentile bootstrap), so it carries the pairing."""
     a, b = ([np.asarray(v, dtype=float) for v in t] for t in (after, before))
-    n = len(a[0])
-    est = _share_closed(*a, np.arange(n)) - _share_closed(*b, np.arange(n))
-    if n < 2:
-        return float(est), np.nan, np.nan
-    idx = np.random.default_rng(random_state).integers(0, n, (n_boot, n))
-    d = _share_closed(*a, idx) - _share_closed(*b, idx)
-    lo, hi = np.percentile(d[np.isfinite(d)], [2.5, 97.5])
-    return float(est), float(lo), float(hi)
+    return _seed_bootstrap(lambda k: _share_closed(*a, k) - _share_closed(*b, k), len(a[0]), n_boot, random_state)
 
 
 def summarise(runs: pd.DataFrame, epochs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -582,6 +581,14 @@ def hard_negative_shares(cache: Path, seeds, n_train: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _ci_cell(r, name: str, fmt: str = ".1f") -> str:
+    """'mean [low, high]' from the ``name``, ``name_ci_low`` and ``name_ci_high`` fields of the table row ``r``;
+    empty where the row has no such value."""
+    if pd.isna(getattr(r, name, np.nan)):
+        return ""
+    return f"{getattr(r, name):{fmt}} [{getattr(r, name + '_ci_low'):{fmt}}, {getattr(r, name + '_ci_high'):{fmt}}]"
+
+
 def _fmt(s: pd.DataFrame, setting: str, method: str, metric: str, scale: float = 100, d: int = 1) -> str:
     r = s[(s.setting == setting) & (s.method == method) & (s.metric == metric)]
     if r.empty:
@@ -616,12 +623,8 @@ def markdown(s: pd.DataFrame, dec: pd.DataFrame) -> str:
                   "| setting | gap | seeds | total | intrinsic | representation | total without augmentation |",
                   "|---|---|---|---|---|---|---|"]
         for r in dec.itertuples():
-            na = (f"{r.total_no_aug:.1f} [{r.total_no_aug_ci_low:.1f}, {r.total_no_aug_ci_high:.1f}]"
-                  if hasattr(r, "total_no_aug") and pd.notna(r.total_no_aug) else "")
-            lines.append(f"| {r.setting} | {r.gap} | {r.n_seeds} | {r.total:.1f} [{r.total_ci_low:.1f}, "
-                         f"{r.total_ci_high:.1f}] | {r.intrinsic:.1f} [{r.intrinsic_ci_low:.1f}, "
-                         f"{r.intrinsic_ci_high:.1f}] | {r.representation:.1f} [{r.representation_ci_low:.1f}, "
-                         f"{r.representation_ci_high:.1f}] | {na} |")
+            lines.append(f"| {r.setting} | {r.gap} | {r.n_seeds} | " + " | ".join(
+                _ci_cell(r, c) for c in ("total", "intrinsic", "representation", "total_no_aug")) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -826,8 +829,6 @@ def composition_table(runs: pd.DataFrame, epochs: int) -> tuple[pd.DataFrame, st
     out = pd.DataFrame(rows)
     if out.empty:
         return out, ""
-    ci = lambda r, c, fmt: (f"{getattr(r, c):{fmt}} [{getattr(r, c + '_ci_low'):{fmt}}, "  # noqa: E731
-                            f"{getattr(r, c + '_ci_high'):{fmt}}]" if pd.notna(getattr(r, c, np.nan)) else "")
     md = [f"Training compositions at {epochs} epochs: each method on the base setting and on the same set with more "
           "rare faces, same seeds. *Left* = its lighter-darker gap minus `intrinsic`'s, in points (for `standard`: "
           "the representation gap); *closed* = the share of the representation gap it closes, in %. Differences "
@@ -836,8 +837,9 @@ def composition_table(runs: pd.DataFrame, epochs: int) -> tuple[pd.DataFrame, st
           "closed, composition | difference |", "|---|---|---|---|---|---|---|---|---|"]
     for r in out.itertuples():
         md.append(f"| {r.base} -> {r.composition} | {r.method} | {r.n_seeds} | " + " | ".join(
-            [ci(r, c, "+.1f" if c.endswith("diff") else ".1f") for c in ("left_base", "left_composition", "left_diff")]
-            + [ci(r, c, "+.0f" if c.endswith("diff") else ".0f")
+            [_ci_cell(r, c, "+.1f" if c.endswith("diff") else ".1f")
+             for c in ("left_base", "left_composition", "left_diff")]
+            + [_ci_cell(r, c, "+.0f" if c.endswith("diff") else ".0f")
                for c in ("closed_base", "closed_composition", "closed_diff")]) + " |")
     return out, "\n".join(md) + "\n"
 
@@ -868,8 +870,7 @@ def memorisation_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
           "| method | epochs | seeds | train darker | test darker | train minus test | lighter-darker gap |",
           "|---|---|---|---|---|---|---|"]
     for r in out.itertuples():
-        cells = [f"{getattr(r, c):.1f} [{getattr(r, c + '_ci_low'):.1f}, {getattr(r, c + '_ci_high'):.1f}]"
-                 for c in ("train_darker", "test_darker", "train_minus_test", "skin_gap")]
+        cells = [_ci_cell(r, c) for c in ("train_darker", "test_darker", "train_minus_test", "skin_gap")]
         md.append(f"| {r.method} | {r.epochs} | {r.n_seeds} | " + " | ".join(cells) + " |")
     return out, "\n".join(md) + "\n"
 
