@@ -198,6 +198,16 @@ METHODS = {
     # more of the gap at 6% darker; at 2% the darker mass halves, so it may close less there
     "dbvae center ess0.1 frozen smooth50 cap10": dict(method="dbvae", rec_region="center", min_ess=0.1,
                                                       refresh_weights=False, smooth_k=50, max_weight=10.0),
+    # deferred resampling (session 25; for 24-epoch runs): the smoothed DB-VAE's weights, read at the same point
+    # (after 20,000 images, --freeze-after 20000), but sampling stays uniform until epoch 19 of 24 (--resample-from
+    # 18): deferred re-weighting (DRW, Cao et al. 2019), whose finding on imbalanced classes is that re-weighting
+    # from the start learns worse features than re-weighting only the last stage. Over 24 epochs the resampled
+    # DB-VAE shows each of ~185 darker faces ~370 times; deferred, ~115. 18 = the last quarter, fixed before any run
+    # (Cao et al. defer at 160 of 200 epochs). Prediction written before any run: closes more of the representation
+    # gap at 24 epochs on `skin` than the smoothed DB-VAE resampling from epoch 2 (18%), whose weights it shares
+    "dbvae center ess0.1 frozen smooth50 defer18": dict(method="dbvae", rec_region="center", min_ess=0.1,
+                                                        refresh_weights=False, smooth_k=50, freeze_after=20_000,
+                                                        resample_from=18),
     # Group DRO over the skin x pose cells (labelled; session 20): at 24 epochs most of the skin gap is the darker
     # profile cell, 2-10 training faces a seed, which Group DRO by skin alone gives ~1/3 x 6/185 of its mass. Does a
     # reference that targets the intersection close more, or is the floor the handful of faces?
