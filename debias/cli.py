@@ -482,7 +482,11 @@ def _finish_audit(result, out: Path, fail_on: Optional[str]) -> None:
     for line in headline(result):
         console.print(f"  {line}", highlight=False, markup=False)
     if len(result.skipped):
-        console.print(f"[yellow]{len(result.skipped)} unreadable image(s) skipped; listed in summary.json and the report[/]")
+        reasons = result.skipped["reason"].astype(str)
+        unscored = int(reasons.str.startswith("no prediction").sum())
+        parts = [f"{len(reasons) - unscored} unreadable image(s) skipped"] * (unscored < len(reasons)) + \
+            [f"{unscored} image(s) without a prediction not audited"] * (unscored > 0)
+        console.print(f"[yellow]{'; '.join(parts)}; listed in summary.json and the report[/]")
     console.print(f"wrote {out}/report.html, metrics.csv, disparities.csv, predictions.csv, summary.json")
     if fail_on:
         try:
@@ -504,7 +508,7 @@ BY_HELP = "Comma-separated attribute columns; intersections of all of them are a
 
 RECIPE_KEYS = ("data", "model", "predictions", "out", "by", "split", "threshold", "target_fpr", "reference", "n_boot",
                "min_n", "seed", "batch_size", "device", "size", "mean", "std", "pad", "thumbnails", "shard", "fail_on",
-               "iou", "fppi")
+               "iou", "fppi", "allow_missing")
 
 
 def _apply_recipe(ctx: typer.Context, recipe: Path, values: dict) -> dict:
@@ -533,7 +537,10 @@ def audit(
                                     "python:MODULE:FUNCTION / python:FILE.py:FUNCTION, which RUNS PYTHON CODE from that "
                                     "module or file, like `python -c` (the current folder is not searched)."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Audit a CSV of predictions made elsewhere "
-                                               "(columns image, score or prediction; optional model, label)."),
+                                               "(columns image, score or prediction; optional model, label). Every "
+                                               "image of --split needs a row: score 0 where no face was found."),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="With --predictions: audit only the images each "
+                                       "model has a row for (the rest are listed in the report) instead of stopping."),
     out: Path = typer.Option(Path("audit-output"), "--out", "-o", help="Output folder."),
     by: Optional[str] = typer.Option(None, help=BY_HELP + " Default: those of skin_group, pose, gender that the "
                                      "manifest has."),
@@ -579,9 +586,12 @@ def audit(
     """
     if recipe is not None:
         (data, model, predictions, out, by, split, threshold, target_fpr, reference, n_boot, min_n, seed, batch_size,
-         device, size, mean, std, pad, thumbnails, shard, fail_on, iou, fppi) = _audit_recipe(ctx, recipe, dict(locals()))
+         device, size, mean, std, pad, thumbnails, shard, fail_on, iou, fppi, allow_missing) = _audit_recipe(
+            ctx, recipe, dict(locals()))
     if data is None:
         fail("give the dataset folder DATA (or a --recipe that names it).")
+    if predictions is not None and not predictions.is_file():
+        fail(f"predictions file {predictions} does not exist (or is not a file); give the CSV's path.")
     by = _resolve_by(by, data, predictions)
     if iou is not None:
         _box_audit(data, model, out, by=_csv(by), iou=iou, fppi=fppi, split=split, device=device, n_boot=n_boot,
@@ -590,7 +600,7 @@ def audit(
     cfg = _audit_config(by, split, threshold, target_fpr, reference, n_boot, min_n, seed, batch_size, device, size,
                         pad, thumbnails, shard, scores)
     _check_fail_on_syntax(fail_on)
-    result, world, gather = _scored_audit(data, model, cfg, out, predictions, device, mean, std)
+    result, world, gather = _scored_audit(data, model, cfg, out, predictions, device, mean, std, allow_missing)
     if result is None:  # a torchrun rank other than 0: its shard went to rank 0
         return
     if gather:
@@ -638,7 +648,7 @@ def _audit_recipe(ctx: typer.Context, recipe: Path, values: dict) -> tuple:
     return tuple(v[k] for k in RECIPE_KEYS)
 
 
-def _scored_audit(data, model, cfg, out, predictions, device, mean, std):
+def _scored_audit(data, model, cfg, out, predictions, device, mean, std, allow_missing=False):
     """run_audit under a progress bar; under torchrun every rank scores a shard and rank 0 gathers them and runs
     the statistics. Returns (result, world size, gathered); result is None on ranks other than 0."""
     import dataclasses
@@ -655,7 +665,7 @@ def _scored_audit(data, model, cfg, out, predictions, device, mean, std):
                 cfg = dataclasses.replace(cfg, shard=(rank, world))
             return run_audit(data, model, cfg, out, predictions_csv=predictions, progress=advance,
                              torch_device=str(resolve_device(dev)), mean=[float(v) for v in _csv(mean)],
-                             std=[float(v) for v in _csv(std)], gather=gather), world, gather
+                             std=[float(v) for v in _csv(std)], gather=gather, allow_missing=allow_missing), world, gather
     except (ManifestError, KeyError, ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
         fail(str(e).strip('"'))
 

@@ -213,6 +213,24 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
     return pd.concat(parts, ignore_index=True), pd.DataFrame(skipped, columns=["row", "image", "reason"])
 
 
+def unscored_images(p: pd.DataFrame, root: str | Path, split: str = "test") -> pd.DataFrame:
+    """The images of ``split`` of dataset ``root`` that a model of the prediction table ``p`` has no row for:
+    row, image, model, reason (one row per model and image)."""
+    m = select_split(read_manifest(root, check_files=False), split)
+    return _unscored(p, m.assign(row=m.index, image=m["image"].astype(str)))
+
+
+def _unscored(p: pd.DataFrame, m: pd.DataFrame) -> pd.DataFrame:
+    """The split's images (manifest ``m``: row, image) that each model of ``p`` has no row for: row, image, model,
+    reason."""
+    parts = []
+    for name, g in p.groupby("model", sort=False):
+        miss = m[~m["image"].isin(set(g["image"]))]
+        parts.append(pd.DataFrame({"row": miss["row"].to_numpy(), "image": miss["image"].to_numpy(), "model": name,
+                                   "reason": f"no prediction from model {name!r}"}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["row", "image", "model", "reason"])
+
+
 def _lines(mask: np.ndarray, limit: int = 5) -> str:
     """1-based line numbers in the CSV (the header is line 1) of the first rows where ``mask`` holds."""
     idx = np.flatnonzero(mask)
@@ -221,7 +239,7 @@ def _lines(mask: np.ndarray, limit: int = 5) -> str:
 
 
 def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: str = "test",
-                         model: str | None = None, scores: str = "auto") -> pd.DataFrame:
+                         model: str | None = None, scores: str = "auto", allow_missing: bool = False) -> pd.DataFrame:
     """A model-agnostic prediction table from a CSV made elsewhere, validated.
 
     The CSV needs ``image`` and ``score`` (or ``prediction``, 0/1); ``model`` and ``y_true`` (or
@@ -232,8 +250,14 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
     Raises
     ------
     PredictionsError for an empty file, a missing column, a non-numeric or non-finite score, a
-    label other than 0/1, an image listed twice for one model, or an image not in the dataset's
-    split; each message lists the first offending lines.
+    label other than 0/1, an image listed twice for one model, an image not in the dataset's
+    split, or (unless ``allow_missing``) an image of the split that a model has no row for; each
+    message lists the first offending lines or images.
+
+    A face with no row is not a miss: a detector's output often leaves out the images where it found
+    no face, and auditing only the rows given would then overstate its detection rate. So every
+    image of the split must be scored; with ``allow_missing`` the unscored ones are left out of the
+    audit (:func:`unscored_images` lists them, for the report).
     """
     from debias.data.manifest import read_csv_checked
 
@@ -285,6 +309,16 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
         m = m[keep].rename(columns={"label": "y_true"}) if "y_true" not in p.columns else m[keep].drop(
             columns=["label"], errors="ignore")
         p = p.merge(m, on="image", how="left")
+        unscored = _unscored(p, m)
+        if len(unscored) and not allow_missing:
+            faces = int((m.set_index("image").loc[unscored["image"], "label"] == 1).sum()) if "label" in m else None
+            raise PredictionsError(
+                f"predictions file {path}: model {unscored['model'].iloc[0]!r} has no row for "
+                f"{int((unscored['model'] == unscored['model'].iloc[0]).sum())} of the {len(m)} images of the {split} "
+                f"split of {root} (first {unscored['image'].iloc[0]!r}"
+                + (f"; {faces} face(s) unscored over all models" if faces is not None else "") + "). A missing row is "
+                f"not a miss: give every image a row, with score 0 (or prediction 0) where the detector found no face. "
+                f"To audit only the images each model scored, pass --allow-missing (the rest are listed in the report).")
     if "y_true" not in p.columns:
         raise PredictionsError(f"predictions file {path} has no y_true/label column and no dataset was given to "
                                f"take it from.")

@@ -137,22 +137,29 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
               predictions_csv: str | Path | None = None, progress: Callable | None = None,
               torch_device: str = "cpu", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
               title: str = "Face detection fairness audit", extra_sections: Sequence[dict] = (),
-              lead: tuple[str, str] | None = None, gather: bool = False) -> AuditResult | None:
+              lead: tuple[str, str] | None = None, gather: bool = False,
+              allow_missing: bool = False) -> AuditResult | None:
     """Audit ``models`` (adapter specs) or a predictions CSV on dataset ``data``; write ``out``.
 
     ``title`` and ``extra_sections`` go to the HTML report (the demo adds its latent analysis there);
     ``lead = (model, grouping)`` opens the report with that model's verdict on that grouping's gap.
 
+    ``allow_missing``: a predictions CSV may leave out images of the split; they are not audited and are listed
+    with the skipped images (by default a missing row is an error: see ``predictions_from_csv``).
+
     ``gather``: under ``torchrun`` (the process group initialised, ``cfg.shard`` = (rank, world)),
     every rank scores its shard and rank 0 gathers the predictions, runs the statistics and writes;
     the other ranks return None.
     """
-    from debias.audit.predict import predictions_from_csv
+    from debias.audit.predict import predictions_from_csv, unscored_images
 
     skipped = pd.DataFrame(columns=["row", "image", "reason"])
     files = {}
     if predictions_csv is not None:
-        pred = predictions_from_csv(predictions_csv, data, split=cfg.split, scores=cfg.scores)
+        pred = predictions_from_csv(predictions_csv, data, split=cfg.split, scores=cfg.scores,
+                                    allow_missing=allow_missing)
+        if allow_missing and data is not None:
+            skipped = unscored_images(pred, data, cfg.split)[["row", "image", "reason"]]
         files[str(predictions_csv)] = sha256_file(predictions_csv)
     else:
         if not models:

@@ -86,6 +86,37 @@ def test_bad_prediction_files_are_errors_that_name_the_lines(tiny_synth, tmp_pat
     assert not (tmp_path / "o" / "metrics.csv").exists()
 
 
+def test_a_face_with_no_row_is_an_error_not_a_smaller_denominator(tiny_synth, tmp_path, preds):
+    """A detector's export often leaves out the images where it found no face. Audited as given, the faces it
+    missed vanish from the denominator and its detection rate is overstated (before the fix: exit 0, rate over
+    the listed faces only). Now that stops with the count and the first image, and --allow-missing audits the
+    listed images and reports the rest."""
+    m = pd.read_csv(tiny_synth / "manifest.csv")
+    test = m[m.split == "test"]
+    faces = set(test.loc[test.label == 1, "image"])
+    low = preds[preds.image.isin(faces)].nsmallest(6, "score")  # the 6 faces it is least sure of: no row
+    kept = preds.drop(low.index)
+    kept.to_csv(tmp_path / "p.csv", index=False)
+    with pytest.raises(PredictionsError, match=f"has no row for 6 of the {len(test)} images"):
+        predictions_from_csv(tmp_path / "p.csv", tiny_synth)
+    r = runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), *FAST,
+                            "--threshold", "0.5", "--out", str(tmp_path / "o")])
+    _err(r, "p.csv", "has no row for 6", "score 0", "--allow-missing")
+    assert not (tmp_path / "o" / "metrics.csv").exists()
+    r = _ok(runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), *FAST,
+                                "--threshold", "0.5", "--allow-missing", "--out", str(tmp_path / "o")]))
+    assert "6 image(s) without a prediction not audited" in " ".join(r.output.split())
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["skipped_images"]["count"] == 6
+    assert {int(i["image"]) for i in s["skipped_images"]["images"]} == set(low.image)
+    # the audited rate is over the listed faces, by hand
+    listed = kept[kept.image.isin(faces)]
+    mt = pd.read_csv(tmp_path / "o" / "metrics.csv")
+    overall = mt[(mt.grouping == "overall") & (mt.group == "all faces") & (mt.metric == "detection_rate")]
+    assert overall.n.iloc[0] == len(listed)
+    assert overall.value.iloc[0] == pytest.approx((listed.score >= 0.5).mean())
+
+
 def test_scores_outside_0_1_are_logits_for_the_whole_file_or_an_error_when_declared_prob(tiny_synth, tmp_path, preds):
     logits = preds.assign(score=np.log(preds.score.clip(1e-6, 1 - 1e-6) / (1 - preds.score.clip(1e-6, 1 - 1e-6))))
     logits.to_csv(tmp_path / "p.csv", index=False)
@@ -385,3 +416,10 @@ def test_an_empty_manifest_or_one_without_default_columns_gives_one_clear_error(
     text = _err(runner.invoke(app, ["audit", str(tmp_path), "-m", FAKE]), "has none of the default attribute columns",
                 "--by")
     assert text.startswith("error: /") and not text.rstrip().endswith("'")  # the message, not a KeyError's repr
+
+
+def test_a_predictions_path_that_does_not_exist_is_named_before_any_work(tiny_synth, tmp_path):
+    r = runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "nope.csv"), *FAST,
+                            "--out", str(tmp_path / "o")])
+    _err(r, "nope.csv does not exist")
+    assert "scoring" not in r.output and not (tmp_path / "o").exists()
