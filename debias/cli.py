@@ -659,7 +659,7 @@ def _scored_audit(data, model, cfg, out, predictions, device, mean, std, allow_m
 
     try:
         with distributed(device) as (rank, world, dev), \
-                (progress_bar("scoring", None) if rank == 0 else contextlib.nullcontext()) as advance:
+                (progress_bar("scoring", None) if rank == 0 and predictions is None else contextlib.nullcontext()) as advance:
             gather = world > 1 and predictions is None
             if gather:
                 cfg = dataclasses.replace(cfg, shard=(rank, world))

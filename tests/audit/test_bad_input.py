@@ -102,6 +102,7 @@ def test_a_face_with_no_row_is_an_error_not_a_smaller_denominator(tiny_synth, tm
     r = runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), *FAST,
                             "--threshold", "0.5", "--out", str(tmp_path / "o")])
     _err(r, "p.csv", "has no row for 6", "score 0", "--allow-missing")
+    assert "scoring" not in r.output  # nothing is scored from a predictions file: no progress bar that says so
     assert not (tmp_path / "o" / "metrics.csv").exists()
     r = _ok(runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), *FAST,
                                 "--threshold", "0.5", "--allow-missing", "--out", str(tmp_path / "o")]))
