@@ -482,8 +482,10 @@ def _finish_audit(result, out: Path, fail_on: Optional[str]) -> None:
     for line in headline(result):
         console.print(f"  {line}", highlight=False, markup=False)
     if len(result.skipped):
+        from debias.audit.predict import NO_PREDICTION
+
         reasons = result.skipped["reason"].astype(str)
-        unscored = int(reasons.str.startswith("no prediction").sum())
+        unscored = int(reasons.str.startswith(NO_PREDICTION).sum())
         parts = [f"{len(reasons) - unscored} unreadable image(s) skipped"] * (unscored < len(reasons)) + \
             [f"{unscored} image(s) without a prediction not audited"] * (unscored > 0)
         console.print(f"[yellow]{'; '.join(parts)}; listed in summary.json and the report[/]")

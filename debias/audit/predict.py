@@ -213,11 +213,8 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
     return pd.concat(parts, ignore_index=True), pd.DataFrame(skipped, columns=["row", "image", "reason"])
 
 
-def unscored_images(p: pd.DataFrame, root: str | Path, split: str = "test") -> pd.DataFrame:
-    """The images of ``split`` of dataset ``root`` that a model of the prediction table ``p`` has no row for:
-    row, image, model, reason (one row per model and image)."""
-    m = select_split(read_manifest(root, check_files=False), split)
-    return _unscored(p, m.assign(row=m.index, image=m["image"].astype(str)))
+# the reason given for an image a predictions CSV has no row for, in the skipped-images table (the CLI counts them)
+NO_PREDICTION = "no prediction from model"
 
 
 def _unscored(p: pd.DataFrame, m: pd.DataFrame) -> pd.DataFrame:
@@ -227,7 +224,7 @@ def _unscored(p: pd.DataFrame, m: pd.DataFrame) -> pd.DataFrame:
     for name, g in p.groupby("model", sort=False):
         miss = m[~m["image"].isin(set(g["image"]))]
         parts.append(pd.DataFrame({"row": miss["row"].to_numpy(), "image": miss["image"].to_numpy(), "model": name,
-                                   "reason": f"no prediction from model {name!r}"}))
+                                   "reason": f"{NO_PREDICTION} {name!r}"}))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["row", "image", "model", "reason"])
 
 
@@ -239,8 +236,9 @@ def _lines(mask: np.ndarray, limit: int = 5) -> str:
 
 
 def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: str = "test",
-                         model: str | None = None, scores: str = "auto", allow_missing: bool = False) -> pd.DataFrame:
-    """A model-agnostic prediction table from a CSV made elsewhere, validated.
+                         model: str | None = None, scores: str = "auto",
+                         allow_missing: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A model-agnostic prediction table from a CSV made elsewhere, validated, and the images it leaves out.
 
     The CSV needs ``image`` and ``score`` (or ``prediction``, 0/1); ``model`` and ``y_true`` (or
     ``label``) are optional. Attributes come from the CSV or, when ``root`` is given, from that
@@ -257,7 +255,12 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
     A face with no row is not a miss: a detector's output often leaves out the images where it found
     no face, and auditing only the rows given would then overstate its detection rate. So every
     image of the split must be scored; with ``allow_missing`` the unscored ones are left out of the
-    audit (:func:`unscored_images` lists them, for the report).
+    audit.
+
+    Returns
+    -------
+    (predictions, skipped) as :func:`predict` returns them: ``skipped`` (row, image, reason) lists each
+    image of the split a model has no row for (empty without ``root``), for the report.
     """
     from debias.data.manifest import read_csv_checked
 
@@ -297,6 +300,7 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
     if dup.any():
         raise PredictionsError(f"predictions file {path}: image {p['image'][dup].iloc[0]!r} is listed more than once "
                                f"for one model (line(s) {_lines(dup)}); give one score per image and model.")
+    unscored = pd.DataFrame(columns=["row", "image", "model", "reason"])
     if root is not None:
         m = select_split(read_manifest(root, check_files=False), split)
         m = m.assign(row=m.index, image=m["image"].astype(str))
@@ -311,12 +315,10 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
         p = p.merge(m, on="image", how="left")
         unscored = _unscored(p, m)
         if len(unscored) and not allow_missing:
-            faces = int((m.set_index("image").loc[unscored["image"], "label"] == 1).sum()) if "label" in m else None
             raise PredictionsError(
                 f"predictions file {path}: model {unscored['model'].iloc[0]!r} has no row for "
                 f"{int((unscored['model'] == unscored['model'].iloc[0]).sum())} of the {len(m)} images of the {split} "
-                f"split of {root} (first {unscored['image'].iloc[0]!r}"
-                + (f"; {faces} face(s) unscored over all models" if faces is not None else "") + "). A missing row is "
+                f"split of {root} (first {unscored['image'].iloc[0]!r}). A missing row is "
                 f"not a miss: give every image a row, with score 0 (or prediction 0) where the detector found no face. "
                 f"To audit only the images each model scored, pass --allow-missing (the rest are listed in the report).")
     if "y_true" not in p.columns:
@@ -329,4 +331,4 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
     if "row" not in p.columns:
         p["row"] = np.arange(len(p))
     p.attrs["scores"] = kind  # prob or logit, as read or as inferred from the whole file
-    return p
+    return p, unscored[["row", "image", "reason"]]

@@ -151,15 +151,12 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
     every rank scores its shard and rank 0 gathers the predictions, runs the statistics and writes;
     the other ranks return None.
     """
-    from debias.audit.predict import predictions_from_csv, unscored_images
+    from debias.audit.predict import predictions_from_csv
 
-    skipped = pd.DataFrame(columns=["row", "image", "reason"])
     files = {}
     if predictions_csv is not None:
-        pred = predictions_from_csv(predictions_csv, data, split=cfg.split, scores=cfg.scores,
-                                    allow_missing=allow_missing)
-        if allow_missing and data is not None:
-            skipped = unscored_images(pred, data, cfg.split)[["row", "image", "reason"]]
+        pred, skipped = predictions_from_csv(predictions_csv, data, split=cfg.split, scores=cfg.scores,
+                                             allow_missing=allow_missing)
         files[str(predictions_csv)] = sha256_file(predictions_csv)
     else:
         if not models:

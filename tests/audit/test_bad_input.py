@@ -121,7 +121,7 @@ def test_a_face_with_no_row_is_an_error_not_a_smaller_denominator(tiny_synth, tm
 def test_scores_outside_0_1_are_logits_for_the_whole_file_or_an_error_when_declared_prob(tiny_synth, tmp_path, preds):
     logits = preds.assign(score=np.log(preds.score.clip(1e-6, 1 - 1e-6) / (1 - preds.score.clip(1e-6, 1 - 1e-6))))
     logits.to_csv(tmp_path / "p.csv", index=False)
-    p = predictions_from_csv(tmp_path / "p.csv", tiny_synth)
+    p, _ = predictions_from_csv(tmp_path / "p.csv", tiny_synth)
     assert p.attrs["scores"] == "logit"
     expected = 1 / (1 + np.exp(-logits.score.to_numpy()))
     assert np.allclose(p.set_index("image").loc[logits.image.astype(str), "y_score"], expected)
