@@ -9,6 +9,8 @@
     .venv/bin/python benchmarks/debiasing.py variants --epochs 24   # each method with and without a training variant
     .venv/bin/python benchmarks/debiasing.py options --epochs 24    # each label against the label it extends
     .venv/bin/python benchmarks/debiasing.py compositions --epochs 24   # each method with more rare faces vs without
+    .venv/bin/python benchmarks/debiasing.py pair --epochs 24 --settings skin --methods balanced group-dro
+        # any two labels paired by seed: metric differences, shares closed, distance from the 2/3 target
     .venv/bin/python benchmarks/debiasing.py cells --settings skin-cos --epochs 24 --seeds 0 1 --methods standard
         # retrain runs recorded before runs wrote their skin x pose cells; appended only if the run reproduces
     .venv/bin/python benchmarks/debiasing.py run --settings skin --n-train 100000 --device cuda --workers 4 \
@@ -854,6 +856,74 @@ def composition_table(runs: pd.DataFrame, epochs: int) -> tuple[pd.DataFrame, st
     return out, "\n".join(md) + "\n"
 
 
+TARGET = 2 / 3  # issue 9's target: a method closes at least 2/3 of the representation gap
+
+
+def seeds_for_power(effect: float, power: float = 0.8, alpha: float = 0.05, n_max: int = 1000) -> int | None:
+    """The fewest seeds at which a two-sided one-sample t-test at ``alpha`` tells a mean of ``effect`` standard
+    deviations from 0 with probability ``power`` (the noncentral t, scipy); None beyond ``n_max`` or for 0."""
+    from scipy import stats
+
+    if not np.isfinite(effect) or effect == 0:
+        return None
+    for n in range(2, n_max + 1):
+        crit = stats.t.ppf(1 - alpha / 2, n - 1)
+        nc = abs(effect) * np.sqrt(n)
+        if stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc) >= power:
+            return n
+    return None
+
+
+def pair_table(runs: pd.DataFrame, epochs: int, before: str, after: str) -> tuple[pd.DataFrame, str]:
+    """Any two method labels of a setting at ``epochs``, paired by seed (``options`` pairs a label only with the
+    label it extends): each of PAIRED_METRICS under both and ``after`` - ``before`` (95% t-interval), on the seeds
+    both ran; and, on the seeds where ``standard`` and ``intrinsic`` ran too, the share of the representation gap
+    each closes, the difference of the shares (bootstrap over seeds, paired), and how far each method's gap sits
+    above the line where TARGET of each seed's representation gap would be closed (points, 95% t-interval), with the
+    seeds a t-test needs to tell that distance from 0 at 80% power. Returns the rows and their markdown."""
+    runs = runs[runs.epochs == epochs]
+    rows, md = [], []
+    for setting, g in runs.groupby("setting", sort=False):
+        by = {m: g[g.method == m].set_index("seed") for m in (before, after, "standard", "intrinsic")}
+        diffs = paired_differences(by[before], by[after], setting=setting, from_method=before, to_method=after)
+        if not diffs:
+            continue
+        rows += diffs
+        md.append(_paired_markdown(pd.DataFrame(diffs), ["setting", "from_method", "to_method"],
+                                   f"**{setting}**, {epochs} epochs: `{after}` minus `{before}`, paired by seed, 95% "
+                                   "CI; **bold** where the interval excludes 0.\n", "methods", first="setting"))
+        seeds = sorted(set.intersection(*(set(v.index) for v in by.values())))
+        if len(seeds) < 2:
+            md.append("(`standard` and `intrinsic` ran on fewer than 2 of these seeds: no share closed.)\n")
+            continue
+        gap = {m: v.loc[seeds, "skin_gap"].to_numpy() * 100 for m, v in by.items()}
+        s, i = gap["standard"], gap["intrinsic"]
+        line = s - TARGET * (s - i)  # per seed: the gap a method would leave if it closed exactly TARGET
+        md.append(f"Share of the representation gap closed, seeds {', '.join(map(str, seeds))} (where `standard` and "
+                  "`intrinsic` ran too); *above the 2/3 line* = the method's gap minus the gap that closing 2/3 of "
+                  "each seed's representation gap would leave (points; > 0 falls short):\n")
+        md += ["| method | closed | above the 2/3 line | SD across seeds | seeds for 80% power |", "|---|---|---|---|---|"]
+        for m in (before, after):
+            c = closed_fraction(gap[m], s, i)
+            short = gap[m] - line
+            t = t_interval(short)
+            sd = float(short.std(ddof=1))
+            need = seeds_for_power(t[0] / sd if sd > 0 else np.nan)
+            rows.append(dict(setting=setting, from_method=before, to_method=after, n_seeds=len(seeds), metric=f"closed:{m}",
+                             diff=c[0], ci_low=c[1], ci_high=c[2], moved=bool(c[1] > 0 or c[2] < 0)))
+            rows.append(dict(setting=setting, from_method=before, to_method=after, n_seeds=len(seeds),
+                             metric=f"above_target:{m}", diff=t[0], ci_low=t[1], ci_high=t[2],
+                             moved=bool(t[1] > 0 or t[2] < 0), sd=sd, seeds_for_power=need))
+            md.append(f"| {m} | {c[0] * 100:.0f}% [{c[1] * 100:.0f}, {c[2] * 100:.0f}] | {t[0]:+.1f} [{t[1]:+.1f}, {t[2]:+.1f}] | "
+                      f"{sd:.1f} | {need if need else 'over 1000'} |")
+        d = closed_difference((gap[after], s, i), (gap[before], s, i))
+        rows.append(dict(setting=setting, from_method=before, to_method=after, n_seeds=len(seeds), metric="closed_difference",
+                         diff=d[0], ci_low=d[1], ci_high=d[2], moved=bool(d[1] > 0 or d[2] < 0)))
+        md.append(f"\nShare closed, `{after}` minus `{before}`: {d[0] * 100:+.0f} [{d[1] * 100:+.0f}, "
+                  f"{d[2] * 100:+.0f}] points (bootstrap over the same seeds).\n")
+    return pd.DataFrame(rows), "\n".join(md)
+
+
 def memorisation_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """Recall of darker *training* faces against darker *test* faces, at the test threshold, for every method
     trained at more than one length (skin setting, >= 2 seeds): where training recall is ~100% and test recall
@@ -921,6 +991,17 @@ def options(a) -> None:
     _paired_report(a, option_table, "debiasing_options")
 
 
+def pair(a) -> None:
+    """Two method labels against each other on every seed both ran (default seeds 0-9); printed only."""
+    if not a.methods or len(a.methods) != 2:
+        sys.exit("pair needs --methods BEFORE AFTER: two method labels")
+    runs = _runs(a)
+    runs = runs[runs.seed.isin(a.seeds) & runs.setting.isin(a.settings)]
+    out, text = pair_table(runs, a.epochs, *a.methods)
+    print(text or f"no setting has both {a.methods[0]!r} and {a.methods[1]!r} on 2 or more of these seeds at "
+                  f"{a.epochs} epochs")
+
+
 def summary(a) -> None:
     runs = _runs(a)
     runs = runs[runs.seed.isin(a.seeds)]  # the selection seeds; confirmation seeds are summarised by `confirm`
@@ -947,7 +1028,7 @@ def summary(a) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["run", "summary", "confirm", "pooled", "length", "variants", "options",
-                                      "compositions", "cells"])
+                                      "compositions", "cells", "pair"])
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
                     help="default 0-4 (the seeds variants were chosen on); 5-9 for confirm; 0-9 for pooled, options "
                          "and compositions")
@@ -966,11 +1047,11 @@ if __name__ == "__main__":
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("DEBIAS_BENCH_CACHE", "/tmp/debias-bench")))
     a = ap.parse_args()
     a.seeds = a.seeds or {"confirm": [5, 6, 7, 8, 9], "pooled": list(range(10)),
-                          "options": list(range(10)),
+                          "options": list(range(10)), "pair": list(range(10)),
                           "compositions": list(range(10))}.get(a.what, [0, 1, 2, 3, 4])
     RESULTS.mkdir(exist_ok=True)
     a.cache.mkdir(parents=True, exist_ok=True)
     {"run": run, "summary": summary, "confirm": confirm, "pooled": pooled, "length": length,
      "variants": variants, "options": options, "compositions": compositions,
-     "cells": backfill_cells}[a.what](a)
+     "cells": backfill_cells, "pair": pair}[a.what](a)
     sys.exit(0)

@@ -278,3 +278,45 @@ def test_composition_table_compares_each_method_on_both_compositions_by_hand():
     assert abs(g.closed_diff - 15.0) < 1e-9
     assert "| skin-cos -> skin-cos-darker6 | group-dro | 2 | 2.0 [2.0, 2.0] | 0.5 [0.5, 0.5] | -1.5 [-1.5, -1.5] |" \
         " 60 [" in text
+
+
+def test_seeds_for_power_matches_the_one_sample_t_test_tables():
+    """G*Power's one-sample t-test, two-sided alpha 0.05, power 0.8: d = 0.8 needs 15, d = 0.5 needs 34, d = 0.2
+    needs 199 (Cohen 1988, Table 2.4.1, gives the same to within one)."""
+    bench = _debiasing()
+    assert bench.seeds_for_power(0.8) == 15
+    assert bench.seeds_for_power(0.5) == 34
+    assert bench.seeds_for_power(-0.5) == 34
+    assert bench.seeds_for_power(0.2) == 199
+    assert bench.seeds_for_power(0.0) is None
+
+
+def test_pair_table_pairs_any_two_labels_by_seed_and_places_each_against_the_two_thirds_line():
+    """balanced against a label that does not extend it, seeds 0-2 (seed 3 has no intrinsic: metric differences on
+    4 seeds, shares on 3); every figure recomputed by hand."""
+    from scipy import stats
+
+    bench = _debiasing()
+    gaps = {"standard": [0.08, 0.06, 0.07, 0.05], "intrinsic": [0.02, 0.00, 0.01],
+            "balanced": [0.05, 0.03, 0.06, 0.04], "cluster x": [0.04, 0.04, 0.03, 0.01]}
+    rows = [dict(setting="skin", method=m, seed=s, epochs=24, accuracy=0.98, worst_group_rate=0.9, skin_gap=g,
+                 pose_gap=0.05) for m, gs in gaps.items() for s, g in enumerate(gs)]
+    rows += [dict(setting="skin", method="balanced", seed=0, epochs=6, accuracy=0.5, worst_group_rate=0.5,
+                  skin_gap=0.5, pose_gap=0.5)]  # another length: never read
+    out, text = bench.pair_table(pd.DataFrame(rows), 24, "balanced", "cluster x")
+    gap = out[out.metric == "skin_gap"].iloc[0]
+    d = [-1, 1, -3, -3]  # cluster x minus balanced, points
+    assert gap.n_seeds == 4 and abs(gap["diff"] - (-1.5)) < 1e-9
+    half = stats.t.ppf(0.975, 3) * stats.tstd(d) / 2
+    assert abs(gap.ci_high - (-1.5 + half)) < 1e-3
+    # shares on seeds 0-2: standard 8, 6, 7; intrinsic 2, 0, 1 -> representation gap 6 each (mean 6)
+    closed = {r.metric: r for r in out.itertuples()}
+    assert abs(closed["closed:balanced"].diff - (3 + 3 + 1) / 3 / 6) < 1e-9
+    assert abs(closed["closed:cluster x"].diff - (4 + 2 + 4) / 3 / 6) < 1e-9
+    assert abs(closed["closed_difference"].diff - ((10 - 7) / 3 / 6)) < 1e-9
+    # the 2/3 line per seed: standard - 4 = 4, 2, 3; balanced sits 1, 1, 3 above it, cluster x 0, 2, 0
+    above = closed["above_target:balanced"]
+    assert abs(above.diff - 5 / 3) < 1e-9 and abs(above.sd - stats.tstd([1, 1, 3])) < 1e-9
+    assert above.seeds_for_power == bench.seeds_for_power((5 / 3) / stats.tstd([1, 1, 3]))
+    assert abs(closed["above_target:cluster x"].diff - 2 / 3) < 1e-9
+    assert "| balanced | 39% [" in text and "| cluster x | 56% [" in text
