@@ -696,6 +696,14 @@ def confirm(a) -> None:
     print(md)
 
 
+def seed_span(seeds) -> str:
+    """'0-9' for a run of consecutive seeds, else every seed listed ('0-6, 8, 9' must not read as '0-9')."""
+    seeds = sorted(set(seeds))
+    if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
 def pooled(a) -> None:
     """Every seed that ran (selection and confirmation together), methods with runs on all of them only, so
     that every difference stays paired by seed."""
@@ -705,7 +713,7 @@ def pooled(a) -> None:
     runs = runs[n == len(a.seeds)]
     s, dec = summarise(runs, a.epochs)
     s.to_csv(_out(a, "debiasing_pooled.csv"), index=False, float_format="%.5g")
-    md = f"All seeds {min(a.seeds)}-{max(a.seeds)} pooled (methods that ran on every one of them):\n" + markdown(s, dec)
+    md = f"All seeds {seed_span(a.seeds)} pooled (methods that ran on every one of them):\n" + markdown(s, dec)
     _out(a, "debiasing_pooled.md").write_text(md)
     print(md)
 

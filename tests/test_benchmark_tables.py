@@ -320,3 +320,11 @@ def test_pair_table_pairs_any_two_labels_by_seed_and_places_each_against_the_two
     assert above.seeds_for_power == bench.seeds_for_power((5 / 3) / stats.tstd([1, 1, 3]))
     assert abs(closed["above_target:cluster x"].diff - 2 / 3) < 1e-9
     assert "| balanced | 39% [" in text and "| cluster x | 56% [" in text
+
+
+def test_pooled_names_the_seeds_it_pooled_when_they_are_not_consecutive():
+    """pooled over seeds 0-6, 8, 9 printed 'All seeds 0-9 pooled' (min-max), hiding that seed 7 was left out."""
+    bench = _debiasing()
+    assert bench.seed_span([0, 1, 2, 3, 4, 5, 6, 8, 9]) == "0, 1, 2, 3, 4, 5, 6, 8, 9"
+    assert bench.seed_span(range(10)) == "0-9"
+    assert bench.seed_span([5, 6]) == "5, 6"
