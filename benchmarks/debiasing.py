@@ -910,23 +910,25 @@ def pair_table(runs: pd.DataFrame, epochs: int, before: str, after: str) -> tupl
         md.append(f"Share of the representation gap closed, seeds {', '.join(map(str, seeds))} (where `standard` and "
                   "`intrinsic` ran too); *above the 2/3 line* = the method's gap minus the gap that closing 2/3 of "
                   "each seed's representation gap would leave (points; > 0 falls short):\n")
-        md += ["| method | closed | above the 2/3 line | SD across seeds | seeds for 80% power |", "|---|---|---|---|---|"]
+        md += ["| method | closed | above the 2/3 line | SD across seeds | seeds for 80% power |",
+               "|---|---|---|---|---|"]
         for m in (before, after):
             c = closed_fraction(gap[m], s, i)
             short = gap[m] - line
             t = t_interval(short)
             sd = float(short.std(ddof=1))
             need = seeds_for_power(t[0] / sd if sd > 0 else np.nan)
-            rows.append(dict(setting=setting, from_method=before, to_method=after, n_seeds=len(seeds), metric=f"closed:{m}",
-                             diff=c[0], ci_low=c[1], ci_high=c[2], moved=bool(c[1] > 0 or c[2] < 0)))
-            rows.append(dict(setting=setting, from_method=before, to_method=after, n_seeds=len(seeds),
-                             metric=f"above_target:{m}", diff=t[0], ci_low=t[1], ci_high=t[2],
+            key = dict(setting=setting, from_method=before, to_method=after, n_seeds=len(seeds))
+            rows.append(dict(**key, metric=f"closed:{m}", diff=c[0], ci_low=c[1], ci_high=c[2],
+                             moved=bool(c[1] > 0 or c[2] < 0)))
+            rows.append(dict(**key, metric=f"above_target:{m}", diff=t[0], ci_low=t[1], ci_high=t[2],
                              moved=bool(t[1] > 0 or t[2] < 0), sd=sd, seeds_for_power=need))
-            md.append(f"| {m} | {c[0] * 100:.0f}% [{c[1] * 100:.0f}, {c[2] * 100:.0f}] | {t[0]:+.1f} [{t[1]:+.1f}, {t[2]:+.1f}] | "
-                      f"{sd:.1f} | {need if need else 'over 1000'} |")
+            md.append(f"| {m} | {c[0] * 100:.0f}% [{c[1] * 100:.0f}, {c[2] * 100:.0f}] | "
+                      f"{t[0]:+.1f} [{t[1]:+.1f}, {t[2]:+.1f}] | {sd:.1f} | {need if need else 'over 1000'} |")
         d = closed_difference((gap[after], s, i), (gap[before], s, i))
-        rows.append(dict(setting=setting, from_method=before, to_method=after, n_seeds=len(seeds), metric="closed_difference",
-                         diff=d[0], ci_low=d[1], ci_high=d[2], moved=bool(d[1] > 0 or d[2] < 0)))
+        rows.append(dict(setting=setting, from_method=before, to_method=after, n_seeds=len(seeds),
+                         metric="closed_difference", diff=d[0], ci_low=d[1], ci_high=d[2],
+                         moved=bool(d[1] > 0 or d[2] < 0)))
         md.append(f"\nShare closed, `{after}` minus `{before}`: {d[0] * 100:+.0f} [{d[1] * 100:+.0f}, "
                   f"{d[2] * 100:+.0f}] points (bootstrap over the same seeds).\n")
     return pd.DataFrame(rows), "\n".join(md)
@@ -1002,7 +1004,9 @@ def options(a) -> None:
 def pair(a) -> None:
     """Two method labels against each other on every seed both ran (default seeds 0-9); printed only."""
     if not a.methods or len(a.methods) != 2:
-        sys.exit("pair needs --methods BEFORE AFTER: two method labels")
+        print("pair needs --methods BEFORE AFTER: two method labels, e.g. --methods balanced group-dro",
+              file=sys.stderr)
+        sys.exit(2)
     runs = _runs(a)
     runs = runs[runs.seed.isin(a.seeds) & runs.setting.isin(a.settings)]
     out, text = pair_table(runs, a.epochs, *a.methods)
@@ -1038,8 +1042,8 @@ if __name__ == "__main__":
     ap.add_argument("what", choices=["run", "summary", "confirm", "pooled", "length", "variants", "options",
                                       "compositions", "cells", "pair"])
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
-                    help="default 0-4 (the seeds variants were chosen on); 5-9 for confirm; 0-9 for pooled, options "
-                         "and compositions")
+                    help="default 0-4 (the seeds variants were chosen on); 5-9 for confirm; 0-9 for pooled, options, "
+                         "compositions and pair")
     ap.add_argument("--long-seeds", type=int, nargs="*", default=[0, 1, 2],
                     help="seeds on which the --long-methods also train for twice the epochs")
     ap.add_argument("--long-methods", nargs="+", default=["standard", "balanced"], metavar="LABEL",
