@@ -912,13 +912,13 @@ def pair_table(runs: pd.DataFrame, epochs: int, before: str, after: str) -> tupl
                   "each seed's representation gap would leave (points; > 0 falls short):\n")
         md += ["| method | closed | above the 2/3 line | SD across seeds | seeds for 80% power |",
                "|---|---|---|---|---|"]
+        key = dict(setting=setting, from_method=before, to_method=after, n_seeds=len(seeds))
         for m in (before, after):
             c = closed_fraction(gap[m], s, i)
             short = gap[m] - line
             t = t_interval(short)
             sd = float(short.std(ddof=1))
             need = seeds_for_power(t[0] / sd if sd > 0 else np.nan)
-            key = dict(setting=setting, from_method=before, to_method=after, n_seeds=len(seeds))
             rows.append(dict(**key, metric=f"closed:{m}", diff=c[0], ci_low=c[1], ci_high=c[2],
                              moved=bool(c[1] > 0 or c[2] < 0)))
             rows.append(dict(**key, metric=f"above_target:{m}", diff=t[0], ci_low=t[1], ci_high=t[2],
@@ -926,8 +926,7 @@ def pair_table(runs: pd.DataFrame, epochs: int, before: str, after: str) -> tupl
             md.append(f"| {m} | {c[0] * 100:.0f}% [{c[1] * 100:.0f}, {c[2] * 100:.0f}] | "
                       f"{t[0]:+.1f} [{t[1]:+.1f}, {t[2]:+.1f}] | {sd:.1f} | {need if need else 'over 1000'} |")
         d = closed_difference((gap[after], s, i), (gap[before], s, i))
-        rows.append(dict(setting=setting, from_method=before, to_method=after, n_seeds=len(seeds),
-                         metric="closed_difference", diff=d[0], ci_low=d[1], ci_high=d[2],
+        rows.append(dict(**key, metric="closed_difference", diff=d[0], ci_low=d[1], ci_high=d[2],
                          moved=bool(d[1] > 0 or d[2] < 0)))
         md.append(f"\nShare closed, `{after}` minus `{before}`: {d[0] * 100:+.0f} [{d[1] * 100:+.0f}, "
                   f"{d[2] * 100:+.0f}] points (bootstrap over the same seeds).\n")
