@@ -343,6 +343,10 @@ def train(
                                  "(0 = off, the paper's)."),
     max_weight: float = typer.Option(0.0, help="dbvae: no face drawn more than this many times its uniform rate "
                                      "by the latent weights (before any --loss-tilt; caps repetition, 0 = off)."),
+    flatten_clusters: int = typer.Option(0, help="dbvae: spread the density weights' mass evenly within each of this "
+                                         "many latent clusters (each keeps its total mass; no face in it drawn more "
+                                         "than another). With --latent-dro, give the same number: Group DRO's "
+                                         "sampling. 0 = off."),
     resample_from: int = typer.Option(1, help="First epoch (0-based) that resamples."),
     refresh_weights: bool = typer.Option(True, "--refresh-weights/--freeze-weights",
                                          help="dbvae, loss-resample: recompute the weights every epoch (the "

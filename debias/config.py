@@ -129,6 +129,12 @@ class TrainConfig:
     min_ess: float = 0.3  # floor on effective sample size, as a fraction of training faces (dbvae, loss-resample)
     smooth_k: int = 0  # histogram: average each face's log-weight over its k nearest latent neighbours; 0 = off (the paper)
     max_weight: float = 0.0  # dbvae: no face drawn more than this many times its uniform rate (after the guard); 0 = off
+    # dbvae: spread the density weights' mass evenly within each of this many latent clusters (latent_clusters, the
+    # groups latent_dro uses): a cluster keeps the total mass the density gives it, but within it no face is drawn more
+    # often than another (the density's few favoured darker faces were drawn 43-63x uniform; balanced labels draw every
+    # darker face alike). With latent_dro (the same number) it replaces latent_dro's equal cluster mass as the sampling
+    # Group DRO's loss weights act on. 0 = off
+    flatten_clusters: int = 0
     resample_from: int = 1  # first epoch (0-based) that resamples (dbvae, loss-resample); earlier epochs are uniform
     refresh_weights: bool = True  # recompute the weights every epoch (the paper); False keeps the first
     loss_tilt: bool = False  # dbvae: each epoch, multiply the latent weights by each face's current loss (then the guard)
@@ -214,6 +220,19 @@ class TrainConfig:
         if self.max_weight and self.latent_dro:
             raise ValueError("`max_weight` caps the DB-VAE's density weights, which `latent_dro` replaces by "
                              "groups of the latent; use one or the other.")
+        if self.flatten_clusters < 0 or self.flatten_clusters == 1:
+            raise ValueError(f"`flatten_clusters`={self.flatten_clusters} must be 0 (off) or at least 2 clusters.")
+        if self.flatten_clusters and self.method != "dbvae":
+            raise ValueError(f"`flatten_clusters` spreads the DB-VAE's latent weights; it needs `method`='dbvae', not "
+                             f"{self.method!r}.")
+        if self.flatten_clusters and self.max_weight:
+            raise ValueError("`flatten_clusters` and `max_weight` both limit how often the DB-VAE repeats a face; use "
+                             "one or the other.")
+        if self.flatten_clusters and self.latent_dro and (
+                self.flatten_clusters != self.latent_dro or self.latent_groups != "clusters" or self.dro_resample):
+            raise ValueError(f"`flatten_clusters` with `latent_dro` sets the sampling over latent_dro's own clusters: "
+                             f"give both the same number (got {self.flatten_clusters} and {self.latent_dro}), with "
+                             f"`latent_groups`='clusters' and without `dro_resample` (which sets the mass itself).")
         if self.latent_dro < 0 or self.latent_dro == 1:
             raise ValueError(f"`latent_dro`={self.latent_dro} must be 0 (off) or at least 2 clusters.")
         if self.dro_resample and not (self.method == "group-dro" or self.latent_dro):

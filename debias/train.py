@@ -415,7 +415,9 @@ def _latent_dro(lab: _Labelled, cfg: TrainConfig, ts: TrainSet, clusters: np.nda
     lab.dro = GroupDRO(k + 1, cfg.dro_eta)
     name, unit, what = _LATENT_GROUP_WORDS[cfg.latent_groups]
     lab.names = (*(f"{name}{c}" for c in range(k)), "non-face")
-    sampling = f"each {unit}'s mass follows its DRO weight" if cfg.dro_resample else f"every {unit} gets equal mass"
+    sampling = (f"each {unit}'s mass follows its DRO weight" if cfg.dro_resample else
+                f"each {unit} gets the DB-VAE density's mass on it, spread evenly" if cfg.flatten_clusters else
+                f"every {unit} gets equal mass")
     log(f"Group DRO over {k} {what} of the training faces (sizes {', '.join(map(str, np.bincount(clusters)))}) "
         f"and non-faces; sampling: {sampling}")
 
@@ -509,14 +511,24 @@ def _guarded(w, cfg: TrainConfig, epoch: int, log: Callable[[str], None]) -> np.
     return w.p
 
 
-def _latent_weights(mu: np.ndarray, cfg: TrainConfig, epoch: int, log: Callable[[str], None]) -> np.ndarray:
-    """The DB-VAE's face weights from the density of the faces' latent means ``mu`` (never the labels)."""
+def _latent_weights(mu: np.ndarray, cfg: TrainConfig, epoch: int, log: Callable[[str], None],
+                    clusters: np.ndarray | None = None) -> np.ndarray:
+    """The DB-VAE's face weights from the density of the faces' latent means ``mu`` (never the labels); with
+    ``flatten_clusters``, spread evenly within the latent ``clusters`` (found here when not given)."""
     if cfg.density == "gmm":
         w = gmm_weights(mu, random_state=cfg.seed, min_ess=cfg.min_ess)
     else:
         w = latent_weights(mu, bins=cfg.bins, alpha=cfg.alpha, combine=cfg.combine, temperature=cfg.temperature,
                            min_ess=cfg.min_ess, smooth_k=cfg.smooth_k)
     p = _guarded(w, cfg, epoch, log)
+    if cfg.flatten_clusters:
+        if clusters is None:
+            clusters = latent_clusters(mu, n_clusters=cfg.flatten_clusters, random_state=cfg.seed)
+        # each cluster keeps the density's total mass on it, shared alike by its faces (the ESS guard rarely binds)
+        flat = cluster_balanced_weights(clusters, cfg.min_ess, mass=np.bincount(clusters, weights=p))
+        log(f"epoch {epoch + 1}: density weights spread evenly within {clusters.max() + 1} latent clusters "
+            f"(`flatten_clusters`): ESS {w.ess:.3f} -> {flat.ess:.3f}")
+        return _guarded(flat, cfg, epoch, log)
     if not cfg.max_weight:
         return p
     capped = cap_weights(w, cfg.max_weight)  # ``w`` itself when no face is above the cap
@@ -597,7 +609,8 @@ def _epoch_batches(cfg: TrainConfig, ts: TrainSet, st: _State, lab: _Labelled, e
             s, mu = _score_faces(st, ts, device, with_latent=refresh and cfg.method == "dbvae")
             if refresh and cfg.latent_dro:
                 st.clusters = _latent_groups(mu, cfg, epoch, log)
-                st.p_latent = _guarded(cluster_balanced_weights(st.clusters, cfg.min_ess), cfg, epoch, log)
+                st.p_latent = _latent_weights(mu, cfg, epoch, log, clusters=st.clusters) if cfg.flatten_clusters \
+                    else _guarded(cluster_balanced_weights(st.clusters, cfg.min_ess), cfg, epoch, log)
                 _latent_dro(lab, cfg, ts, st.clusters, log)
             elif refresh:
                 st.p_latent = _latent_weights(mu, cfg, epoch, log) if cfg.method == "dbvae" else \

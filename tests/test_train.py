@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from debias.cli import app
 from debias.config import TrainConfig
 from debias.errors import DebiasError
+from debias.models.run import load_weights
 from debias.train import TrainingError, fit, load_run
 
 FAST = dict(epochs=2, batch_size=32, width=4, latent_dim=8, max_train=256, compile=False)
@@ -357,6 +358,46 @@ def test_max_weight_caps_the_dbvae_sampling_weights_a_run_records(tiny_synth, tm
                        (dict(max_weight=5, latent_dro=3), "one or the other")):
         with pytest.raises(ValueError, match=match):
             TrainConfig(**{**cfg, **bad})
+
+
+def test_flatten_clusters_shares_each_latent_clusters_density_mass_alike_among_its_faces(tiny_synth, tmp_path):
+    # the same seed reads the same latent after the uniform first epoch, so the flattened run's weights must be the
+    # plain run's averaged within each cluster: every face of a cluster gets the cluster's mean plain weight
+    cfg = dict(method="dbvae", min_ess=0.01, **FAST)
+    fit(tiny_synth, TrainConfig(**cfg), tmp_path / "a")
+    fit(tiny_synth, TrainConfig(flatten_clusters=3, **cfg), tmp_path / "b")
+    plain, flat = (pd.read_csv(tmp_path / r / "sampling_weights.csv") for r in "ab")
+    assert (plain.image == flat.image).all()
+    levels = flat.p.round(12)
+    assert 2 <= levels.nunique() <= 3 and plain.p.nunique() > 3
+    for v, faces in plain.groupby(levels.to_numpy()):  # a level of the flat weights = one cluster's faces
+        assert faces.p.mean() == pytest.approx(v, rel=1e-4)
+    assert flat.p.sum() == pytest.approx(1, rel=1e-5)
+
+
+def test_flatten_clusters_with_latent_dro_samples_each_cluster_by_its_density_mass(tiny_synth, tmp_path):
+    cfg = dict(method="dbvae", min_ess=0.01, refresh_weights=False, latent_dro=3, **FAST)
+    fit(tiny_synth, TrainConfig(**cfg), tmp_path / "eq")
+    fit(tiny_synth, TrainConfig(flatten_clusters=3, **cfg), tmp_path / "flat")
+    fit(tiny_synth, TrainConfig(**{**cfg, "latent_dro": 0}), tmp_path / "plain")
+    codes = load_weights(tmp_path / "flat" / "checkpoint.pt", torch.device("cpu"))["clusters"].numpy()
+    assert np.array_equal(codes, load_weights(tmp_path / "eq" / "checkpoint.pt", torch.device("cpu"))["clusters"])
+    eq, flat, plain = (pd.read_csv(tmp_path / r / "sampling_weights.csv") for r in ("eq", "flat", "plain"))
+    # equal mass: each cluster's faces hold 1/K of the mass together; flattened: the plain density's mass on them
+    assert np.allclose(eq.p.groupby(codes).sum(), 1 / (codes.max() + 1), rtol=1e-4)
+    assert np.allclose(flat.p.groupby(codes).sum(), plain.p.groupby(codes).sum(), rtol=1e-4)
+    assert np.allclose(flat.p.groupby(codes).transform("mean"), flat.p, rtol=1e-6)
+
+
+def test_flatten_clusters_refuses_options_it_cannot_honour():
+    base = dict(method="dbvae", refresh_weights=False)
+    for bad, match in ((dict(flatten_clusters=1), "at least 2"), (dict(method="balanced", flatten_clusters=3),
+                                                                   "needs `method`='dbvae'"),
+                       (dict(flatten_clusters=3, max_weight=5), "one or the other"),
+                       (dict(flatten_clusters=3, latent_dro=4), "same number"),
+                       (dict(flatten_clusters=3, latent_dro=3, dro_resample=True), "same number")):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(**{**base, **bad})
 
 
 def test_loss_tilt_outside_the_dbvae_is_refused_not_ignored(tiny_synth, tmp_path):
