@@ -354,7 +354,7 @@ def train(
     freeze_after: int = typer.Option(0, help="dbvae with --freeze-weights: compute the kept weights after at most this "
                                      "many training images (mid-epoch on a large set), so the latent is read at the "
                                      "same point of training whatever the set's size; 0 = at --resample-from. On sets "
-                                     "larger than ~20,000 images use 20000 (README, scale setting)."),
+                                     "larger than ~20,000 images use 20000 (benchmarks/RESULTS.md, scale setting)."),
     loss_tilt: bool = typer.Option(False, "--loss-tilt/--no-loss-tilt",
                                    help="dbvae: each epoch, multiply the latent weights by each face's current loss "
                                    "(faces the model gets wrong; no labels), then apply the ESS floor."),

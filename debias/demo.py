@@ -32,14 +32,14 @@ class DemoConfig:
         return SynthConfig(seed=self.seed)
 
     def train(self, method: str) -> TrainConfig:
-        # the DB-VAE variant the debiasing benchmark found best without labels (README Results, 10 seeds): the
+        # the DB-VAE variant the debiasing benchmark found best without labels (benchmarks/RESULTS.md, 10 seeds): the
         # density of a face-centre latent, computed after the first epoch and kept, each face's log-weight
         # averaged over its 50 nearest latent neighbours, tilted each epoch by every face's current loss. It
         # closes 57% [48, 67] of the skin representation gap (the paper's DB-VAE 10%), has the best worst
         # group of any method, labelled ones included (80.2), and, unlike the untilted variant, narrows the
         # pose gap too (-3.4 [-4.9, -1.9] points where pose is rare, where the untilted one widened it by 18).
         # All at the benchmark's 6-epoch budget, close to this demo's; trained 24 epochs, `standard` narrows most
-        # of the gap itself and this variant closes 21% [16, 23] of what is left (README Results, training length)
+        # of the gap itself and this variant closes 21% [16, 23] of what is left (benchmarks/RESULTS.md, training length)
         best = dict(rec_region="center", min_ess=0.1, refresh_weights=False, smooth_k=50, loss_tilt=True) \
             if method == "dbvae" else {}
         return TrainConfig(method=method, epochs=self.epochs or 5, seed=self.seed, compile=self.compile,

@@ -561,7 +561,7 @@ def _freeze_note(cfg: TrainConfig, st: _State, n_batches: int, log: Callable[[st
     if (cfg.method == "dbvae" and not cfg.refresh_weights and not cfg.freeze_after and not cfg.latent_dro
             and st.p_latent is None and read_at > FREEZE_HINT_IMAGES):
         log(f"note: the kept latent weights will be read after {read_at:,} training images; on sets this large "
-            f"`--freeze-after 20000` reads them where the variant was chosen (README, scale setting: the gap closed "
+            f"`--freeze-after 20000` reads them where the variant was chosen (benchmarks/RESULTS.md, scale setting: the gap closed "
             f"67% with it, widened without)")
 
 
