@@ -230,7 +230,7 @@ class TrainConfig:
                              "one or the other.")
         if self.flatten_clusters and self.latent_dro and (
                 self.flatten_clusters != self.latent_dro or self.latent_groups != "clusters" or self.dro_resample):
-            raise ValueError(f"`flatten_clusters` with `latent_dro` sets the sampling over latent_dro's own clusters: "
+            raise ValueError(f"`flatten_clusters` with `latent_dro` sets the sampling over the clusters of `latent_dro`: "
                              f"give both the same number (got {self.flatten_clusters} and {self.latent_dro}), with "
                              f"`latent_groups`='clusters' and without `dro_resample` (which sets the mass itself).")
         if self.latent_dro < 0 or self.latent_dro == 1:
