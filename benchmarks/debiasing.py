@@ -165,6 +165,15 @@ METHODS = {
     "dbvae center ess0.1 frozen cluster-dro resample": CLUSTER_DRO_RESAMPLE,
     # the same options, run with the session-16 fix (session 23)
     "dbvae center ess0.1 frozen cluster-dro resample fixed": CLUSTER_DRO_RESAMPLE,
+    # the same with 20 clusters instead of 10 (session 29): a sensitivity check of the one number fixed before any
+    # run. Why: on seed 0 the cluster that holds 183 of the 185 darker faces also holds 207 medium and 44 lighter
+    # ones, so the DRO weight it earns goes 58% to faces that are not darker (13-27% darker mass against the labelled
+    # Group DRO's 33%), which may be why it stops at 51% where Group DRO closes 69%. A purer cluster should carry
+    # more of the weight to the darker faces. Second value of K tried, so a selection: seeds 0-4 first, 5-9 confirm.
+    # Predictions written before any run (24 epochs, `skin`, seeds 0-4): darker mass 15-35%; closes 45-75% of the
+    # representation gap (K=10 on the same seeds 58% [36, 78]), paired against K=10 within noise; a seed near
+    # collapse is the risk (fewer faces per cluster per batch).
+    "dbvae center ess0.1 frozen cluster-dro20 resample": {**CLUSTER_DRO_RESAMPLE, "latent_dro": 20},
     # Group DRO over 4 strata of equal mass under the smoothed DB-VAE's own frozen weights, rarest first (session 16;
     # --latent-dro 4 --latent-groups rarity). Sampling stays the DB-VAE's (each stratum 1/4 of the mass); the rarest
     # strata's losses get online DRO weights, as labelled Group DRO gives the darker group's. No labels in training.
