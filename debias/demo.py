@@ -39,7 +39,8 @@ class DemoConfig:
         # group of any method, labelled ones included (80.2), and, unlike the untilted variant, narrows the
         # pose gap too (-3.4 [-4.9, -1.9] points where pose is rare, where the untilted one widened it by 18).
         # All at the benchmark's 6-epoch budget, close to this demo's; trained 24 epochs, `standard` narrows most
-        # of the gap itself and this variant closes 21% [16, 23] of what is left (benchmarks/RESULTS.md, training length)
+        # of the gap itself and this variant closes 15% [-11, 36] of what is left (10 seeds; the labelled Group DRO 69%,
+        # Group DRO over the latent's clusters, no labels, 51%: benchmarks/RESULTS.md, at 24 epochs)
         best = dict(rec_region="center", min_ess=0.1, refresh_weights=False, smooth_k=50, loss_tilt=True) \
             if method == "dbvae" else {}
         return TrainConfig(method=method, epochs=self.epochs or 5, seed=self.seed, compile=self.compile,
