@@ -1,0 +1,70 @@
+"""How the latent clusters of Group DRO without labels hold the darker faces (session 29; issue 9).
+
+    PYTHONPATH=. .venv/bin/python benchmarks/cluster_diagnostic.py --seeds 0 1 2 3 4 \
+        --methods "dbvae center ess0.1 frozen cluster-dro resample fixed" "dbvae center ess0.1 frozen cluster-dro20 resample"
+
+Each run trains as ``debiasing.py run`` would until its clusters are found and kept (the start of epoch 2; see
+``weights_diagnostic.py``), then stops. Within a cluster every face carries the same sampling weight, so the clusters
+are read back from the weights as the groups of equal weight (no test image and no label is used to find them; the
+labels only describe them here). Writes ``results/cluster_diagnostic.csv``, one row per setting, method and seed:
+
+- ``n_clusters``: clusters found; ``n_darker``: darker training faces;
+- ``top_share``: the share of the darker faces in the cluster that holds the most of them;
+- ``top_purity``: the darker share of that cluster's faces; ``top_size``: its size;
+- ``n_holding``: the clusters holding at least 10% of the darker faces.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from weights_diagnostic import frozen_weights  # noqa: E402
+
+OUT = Path(__file__).parent / "results" / "cluster_diagnostic.csv"
+KEY = ["setting", "method", "seed", "n_train"]
+
+
+def composition(p: np.ndarray, faces: pd.DataFrame) -> dict:
+    """The darker faces' spread over the clusters, a cluster being the faces of one (equal) weight."""
+    cluster = np.unique(p, return_inverse=True)[1]
+    d = (faces.skin_group == "darker").to_numpy()
+    per = np.bincount(cluster[d], minlength=cluster.max() + 1)
+    size = np.bincount(cluster)
+    top = int(per.argmax())
+    return dict(n_clusters=len(size), n_darker=int(d.sum()), top_share=per[top] / d.sum(),
+                top_purity=per[top] / size[top], top_size=int(size[top]), n_holding=int((per >= 0.1 * d.sum()).sum()))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--settings", nargs="+", default=["skin"])
+    ap.add_argument("--methods", nargs="+", default=["dbvae center ess0.1 frozen cluster-dro resample fixed"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--n-train", type=int, default=20_000)
+    ap.add_argument("--epochs", type=int, default=24, help="the run's length (sets its learning-rate schedule)")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/debias-bench"))
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    a.cache.mkdir(parents=True, exist_ok=True)
+    done = pd.read_csv(OUT) if OUT.exists() else pd.DataFrame(columns=KEY)
+    have = set(map(tuple, done[KEY].astype(str).to_numpy()))
+    for setting in a.settings:
+        for method in a.methods:
+            for seed in a.seeds:
+                if (setting, method, str(seed), str(a.n_train)) in have:
+                    continue
+                p, faces = frozen_weights(setting, method, seed, a.n_train, a.epochs, a.cache)
+                row = dict(setting=setting, method=method, seed=seed, n_train=a.n_train, **composition(p, faces))
+                print(", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
+                      flush=True)
+                pd.DataFrame([row]).to_csv(OUT, mode="a", header=not OUT.exists(), index=False, float_format="%.4g")
+
+
+if __name__ == "__main__":
+    main()
