@@ -328,3 +328,19 @@ def test_pooled_names_the_seeds_it_pooled_when_they_are_not_consecutive():
     assert bench.seed_span([0, 1, 2, 3, 4, 5, 6, 8, 9]) == "0, 1, 2, 3, 4, 5, 6, 8, 9"
     assert bench.seed_span(range(10)) == "0-9"
     assert bench.seed_span([5, 6]) == "5, 6"
+
+
+def test_cluster_diagnostic_reads_clusters_back_as_groups_of_equal_weight():
+    """Three clusters of 4, 3 and 3 faces, each face of a cluster with the cluster's one weight (0.05, 0.1, 0.1/3):
+    the darker faces (4: 3 in the first cluster, 1 in the third) counted by hand."""
+    spec = importlib.util.spec_from_file_location("bench_clusters", ROOT / "benchmarks" / "cluster_diagnostic.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    p = [0.05] * 4 + [0.1] * 3 + [0.1 / 3] * 3
+    skin = ["darker", "darker", "lighter", "darker", "lighter", "medium", "lighter", "medium", "darker", "lighter"]
+    row = mod.composition(pd.Series(p).to_numpy(), pd.DataFrame({"skin_group": skin}))
+    assert row["n_clusters"] == 3 and row["n_darker"] == 4
+    assert row["top_share"] == pytest.approx(3 / 4)   # the first cluster holds 3 of the 4 darker faces
+    assert row["top_purity"] == pytest.approx(3 / 4)  # ... and 3 of its 4 faces are darker
+    assert row["top_size"] == 4
+    assert row["n_holding"] == 2                      # clusters with >= 10% of the darker faces: the first and third
