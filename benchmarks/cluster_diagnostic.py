@@ -15,19 +15,16 @@ labels only describe them here). Writes ``results/cluster_diagnostic.csv``, one 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from weights_diagnostic import frozen_weights  # noqa: E402
+from weights_diagnostic import run_diagnostic  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "cluster_diagnostic.csv"
-KEY = ["setting", "method", "seed", "n_train"]
 
 
 def composition(p: np.ndarray, faces: pd.DataFrame) -> dict:
@@ -42,28 +39,8 @@ def composition(p: np.ndarray, faces: pd.DataFrame) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--settings", nargs="+", default=["skin"])
-    ap.add_argument("--methods", nargs="+", default=["dbvae center ess0.1 frozen cluster-dro resample fixed"])
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    ap.add_argument("--n-train", type=int, default=20_000)
-    ap.add_argument("--epochs", type=int, default=24, help="the run's length (sets its learning-rate schedule)")
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/debias-bench"))
-    a = ap.parse_args()
-    torch.set_num_threads(1)
-    a.cache.mkdir(parents=True, exist_ok=True)
-    done = pd.read_csv(OUT) if OUT.exists() else pd.DataFrame(columns=KEY)
-    have = set(map(tuple, done[KEY].astype(str).to_numpy()))
-    for setting in a.settings:
-        for method in a.methods:
-            for seed in a.seeds:
-                if (setting, method, str(seed), str(a.n_train)) in have:
-                    continue
-                p, faces = frozen_weights(setting, method, seed, a.n_train, a.epochs, a.cache)
-                row = dict(setting=setting, method=method, seed=seed, n_train=a.n_train, **composition(p, faces))
-                print(", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
-                      flush=True)
-                pd.DataFrame([row]).to_csv(OUT, mode="a", header=not OUT.exists(), index=False, float_format="%.4g")
+    run_diagnostic(composition, OUT, __doc__, settings=["skin"],
+                   methods=["dbvae center ess0.1 frozen cluster-dro resample fixed"])
 
 
 if __name__ == "__main__":

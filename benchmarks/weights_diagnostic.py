@@ -70,10 +70,12 @@ def spread(p: np.ndarray, faces: pd.DataFrame) -> dict:
                 max_rate=p.max() * n, ess=ess_fraction(p))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--settings", nargs="+", default=["skin-cos", "skin-cos-darker6"])
-    ap.add_argument("--methods", nargs="+", default=["dbvae center ess0.1 frozen smooth50"])
+def run_diagnostic(describe, out: Path, doc: str, *, settings: list[str], methods: list[str]) -> None:
+    """The command line of a kept-weights diagnostic: for each setting, method and seed not yet in ``out``, train
+    until the weights are kept and append one row, ``describe(p, faces)`` after the run's key (resumable)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--settings", nargs="+", default=settings)
+    ap.add_argument("--methods", nargs="+", default=methods)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--n-train", type=int, default=20_000)
     ap.add_argument("--epochs", type=int, default=24, help="the run's length (sets its learning-rate schedule)")
@@ -81,7 +83,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)
     a.cache.mkdir(parents=True, exist_ok=True)
-    done = pd.read_csv(OUT) if OUT.exists() else pd.DataFrame(columns=KEY)
+    done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=KEY)
     have = set(map(tuple, done[KEY].astype(str).to_numpy()))
     for setting in a.settings:
         for method in a.methods:
@@ -89,10 +91,15 @@ def main() -> None:
                 if (setting, method, str(seed), str(a.n_train)) in have:
                     continue
                 p, faces = frozen_weights(setting, method, seed, a.n_train, a.epochs, a.cache)
-                row = dict(setting=setting, method=method, seed=seed, n_train=a.n_train, **spread(p, faces))
+                row = dict(setting=setting, method=method, seed=seed, n_train=a.n_train, **describe(p, faces))
                 print(", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
                       flush=True)
-                pd.DataFrame([row]).to_csv(OUT, mode="a", header=not OUT.exists(), index=False, float_format="%.4g")
+                pd.DataFrame([row]).to_csv(out, mode="a", header=not out.exists(), index=False, float_format="%.4g")
+
+
+def main() -> None:
+    run_diagnostic(spread, OUT, __doc__, settings=["skin-cos", "skin-cos-darker6"],
+                   methods=["dbvae center ess0.1 frozen smooth50"])
 
 
 if __name__ == "__main__":
