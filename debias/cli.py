@@ -351,8 +351,9 @@ def train(
     refresh_weights: bool = typer.Option(True, "--refresh-weights/--freeze-weights",
                                          help="dbvae, loss-resample: recompute the weights every epoch (the "
                                          "paper's), or compute them once at --resample-from and keep them."),
-    freeze_after: int = typer.Option(0, help="dbvae with --freeze-weights: compute the kept weights after at most this "
-                                     "many training images (mid-epoch on a large set), so the latent is read at the "
+    freeze_after: int = typer.Option(0, help="dbvae with --freeze-weights: compute the kept weights (with --latent-dro, "
+                                     "find its clusters) after at most this many training images (mid-epoch on a "
+                                     "large set), so the latent is read at the "
                                      "same point of training whatever the set's size; 0 = at --resample-from. On sets "
                                      "larger than ~20,000 images use 20000 (benchmarks/RESULTS.md, scale setting)."),
     loss_tilt: bool = typer.Option(False, "--loss-tilt/--no-loss-tilt",

@@ -138,10 +138,11 @@ class TrainConfig:
     resample_from: int = 1  # first epoch (0-based) that resamples (dbvae, loss-resample); earlier epochs are uniform
     refresh_weights: bool = True  # recompute the weights every epoch (the paper); False keeps the first
     loss_tilt: bool = False  # dbvae: each epoch, multiply the latent weights by each face's current loss (then the guard)
-    # dbvae with refresh_weights=False: compute the kept latent weights after at most this many training images (mid-epoch
-    # when an epoch is longer), else at the start of epoch resample_from as usual; 0 = always at resample_from. The
-    # encoder's useful early state is a number of optimisation steps, not epochs: on 100,000 images, frozen after one
-    # epoch, the latent put 0.9% of the face mass on darker faces; read by an encoder trained on 20,000 of them, 26%
+    # dbvae with refresh_weights=False: compute the kept latent weights (with latent_dro, find its clusters) after at most
+    # this many training images (mid-epoch when an epoch is longer), else at the start of epoch resample_from as usual;
+    # 0 = always at resample_from. The encoder's useful early state is a number of optimisation steps, not epochs: on
+    # 100,000 images, frozen after one epoch, the latent put 0.9% of the face mass on darker faces; read by an encoder
+    # trained on 20,000 of them, 26%
     freeze_after: int = 0
     # dbvae: Group DRO over this many groups of the faces (latent_groups: clusters of the latent means, GEORGE-style,
     # or rarity strata) instead of the density weights; the groups are found once, at resample_from, and kept;
@@ -242,10 +243,13 @@ class TrainConfig:
         # `freeze_after` is reported by its own check just below)
         for option, does, excluded in (
                 ("latent_dro", "runs Group DRO over clusters of the DB-VAE's latent, found once and kept", "loss_tilt"),
-                ("freeze_after", "sets when the DB-VAE's kept latent weights are computed", "latent_dro")):
-            if getattr(self, option) > 0 and (self.method != "dbvae" or self.refresh_weights or getattr(self, excluded)):
-                raise ValueError(f"`{option}` {does}: it needs `method`='dbvae' (not {self.method!r}), "
-                                 f"refresh_weights=False (--freeze-weights) and no `{excluded}`.")
+                ("freeze_after", "sets when the DB-VAE's kept latent weights (or `latent_dro`'s clusters) are computed",
+                 None)):
+            if getattr(self, option) > 0 and (self.method != "dbvae" or self.refresh_weights
+                                              or (excluded and getattr(self, excluded))):
+                raise ValueError(f"`{option}` {does}: it needs `method`='dbvae' (not {self.method!r})"
+                                 + (f", refresh_weights=False (--freeze-weights) and no `{excluded}`." if excluded
+                                    else " and refresh_weights=False (--freeze-weights)."))
         if self.freeze_after < 0:
             raise ValueError(f"`freeze_after`={self.freeze_after} must be >= 0 (0 = at `resample_from`).")
         if self.workers < 0 or self.max_train < 0 or self.resample_from < 0:

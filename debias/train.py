@@ -565,10 +565,24 @@ def _freeze_note(cfg: TrainConfig, st: _State, n_batches: int, log: Callable[[st
             f"67% with it, widened without)")
 
 
-def _freeze_hook(cfg: TrainConfig, ts: TrainSet, st: _State, epoch: int, n_batches: int, device: torch.device,
-                 log: Callable[[str], None]) -> Callable[[int], None] | None:
-    """``freeze_after``: a step hook that computes the kept latent weights once ``freeze_after`` training images
-    have been seen, if that comes before the start of epoch ``resample_from`` (which otherwise computes them)."""
+def _keep_latent(mu: np.ndarray, cfg: TrainConfig, ts: TrainSet, st: _State, lab: _Labelled, epoch: int,
+                 log: Callable[[str], None]) -> None:
+    """The DB-VAE's latent weights from the training faces' latent means ``mu``, into ``st.p_latent``; with
+    ``latent_dro`` its groups too (``st.clusters``, kept with the weights), and ``lab`` becomes Group DRO over them."""
+    if not cfg.latent_dro:
+        st.p_latent = _latent_weights(mu, cfg, epoch, log)
+        return
+    st.clusters = _latent_groups(mu, cfg, epoch, log)
+    st.p_latent = _latent_weights(mu, cfg, epoch, log, clusters=st.clusters) if cfg.flatten_clusters \
+        else _guarded(cluster_balanced_weights(st.clusters, cfg.min_ess), cfg, epoch, log)
+    _latent_dro(lab, cfg, ts, st.clusters, log)
+
+
+def _freeze_hook(cfg: TrainConfig, ts: TrainSet, st: _State, lab: _Labelled, epoch: int, n_batches: int,
+                 device: torch.device, log: Callable[[str], None]) -> Callable[[int], None] | None:
+    """``freeze_after``: a step hook that computes the kept latent weights (and ``latent_dro``'s groups) once
+    ``freeze_after`` training images have been seen, if that comes before the start of epoch ``resample_from`` (which
+    otherwise computes them). Group DRO over the groups starts with the next epoch."""
     if not cfg.freeze_after or st.p_latent is not None or epoch >= cfg.resample_from:
         return None
     seen_before = epoch * n_batches * cfg.batch_size
@@ -578,7 +592,7 @@ def _freeze_hook(cfg: TrainConfig, ts: TrainSet, st: _State, epoch: int, n_batch
         if st.p_latent is None and seen >= cfg.freeze_after:
             _, mu = _score_faces(st, ts, device, with_latent=True)
             st.model.train()  # predict_scores left it in eval mode, mid-epoch
-            st.p_latent = _latent_weights(mu, cfg, epoch, log)
+            _keep_latent(mu, cfg, ts, st, lab, epoch, log)
             log(f"epoch {epoch + 1}, step {k}: latent weights computed after {seen} training images "
                 f"(`freeze_after` {cfg.freeze_after}) and kept; resampling starts at epoch {cfg.resample_from + 1}")
     return hook
@@ -607,14 +621,10 @@ def _epoch_batches(cfg: TrainConfig, ts: TrainSet, st: _State, lab: _Labelled, e
             tr = time.perf_counter()
             # one pass over the training faces gives both the scores (the loss) and the latent means
             s, mu = _score_faces(st, ts, device, with_latent=refresh and cfg.method == "dbvae")
-            if refresh and cfg.latent_dro:
-                st.clusters = _latent_groups(mu, cfg, epoch, log)
-                st.p_latent = _latent_weights(mu, cfg, epoch, log, clusters=st.clusters) if cfg.flatten_clusters \
-                    else _guarded(cluster_balanced_weights(st.clusters, cfg.min_ess), cfg, epoch, log)
-                _latent_dro(lab, cfg, ts, st.clusters, log)
+            if refresh and cfg.method == "dbvae":
+                _keep_latent(mu, cfg, ts, st, lab, epoch, log)
             elif refresh:
-                st.p_latent = _latent_weights(mu, cfg, epoch, log) if cfg.method == "dbvae" else \
-                    _loss_weights(s, cfg, epoch, log)
+                st.p_latent = _loss_weights(s, cfg, epoch, log)
             # the latent weights (frozen or not) tilted by this epoch's loss
             p_face = _loss_weights(s, cfg, epoch, log, prior=st.p_latent) if cfg.loss_tilt else st.p_latent
             resample_s = time.perf_counter() - tr
@@ -703,15 +713,16 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
         if cfg.augment:
             aug_seed = np.random.SeedSequence([cfg.seed, epoch, rank, 11]).generate_state(1)[0]
             aug = torch.Generator().manual_seed(int(aug_seed))
+        dro = lab.dro  # Group DRO of this epoch (latent groups found by the freeze hook mid-epoch act from the next)
         losses = train_one_epoch(step, st.opt, batches, ts.images, ts.labels, device, rank=rank, world=world,
-                                 workers=cfg.workers, aug=aug, groups=lab.groups, dro=lab.dro, scaler=scaler,
+                                 workers=cfg.workers, aug=aug, groups=lab.groups, dro=dro, scaler=scaler,
                                  progress=progress, aug_cfg=aug_cfg,
-                                 on_step=_freeze_hook(cfg, ts, st, epoch, n_batches, device, log),
+                                 on_step=_freeze_hook(cfg, ts, st, lab, epoch, n_batches, device, log),
                                  lr=lr_schedule(cfg, epoch, n_batches), margins=_margins(cfg, ts, p_face))
         train_s = time.perf_counter() - tt
         row = {"epoch": epoch, **losses, "lr": st.opt.param_groups[0]["lr"], "ess": ess}
-        if lab.dro is not None:
-            row.update({f"dro_q[{k}]": float(v) for k, v in zip(lab.names, lab.dro.q)})
+        if dro is not None:
+            row.update({f"dro_q[{k}]": float(v) for k, v in zip(lab.names, dro.q)})
         if ts.val is not None:
             row.update(evaluate(st.model, ts.val, ts.val_images, device))
         row.update({f"mass[{k}]": v for k, v in mass_by_group(p_face, ts.face_frame, DIAGNOSTIC_COLUMNS).items()})

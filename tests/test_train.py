@@ -748,13 +748,47 @@ def test_freeze_after_reads_the_latent_after_that_many_images_and_resumes_exactl
     assert all(torch.equal(mid[k], c[k]) for k in mid)
 
 
+def test_freeze_after_finds_the_latent_clusters_of_group_dro_after_that_many_images(tiny_synth, tmp_path, monkeypatch):
+    """``--latent-dro`` with ``--freeze-after``: the clusters are found mid-epoch 1 (after 96 of 256 images) from the
+    latent read there, kept, and drive Group DRO from epoch 2 on; a run cut in epoch 3 resumes them, not re-found."""
+    import debias.train as train_mod
+    from debias.sampling import latent_clusters
+
+    cfg = TrainConfig(method="dbvae", refresh_weights=False, latent_dro=3, freeze_after=96, min_ess=0.01,
+                      **{**FAST, "epochs": 3})
+    seen = _count_steps(monkeypatch)
+    means, counted = [], train_mod.predict_scores
+    monkeypatch.setattr(train_mod, "predict_scores", lambda *a, **k: (lambda r: means.append(r[1]) or r)(counted(*a, **k)))
+    logs = []
+    hist = fit(tiny_synth, cfg, tmp_path / "mid", log=logs.append)
+    assert seen["latent_at"] == [3]  # 96 images = 3 steps of 32 into the first epoch, read once, then kept
+    assert any("Group DRO over" in m and "latent clusters" in m for m in logs)
+    q = hist.filter(like="dro_q[")
+    assert q.iloc[0].isna().all() and q.iloc[1:].notna().all().all()  # Group DRO from epoch 2 (--resample-from 1)
+    # the kept clusters are the mixture's on the means read after 3 steps (clustered here again, independently)
+    mu = [m for m in means if m is not None]
+    assert len(mu) == 1
+    clusters = torch.load(tmp_path / "mid" / "checkpoint.pt", weights_only=True)["clusters"].numpy()
+    assert np.array_equal(clusters, latent_clusters(mu[0], n_clusters=3, random_state=cfg.seed))
+    # every cluster gets the same sampling mass in epoch 2 (before --dro-resample, equal mass)
+    p = pd.read_csv(tmp_path / "mid" / "sampling_weights.csv")["p"].to_numpy()
+    assert np.bincount(clusters, weights=p) == pytest.approx(np.full(clusters.max() + 1, 1 / (clusters.max() + 1)),
+                                                             abs=1e-4)
+    monkeypatch.undo()
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_synth, cfg, tmp_path / "cut", progress=_killer(after_steps=16 + 3))  # 3 steps into epoch three
+    fit(tiny_synth, cfg, tmp_path / "cut", resume=True)
+    a, b = _state(tmp_path / "mid"), _state(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_freeze_after_needs_frozen_dbvae_weights(tiny_synth, tmp_path):
     for args, says in ((["--freeze-after", "100", "--method", "dbvae"], "--freeze-after sets when"),
                        (["--freeze-after", "100", "--method", "standard", "--freeze-weights"],
                         "--method='dbvae' (not 'standard')"),
                        (["--method", "dbvae", "--freeze-weights", "--freeze-after", "-1"], "--freeze-after=-1")):
         r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), *args])
-        assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, r.output
+        assert r.exit_code == 2 and says in " ".join(r.output.split()) and "Traceback" not in r.output, r.output
     assert not (tmp_path / "r").exists()
 
 
