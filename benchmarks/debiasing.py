@@ -693,7 +693,8 @@ def figure(s: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     settings = list(s.setting.unique())
-    fig, axes = plt.subplots(1, len(settings), figsize=(6.5 * len(settings), 4.8), squeeze=False)
+    # constrained layout keeps room for long method labels and the legend outside each axis
+    fig, axes = plt.subplots(1, len(settings), figsize=(9 * len(settings), 4.8), squeeze=False, layout="constrained")
     for ax, setting in zip(axes[0], settings):
         gap = TARGET_GAP[_base(setting)]
         sub = s[(s.setting == setting) & (s.metric == gap)].reset_index(drop=True)
@@ -711,8 +712,7 @@ def figure(s: pd.DataFrame, path: Path) -> None:
             ax.axvline(intr["mean"].iloc[0] * 100, color="green", ls=":", lw=1, label="intrinsic (balanced data)")
         ax.set_xlabel(f"{gap.replace('_', ' ')} (points; 95% CI across seeds)")
         ax.set_title(f"setting: {setting}")
-        ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # outside: never over a method's point
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
