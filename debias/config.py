@@ -161,6 +161,14 @@ class TrainConfig:
     # uniform must be detected by margin * log k logits more. Reweighting fades once a net fits every face; a margin
     # keeps acting at convergence. 0 = off; 1 = the logit adjustment's Bayes-consistent choice (Menon et al. 2021)
     margin: float = 0.0
+    # mix every training image with another of the same group in its batch, x <- l x + (1 - l) x', l = max(b, 1 - b)
+    # with b ~ Beta(mixup, mixup); its label stays (the two share it). The group is the image's Group DRO group (a
+    # latent cluster under `latent_dro`, a labelled group under group-dro) once there is one, else its label. A few
+    # hundred repeated minority faces are all fitted at convergence and what is left is generalisation from too few
+    # distinct ones (benchmarks/RESULTS.md); mixing two faces of a cluster makes a new image of that cluster each time
+    # (within-group mixup, as LISA's intra-label mixing; Zhang et al. 2018, Yao et al. 2022). Unlike colour jitter it
+    # moves no face towards another group's tone: both images come from the same group. 0 = off
+    mixup: float = 0.0
     # labelled references
     balance_by: tuple[str, ...] = ("skin_group",)  # groups for method=balanced and group-dro
     balance_power: float = 1.0  # balanced: p_i ~ n_g^-power; 1 equal group mass, 0.5 a tempered balance
@@ -188,7 +196,7 @@ class TrainConfig:
                 raise ValueError(f"`{name}`={getattr(self, name)!r} is not one of {', '.join(allowed)}.")
         _positive(self, "width", "latent_dim", "epochs", "bins", "jtt_epochs")
         _finite(self, "beta", "c_rec", "lr", "weight_decay", "alpha", "temperature", "balance_power", "dro_eta",
-                "jtt_lambda", "margin")
+                "jtt_lambda", "margin", "mixup")
         if self.batch_size < 2:
             raise ValueError(f"`batch_size`={self.batch_size} must be at least 2.")
         if not self.lr > 0 or not self.dro_eta > 0 or not self.jtt_lambda > 0:
@@ -206,6 +214,8 @@ class TrainConfig:
         if self.loss_tilt and self.method != "dbvae":
             raise ValueError(f"`loss_tilt` tilts the DB-VAE's latent weights; it needs `method`='dbvae', not "
                              f"{self.method!r} (`method`='loss-resample' weights a plain classifier by the loss).")
+        if self.mixup < 0:
+            raise ValueError(f"`mixup`={self.mixup} must be >= 0 (0 = off; 1 mixes with a uniform share in [0.5, 1]).")
         if self.margin < 0:
             raise ValueError(f"`margin`={self.margin} must be >= 0 (0 = off).")
         if self.margin and self.method in ("standard", "vae-uniform"):

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from debias.config import TrainConfig, to_json
-from debias.data.augment import AugmentConfig, augment
+from debias.data.augment import AugmentConfig, augment, mix_within
 from debias.errors import DebiasError
 from debias.files import atomic_write, check_out_dir, exclusive
 from debias.data.manifest import (ManifestDataset, ManifestError, host_batch, is_packed, on_device, prefetch,
@@ -159,7 +159,8 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
                     aug_cfg: AugmentConfig = AugmentConfig(),
                     on_step: Callable[[int], None] | None = None,
                     lr: Callable[[int], float] | None = None,
-                    margins: np.ndarray | None = None) -> dict[str, float]:
+                    margins: np.ndarray | None = None,
+                    mix: tuple[float, np.random.Generator] | None = None) -> dict[str, float]:
     """Run one epoch of optimisation over ``batches`` (arrays of training positions).
 
     ``workers`` threads prefetch batches. ``aug``, a generator, turns on geometric augmentation with the
@@ -169,6 +170,8 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
     ``read_every`` steps, the loss parts are read back, checked for non-finite values and shown (default: every
     step on the CPU, every 25 on CUDA). ``on_step(k)`` runs after the k-th optimisation step of the epoch.
     ``margins`` (a logit margin for every training position) are lowered from the logits before the loss.
+    ``mix`` = (alpha, generator) mixes every image with another of its group in the batch (``groups``, else its
+    label) after augmentation (``TrainConfig.mixup``).
     Returns the mean of each loss part over the epoch.
     """
     step.train()
@@ -199,6 +202,8 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
         x, y = on_device(x, device), y.to(device, non_blocking=True)
         if aug is not None:
             x = augment(x, aug, aug_cfg)
+        if mix is not None:
+            x = mix_within(x, (groups if groups is not None else labels)[pos], mix[1], mix[0])
         extra = (torch.from_numpy(margins[pos]).to(device, torch.float32),) if margins is not None else ()
         per_image, per_cls, *parts = step(x, y, *extra)
         if dro is not None:
@@ -713,12 +718,17 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
         if cfg.augment:
             aug_seed = np.random.SeedSequence([cfg.seed, epoch, rank, 11]).generate_state(1)[0]
             aug = torch.Generator().manual_seed(int(aug_seed))
+        mix = None
+        if cfg.mixup:
+            mix_seed = np.random.SeedSequence([cfg.seed, epoch, rank, 13]).generate_state(1)[0]
+            mix = (cfg.mixup, np.random.default_rng(int(mix_seed)))
         dro = lab.dro  # Group DRO of this epoch (latent groups found by the freeze hook mid-epoch act from the next)
         losses = train_one_epoch(step, st.opt, batches, ts.images, ts.labels, device, rank=rank, world=world,
                                  workers=cfg.workers, aug=aug, groups=lab.groups, dro=dro, scaler=scaler,
                                  progress=progress, aug_cfg=aug_cfg,
                                  on_step=_freeze_hook(cfg, ts, st, lab, epoch, n_batches, device, log),
-                                 lr=lr_schedule(cfg, epoch, n_batches), margins=_margins(cfg, ts, p_face))
+                                 lr=lr_schedule(cfg, epoch, n_batches), margins=_margins(cfg, ts, p_face),
+                                 mix=mix)
         train_s = time.perf_counter() - tt
         row = {"epoch": epoch, **losses, "lr": st.opt.param_groups[0]["lr"], "ess": ess}
         if dro is not None:

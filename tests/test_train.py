@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -913,3 +914,66 @@ def test_margin_in_training_follows_the_group_weights_by_hand_and_standard_refus
     r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "std"), "--method", "standard",
                                  "--margin", "1"])
     assert r.exit_code == 2 and "--margin follows the face sampling weights" in r.output, r.output
+
+
+def test_mixup_mixes_each_image_with_one_of_its_group_after_augmentation():
+    """``mix`` in train_one_epoch: the step sees augment() then mix_within() over the batch's groups, called directly
+    with the same generators; without groups the labels are the groups."""
+    import debias.train as train_mod
+    from debias.data.augment import augment, mix_within
+
+    imgs = np.random.default_rng(1).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0], np.float32)
+    groups = np.array([0, 1, 0, 1, 2, 2, 2, 2])
+    seen = []
+
+    class Step(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x, y):
+            seen.append(x.clone())
+            per = (self.w * x.mean((1, 2, 3)) - y) ** 2
+            return per, None, per.mean(), per.mean() * 0, per.mean() * 0
+
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+    order = np.array([3, 0, 5, 1, 7, 2, 6, 4])  # a batch in another order than the array
+    for keys, kw in ((groups, dict(groups=groups)), (labels, {})):
+        seen.clear()
+        step = Step()
+        train_mod.train_one_epoch(step, torch.optim.SGD(step.parameters(), 0.1), [order], lambda p: imgs[p], labels,
+                                  torch.device("cpu"), aug=torch.Generator().manual_seed(7),
+                                  mix=(1.0, np.random.default_rng(4)), **kw)
+        want = mix_within(augment(x[order], torch.Generator().manual_seed(7)), keys[order], np.random.default_rng(4),
+                          1.0)
+        assert torch.allclose(seen[0], want, atol=1e-6)
+        assert not torch.allclose(seen[0], augment(x[order], torch.Generator().manual_seed(7)), atol=1e-3)
+
+
+def test_mixup_mixes_within_labels_until_the_latent_clusters_are_found_then_within_them(tiny_synth, tmp_path,
+                                                                                          monkeypatch):
+    import debias.train as train_mod
+
+    calls = []
+    real = train_mod.mix_within
+
+    def spy(x, keys, rng, alpha):
+        calls.append((alpha, np.array(keys)))
+        return real(x, keys, rng, alpha)
+
+    monkeypatch.setattr(train_mod, "mix_within", spy)
+    cfg = TrainConfig(method="dbvae", refresh_weights=False, latent_dro=3, mixup=0.5, min_ess=0.01, **FAST)
+    fit(tiny_synth, cfg, tmp_path / "a")
+    assert len(calls) == 16 and all(a == 0.5 for a, _ in calls)  # 2 epochs of 256 / 32 steps
+    first, second = calls[:8], calls[8:]
+    assert set(np.concatenate([k for _, k in first])) <= {0.0, 1.0}  # epoch 1: the labels
+    keys = np.concatenate([k for _, k in second])
+    assert set(keys) <= {0, 1, 2, 3} and len(set(keys[keys < 3])) >= 2  # epoch 2: 3 face clusters + non-faces
+    monkeypatch.undo()
+    fit(tiny_synth, cfg, tmp_path / "b")  # deterministic for a seed
+    a, b = _state(tmp_path / "a"), _state(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    fit(tiny_synth, dataclasses.replace(cfg, mixup=0.0), tmp_path / "c")
+    c = _state(tmp_path / "c")
+    assert not all(torch.equal(a[k], c[k]) for k in a)
