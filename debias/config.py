@@ -163,7 +163,8 @@ class TrainConfig:
     margin: float = 0.0
     # mix every training image with another of the same group in its batch, x <- l x + (1 - l) x', l = max(b, 1 - b)
     # with b ~ Beta(mixup, mixup); its label stays (the two share it). The group is the image's Group DRO group (a
-    # latent cluster under `latent_dro`, a labelled group under group-dro) once there is one, else its label. A few
+    # latent cluster under `latent_dro`, a labelled group under group-dro), else its label; `latent_dro` starts to
+    # mix once its clusters are found (the epoch after), never across clusters it has not found yet. A few
     # hundred repeated minority faces are all fitted at convergence and what is left is generalisation from too few
     # distinct ones (benchmarks/RESULTS.md); mixing two faces of a cluster makes a new image of that cluster each time
     # (within-group mixup, as LISA's intra-label mixing; Zhang et al. 2018, Yao et al. 2022). Unlike colour jitter it

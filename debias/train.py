@@ -719,7 +719,9 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
             aug_seed = np.random.SeedSequence([cfg.seed, epoch, rank, 11]).generate_state(1)[0]
             aug = torch.Generator().manual_seed(int(aug_seed))
         mix = None
-        if cfg.mixup:
+        # latent_dro mixes within its clusters only: before they are found (the first epoch, or the one they are
+        # found in) it does not mix, rather than mix faces across the groups it has not found yet
+        if cfg.mixup and not (cfg.latent_dro and lab.groups is None):
             mix_seed = np.random.SeedSequence([cfg.seed, epoch, rank, 13]).generate_state(1)[0]
             mix = (cfg.mixup, np.random.default_rng(int(mix_seed)))
         dro = lab.dro  # Group DRO of this epoch (latent groups found by the freeze hook mid-epoch act from the next)

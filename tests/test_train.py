@@ -951,8 +951,8 @@ def test_mixup_mixes_each_image_with_one_of_its_group_after_augmentation():
         assert not torch.allclose(seen[0], augment(x[order], torch.Generator().manual_seed(7)), atol=1e-3)
 
 
-def test_mixup_mixes_within_labels_until_the_latent_clusters_are_found_then_within_them(tiny_synth, tmp_path,
-                                                                                          monkeypatch):
+def test_mixup_of_latent_dro_starts_once_the_latent_clusters_are_found_and_mixes_within_them(tiny_synth, tmp_path,
+                                                                                             monkeypatch):
     import debias.train as train_mod
 
     calls = []
@@ -965,10 +965,9 @@ def test_mixup_mixes_within_labels_until_the_latent_clusters_are_found_then_with
     monkeypatch.setattr(train_mod, "mix_within", spy)
     cfg = TrainConfig(method="dbvae", refresh_weights=False, latent_dro=3, mixup=0.5, min_ess=0.01, **FAST)
     fit(tiny_synth, cfg, tmp_path / "a")
-    assert len(calls) == 16 and all(a == 0.5 for a, _ in calls)  # 2 epochs of 256 / 32 steps
-    first, second = calls[:8], calls[8:]
-    assert set(np.concatenate([k for _, k in first])) <= {0.0, 1.0}  # epoch 1: the labels
-    keys = np.concatenate([k for _, k in second])
+    # epoch 1 (before the clusters): no mixing; epoch 2: 256 / 32 steps, each mixed within the clusters
+    assert len(calls) == 8 and all(a == 0.5 for a, _ in calls)
+    keys = np.concatenate([k for _, k in calls])
     assert set(keys) <= {0, 1, 2, 3} and len(set(keys[keys < 3])) >= 2  # epoch 2: 3 face clusters + non-faces
     monkeypatch.undo()
     fit(tiny_synth, cfg, tmp_path / "b")  # deterministic for a seed
