@@ -170,6 +170,11 @@ METHODS = {
     # resumable across sessions. Predictions written before any of those runs: over all seeds run it closes 40-60%;
     # from 20 seeds on its distance above the 2/3 line excludes 0 (it falls short of 2/3); the labelled Group DRO
     # stays within noise of 2/3.
+    # Session 31, the scale setting at 12 epochs (`--n-train 100000`): does this label, whose clusters are found after
+    # the first 100,000-image epoch, need --freeze-after 20000 (the at20k label below) as the smoothed DB-VAE does
+    # (`_freeze_note` hints it for that one only)? Seeds 0-1 only (time: ~1,500 s a run), so indicative. Prediction
+    # written before any run: within 1 point of the at20k label's gap on each seed (the seed-0 clusters after one
+    # epoch hold 96% of the darker faces, as at20k's do), not the smoothed DB-VAE's collapse without at20k.
     "dbvae center ess0.1 frozen cluster-dro resample fixed": CLUSTER_DRO_RESAMPLE,
     # the same with its clusters found after 20,000 training images (--freeze-after 20000; session 30), for the scale
     # setting: on the 20,000-image sets the same run as the label above (an epoch is 19,968 images). Why: at 24 epochs
