@@ -377,7 +377,8 @@ def train(
     mixup: float = typer.Option(0.0, help="Mix every training image with another of its group in the batch (its "
                                 "Group DRO group, a latent cluster under --latent-dro, else its label), its share "
                                 "max(b, 1-b), b ~ Beta(mixup, mixup); 0 = off, 1 = uniform in [0.5, 1]. New images "
-                                "of a rare group instead of the same few repeated; never across groups."),
+                                "of a rare group instead of the same few repeated; never across groups. Did not help on the "
+                                "embedded benchmark (README)."),
     balance_by: str = typer.Option("skin_group", help="Labelled groups for --method balanced and group-dro."),
     balance_power: float = typer.Option(1.0, help="balanced: p ~ n_group^-power (1 equal mass, 0.5 tempered)."),
     dro_eta: float = typer.Option(0.01, help="group-dro and --latent-dro: step size of the online group weights."),

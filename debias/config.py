@@ -168,7 +168,9 @@ class TrainConfig:
     # hundred repeated minority faces are all fitted at convergence and what is left is generalisation from too few
     # distinct ones (benchmarks/RESULTS.md); mixing two faces of a cluster makes a new image of that cluster each time
     # (within-group mixup, as LISA's intra-label mixing; Zhang et al. 2018, Yao et al. 2022). Unlike colour jitter it
-    # moves no face towards another group's tone: both images come from the same group. 0 = off
+    # moves no face towards another group's tone: both images come from the same group. 0 = off. On the benchmark it
+    # did not help (RESULTS.md, session 31: 45% of the gap closed against 58% without; within the label alone it
+    # blends nearly every rare face with a common one and lowers the worst group by ~16 points)
     mixup: float = 0.0
     # labelled references
     balance_by: tuple[str, ...] = ("skin_group",)  # groups for method=balanced and group-dro
