@@ -561,7 +561,8 @@ def _score_faces(st: _State, ts: TrainSet, device: torch.device, *, with_latent:
 
 def _freeze_note(cfg: TrainConfig, st: _State, n_batches: int, log: Callable[[str], None]) -> None:
     """Suggest ``freeze_after`` when a frozen DB-VAE's kept weights, not yet computed, would be read after more than
-    FREEZE_HINT_IMAGES training images (the start of epoch ``resample_from``)."""
+    FREEZE_HINT_IMAGES training images (the start of epoch ``resample_from``). Not for ``latent_dro``: on 100,000
+    images its clusters found after the first epoch did as well as after 20,000 images (RESULTS.md, session 31)."""
     read_at = cfg.resample_from * n_batches * cfg.batch_size
     if (cfg.method == "dbvae" and not cfg.refresh_weights and not cfg.freeze_after and not cfg.latent_dro
             and st.p_latent is None and read_at > FREEZE_HINT_IMAGES):
