@@ -451,6 +451,19 @@ def test_losses_read_in_windows_equal_reading_every_step_and_catch_a_non_finite_
                         read_every=4)
 
 
+class _RecordingStep(torch.nn.Module):
+    """A one-weight training step that appends every batch it is given to ``seen`` (what the model sees)."""
+
+    def __init__(self, seen: list):
+        super().__init__()
+        self.w, self.seen = torch.nn.Parameter(torch.zeros(())), seen
+
+    def forward(self, x, y):
+        self.seen.append(x.clone())
+        per = (self.w * x.mean((1, 2, 3)) - y) ** 2
+        return per, None, per.mean(), per.mean() * 0, per.mean() * 0
+
+
 def test_augmentation_ranges_reach_the_training_step(tiny_synth, tmp_path, monkeypatch):
     """--aug-rotate/--aug-scale/--aug-translate travel from the command line to the batches the model sees: the
     images the step receives equal augment() called directly with the same generator and ranges."""
@@ -461,18 +474,8 @@ def test_augmentation_ranges_reach_the_training_step(tiny_synth, tmp_path, monke
     labels = np.ones(8, np.float32)
     seen = []
 
-    class Step(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(()))
-
-        def forward(self, x, y):
-            seen.append(x.clone())
-            per = (self.w * x.mean((1, 2, 3)) - y) ** 2
-            return per, None, per.mean(), per.mean() * 0, per.mean() * 0
-
     cfg = AugmentConfig(flip=0.5, scale=0.2, translate=0.05, rotate=20)
-    step = Step()
+    step = _RecordingStep(seen)
     train_mod.train_one_epoch(step, torch.optim.SGD(step.parameters(), 0.1), [np.arange(8)], lambda p: imgs[p],
                               labels, torch.device("cpu"), aug=torch.Generator().manual_seed(7), aug_cfg=cfg)
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
@@ -927,21 +930,11 @@ def test_mixup_mixes_each_image_with_one_of_its_group_after_augmentation():
     groups = np.array([0, 1, 0, 1, 2, 2, 2, 2])
     seen = []
 
-    class Step(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(()))
-
-        def forward(self, x, y):
-            seen.append(x.clone())
-            per = (self.w * x.mean((1, 2, 3)) - y) ** 2
-            return per, None, per.mean(), per.mean() * 0, per.mean() * 0
-
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
     order = np.array([3, 0, 5, 1, 7, 2, 6, 4])  # a batch in another order than the array
     for keys, kw in ((groups, dict(groups=groups)), (labels, {})):
         seen.clear()
-        step = Step()
+        step = _RecordingStep(seen)
         train_mod.train_one_epoch(step, torch.optim.SGD(step.parameters(), 0.1), [order], lambda p: imgs[p], labels,
                                   torch.device("cpu"), aug=torch.Generator().manual_seed(7),
                                   mix=(1.0, np.random.default_rng(4)), **kw)
