@@ -319,6 +319,9 @@ def train(
                                        help="NHWC layout for model and batches (fastest together with bf16 on CPU)."),
     arch: str = typer.Option("cnn", help="cnn (the lab CNN) | resnet18 (torchvision, untrained)."),
     width: int = typer.Option(12, help="Lab CNN width n (conv widths n, 2n, 4n, 6n)."),
+    input_norm: str = typer.Option("none", help="none | local: the network also reads each image's local contrast "
+                                   "(9x9 windows at 64 px), where features on darker skin are about as strong as on "
+                                   "lighter skin; part of the model."),
     latent_dim: int = typer.Option(100, help="DB-VAE latent size k."),
     beta: float = typer.Option(5e-4, help="KL weight (beta-VAE)."),
     c_rec: float = typer.Option(1.0, help="Reconstruction weight."),

@@ -92,6 +92,10 @@ class TrainConfig:
     arch: str = "cnn"  # cnn (the DB-VAE lab CNN) | resnet18 (torchvision, untrained)
     width: int = 12  # n in the lab CNN's conv widths n, 2n, 4n, 6n
     latent_dim: int = 100  # k, the DB-VAE latent size
+    # none | local: the network also reads each image's local contrast (models.classifier.LocalContrast), in which a
+    # feature on darker skin is about as strong as on lighter skin; the raw pixels stay. Part of the model (export,
+    # audit and load apply it); never an augmentation, it is the same for every image, training and test
+    input_norm: str = "none"
     beta: float = 5e-4  # weight of the KL term (beta-VAE); the lab's kl_weight, since rec is a pixel mean
     c_rec: float = 1.0  # weight of the reconstruction term
     rec_norm: str = "l1"  # l1 | l2 per-pixel reconstruction loss (mean over pixels)
@@ -184,6 +188,7 @@ class TrainConfig:
         choices = {
             "method": ("standard", "dbvae", "vae-uniform", "balanced", "group-dro", "jtt", "loss-resample"),
             "arch": ("cnn", "resnet18"),
+            "input_norm": ("none", "local"),
             "rec_norm": ("l1", "l2"),
             "rec_region": ("full", "center"),
             "rec_target": ("pixels", "standardised"),

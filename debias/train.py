@@ -66,7 +66,8 @@ def build_model(cfg: TrainConfig, size: int) -> nn.Module:
 
 def _arch(cfg: TrainConfig, size: int) -> dict:
     kind = "dbvae" if cfg.method in VAE_METHODS else "classifier"
-    return {"kind": kind, "arch": cfg.arch, "width": cfg.width, "size": size, "latent_dim": cfg.latent_dim}
+    return {"kind": kind, "arch": cfg.arch, "width": cfg.width, "size": size, "latent_dim": cfg.latent_dim,
+            "input_norm": cfg.input_norm}
 
 
 def _save_atomic(obj, path: Path) -> None:

@@ -109,14 +109,17 @@ def test_non_finite_loss_stops_with_clear_error_and_keeps_checkpoint(tiny_synth,
     assert not (tmp_path / "model.pt").exists()  # no finished-looking run from a diverged one
 
 
-def test_cli_train_export_and_script_loads(tiny_synth, tmp_path):
+@pytest.mark.parametrize("norm", ["none", "local"])
+def test_cli_train_export_and_script_loads(tiny_synth, tmp_path, norm):
     r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "run"), "--method", "standard",
-                                 "--epochs", "1", "--width", "4", "--max-train", "128", "--batch-size", "32", "--no-compile"])
+                                 "--epochs", "1", "--width", "4", "--max-train", "128", "--batch-size", "32", "--no-compile",
+                                 "--input-norm", norm])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--torchscript", str(tmp_path / "m.pt")])
     assert r.exit_code == 0, r.output
     scripted = torch.jit.load(str(tmp_path / "m.pt"))
-    model, _ = load_run(tmp_path / "run")
+    model, arch = load_run(tmp_path / "run")
+    assert arch["input_norm"] == norm and any(type(m).__name__ == "LocalContrast" for m in model.modules()) == (norm == "local")
     x = torch.rand(3, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(scripted(x), model(x), atol=1e-6)

@@ -16,12 +16,12 @@ class LabCNN(nn.Module):
     Input (B, 3, S, S) float in [0, 1] with S divisible by 16; output (B, n_out).
     """
 
-    def __init__(self, n_out: int = 1, *, width: int = 12, size: int = 64) -> None:
+    def __init__(self, n_out: int = 1, *, width: int = 12, size: int = 64, c_in: int = 3) -> None:
         super().__init__()
         if size % 16:
             raise ValueError(f"input size {size} must be divisible by 16 for the lab CNN.")
         n = width
-        self.features = nn.Sequential(_block(3, n, 5), _block(n, 2 * n, 5), _block(2 * n, 4 * n, 3),
+        self.features = nn.Sequential(_block(c_in, n, 5), _block(n, 2 * n, 5), _block(2 * n, 4 * n, 3),
                                       _block(4 * n, 6 * n, 3), nn.Flatten())  # (B, 6n * S/16 * S/16)
         self.head = nn.Sequential(nn.Linear(6 * n * (size // 16) ** 2, 512), nn.ReLU(inplace=True),
                                   nn.Linear(512, n_out))
@@ -30,23 +30,58 @@ class LabCNN(nn.Module):
         return self.head(self.features(x))
 
 
-def build_encoder(arch: str, n_out: int, *, width: int = 12, size: int = 64) -> nn.Module:
-    """The classifier CNN with ``n_out`` outputs (1 for a classifier, 2k+1 for a DB-VAE encoder)."""
+class LocalContrast(nn.Module):
+    """Appends each image's local contrast to it: (B, 3, H, W) -> (B, 6, H, W).
+
+    Channels 4-6 are each colour channel minus its mean over a ``k`` x ``k`` window, over the window's
+    standard deviation (subtractive and divisive normalisation, Pinto et al. 2008; Jarrett et al. 2009), with
+    ``eps`` as a floor on that deviation so flat, noisy regions are not blown up to unit contrast. A feature
+    drawn on darker skin has less contrast in pixels (the same shading on a lower albedo); normalised, it
+    has about the contrast of the same feature on lighter skin, so filters learnt on the common lighter faces
+    can respond to it. The raw channels stay, so tone is still visible (the DB-VAE's latent needs it to
+    find darker faces). torch has no spatial contrast normalisation (``LocalResponseNorm`` is across
+    channels), hence two average pools.
+    """
+
+    def __init__(self, k: int = 9, eps: float = 0.02) -> None:
+        super().__init__()
+        self.k, self.eps = k, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pool = dict(kernel_size=self.k, stride=1, padding=self.k // 2, count_include_pad=False)
+        mean = nn.functional.avg_pool2d(x, **pool)  # (B, 3, H, W)
+        var = (nn.functional.avg_pool2d(x * x, **pool) - mean * mean).clamp(min=0.0)
+        return torch.cat([x, (x - mean) / (var + self.eps ** 2).sqrt()], 1)  # (B, 6, H, W)
+
+
+def build_encoder(arch: str, n_out: int, *, width: int = 12, size: int = 64, input_norm: str = "none") -> nn.Module:
+    """The classifier CNN with ``n_out`` outputs (1 for a classifier, 2k+1 for a DB-VAE encoder).
+
+    ``input_norm`` "local" puts ``LocalContrast`` (window 2 * (size // 16) + 1: 9 pixels at 64) in front of
+    the network, whose first layer then reads 6 channels.
+    """
+    if input_norm not in ("none", "local"):
+        raise ValueError(f"input_norm {input_norm!r} is not one of none, local.")
+    c_in = 6 if input_norm == "local" else 3
     if arch == "cnn":
-        return LabCNN(n_out, width=width, size=size)
-    if arch == "resnet18":
+        net = LabCNN(n_out, width=width, size=size, c_in=c_in)
+    elif arch == "resnet18":
         from torchvision.models import resnet18
 
-        return resnet18(weights=None, num_classes=n_out)  # untrained: nothing is downloaded
-    raise ValueError(f"arch {arch!r} is not one of cnn, resnet18.")
+        net = resnet18(weights=None, num_classes=n_out)  # untrained: nothing is downloaded
+        if c_in != 3:
+            net.conv1 = nn.Conv2d(c_in, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    else:
+        raise ValueError(f"arch {arch!r} is not one of cnn, resnet18.")
+    return nn.Sequential(LocalContrast(2 * (size // 16) + 1), net) if input_norm == "local" else net
 
 
 class FaceClassifier(nn.Module):
     """Standard classifier: returns the face logit, shape (B,)."""
 
-    def __init__(self, *, arch: str = "cnn", width: int = 12, size: int = 64) -> None:
+    def __init__(self, *, arch: str = "cnn", width: int = 12, size: int = 64, input_norm: str = "none") -> None:
         super().__init__()
-        self.encoder = build_encoder(arch, 1, width=width, size=size)
+        self.encoder = build_encoder(arch, 1, width=width, size=size, input_norm=input_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)[:, 0]

@@ -46,10 +46,11 @@ class DBVAE(nn.Module):
     ``encode(x)`` returns (logit (B,), mu (B, k), logvar (B, k)).
     """
 
-    def __init__(self, *, latent_dim: int = 100, arch: str = "cnn", width: int = 12, size: int = 64) -> None:
+    def __init__(self, *, latent_dim: int = 100, arch: str = "cnn", width: int = 12, size: int = 64,
+                 input_norm: str = "none") -> None:
         super().__init__()
         self.latent_dim = latent_dim
-        self.encoder = build_encoder(arch, 2 * latent_dim + 1, width=width, size=size)
+        self.encoder = build_encoder(arch, 2 * latent_dim + 1, width=width, size=size, input_norm=input_norm)
         self.decoder = Decoder(latent_dim, width=width, size=size)
 
     def encode(self, x: torch.Tensor):

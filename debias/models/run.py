@@ -33,9 +33,11 @@ def resolve_device(device: str) -> torch.device:
 
 
 def model_from_arch(arch: dict) -> nn.Module:
+    norm = arch.get("input_norm", "none")  # runs written before the option had none
     if arch["kind"] == "dbvae":
-        return DBVAE(latent_dim=arch["latent_dim"], arch=arch["arch"], width=arch["width"], size=arch["size"])
-    return FaceClassifier(arch=arch["arch"], width=arch["width"], size=arch["size"])
+        return DBVAE(latent_dim=arch["latent_dim"], arch=arch["arch"], width=arch["width"], size=arch["size"],
+                     input_norm=norm)
+    return FaceClassifier(arch=arch["arch"], width=arch["width"], size=arch["size"], input_norm=norm)
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:

@@ -82,3 +82,38 @@ def test_standardised_reconstruction_ignores_brightness_and_contrast_only():
     assert torch.allclose(z.flatten(), (v - v.mean()) / (v.std() + 1e-3), atol=1e-6)
     flipped = x.flip(-1)  # same pixel values, other places: the standardised loss still sees it
     assert (standardise(x) - standardise(flipped)).abs().mean() > 0.5
+
+
+def test_local_contrast_matches_a_hand_computation_and_is_blind_to_a_darker_albedo():
+    """--input-norm local: channels 4-6 are (x - window mean) / sqrt(window variance + eps^2), checked against numpy
+    at interior pixels; the raw channels pass through; a feature scaled down by a darker albedo (x -> 0.3 x) has the
+    same normalised contrast when eps = 0; a flat image normalises to 0."""
+    import numpy as np
+
+    from debias.models.classifier import LocalContrast
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 8, 8)
+    out = LocalContrast(k=3, eps=0.1)(x)
+    assert out.shape == (2, 6, 8, 8) and torch.equal(out[:, :3], x)
+    xn = x.numpy().astype(np.float64)
+    for b, c, i, j in [(0, 0, 1, 1), (1, 2, 4, 6), (0, 1, 6, 3)]:
+        win = xn[b, c, i - 1:i + 2, j - 1:j + 2]
+        want = (xn[b, c, i, j] - win.mean()) / np.sqrt(win.var() + 0.1 ** 2)
+        assert out[b, 3 + c, i, j].item() == pytest.approx(want, abs=1e-5)
+    blind = LocalContrast(k=3, eps=0.0)
+    assert torch.allclose(blind(0.3 * x)[:, 3:], blind(x)[:, 3:], atol=1e-4)
+    assert torch.all(LocalContrast(k=3)(torch.full((1, 3, 8, 8), 0.4))[:, 3:].abs() < 1e-5)
+
+
+@pytest.mark.parametrize("arch", ["cnn", "resnet18"])
+def test_models_with_local_contrast_read_six_channels(arch):
+    from debias.models.classifier import LocalContrast
+
+    for m in (FaceClassifier(arch=arch, width=4, input_norm="local"),
+              DBVAE(latent_dim=5, arch=arch, width=4, input_norm="local")):
+        assert isinstance(m.encoder[0], LocalContrast)
+        assert next(p for p in m.encoder[1].parameters() if p.dim() == 4).shape[1] == 6  # the first conv
+    assert FaceClassifier(arch=arch, width=4, input_norm="local")(torch.rand(2, 3, 64, 64)).shape == (2,)
+    with pytest.raises(ValueError, match="input_norm"):
+        FaceClassifier(input_norm="global")
