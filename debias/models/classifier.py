@@ -30,6 +30,28 @@ class LabCNN(nn.Module):
         return self.head(self.features(x))
 
 
+def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean of each ``k`` x ``k`` window (odd ``k``, stride 1), over the pixels inside the image only:
+    ``avg_pool2d(x, k, 1, k // 2, count_include_pad=False)``.
+
+    Written with running sums (a box filter costs O(1) a pixel, whatever k) because torch's CPU avg_pool2d
+    with stride 1 took longer than the whole training step of the lab CNN (58 ms against 38 ms a batch of
+    64, one thread); this takes 1/5 of that. One axis at a time, so no running sum exceeds k x the side
+    and float32 keeps ~1e-6 of the pool's result (tested against it).
+    """
+    r = k // 2
+
+    def along(t: torch.Tensor, dim: int) -> torch.Tensor:  # window sums along one axis
+        pad = [0, 0, 0, 0]
+        pad[(3 - dim) * 2:(3 - dim) * 2 + 2] = [r + 1, r]  # a zero in front, so sums are differences
+        c = nn.functional.pad(t, pad).cumsum(dim)
+        n = c.shape[dim]
+        return c.narrow(dim, k, n - k) - c.narrow(dim, 0, n - k)
+
+    ones = torch.ones_like(x[:1, :1])
+    return along(along(x, 3), 2) / along(along(ones, 3), 2)
+
+
 class LocalContrast(nn.Module):
     """Appends each image's local contrast to it: (B, 3, H, W) -> (B, 6, H, W).
 
@@ -40,7 +62,7 @@ class LocalContrast(nn.Module):
     has about the contrast of the same feature on lighter skin, so filters learnt on the common lighter faces
     can respond to it. The raw channels stay, so tone is still visible (the DB-VAE's latent needs it to
     find darker faces). torch has no spatial contrast normalisation (``LocalResponseNorm`` is across
-    channels), hence two average pools.
+    channels), hence ``box_mean``.
     """
 
     def __init__(self, k: int = 9, eps: float = 0.02) -> None:
@@ -48,9 +70,8 @@ class LocalContrast(nn.Module):
         self.k, self.eps = k, eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pool = dict(kernel_size=self.k, stride=1, padding=self.k // 2, count_include_pad=False)
-        mean = nn.functional.avg_pool2d(x, **pool)  # (B, 3, H, W)
-        var = (nn.functional.avg_pool2d(x * x, **pool) - mean * mean).clamp(min=0.0)
+        mean = box_mean(x, self.k)  # (B, 3, H, W)
+        var = (box_mean(x * x, self.k) - mean * mean).clamp(min=0.0)
         return torch.cat([x, (x - mean) / (var + self.eps ** 2).sqrt()], 1)  # (B, 6, H, W)
 
 

@@ -117,3 +117,14 @@ def test_models_with_local_contrast_read_six_channels(arch):
     assert FaceClassifier(arch=arch, width=4, input_norm="local")(torch.rand(2, 3, 64, 64)).shape == (2,)
     with pytest.raises(ValueError, match="input_norm"):
         FaceClassifier(input_norm="global")
+
+
+@pytest.mark.parametrize("k", [1, 3, 9])
+def test_box_mean_is_avg_pool_without_the_padding(k):
+    import torch.nn.functional as F
+
+    from debias.models.classifier import box_mean
+
+    x = torch.rand(2, 3, 16, 12)
+    want = F.avg_pool2d(x, k, 1, k // 2, count_include_pad=False)
+    assert box_mean(x, k).shape == x.shape and torch.allclose(box_mean(x, k), want, atol=2e-6)
