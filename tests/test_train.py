@@ -131,6 +131,8 @@ def test_cli_train_bad_method_and_missing_balance_column(tiny_synth, tmp_path):
     r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path), "--method", "balanced",
                                  "--balance-by", "ethnicity", "--epochs", "1"])
     assert r.exit_code == 2 and "ethnicity" in r.output
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path), "--input-norm", "global"])
+    assert r.exit_code == 2 and "--input-norm='global' is not one of none, local" in r.output
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[
