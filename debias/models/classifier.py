@@ -13,7 +13,8 @@ def _block(c_in: int, c_out: int, k: int) -> nn.Sequential:
 class LabCNN(nn.Module):
     """Four stride-2 conv blocks (5x5, 5x5, 3x3, 3x3; widths n, 2n, 4n, 6n), FC 512, ``n_out`` outputs.
 
-    Input (B, 3, S, S) float in [0, 1] with S divisible by 16; output (B, n_out).
+    Input (B, c_in, S, S) (3 colour channels, 6 with LocalContrast in front) with S divisible by 16; output
+    (B, n_out).
     """
 
     def __init__(self, n_out: int = 1, *, width: int = 12, size: int = 64, c_in: int = 3) -> None:
