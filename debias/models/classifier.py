@@ -36,8 +36,9 @@ def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
     ``avg_pool2d(x, k, 1, k // 2, count_include_pad=False)``.
 
     Written with running sums (a box filter costs O(1) a pixel, whatever k) because torch's CPU avg_pool2d
-    with stride 1 is slower than the whole training step of the lab CNN: ``LocalContrast`` of a batch of 64
-    (k = 9, one thread, one process) took 45 ms with avg_pool2d, 11 ms with this, and a lab-CNN step 29 ms.
+    with stride 1 is slower than the whole training step of the lab CNN: on a batch of 64 (k = 9, one thread)
+    the contrast channels take 38-43 ms with avg_pool2d, 4-7 ms with this, and a lab-CNN step 22 ms
+    (``benchmarks/local_contrast_speed.py``, medians, three runs).
     One axis at a time, so no running sum exceeds k x the side and float32 keeps ~1e-6 of the pool's result
     (tested against it).
     """
