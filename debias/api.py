@@ -101,7 +101,9 @@ class Audit:
         Parameters
         ----------
         predictions : rows of one or more models; a ``model`` column separates models, else
-            ``model`` names the one model.
+            ``model`` names the one model. Models are compared image by image: by the ``image``
+            column when there is one (every model must list the same images, each once), else by
+            row order (every model must have as many rows).
         y_true, y_score : the label (1 face, 0 non-face) and score columns.
         groups : attribute columns (faces only; non-face rows may leave them empty).
         scores : ``auto`` | ``prob`` | ``logit``; auto decides once over the whole table.
@@ -112,6 +114,7 @@ class Audit:
         """
         from debias.audit.adapters import to_probability
         from debias.audit.engine import audit_table
+        from debias.audit.predict import pair_rows
 
         df = pd.read_csv(predictions) if isinstance(predictions, (str, Path)) else predictions
         groups = [groups] if isinstance(groups, str) else list(groups)
@@ -132,8 +135,10 @@ class Audit:
                              "model": names, "y_true": label.astype(int).to_numpy(), "y_score": prob})
         for g in groups:
             pred[g] = df[g].to_numpy()
-        if "model" in df.columns and model is None:  # each model's rows are the same images, in order
-            pred["row"] = pred.groupby("model").cumcount()
+        if "model" in df.columns and model is None:  # equal rows = the same image, across models
+            pred["row"] = pair_rows(pred.drop(columns="image") if "image" not in df else pred, "the predictions")
+        elif "image" in df:  # one model: each image once
+            pair_rows(pred, "the predictions")
         cfg = AuditConfig(by=tuple(groups), split="all", threshold=threshold, target_fpr=target_fpr,
                           reference=reference, n_boot=n_boot, min_n=min_n, seed=random_state, scores=scores)
         return cls(audit_table(pred, cfg), cfg)

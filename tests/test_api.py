@@ -97,3 +97,39 @@ def test_plots_draw_on_the_callers_axes_and_leave_global_style_alone(toy):
 def test_fit_rejects_unknown_options(tiny_synth, tmp_path):
     with pytest.raises(debias.DebiasError, match="unknown training option.*epoch_count"):
         debias.fit(tiny_synth, out=tmp_path / "r", epoch_count=3)
+
+
+def _two_models_with_image_ids(toy):
+    toy = toy.assign(image=[f"im{i:02d}.png" for i in range(len(toy))])
+    m2 = toy.assign(model="m2", score=np.where(toy.index < 20, 0.9, 0.0))
+    return toy.assign(model="m1"), m2
+
+
+def test_compare_pairs_rows_by_image_id_not_by_position(toy):
+    # the same predictions with m2's rows shuffled must give the same paired test (McNemar by hand: m1 misses 2 of a
+    # and 7 of b, m2 detects every face, so 9 discordant pairs, all for m2); before the fix rows were paired by position
+    from scipy.stats import binomtest
+
+    m1, m2 = _two_models_with_image_ids(toy)
+    shuffled = pd.concat([m1, m2.sample(frac=1, random_state=3)])
+    audit = debias.Audit.from_predictions(shuffled, groups=["skin_group"], threshold=0.5, min_n=5, n_boot=200)
+    mc = audit.compare("m1", "m2").iloc[0]
+    assert mc.p_value == pytest.approx(binomtest(0, 9, 0.5).pvalue)
+    assert "9 only m2" in mc.note or "0 faces only m1 detects, 9 only m2" in mc.note
+
+
+@pytest.mark.parametrize("case, message", [
+    ("fewer rows", r"model 'm2' has 25 rows and model 'm1' 30"),
+    ("other image", r"image 'other.png'.*model 'm2'.*not.*'m1'"),
+    ("duplicate", r"image 'im03.png' is listed more than once for model 'm1'"),
+])
+def test_from_predictions_refuses_models_that_cannot_be_paired(toy, case, message):
+    m1, m2 = _two_models_with_image_ids(toy)
+    if case == "fewer rows":
+        m1, m2 = m1.drop(columns="image"), m2.drop(columns="image").iloc[:25]
+    elif case == "other image":
+        m2 = m2.assign(image=m2["image"].where(m2.index != 4, "other.png"))
+    else:
+        m1 = m1.assign(image=m1["image"].where(m1.index != 5, "im03.png"))
+    with pytest.raises(debias.DebiasError, match=message):
+        debias.Audit.from_predictions(pd.concat([m1, m2]), groups=["skin_group"], threshold=0.5, min_n=5)

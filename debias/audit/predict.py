@@ -235,6 +235,41 @@ def _lines(mask: np.ndarray, limit: int = 5) -> str:
     return shown + (f" and {len(idx) - limit} more" if len(idx) > limit else "")
 
 
+def pair_rows(p: pd.DataFrame, where: str) -> np.ndarray:
+    """The ``row`` of every prediction such that equal rows are the same image across models (paired tests).
+
+    With an ``image`` column, rows are paired by image id: each model must list each image once, and every model
+    the same images (row = the image's position in the first model's rows). Without one, the models' rows are
+    paired in order, so every model must have as many rows. Raises PredictionsError naming the model and image.
+    """
+    models = list(dict.fromkeys(p["model"]))
+    if "image" not in p.columns:
+        counts = p.groupby("model", sort=False).size()
+        if counts.nunique() > 1:
+            short = counts.idxmin() if counts.idxmin() != models[0] else counts.idxmax()
+            raise PredictionsError(f"{where}: model {short!r} has {counts[short]} rows and model {models[0]!r} "
+                                   f"{counts[models[0]]}. Without an 'image' column the models' rows are paired in "
+                                   f"order; give every model a row for each image, or add an 'image' column.")
+        return p.groupby("model", sort=False).cumcount().to_numpy()
+    image = p["image"].astype(str)
+    dup = p.assign(image=image).duplicated(["image", "model"], keep=False).to_numpy()
+    if dup.any():
+        raise PredictionsError(f"{where}: image {image[dup].iloc[0]!r} is listed more than once for model "
+                               f"{p['model'][dup].iloc[0]!r} (line(s) {_lines(dup)}); give one score per image and "
+                               f"model.")
+    first = image[(p["model"] == models[0]).to_numpy()]
+    pos = pd.Series(np.arange(len(first)), index=first.to_numpy())
+    for m in models[1:]:
+        own = image[(p["model"] == m).to_numpy()]
+        extra, lacking = own[~own.isin(pos.index)], first[~first.isin(set(own))]
+        if len(extra) or len(lacking):
+            img, has, lacks = (extra.iloc[0], m, models[0]) if len(extra) else (lacking.iloc[0], models[0], m)
+            raise PredictionsError(f"{where}: image {img!r} has a row for model {has!r} but not for model {lacks!r}. "
+                                   f"Models are compared image by image, so every model needs a row for the same "
+                                   f"images.")
+    return pos.loc[image.to_numpy()].to_numpy()
+
+
 def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: str = "test",
                          model: str | None = None, scores: str = "auto",
                          allow_missing: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -328,7 +363,7 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
     if not y.isin([0, 1]).all():
         raise PredictionsError(f"predictions file {path}: label must be 0 or 1 (line(s) {_lines(~y.isin([0, 1]).to_numpy())}).")
     p["y_true"] = y.astype(int)
-    if "row" not in p.columns:
-        p["row"] = np.arange(len(p))
+    if "row" not in p.columns:  # no dataset to take the manifest's rows from: pair the models by image id
+        p["row"] = pair_rows(p, f"predictions file {path}")
     p.attrs["scores"] = kind  # prob or logit, as read or as inferred from the whole file
     return p, unscored[["row", "image", "reason"]]

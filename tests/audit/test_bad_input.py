@@ -424,3 +424,17 @@ def test_a_predictions_path_that_does_not_exist_is_named_before_any_work(tiny_sy
                             "--out", str(tmp_path / "o")])
     _err(r, "nope.csv does not exist")
     assert "scoring" not in r.output and not (tmp_path / "o").exists()
+
+
+def test_without_a_dataset_two_models_are_paired_by_image_id(tmp_path):
+    """With no manifest to take rows from, each image gets one row number across models whatever the CSV's order
+    (before the fix the rows were numbered by line, so no image of model b shared a row with model a)."""
+    a = pd.DataFrame({"image": ["x", "y", "z"], "score": [0.9, 0.2, 0.7], "label": [1, 1, 0], "model": "a"})
+    b = a.assign(model="b", score=[0.1, 0.8, 0.3]).iloc[[2, 0, 1]]
+    pd.concat([a, b]).to_csv(tmp_path / "p.csv", index=False)
+    p, _ = predictions_from_csv(tmp_path / "p.csv", None)
+    rows = p.pivot(index="image", columns="model", values="row")
+    assert (rows["a"] == rows["b"]).all() and sorted(rows["a"]) == [0, 1, 2]
+    b.iloc[:2].pipe(lambda d: pd.concat([a, d])).to_csv(tmp_path / "q.csv", index=False)
+    with pytest.raises(PredictionsError, match="image 'y' has a row for model 'a' but not for model 'b'"):
+        predictions_from_csv(tmp_path / "q.csv", None)
