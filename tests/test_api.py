@@ -133,3 +133,18 @@ def test_from_predictions_refuses_models_that_cannot_be_paired(toy, case, messag
         m1 = m1.assign(image=m1["image"].where(m1.index != 5, "im03.png"))
     with pytest.raises(debias.DebiasError, match=message):
         debias.Audit.from_predictions(pd.concat([m1, m2]), groups=["skin_group"], threshold=0.5, min_n=5)
+
+
+def test_a_face_only_audit_says_where_its_threshold_came_from(toy, tmp_path):
+    # with no non-faces there is no threshold at the target false-positive rate; the audit used 0.5 and said nothing
+    faces = toy[toy.label == 1]
+    audit = debias.Audit.from_predictions(faces, groups=["skin_group"], min_n=5, n_boot=50)
+    s = audit.result.summary["models"]["model"]
+    assert s["threshold"] == 0.5 and "no non-faces" in s["threshold_source"]
+    assert audit.by_group("detection_rate", by="skin_group").value.tolist() == pytest.approx([0.8, 0.3])
+    html = audit.save(tmp_path / "o", thumbnails=False).joinpath("report.html").read_text()
+    assert "no non-faces" in html
+    both = debias.Audit.from_predictions(toy, groups=["skin_group"], min_n=5, n_boot=50)
+    assert both.result.summary["models"]["model"]["threshold_source"] == "false-positive rate 0.01 over the non-faces"
+    given = debias.Audit.from_predictions(toy, groups=["skin_group"], threshold=0.4, min_n=5, n_boot=50)
+    assert given.result.summary["models"]["model"]["threshold_source"] == "given"

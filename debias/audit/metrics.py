@@ -119,7 +119,7 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
     p = _scored_rows(pred, by)
     y_true = p["y_true"].to_numpy(int)
     score = p["y_score"].to_numpy(float)
-    threshold = _resolve_threshold(p, score, y_true, threshold, target_fpr)
+    threshold, source = _resolve_threshold(p, score, y_true, threshold, target_fpr)
     faces = y_true == 1
     attrs = p.loc[faces, by].astype("string").fillna(MISSING).astype(str)
     levels = {c: sort_levels(attrs[c].unique()) for c in by}
@@ -129,7 +129,7 @@ def audit_model(pred: pd.DataFrame, by: Sequence[str], *, threshold: float | Non
     st = _Stats.build(score, (score >= threshold).astype(float), faces, attrs, by, n_boot, min_n, random_state)
 
     rows = [st.false_positive_row()]
-    summary = {"false_positive_rate": rows[0]["value"], "threshold": float(threshold)}
+    summary = {"false_positive_rate": rows[0]["value"], "threshold": float(threshold), "threshold_source": source}
     rows += st.group_rows("overall", "all faces", {c: "*" for c in by}, faces, np.ones(st.n_cells, bool))[0]
     summary["detection_rate"] = float(st.hit[faces].mean()) if faces.any() else float("nan")
 
@@ -173,15 +173,17 @@ def _scored_rows(pred: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
 
 
 def _resolve_threshold(p: pd.DataFrame, score: np.ndarray, y_true: np.ndarray, threshold: float | None,
-                       target_fpr: float) -> float:
-    """The given threshold; else the one at ``target_fpr``; else the detector's own; else 0.5."""
+                       target_fpr: float) -> tuple[float, str]:
+    """(threshold, where it came from): the given one; else the one at ``target_fpr``; else the detector's own;
+    else 0.5. A face-only set (PPB, say) has no non-faces to set a threshold at a false-positive rate."""
     if threshold is not None:
-        return threshold
+        return threshold, "given"
     if (y_true == 0).any():
-        return choose_threshold(score, y_true, target_fpr)
+        return choose_threshold(score, y_true, target_fpr), f"false-positive rate {target_fpr:g} over the non-faces"
     if "native_threshold" in p and p["native_threshold"].notna().any():
-        return float(p["native_threshold"].dropna().iloc[0])
-    return 0.5
+        return float(p["native_threshold"].dropna().iloc[0]), "the detector's own: no non-faces to set one at a " \
+            "false-positive rate"
+    return 0.5, "0.5: no non-faces to set one at a false-positive rate, and the model has no threshold of its own"
 
 
 def auc_parts(score: np.ndarray, faces: np.ndarray) -> np.ndarray:

@@ -127,6 +127,7 @@ def render_report(result, cfg, *, title: str, images: Callable | None = None, ex
             galleries.append({"model": m, "col": by[0], "groups": _gallery(pred, m, by[0], thresholds.get(m, 0.5), images)})
     paired = result.paired.to_dict("records") if len(result.paired) else []
     model_info = [{"model": m, "threshold": f"{thresholds.get(m, float('nan')):.4g}",
+                   "threshold_source": result.summary["models"][m].get("threshold_source", ""),
                    "fpr": pct(result.summary["models"][m].get("false_positive_rate")),
                    "dr": pct(result.summary["models"][m].get("detection_rate")),
                    "trend": result.summary["models"][m].get("skin_tone_trend")} for m in models]
