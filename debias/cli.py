@@ -310,6 +310,8 @@ def train(
                                        "and norm layers are not decayed. 0 = plain Adam."),
     lr_schedule: str = typer.Option("constant", help="constant | cosine: keep the rate, or anneal it along a cosine "
                                     "to ~0 by the last step."),
+    swa_from: int = typer.Option(0, help="Stochastic weight averaging: save the average of the weights at the end of "
+                                 "every epoch from this one (0-based) on, BatchNorm statistics recomputed; 0 = off."),
     seed: int = typer.Option(0, help="Seed for init, sampling and noise."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     workers: int = typer.Option(0, help="Threads prefetching batches from the packed array (0 = none)."),

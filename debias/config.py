@@ -114,6 +114,10 @@ class TrainConfig:
     # (JTT: over its final model's epochs; the identification model keeps the constant rate). A constant rate ends
     # wherever the last noisy step lands; annealing ends near a minimum (nanoGPT and torchvision's recipes anneal)
     lr_schedule: str = "constant"
+    # average the weights at the end of every epoch from this one (0-based; of the final model for jtt) to the last and
+    # save the average, its BatchNorm statistics recomputed over the last epoch's batches: stochastic weight averaging
+    # (Izmailov et al. 2018, torch.optim.swa_utils), a flatter solution than the last noisy step's; 0 = off
+    swa_from: int = 0
     seed: int = 0  # model init, sampling and augmentation all derive from this
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
     workers: int = 0  # threads that prefetch batches from the packed array; 0 loads in the training loop
@@ -222,6 +226,9 @@ class TrainConfig:
         if self.loss_tilt and self.method != "dbvae":
             raise ValueError(f"`loss_tilt` tilts the DB-VAE's latent weights; it needs `method`='dbvae', not "
                              f"{self.method!r} (`method`='loss-resample' weights a plain classifier by the loss).")
+        if not 0 <= self.swa_from < self.epochs:
+            raise ValueError(f"`swa_from`={self.swa_from} must be an epoch before the last (0 <= swa_from < `epochs`="
+                             f"{self.epochs}; 0 = off).")
         if self.mixup < 0:
             raise ValueError(f"`mixup`={self.mixup} must be >= 0 (0 = off; 1 mixes with a uniform share in [0.5, 1]).")
         if self.margin < 0:

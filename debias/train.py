@@ -453,6 +453,7 @@ class _State:
     p_latent: np.ndarray | None = None  # the latest resampling weights (dbvae, loss-resample); kept with --freeze-weights
     clusters: np.ndarray | None = None  # latent_dro: the latent cluster of every training face, found once
     dro_q: np.ndarray | None = None  # the checkpoint's Group DRO weights (labelled groups or latent clusters)
+    swa: torch.optim.swa_utils.AveragedModel | None = None  # swa_from: the running average of the epochs' weights
 
     def save(self, path: Path, dro: GroupDRO | None) -> None:
         def tensor(a):
@@ -461,7 +462,8 @@ class _State:
         _save_atomic({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "epoch": self.epoch - 1,
                       "history": json.dumps(self.history), "timing": json.dumps(self.timing),
                       "jtt_err": tensor(self.jtt_err), "dro_q": tensor(dro.q if dro is not None else None),
-                      "p_latent": tensor(self.p_latent), "clusters": tensor(self.clusters)}, path)
+                      "p_latent": tensor(self.p_latent), "clusters": tensor(self.clusters),
+                      "swa": self.swa.state_dict() if self.swa is not None else None}, path)
 
     def restore(self, path: Path, device: torch.device) -> None:
         ck = load_weights(path, device)
@@ -473,6 +475,9 @@ class _State:
         self.dro_q = ck["dro_q"].numpy() if ck.get("dro_q") is not None else None
         self.p_latent = ck["p_latent"].numpy() if ck.get("p_latent") is not None else None
         self.clusters = ck["clusters"].numpy() if ck.get("clusters") is not None else None
+        if ck.get("swa") is not None:
+            self.swa = torch.optim.swa_utils.AveragedModel(self.model, use_buffers=False)
+            self.swa.load_state_dict(ck["swa"])
 
 
 def _wrap_step(model: nn.Module, cfg: TrainConfig, device: torch.device, world: int, n_images: int,
@@ -661,6 +666,26 @@ def _margins(cfg: TrainConfig, ts: TrainSet, p_face: np.ndarray) -> np.ndarray |
     return m
 
 
+def _swa_into_model(st: _State, cfg: TrainConfig, ts: TrainSet, batches, device: torch.device,
+                    log: Callable[[str], None]) -> None:
+    """Put the averaged weights into ``st.model``, with BatchNorm statistics recomputed over the last epoch's batches
+    (the method's own sampling, augmented as in training): an average of weights has no running statistics of its own.
+    """
+    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.seed, 17]).generate_state(1)[0]))
+    if batches is None:
+        batches = np.array_split(np.arange(len(ts.ds)), max(1, len(ts.ds) // cfg.batch_size))
+
+    def inputs():
+        for pos in batches:
+            x = on_device(host_batch(ts.images(pos), device), device)
+            yield augment(x, gen, cfg.augmentation()) if cfg.augment else x
+
+    torch.optim.swa_utils.update_bn(inputs(), st.swa.module, device)
+    st.model.load_state_dict(st.swa.module.state_dict())
+    log(f"saved the average of the weights of {int(st.swa.n_averaged)} epochs (from epoch {cfg.swa_from + 1} of the "
+        f"final model), BatchNorm statistics recomputed over {len(batches)} batches")
+
+
 def _write_run(out: Path, st: _State, cfg: TrainConfig, ts: TrainSet, p_face: np.ndarray) -> None:
     _save_atomic({"state_dict": st.model.state_dict(), "arch": _arch(cfg, ts.size)}, out / "model.pt")
     pd.DataFrame(st.history).to_csv(out / "history.csv", index=False, float_format="%.6g")
@@ -706,6 +731,7 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
     scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
     aug_cfg = cfg.augmentation()
     p_face = np.full(len(ts.face_pos), 1.0 / len(ts.face_pos))
+    batches = None  # resumed after the last epoch: no batches of this process (swa_from then reads uniform ones)
     for epoch in range(st.epoch, total_epochs):
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed * 100_003 + epoch)
@@ -746,10 +772,16 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
         log(f"epoch {epoch + 1}/{total_epochs}: loss {losses['loss']:.4f}, ESS {ess:.3f}"
             + (f", val acc {row['val_acc']:.4f}" if "val_acc" in row else "")
             + (f", resampling {resample_s:.2f}s of {st.timing[-1]['epoch_s']:.2f}s" if resample_s else ""))
+        if cfg.swa_from and epoch >= cfg.swa_from + total_epochs - cfg.epochs:
+            if st.swa is None:
+                st.swa = torch.optim.swa_utils.AveragedModel(st.model, use_buffers=False)
+            st.swa.update_parameters(st.model)
         st.epoch = epoch + 1
         if rank == 0:
             st.save(ckpt_path, lab.dro)
     if rank == 0:
+        if st.swa is not None and st.epoch == total_epochs:
+            _swa_into_model(st, cfg, ts, batches, device, log)
         _write_run(out, st, cfg, ts, p_face)
     return pd.DataFrame(st.history)
 

@@ -974,3 +974,37 @@ def test_mixup_of_latent_dro_starts_once_the_latent_clusters_are_found_and_mixes
     fit(tiny_synth, dataclasses.replace(cfg, mixup=0.0), tmp_path / "c")
     c = _state(tmp_path / "c")
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+@pytest.mark.parametrize("method", ["standard", "dbvae"])
+def test_swa_saves_the_mean_of_the_epochs_weights_with_fresh_batchnorm_statistics(tiny_synth, tmp_path, method):
+    """--swa-from 1 over 3 epochs: the saved weights are the mean, computed here, of the weights after epochs 2 and 3
+    of the same run without averaging (averaging never changes training: runs of 2 and 3 epochs give them); the
+    BatchNorm statistics are recomputed, so they are neither run's; a run cut in epoch 3 and resumed saves the same."""
+    fast = {**FAST, "method": method}
+    two, three = (_state(_fit_to(tiny_synth, TrainConfig(**{**fast, "epochs": e}), tmp_path / f"e{e}")) for e in (2, 3))
+    cfg = TrainConfig(**{**fast, "epochs": 3, "swa_from": 1})
+    swa = _state(_fit_to(tiny_synth, cfg, tmp_path / "swa"))
+    params = [k for k in swa if not any(b in k for b in ("running_", "num_batches"))]
+    assert len(params) > 4 and any("running_mean" in k for k in swa)
+    for k in params:
+        assert torch.allclose(swa[k], (two[k] + three[k]) / 2, atol=1e-6), k
+    for k in (k for k in swa if "running_mean" in k):
+        assert not torch.allclose(swa[k], three[k]) and not torch.allclose(swa[k], two[k]), k
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_synth, cfg, tmp_path / "cut", progress=_killer(16 + 3))
+    fit(tiny_synth, cfg, tmp_path / "cut", resume=True)
+    cut = _state(tmp_path / "cut")
+    assert all(torch.equal(cut[k], swa[k]) for k in swa)
+
+
+def _fit_to(data, cfg, out):
+    fit(data, cfg, out)
+    return out
+
+
+def test_swa_from_outside_the_run_is_refused_by_its_flag(tiny_synth, tmp_path):
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), "--epochs", "3",
+                                 "--swa-from", "3"])
+    assert r.exit_code == 2 and "swa_from" in r.output.replace("-", "_") and "epochs" in r.output, r.output
+    assert "Traceback" not in r.output and not (tmp_path / "r").exists()
