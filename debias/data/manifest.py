@@ -169,6 +169,11 @@ def read_csv_checked(path: Path, empty: str, not_utf8: str, error: type | None =
     df = pd.read_csv(io.BytesIO(raw), low_memory=False)  # the bytes already read: the file is read once
     if df.empty:
         raise error(empty.format(path=path, detail=" (only a header)"))
+    if df.shape[1] == 1:  # one column whose name holds another separator: a spreadsheet's ;- or tab-separated export
+        sep = next((c for c in (";", "\t", "|") if c in str(df.columns[0])), None)
+        if sep is not None:
+            raise error(f"{path} is separated by {sep!r}, not commas (its header reads {str(df.columns[0])!r}); "
+                        f"save it as comma-separated values.")
     return df
 
 

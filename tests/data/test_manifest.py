@@ -75,6 +75,8 @@ def test_duplicate_image_rows_are_rejected_with_their_line_numbers(tmp_path):
     (b"", "has no rows \\(the file is empty\\)"),
     (b"image,label,split\n", "has no rows \\(only a header\\)"),
     (b"image,label,split\na.png,1,test\ncaf\xe9.png,1,test\n", "not UTF-8 text \\(line 3: byte 0xe9\\)"),
+    (b"image;label;split\na.png;1;test\n", "separated by ';', not commas.*save it as comma-separated"),
+    (b"image\tlabel\tsplit\na.png\t1\ttest\n", "separated by '\\\\t', not commas"),
 ])
 def test_empty_header_only_and_non_utf8_manifests(tmp_path, content, match):
     (tmp_path / "manifest.csv").write_bytes(content)
