@@ -116,7 +116,14 @@ class Audit:
         from debias.audit.engine import audit_table
         from debias.audit.predict import pair_rows
 
-        df = pd.read_csv(predictions) if isinstance(predictions, (str, Path)) else predictions
+        if isinstance(predictions, (str, Path)):
+            from debias.data.manifest import read_csv_checked
+
+            df = read_csv_checked(Path(predictions), "predictions file {path} has no rows{detail}; it needs a header "
+                                  "and one row per image.", "predictions file {path} is not UTF-8 text (line {line}: "
+                                  "{reason}); save it as UTF-8.", DebiasError)
+        else:
+            df = predictions
         groups = [groups] if isinstance(groups, str) else list(groups)
         missing = [c for c in (y_true, y_score, *groups) if c not in df.columns]
         if missing:

@@ -148,3 +148,12 @@ def test_a_face_only_audit_says_where_its_threshold_came_from(toy, tmp_path):
     assert both.result.summary["models"]["model"]["threshold_source"] == "false-positive rate 0.01 over the non-faces"
     given = debias.Audit.from_predictions(toy, groups=["skin_group"], threshold=0.4, min_n=5, n_boot=50)
     assert given.result.summary["models"]["model"]["threshold_source"] == "given"
+
+
+def test_from_predictions_reads_a_csv_path_with_the_csv_checks(toy, tmp_path):
+    toy.to_csv(tmp_path / "p.csv", index=False)
+    a = debias.Audit.from_predictions(tmp_path / "p.csv", groups=["skin_group"], threshold=0.5, min_n=5, n_boot=50)
+    assert a.by_group("detection_rate", by="skin_group").value.tolist() == pytest.approx([0.8, 0.3])
+    toy.to_csv(tmp_path / "q.csv", index=False, sep=";")
+    with pytest.raises(debias.DebiasError, match="q.csv is separated by ';'"):
+        debias.Audit.from_predictions(tmp_path / "q.csv", groups=["skin_group"])
