@@ -1008,3 +1008,19 @@ def test_swa_from_outside_the_run_is_refused_by_its_flag(tiny_synth, tmp_path):
                                  "--swa-from", "3"])
     assert r.exit_code == 2 and "swa_from" in r.output.replace("-", "_") and "epochs" in r.output, r.output
     assert "Traceback" not in r.output and not (tmp_path / "r").exists()
+
+
+def test_train_on_a_missing_or_unpacked_folder_says_which(tmp_path):
+    """A folder that does not exist was told it 'holds image files, not a packed images.npy'."""
+    r = CliRunner().invoke(app, ["train", str(tmp_path / "nodir"), "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "holds image files" not in r.output and "manifest" in r.output, r.output
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    import cv2
+
+    for i in range(2):
+        cv2.imwrite(str(folder / f"{i}.png"), np.zeros((8, 8, 3), np.uint8))
+    pd.DataFrame({"image": ["0.png", "1.png"], "label": [1, 0], "split": "train"}).to_csv(folder / "manifest.csv",
+                                                                                        index=False)
+    r = CliRunner().invoke(app, ["train", str(folder), "--out", str(tmp_path / "r2")])
+    assert r.exit_code == 2 and "debias data pack" in r.output, r.output
