@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from pathlib import Path
 from typing import Iterator, List, Optional
@@ -12,11 +13,32 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from debias.errors import DebiasError
 
-app = typer.Typer(help="Audit face detectors for bias across skin tone, pose and gender, and retrain them "
+class _Typer(typer.Typer):
+    """A Typer whose commands turn a DebiasError (input the user can fix) into its message and exit code 2, with no
+    traceback, whichever command raised it; anything else is a bug and keeps its traceback."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+
+        def decorate(f):
+            @functools.wraps(f)  # typer reads the options from the wrapped signature
+            def run(*a, **k):
+                try:
+                    return f(*a, **k)
+                except DebiasError as e:
+                    fail(str(e))
+
+            register(run)
+            return f
+
+        return decorate
+
+
+app = _Typer(help="Audit face detectors for bias across skin tone, pose and gender, and retrain them "
                        "with debiased (DB-VAE) sampling.", no_args_is_help=True, rich_markup_mode="markdown",
                   pretty_exceptions_show_locals=False)
-data_app = typer.Typer(help="Create, import, pack, annotate and preview datasets.", no_args_is_help=True)
-report_app = typer.Typer(help="Compare audits side by side, or merge sharded predictions.", no_args_is_help=True)
+data_app = _Typer(help="Create, import, pack, annotate and preview datasets.", no_args_is_help=True)
+report_app = _Typer(help="Compare audits side by side, or merge sharded predictions.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(report_app, name="report")
 console = Console(stderr=True)

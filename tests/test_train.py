@@ -1024,3 +1024,11 @@ def test_train_on_a_missing_or_unpacked_folder_says_which(tmp_path):
                                                                                         index=False)
     r = CliRunner().invoke(app, ["train", str(folder), "--out", str(tmp_path / "r2")])
     assert r.exit_code == 2 and "debias data pack" in r.output, r.output
+
+
+@pytest.mark.parametrize("flag", ["--torchscript", "--onnx"])
+def test_export_of_a_folder_that_is_not_a_run_is_an_error_not_a_traceback(tmp_path, flag):
+    r = CliRunner().invoke(app, ["export", str(tmp_path), flag, str(tmp_path / "m.out")])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 2 and "model.pt does not exist" in out and "debias train" in out, r.output
+    assert "Traceback" not in out and isinstance(r.exception, SystemExit)
