@@ -26,7 +26,10 @@ def wilson_interval(k: np.ndarray | int, n: np.ndarray | int, confidence: float 
         denom = 1 + z * z / n
         centre = (p + z * z / (2 * n)) / denom
         half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return centre - half, centre + half
+    # at k = 0 (k = n) the lower (upper) bound is exactly 0 (1); rounding left it a hair either side
+    lo = np.where(k == 0, 0.0, np.clip(centre - half, 0.0, 1.0))
+    hi = np.where(k == n, 1.0, np.clip(centre + half, 0.0, 1.0))
+    return np.where(n > 0, lo, np.nan)[()], np.where(n > 0, hi, np.nan)[()]  # [()]: a scalar for scalar k, n
 
 
 def holm(pvalues: np.ndarray) -> np.ndarray:

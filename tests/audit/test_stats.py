@@ -75,3 +75,12 @@ def test_ece_against_hand_computation():
     p = np.array([0.95, 0.92, 0.15, 0.55])
     # bins: [0.9,1): y mean .5, p mean .935 -> |.435|*2/4; [0.1,.2): |1-.15|*1/4; [.5,.6): |1-.55|/4
     assert expected_calibration_error(y, p) == pytest.approx((0.435 * 2 + 0.85 + 0.45) / 4)
+
+
+@pytest.mark.parametrize("n", [1, 7, 188, 212, 1000])
+def test_wilson_bounds_at_0_and_n_are_exactly_0_and_1(n):
+    # by hand the Wilson interval of 0 of n starts at 0 and that of n of n ends at 1; in floating point the lower
+    # bound came out as -1.7e-18 for n = 188 and was reported as such
+    assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
+    lo, hi = wilson_interval(np.arange(n + 1), n)
+    assert (lo >= 0).all() and (hi <= 1).all()
