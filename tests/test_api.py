@@ -157,3 +157,21 @@ def test_from_predictions_reads_a_csv_path_with_the_csv_checks(toy, tmp_path):
     toy.to_csv(tmp_path / "q.csv", index=False, sep=";")
     with pytest.raises(debias.DebiasError, match="q.csv is separated by ';'"):
         debias.Audit.from_predictions(tmp_path / "q.csv", groups=["skin_group"])
+
+
+def test_hard_decisions_as_scores_are_refused_at_a_target_fpr_not_audited_as_detecting_nothing():
+    """0/1 decisions in the score column: 5% of non-faces score 1, so no threshold keeps the false-positive rate at
+    1% but one above every score. The audit reported a detection rate of 0 for every group and a gap of 0."""
+    rng = np.random.default_rng(0)
+    faces = pd.DataFrame({"label": 1, "score": (rng.random(400) < 0.9).astype(float),
+                          "skin_group": rng.choice(["a", "b"], 400)})
+    nonfaces = pd.DataFrame({"label": 0, "score": (np.arange(400) < 20).astype(float), "skin_group": None})
+    df = pd.concat([faces, nonfaces])
+    with pytest.raises(debias.DebiasError, match=r"20 of the 400 non-faces share the highest score, 1.*threshold"):
+        debias.Audit.from_predictions(df, groups=["skin_group"], min_n=5, n_boot=50)
+    ok = debias.Audit.from_predictions(df, groups=["skin_group"], min_n=5, n_boot=50, threshold=0.5)
+    assert ok.by_group("detection_rate", by="skin_group").value.tolist() == pytest.approx(
+        faces.groupby("skin_group").score.mean().tolist())
+    # at a target the ties allow (5% of non-faces score 1), the threshold is met and faces are detected
+    met = debias.Audit.from_predictions(df, groups=["skin_group"], min_n=5, n_boot=50, target_fpr=0.05)
+    assert met.result.summary["models"]["model"]["false_positive_rate"] == pytest.approx(0.05)

@@ -23,6 +23,7 @@ import pandas as pd
 from debias.audit.stats import (fisher_vs_reference, holm, percentile_ci, stratified_bootstrap, trend_test,
                                 wilson_interval)
 from debias.data.groups import FITZPATRICK, sort_levels
+from debias.errors import DebiasError
 
 MISSING = "(missing)"
 TOO_FEW = "too few to judge"
@@ -174,15 +175,30 @@ def _scored_rows(pred: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
 
 def _resolve_threshold(p: pd.DataFrame, score: np.ndarray, y_true: np.ndarray, threshold: float | None,
                        target_fpr: float) -> tuple[float, str]:
-    """(threshold, where it came from): the given one; else the one at ``target_fpr``; else the detector's own;
-    else 0.5. A face-only set (PPB, say) has no non-faces to set a threshold at a false-positive rate."""
+    """(threshold, where it came from): the given one; else the one at ``target_fpr``; else the model's own (a
+    detector's, or 0.5 for a 'prediction' column of decisions); else 0.5. A face-only set (PPB, say) has no non-faces
+    to set a threshold at a false-positive rate; scores tied at the top (0/1 decisions) reach the target only by
+    detecting nothing, which is the model's own threshold where it has one and an error where it has none."""
     if threshold is not None:
         return threshold, "given"
+    native = float(p["native_threshold"].dropna().iloc[0]) if "native_threshold" in p and \
+        p["native_threshold"].notna().any() else None
     if (y_true == 0).any():
-        return choose_threshold(score, y_true, target_fpr), f"false-positive rate {target_fpr:g} over the non-faces"
-    if "native_threshold" in p and p["native_threshold"].notna().any():
-        return float(p["native_threshold"].dropna().iloc[0]), "the detector's own: no non-faces to set one at a " \
-            "false-positive rate"
+        t = choose_threshold(score, y_true, target_fpr)
+        if not (score >= t).any():  # ties at the top: only detecting nothing meets the target
+            neg = score[y_true == 0]
+            m = int((neg == neg.max()).sum())
+            if native is not None:  # decisions, or a detector's own operating point: audit at that, and say so
+                return native, (f"the model's own: {m} of the {len(neg)} non-faces share its highest score, so no "
+                                f"threshold at a false-positive rate of {target_fpr:g} detects anything")
+            raise DebiasError(
+                f"no threshold detects anything at a false-positive rate of at most {target_fpr:g}: {m} of the "
+                f"{len(neg)} non-faces share the highest score, {neg.max():g} (scores with few distinct values, such "
+                f"as 0/1 decisions). Give a `threshold` (0.5 for decisions), or a `target_fpr` of at least "
+                f"{m / len(neg):.3g}.")
+        return t, f"false-positive rate {target_fpr:g} over the non-faces"
+    if native is not None:
+        return native, "the model's own: no non-faces to set one at a false-positive rate"
     return 0.5, "0.5: no non-faces to set one at a false-positive rate, and the model has no threshold of its own"
 
 

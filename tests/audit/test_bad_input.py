@@ -438,3 +438,22 @@ def test_without_a_dataset_two_models_are_paired_by_image_id(tmp_path):
     b.iloc[:2].pipe(lambda d: pd.concat([a, d])).to_csv(tmp_path / "q.csv", index=False)
     with pytest.raises(PredictionsError, match="image 'y' has a row for model 'a' but not for model 'b'"):
         predictions_from_csv(tmp_path / "q.csv", None)
+
+
+def test_decisions_with_ties_at_the_top_are_audited_at_their_own_threshold_and_the_report_says_so(tiny_synth,
+                                                                                                 tmp_path, preds):
+    """A 'prediction' column of 0/1 decisions whose non-faces say 1 more than 1% of the time: no threshold at the
+    target rate detects anything. It reported a detection rate of 0 for every group; now the decisions are
+    audited as given (the model's own threshold) and summary.json and the report say why."""
+    m = pd.read_csv(tiny_synth / "manifest.csv").set_index("image")
+    label = m.loc[preds.image, "label"].to_numpy()
+    rng = np.random.default_rng(1)
+    decision = np.where(label == 1, rng.random(len(preds)) < 0.8, rng.random(len(preds)) < 0.1).astype(int)
+    preds.drop(columns="score").assign(prediction=decision).to_csv(tmp_path / "p.csv", index=False)
+    _ok(runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), *FAST,
+                            "--out", str(tmp_path / "o")]))
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    (model,) = s["models"]
+    assert s["thresholds"][model] == 0.5 and s["models"][model]["threshold_source"].startswith("the model's own")
+    assert s["models"][model]["detection_rate"] == pytest.approx(decision[label == 1].mean())
+    assert "share its highest score" in (tmp_path / "o" / "report.html").read_text()
