@@ -143,3 +143,31 @@ def test_prefetch_keeps_order_and_loads_each_batch_once():
         calls.clear()
         assert list(prefetch(range(7), load, workers)) == [0, 10, 20, 30, 40, 50, 60]
         assert sorted(calls) == list(range(7))
+
+
+def test_a_group_spelled_two_ways_is_an_error_not_two_groups(tmp_path):
+    """'Darker', 'darker ' and 'darker' were three groups, each audited on its own share of the faces."""
+    rows = [{"image": f"{i}.png", "label": 1, "split": "test", "skin_group": g}
+            for i, g in enumerate(["darker", "Darker", "lighter", "darker ", "lighter"])]
+    rows.insert(0, {"image": "n.png", "label": 0, "split": "test"})  # a non-face: no skin group, one line more
+    root = _folder(tmp_path, rows)
+    with pytest.raises(ManifestError, match=r"column 'skin_group' spells one group several ways: 'Darker' \(line 4\), "
+                                            r"'darker' \(line 3\), 'darker ' \(line 6\)"):
+        read_manifest(root)
+    (tmp_path / "ok").mkdir()
+    fixed = _folder(tmp_path / "ok", [{**r, "skin_group": r["skin_group"].strip().lower()} for r in rows[1:]])
+    assert sorted(read_manifest(fixed).skin_group.unique()) == ["darker", "lighter"]
+
+
+def test_folder_import_refuses_a_group_spelled_two_ways(tmp_path):
+    from PIL import Image
+
+    from debias.data import importers
+
+    for n in ("a", "b"):
+        (tmp_path / "f").mkdir(exist_ok=True)
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "f" / f"{n}.png")
+    pd.DataFrame({"path": ["a.png", "b.png"], "gender": ["female", "Female"]}).to_csv(tmp_path / "a.csv", index=False)
+    with pytest.raises(ManifestError, match="column 'gender' spells one group several ways"):
+        importers.get("folder").run(None, tmp_path / "o", faces=[tmp_path / "f"], csv=tmp_path / "a.csv")
+    assert not (tmp_path / "o" / "manifest.csv").exists()

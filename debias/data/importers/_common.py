@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from debias.data.manifest import check_spellings
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 SOURCE_MISSING = ("{what} not found at {path}. {hint} See datasets/{card}/README.md for the layout expected.")
 
@@ -45,6 +47,7 @@ def write(out: str | Path, rows: pd.DataFrame, problems: list[dict]) -> ImportRe
     Files whose header cannot be read are left out of the manifest and listed in the report.
     """
     out = Path(out)
+    check_spellings(rows, f"the import into {out / 'manifest.csv'}", lines=False)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     why = [unreadable(Path(p)) for p in rows["image"]]
     problems = problems + [{"item": str(p), "problem": w} for p, w in zip(rows["image"], why) if w]
