@@ -357,8 +357,8 @@ class TrainSet:
 def load_train_set(data: Path, cfg: TrainConfig) -> TrainSet:
     """The training set exactly as ``fit`` reads it for ``cfg`` (its ``max_train`` subsample, faces and non-faces,
     the validation split): for diagnostics that need the faces a run trained on, in the order of its weights."""
-    manifest = read_manifest(data, check_files=False)  # first: a folder with no manifest is told how to make one
     if not is_packed(data):
+        read_manifest(data, check_files=False)  # a folder with no manifest is told how to make one, not to pack it
         raise ManifestError(NOT_PACKED.format(root=data))
     manifest = read_manifest(data)
     ds = ManifestDataset(data, "train", frame=manifest)
