@@ -114,7 +114,7 @@ class Audit:
         """
         from debias.audit.adapters import to_probability
         from debias.audit.engine import audit_table
-        from debias.audit.predict import pair_rows
+        from debias.audit.predict import check_one_row_per_image, pair_rows
 
         if isinstance(predictions, (str, Path)):
             from debias.data.manifest import read_csv_checked
@@ -142,10 +142,10 @@ class Audit:
                              "model": names, "y_true": label.astype(int).to_numpy(), "y_score": prob})
         for g in groups:
             pred[g] = df[g].to_numpy()
+        if "image" in df:
+            check_one_row_per_image(pred, "the predictions")
         if "model" in df.columns and model is None:  # equal rows = the same image, across models
-            pred["row"] = pair_rows(pred.drop(columns="image") if "image" not in df else pred, "the predictions")
-        elif "image" in df:  # one model: each image once
-            pair_rows(pred, "the predictions")
+            pred["row"] = pair_rows(pred if "image" in df else pred.drop(columns="image"), "the predictions")
         cfg = AuditConfig(by=tuple(groups), split="all", threshold=threshold, target_fpr=target_fpr,
                           reference=reference, n_boot=n_boot, min_n=min_n, seed=random_state, scores=scores)
         return cls(audit_table(pred, cfg), cfg)

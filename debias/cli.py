@@ -300,17 +300,14 @@ def data_annotate(
 
         debias data annotate data/ppb-sample --skin-tone
     """
-    from debias.data.manifest import ManifestError, read_manifest
+    from debias.data.manifest import read_manifest
     from debias.data.skin_tone import annotate_manifest
 
     if not skin_tone:
         fail("nothing to annotate; pass --skin-tone.")
-    try:
-        n_faces = int((read_manifest(root)["label"] == 1).sum())
-        with progress_bar("ITA", n_faces) as advance:
-            counts = annotate_manifest(root, progress=advance)
-    except ManifestError as e:
-        fail(str(e))
+    n_faces = int((read_manifest(root)["label"] == 1).sum())
+    with progress_bar("ITA", n_faces) as advance:
+        counts = annotate_manifest(root, progress=advance)
     console.print(f"annotated {n_faces} faces in {root}/manifest.csv: " +
                   ", ".join(f"{k} {v}" for k, v in counts.items()))
 
@@ -554,10 +551,7 @@ def _apply_recipe(ctx: typer.Context, recipe: Path, values: dict) -> dict:
     """Recipe values fill every option the user did not give on the command line."""
     from debias.config import read_recipe
 
-    try:
-        r = read_recipe(recipe, RECIPE_KEYS)
-    except DebiasError as e:
-        fail(str(e))
+    r = read_recipe(recipe, RECIPE_KEYS)  # a DebiasError is the command's: message and exit 2 (_Typer)
     for k, v in r.items():
         source = ctx.get_parameter_source(k)
         if source is None or source.name == "DEFAULT" or values.get(k) is None:

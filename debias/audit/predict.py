@@ -235,12 +235,23 @@ def _lines(mask: np.ndarray, limit: int = 5) -> str:
     return shown + (f" and {len(idx) - limit} more" if len(idx) > limit else "")
 
 
+def check_one_row_per_image(p: pd.DataFrame, where: str) -> None:
+    """Raise PredictionsError, naming the image, its model and its lines, if a model lists an image twice."""
+    image = p["image"].astype(str)
+    dup = p.assign(image=image).duplicated(["image", "model"], keep=False).to_numpy()
+    if dup.any():
+        raise PredictionsError(f"{where}: image {image[dup].iloc[0]!r} is listed more than once for model "
+                               f"{p['model'][dup].iloc[0]!r} (line(s) {_lines(dup)}); give one score per image and "
+                               f"model.")
+
+
 def pair_rows(p: pd.DataFrame, where: str) -> np.ndarray:
     """The ``row`` of every prediction such that equal rows are the same image across models (paired tests).
 
-    With an ``image`` column, rows are paired by image id: each model must list each image once, and every model
-    the same images (row = the image's position in the first model's rows). Without one, the models' rows are
-    paired in order, so every model must have as many rows. Raises PredictionsError naming the model and image.
+    With an ``image`` column, rows are paired by image id: every model must list the same images (row = the image's
+    position in the first model's rows), each once (:func:`check_one_row_per_image`, which callers run first).
+    Without one, the models' rows are paired in order, so every model must have as many rows. Raises
+    PredictionsError naming the model and image.
     """
     models = list(dict.fromkeys(p["model"]))
     if "image" not in p.columns:
@@ -252,11 +263,6 @@ def pair_rows(p: pd.DataFrame, where: str) -> np.ndarray:
                                    f"order; give every model a row for each image, or add an 'image' column.")
         return p.groupby("model", sort=False).cumcount().to_numpy()
     image = p["image"].astype(str)
-    dup = p.assign(image=image).duplicated(["image", "model"], keep=False).to_numpy()
-    if dup.any():
-        raise PredictionsError(f"{where}: image {image[dup].iloc[0]!r} is listed more than once for model "
-                               f"{p['model'][dup].iloc[0]!r} (line(s) {_lines(dup)}); give one score per image and "
-                               f"model.")
     first = image[(p["model"] == models[0]).to_numpy()]
     pos = pd.Series(np.arange(len(first)), index=first.to_numpy())
     for m in models[1:]:
@@ -331,10 +337,7 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
     if "model" not in p.columns:
         p["model"] = model or Path(path).stem
     p["image"] = p["image"].astype(str)
-    dup = p.duplicated(["image", "model"], keep=False).to_numpy()
-    if dup.any():
-        raise PredictionsError(f"predictions file {path}: image {p['image'][dup].iloc[0]!r} is listed more than once "
-                               f"for one model (line(s) {_lines(dup)}); give one score per image and model.")
+    check_one_row_per_image(p, f"predictions file {path}")
     unscored = pd.DataFrame(columns=["row", "image", "model", "reason"])
     if root is not None:
         m = select_split(read_manifest(root, check_files=False), split)
