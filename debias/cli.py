@@ -406,6 +406,9 @@ def train(
     balance_by: str = typer.Option("skin_group", help="Labelled groups for --method balanced and group-dro."),
     balance_power: float = typer.Option(1.0, help="balanced: p ~ n_group^-power (1 equal mass, 0.5 tempered)."),
     dro_eta: float = typer.Option(0.01, help="group-dro and --latent-dro: step size of the online group weights."),
+    dro_adjust: float = typer.Option(0.0, help="group-dro and --latent-dro: group adjustment C (Sagawa et al. 2020): "
+                                     "the DRO weights follow each group's loss + C/sqrt(its training count), so small "
+                                     "groups keep weight once every training loss is ~0. 0 = off; they searched 0-5."),
     jtt_epochs: int = typer.Option(2, help="JTT: epochs of the identification model."),
     jtt_lambda: float = typer.Option(5.0, help="JTT: upweighting of its errors."),
     max_train: int = typer.Option(0, help="Use at most this many training images (0 = all)."),

@@ -184,6 +184,10 @@ class TrainConfig:
     balance_by: tuple[str, ...] = ("skin_group",)  # groups for method=balanced and group-dro
     balance_power: float = 1.0  # balanced: p_i ~ n_g^-power; 1 equal group mass, 0.5 a tempered balance
     dro_eta: float = 0.01  # group-dro and latent_dro: step size of the online group weights (Sagawa et al. use 0.01)
+    # group-dro and latent_dro: Sagawa et al.'s group adjustment C (their Sec. 3.3). The DRO weights follow each
+    # group's loss plus C / sqrt(n_g), n_g its training count: at convergence every group's training loss is ~0 and
+    # plain DRO weights stop favouring the small groups, whose test loss is the higher. They searched C in 0-5. 0 = off
+    dro_adjust: float = 0.0
     jtt_epochs: int = 2  # epochs of the first (identification) model for method=jtt, before the `epochs` of the final one
     jtt_lambda: float = 5.0  # upweighting factor for the first model's training errors
     max_train: int = 0  # use at most this many training images (0 = all); for quick runs
@@ -208,7 +212,7 @@ class TrainConfig:
                 raise ValueError(f"`{name}`={getattr(self, name)!r} is not one of {', '.join(allowed)}.")
         _positive(self, "width", "latent_dim", "epochs", "bins", "jtt_epochs")
         _finite(self, "beta", "c_rec", "lr", "weight_decay", "alpha", "temperature", "balance_power", "dro_eta",
-                "jtt_lambda", "margin", "mixup")
+                "jtt_lambda", "margin", "mixup", "dro_adjust")
         if self.batch_size < 2:
             raise ValueError(f"`batch_size`={self.batch_size} must be at least 2.")
         if not self.lr > 0 or not self.dro_eta > 0 or not self.jtt_lambda > 0:
@@ -261,6 +265,11 @@ class TrainConfig:
                              f"`latent_groups`='clusters' and without `dro_resample` (which sets the mass itself).")
         if self.latent_dro < 0 or self.latent_dro == 1:
             raise ValueError(f"`latent_dro`={self.latent_dro} must be 0 (off) or at least 2 clusters.")
+        if self.dro_adjust < 0:
+            raise ValueError(f"`dro_adjust`={self.dro_adjust} must be >= 0 (0 = off).")
+        if self.dro_adjust and not (self.method == "group-dro" or self.latent_dro):
+            raise ValueError(f"`dro_adjust` adjusts Group DRO's weights: it needs `method`='group-dro' or `latent_dro`, "
+                             f"not `method`={self.method!r} without `latent_dro`.")
         if self.dro_resample and not (self.method == "group-dro" or self.latent_dro):
             raise ValueError(f"`dro_resample` samples by Group DRO weights: it needs `method`='group-dro' or `latent_dro`, not "
                              f"`method`={self.method!r} without `latent_dro`.")

@@ -300,16 +300,24 @@ def group_balanced_weights(frame: pd.DataFrame, by: Sequence[str], power: float 
 class GroupDRO:
     """Online group weights on the loss (Sagawa, Koh, Hashimoto & Liang, ICLR 2020, Algorithm 1).
 
-    Each step, for the groups present in the batch: q_g <- q_g * exp(eta * L_g), q <- q / sum(q),
+    Each step, for the groups present in the batch: q_g <- q_g * exp(eta * (L_g + a_g)), q <- q / sum(q),
     where L_g is the batch's mean loss over group g; the step then minimises sum_g q_g L_g. A group
     that keeps a high loss gains weight until the model serves it.
+
+    ``adjustment`` a (G,) is their group adjustment (Sec. 3.3), a_g = C / sqrt(n_g) with n_g the group's
+    training count (``group_adjustment``): a small group's training loss understates its test loss, so it
+    keeps gaining weight after its training loss reaches ~0, until the larger groups' losses rise by the
+    difference. None (or zeros) is plain Group DRO.
     """
 
-    def __init__(self, n_groups: int, eta: float = 0.01) -> None:
+    def __init__(self, n_groups: int, eta: float = 0.01, adjustment: np.ndarray | None = None) -> None:
         if n_groups < 1 or not eta > 0:
             raise ValueError(f"GroupDRO needs n_groups >= 1 and eta > 0, got {n_groups} and {eta}.")
         self.eta = float(eta)
         self.q = np.full(n_groups, 1.0 / n_groups)  # (G,) group weights, sum 1
+        self.adjustment = np.zeros(n_groups) if adjustment is None else np.asarray(adjustment, dtype=np.float64)
+        if self.adjustment.shape != (n_groups,) or not np.isfinite(self.adjustment).all():
+            raise ValueError(f"GroupDRO's adjustment must be ({n_groups},) finite values, got {self.adjustment}.")
 
     def sample_weights(self, loss: np.ndarray, groups: np.ndarray) -> np.ndarray:
         """Update q with one batch and return per-sample weights w (B,), sum_i w_i loss_i = sum_g q_g L_g.
@@ -323,9 +331,19 @@ class GroupDRO:
         counts = np.bincount(groups, minlength=len(self.q)).astype(np.float64)  # (G,)
         present = counts > 0
         group_loss = np.bincount(groups, weights=loss, minlength=len(self.q)) / np.maximum(counts, 1)  # (G,)
-        self.q = self.q * np.exp(self.eta * group_loss * present)
+        self.q = self.q * np.exp(self.eta * (group_loss + self.adjustment) * present)
         self.q /= self.q.sum()
         return self.q[groups] / counts[groups]
+
+
+def group_adjustment(groups: np.ndarray, n_groups: int, c: float) -> np.ndarray | None:
+    """Sagawa et al.'s (2020) group adjustment a_g = c / sqrt(n_g), n_g the count of group g in ``groups`` (every
+    training image's group index); None when c is 0. A group with no training image gets 0 (it never enters a
+    batch, so its weight never moves)."""
+    if not c:
+        return None
+    counts = np.bincount(np.asarray(groups), minlength=n_groups).astype(np.float64)  # (G,)
+    return np.where(counts > 0, float(c) / np.sqrt(np.maximum(counts, 1)), 0.0)
 
 
 def jtt_weights(errors: np.ndarray, lam: float) -> np.ndarray:

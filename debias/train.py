@@ -45,8 +45,9 @@ from debias.data.manifest import (ManifestDataset, ManifestError, host_batch, is
 from debias.models.dbvae import DBVAE, dbvae_loss, standardise
 from debias.models.run import load_run, load_weights, model_from_arch, predict_scores, resolve_device
 from debias.sampling import (BatchPlan, GroupDRO, cap_weights, cluster_balanced_weights, ess_fraction,
-                             gmm_weights, group_balanced_weights, group_keys, jtt_weights, latent_clusters,
-                             latent_weights, loss_weights, mass_by_group, rarity_margins, rarity_strata)
+                             gmm_weights, group_adjustment, group_balanced_weights, group_keys, jtt_weights,
+                             latent_clusters, latent_weights, loss_weights, mass_by_group, rarity_margins,
+                             rarity_strata)
 
 DIAGNOSTIC_COLUMNS = ("skin_group", "pose", "gender")
 NOT_PACKED = ("{root} holds image files, not a packed images.npy. Training reads the packed array; run "
@@ -397,7 +398,8 @@ def _labelled(cfg: TrainConfig, ts: TrainSet, log: Callable[[str], None]) -> _La
     groups = np.full(len(ts.ds), len(uniques), dtype=np.int64)  # non-faces: one more group
     groups[ts.face_pos] = codes
     log(f"Group DRO over {len(uniques)} face groups ({', '.join(map(str, uniques))}) and non-faces")
-    return _Labelled(p, groups, GroupDRO(len(uniques) + 1, cfg.dro_eta), (*uniques, "non-face"))
+    adjust = group_adjustment(groups, len(uniques) + 1, cfg.dro_adjust)
+    return _Labelled(p, groups, GroupDRO(len(uniques) + 1, cfg.dro_eta, adjust), (*uniques, "non-face"))
 
 
 # latent_groups -> (the dro_q column prefix, one group, the groups) for the log and history.csv
@@ -419,7 +421,7 @@ def _latent_dro(lab: _Labelled, cfg: TrainConfig, ts: TrainSet, clusters: np.nda
     k = int(clusters.max()) + 1
     lab.groups = np.full(len(ts.ds), k, dtype=np.int64)
     lab.groups[ts.face_pos] = clusters
-    lab.dro = GroupDRO(k + 1, cfg.dro_eta)
+    lab.dro = GroupDRO(k + 1, cfg.dro_eta, group_adjustment(lab.groups, k + 1, cfg.dro_adjust))
     name, unit, what = _LATENT_GROUP_WORDS[cfg.latent_groups]
     lab.names = (*(f"{name}{c}" for c in range(k)), "non-face")
     sampling = (f"each {unit}'s mass follows its DRO weight" if cfg.dro_resample else

@@ -101,6 +101,32 @@ def test_group_dro_update_matches_a_hand_computation():
     assert dro.q[0] > q[0]
 
 
+
+def test_group_dro_adjustment_matches_a_hand_computation():
+    """Sagawa et al.'s group adjustment: q_g ~ q_g exp(eta (L_g + C / sqrt(n_g))) with n_g the training count."""
+    from debias.sampling import GroupDRO, group_adjustment
+
+    train_groups = np.array([0] * 4 + [1] * 25 + [2] * 100)  # n = 4, 25, 100
+    a = group_adjustment(train_groups, 4, 2.0)  # group 3 has no training image
+    assert a == pytest.approx([2 / 2, 2 / 5, 2 / 10, 0.0], rel=1e-12)
+    assert group_adjustment(train_groups, 3, 0.0) is None
+    dro = GroupDRO(4, eta=0.5, adjustment=a)
+    loss = np.array([1.0, 3.0, 2.0, 0.5])
+    w = dro.sample_weights(loss, np.array([0, 0, 1, 1]))
+    q = np.array([np.exp(0.5 * (2.0 + 1.0)), np.exp(0.5 * (1.25 + 0.4)), 1.0, 1.0])  # groups 2, 3 absent
+    q /= q.sum()
+    assert dro.q == pytest.approx(q, rel=1e-12)
+    assert w == pytest.approx([q[0] / 2, q[0] / 2, q[1] / 2, q[1] / 2], rel=1e-12)
+    # at zero training loss plain Group DRO keeps equal weights; the adjustment still moves them toward small groups
+    plain, adjusted = GroupDRO(3, eta=0.5), GroupDRO(3, eta=0.5, adjustment=a[:3])
+    for dro in (plain, adjusted):
+        dro.sample_weights(np.zeros(3), np.array([0, 1, 2]))
+    assert plain.q == pytest.approx([1 / 3] * 3, rel=1e-12)
+    e = np.exp(0.5 * a[:3])
+    assert adjusted.q == pytest.approx(e / e.sum(), rel=1e-12)
+    with pytest.raises(ValueError, match="adjustment must be"):
+        GroupDRO(3, adjustment=np.array([1.0, np.nan, 0.0]))
+
 def test_tempered_balance_gives_group_mass_proportional_to_sqrt_of_its_size():
     frame = pd.DataFrame({"g": ["a"] * 90 + ["b"] * 10})
     p = group_balanced_weights(frame, ["g"], power=0.5)

@@ -592,6 +592,47 @@ def test_group_dro_on_a_dbvae_weighs_groups_by_classification_loss_not_reconstru
     assert not np.allclose(np.exp(whole) / np.exp(whole).sum(), q, rtol=0.02)
 
 
+
+@pytest.mark.parametrize("latent", [False, True])
+def test_dro_adjust_gives_each_group_c_over_sqrt_of_its_training_count(tiny_synth, tmp_path, latent, monkeypatch):
+    """--dro-adjust C: Group DRO's adjustment is C / sqrt(n_g), n_g counted by hand from the training faces' skin
+    groups (labelled) or from the latent clusters (one more group: the non-faces), and training runs with it."""
+    from debias import train as tr
+
+    made = []
+    real = tr.GroupDRO
+
+    class Spy(real):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            made.append(self)
+
+    opts = (dict(method="dbvae", refresh_weights=False, latent_dro=3, rec_region="center") if latent
+            else dict(method="group-dro"))
+    cfg = TrainConfig(dro_adjust=2.0, dro_eta=0.5, **opts, **FAST)
+    monkeypatch.setattr(tr, "GroupDRO", Spy)
+    hist = fit(tiny_synth, cfg, tmp_path)
+    ts = tr.load_train_set(tiny_synth, cfg)
+    if latent:  # the faces' clusters, as the checkpoint keeps them; non-faces the last group
+        clusters = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["clusters"].numpy()
+        counts = np.append(np.bincount(clusters), len(ts.ds) - len(ts.face_pos))
+    else:
+        skin = ts.face_frame.skin_group.value_counts()
+        counts = np.array([skin["darker"], skin["lighter"], skin["medium"], len(ts.ds) - len(ts.face_pos)])
+    assert made[-1].adjustment == pytest.approx(2.0 / np.sqrt(counts), rel=1e-12)
+    assert np.isfinite(hist.filter(like="dro_q[").iloc[-1].to_numpy()).all()  # latent: no groups before epoch 2
+
+
+def test_dro_adjust_needs_group_dro_and_is_refused_by_the_cli_otherwise(tiny_synth, tmp_path):
+    with pytest.raises(ValueError, match="`dro_adjust` adjusts Group DRO's weights"):
+        TrainConfig(method="balanced", dro_adjust=1.0)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        TrainConfig(method="group-dro", dro_adjust=-1.0)
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), "--method", "standard",
+                                 "--dro-adjust", "1"])
+    assert r.exit_code == 2 and "--dro-adjust" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "r").exists()
+
 def test_latent_dro_without_frozen_dbvae_weights_is_refused_not_ignored(tiny_synth, tmp_path):
     for bad in (dict(method="standard", refresh_weights=False), dict(method="dbvae"),
                 dict(method="dbvae", refresh_weights=False, loss_tilt=True)):
