@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import typing
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -555,11 +556,45 @@ def _apply_recipe(ctx: typer.Context, recipe: Path, values: dict) -> dict:
     from debias.config import read_recipe
 
     r = read_recipe(recipe, RECIPE_KEYS)  # a DebiasError is the command's: message and exit 2 (_Typer)
+    kinds = {k: _option_type(t) for k, t in typing.get_type_hints(audit).items()}
     for k, v in r.items():
         source = ctx.get_parameter_source(k)
         if source is None or source.name == "DEFAULT" or values.get(k) is None:
-            values[k] = ",".join(map(str, v)) if k in ("by", "mean", "std") else v
+            if k in ("by", "mean", "std"):
+                v = ",".join(map(str, v))
+            elif kinds[k] in (int, float, bool, str):  # paths and models: read_recipe checked them
+                v = _recipe_scalar(recipe, k, kinds[k], v)
+            values[k] = v
     return values
+
+
+def _option_type(hint) -> type:
+    """The Python type of an option from its annotation: ``Optional[float]`` -> float."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if typing.get_origin(hint) is typing.Union and len(args) == 1 else hint
+
+
+def _recipe_scalar(recipe: Path, name: str, kind: type, v):
+    """A recipe value converted as the command line converts the flag of type ``kind`` (`n_boot = "20"` is 20,
+    `target_fpr = 1` is 1.0); a value the flag would refuse is one error naming the key."""
+    words = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    if isinstance(v, (list, dict)):
+        raise DebiasError(f"recipe {recipe}: key {name} = {v!r} must be one value ({words[kind]}), not a "
+                          f"{'list' if isinstance(v, list) else 'table'}.")
+    try:
+        if kind is bool:
+            if isinstance(v, str) and v.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
+                return v.strip().lower() in ("true", "yes", "1")
+            if not isinstance(v, bool):
+                raise ValueError
+            return v
+        if kind in (int, float) and isinstance(v, bool):  # TOML true is not a number
+            raise ValueError
+        if kind is int and isinstance(v, float) and not v.is_integer():  # int(2.5) would silently be 2
+            raise ValueError
+        return kind(v)
+    except (TypeError, ValueError):
+        raise DebiasError(f"recipe {recipe}: key {name} = {v!r} must be {words[kind]}.") from None
 
 
 @app.command("audit")

@@ -363,8 +363,8 @@ def read_recipe(path: str | Path, keys: tuple[str, ...]) -> dict:
 
     Paths (``data``, ``out``, ``predictions``) become :class:`~pathlib.Path`, ``model`` a list of
     specs, and ``by``, ``mean`` and ``std`` lists of strings (a TOML list or one comma-separated
-    string). Raises :class:`~debias.errors.DebiasError` naming the file for an unreadable recipe or
-    an unknown key.
+    string). Raises :class:`~debias.errors.DebiasError` naming the file for an unreadable recipe,
+    an unknown key, or a path or model that is not a string (the command checks the other values' types).
     """
     import tomllib
 
@@ -379,8 +379,13 @@ def read_recipe(path: str | Path, keys: tuple[str, ...]) -> dict:
         raise DebiasError(f"recipe {path} has unknown key(s) {', '.join(unknown)}; known keys: {', '.join(keys)}.")
     for k, v in r.items():
         if k in ("data", "out", "predictions"):
+            if not isinstance(v, str):
+                raise DebiasError(f"recipe {path}: key {k} = {v!r} must be a string (a path in quotes).")
             r[k] = Path(v)
         elif k == "model":
+            if not (isinstance(v, str) or isinstance(v, list) and all(isinstance(x, str) for x in v)):
+                raise DebiasError(f"recipe {path}: key model = {v!r} must be a string or a list of strings (model specs "
+                                  f"such as \"run:DIR\").")
             r[k] = [v] if isinstance(v, str) else list(v)
         elif k in ("by", "mean", "std"):
             r[k] = [str(x).strip() for x in (v if isinstance(v, list) else str(v).split(",")) if str(x).strip()]

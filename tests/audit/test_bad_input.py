@@ -457,3 +457,29 @@ def test_decisions_with_ties_at_the_top_are_audited_at_their_own_threshold_and_t
     assert s["thresholds"][model] == 0.5 and s["models"][model]["threshold_source"].startswith("the model's own")
     assert s["models"][model]["detection_rate"] == pytest.approx(decision[label == 1].mean())
     assert "share its highest score" in (tmp_path / "o" / "report.html").read_text()
+
+
+@pytest.mark.parametrize("line, needles", [
+    ("data = 3", ["key data = 3 must be a string"]),
+    ('data = "d"\nmodel = [1, 2]', ["key model = [1, 2] must be a string or a list of strings"]),
+    ('data = "d"\nn_boot = "many"', ["key n_boot = 'many' must be an integer"]),
+    ('data = "d"\nn_boot = 2.5', ["key n_boot = 2.5 must be an integer"]),
+    ('data = "d"\ntarget_fpr = [0.1]', ["key target_fpr = [0.1] must be one value (a number), not a list"]),
+    ('data = "d"\nthumbnails = "perhaps"', ["key thumbnails = 'perhaps' must be true or false"]),
+])
+def test_a_recipe_value_of_the_wrong_type_is_one_error_naming_the_key(tmp_path, line, needles):
+    """`data = 3` raised a TypeError traceback (exit 1): read_recipe converted values without checking their type."""
+    r = tmp_path / "r.toml"
+    r.write_text(line + "\n")
+    _err(runner.invoke(app, ["audit", "--recipe", str(r)]), "r.toml", *needles)
+
+
+def test_recipe_values_are_converted_as_the_command_line_would(tiny_synth, tmp_path):
+    """A TOML integer where the option is a float, and a number as a string, are what the flag would accept."""
+    r = tmp_path / "r.toml"
+    r.write_text(f'data = "{tiny_synth}"\nmodel = "opencv:haar-frontal-default"\nthreshold = 1\nn_boot = "20"\n'
+                 f'thumbnails = false\nout = "{tmp_path / "o"}"\nsplit = "test"\n')
+    _ok(runner.invoke(app, ["audit", "--recipe", str(r)]))
+    import json
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["config"]["n_boot"] == 20 and s["config"]["threshold"] == 1.0
