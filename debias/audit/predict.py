@@ -322,8 +322,10 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
     raw = pd.to_numeric(p["y_score"], errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(raw)
     if bad.any():
+        first = p["y_score"].iloc[int(np.flatnonzero(bad)[0])]
+        shown = "empty" if pd.isna(first) else repr(first) if isinstance(first, str) else str(first)
         raise PredictionsError(f"predictions file {path}: the score is missing, not a number or infinite on line(s) "
-                               f"{_lines(bad)} (first value: {p['y_score'].iloc[int(np.flatnonzero(bad)[0])]!r}). "
+                               f"{_lines(bad)} (first value: {shown}). "
                                f"Every row needs a finite score; drop the rows of images the model did not score.")
     if "native_threshold" in p.columns and not np.isin(raw, (0, 1)).all():
         raise PredictionsError(f"predictions file {path}: 'prediction' must be 0 or 1 (line(s) "

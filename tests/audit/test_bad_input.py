@@ -71,8 +71,11 @@ def preds(tiny_synth, tmp_path):
 
 
 @pytest.mark.parametrize("edit,match", [
-    (lambda p: p.assign(score=p.score.where(p.index != 3, np.nan)), "missing, not a number or infinite on line(s) 5"),
-    (lambda p: p.assign(score=p.score.where(p.index != 0, np.inf)), "infinite on line(s) 2"),
+    (lambda p: p.assign(score=p.score.where(p.index != 3, np.nan)),
+     "missing, not a number or infinite on line(s) 5 (first value: empty)"),
+    # the value was shown as np.float64(inf), numpy's repr, not what the file holds
+    (lambda p: p.assign(score=p.score.where(p.index != 0, np.inf)), "infinite on line(s) 2 (first value: inf)"),
+    (lambda p: p.assign(score=p.score.astype(str).where(p.index != 1, "0,5")), "line(s) 3 (first value: '0,5')"),
     (lambda p: pd.concat([p, p.iloc[[4]]]), "listed more than once"),
     (lambda p: p.assign(image=p.image.where(p.index != 2, 999999)), "not in the test split"),
 ])
