@@ -397,9 +397,18 @@ def _labelled(cfg: TrainConfig, ts: TrainSet, log: Callable[[str], None]) -> _La
     codes, uniques = pd.factorize(keys, sort=True)
     groups = np.full(len(ts.ds), len(uniques), dtype=np.int64)  # non-faces: one more group
     groups[ts.face_pos] = codes
-    log(f"Group DRO over {len(uniques)} face groups ({', '.join(map(str, uniques))}) and non-faces")
+    names = (*uniques, "non-face")
     adjust = group_adjustment(groups, len(uniques) + 1, cfg.dro_adjust)
-    return _Labelled(p, groups, GroupDRO(len(uniques) + 1, cfg.dro_eta, adjust), (*uniques, "non-face"))
+    log(f"Group DRO over {len(uniques)} face groups ({', '.join(map(str, uniques))}) and non-faces"
+        + _adjust_words(adjust, names))
+    return _Labelled(p, groups, GroupDRO(len(uniques) + 1, cfg.dro_eta, adjust), names)
+
+
+def _adjust_words(adjust: np.ndarray | None, names: tuple) -> str:
+    """The log's account of --dro-adjust: each group's C / sqrt(n_g)."""
+    if adjust is None:
+        return ""
+    return "; group adjustment C/sqrt(n): " + ", ".join(f"{n} {a:.3f}" for n, a in zip(names, adjust))
 
 
 # latent_groups -> (the dro_q column prefix, one group, the groups) for the log and history.csv
@@ -421,14 +430,15 @@ def _latent_dro(lab: _Labelled, cfg: TrainConfig, ts: TrainSet, clusters: np.nda
     k = int(clusters.max()) + 1
     lab.groups = np.full(len(ts.ds), k, dtype=np.int64)
     lab.groups[ts.face_pos] = clusters
-    lab.dro = GroupDRO(k + 1, cfg.dro_eta, group_adjustment(lab.groups, k + 1, cfg.dro_adjust))
+    adjust = group_adjustment(lab.groups, k + 1, cfg.dro_adjust)
+    lab.dro = GroupDRO(k + 1, cfg.dro_eta, adjust)
     name, unit, what = _LATENT_GROUP_WORDS[cfg.latent_groups]
     lab.names = (*(f"{name}{c}" for c in range(k)), "non-face")
     sampling = (f"each {unit}'s mass follows its DRO weight" if cfg.dro_resample else
                 f"each {unit} gets the DB-VAE density's mass on it, spread evenly" if cfg.flatten_clusters else
                 f"every {unit} gets equal mass")
     log(f"Group DRO over {k} {what} of the training faces (sizes {', '.join(map(str, np.bincount(clusters)))}) "
-        f"and non-faces; sampling: {sampling}")
+        f"and non-faces; sampling: {sampling}{_adjust_words(adjust, lab.names)}")
 
 
 def _check_resume_options(cfg: TrainConfig, out: Path) -> None:

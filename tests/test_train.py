@@ -611,7 +611,8 @@ def test_dro_adjust_gives_each_group_c_over_sqrt_of_its_training_count(tiny_synt
             else dict(method="group-dro"))
     cfg = TrainConfig(dro_adjust=2.0, dro_eta=0.5, **opts, **FAST)
     monkeypatch.setattr(tr, "GroupDRO", Spy)
-    hist = fit(tiny_synth, cfg, tmp_path)
+    logs = []
+    hist = fit(tiny_synth, cfg, tmp_path, log=logs.append)
     ts = tr.load_train_set(tiny_synth, cfg)
     if latent:  # the faces' clusters, as the checkpoint keeps them; non-faces the last group
         clusters = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["clusters"].numpy()
@@ -620,6 +621,8 @@ def test_dro_adjust_gives_each_group_c_over_sqrt_of_its_training_count(tiny_synt
         skin = ts.face_frame.skin_group.value_counts()
         counts = np.array([skin["darker"], skin["lighter"], skin["medium"], len(ts.ds) - len(ts.face_pos)])
     assert made[-1].adjustment == pytest.approx(2.0 / np.sqrt(counts), rel=1e-12)
+    said = next(m for m in logs if "group adjustment C/sqrt(n)" in m)  # the log names each group's value
+    assert f"non-face {2.0 / np.sqrt(counts[-1]):.3f}" in said
     assert np.isfinite(hist.filter(like="dro_q[").iloc[-1].to_numpy()).all()  # latent: no groups before epoch 2
 
 
