@@ -106,6 +106,8 @@ TARGET_GAP = {"skin": "skin_gap", "pose": "pose_gap"}  # the gap each setting is
 # 25-60% of skin-swa's representation gap, its interval below 2/3's reach at its upper end or just touching it, and
 # within noise of Group DRO's share; (5) Group DRO with SWA keeps accuracy at or above Group DRO without it (paired
 # interval reaching 0 or above) over seeds 0-9; (6) no run collapses (accuracy >= 97%).
+# Outcome (session 34): (4) 35% [17, 51], in range, but below Group DRO's 58% [44, 69] beyond noise; (5) +0.6 [+0.3,
+# +0.8]: held; (6) held (98.6-99.4).
 VARIANTS = {"skin-aug+": ("skin", dict(aug_rotate=15.0, aug_scale=0.2)),
             **{f"skin-wd{wd:g}": ("skin", dict(weight_decay=wd)) for wd in (0.1, 0.3, 1.0)},
             "skin-cos": ("skin", dict(lr_schedule="cosine")),
