@@ -305,6 +305,9 @@ METHODS = {
     # seeds), its gap within noise of Group DRO's; (2) the latent-cluster variant closes 35-75% (58% [36, 78]
     # without), within noise of itself without; reaching 2/3 about 1 in 3; (3) accuracy may fall against the same
     # method without (the non-faces' weight shrinks): within 0.5 points.
+    # Outcome (seeds 0-4, session 34): all three predictions failed. Group DRO adjust2 reverses the gap (-19.7 points,
+    # two seeds at accuracy 67-69 with 14-17% of lighter faces detected); the latent clusters close 34% [25, 43],
+    # accuracy -0.7 [-1.2, -0.2] against themselves without (RESULTS.md).
     "group-dro adjust2": dict(method="group-dro", dro_adjust=2.0),
     "dbvae center ess0.1 frozen cluster-dro resample fixed adjust2": {**CLUSTER_DRO_RESAMPLE, "dro_adjust": 2.0},
     # the smoothed DB-VAE with no face drawn more than 10 times its uniform rate (--max-weight 10; session 22). The
