@@ -409,7 +409,9 @@ def train(
     dro_eta: float = typer.Option(0.01, help="group-dro and --latent-dro: step size of the online group weights."),
     dro_adjust: float = typer.Option(0.0, help="group-dro and --latent-dro: group adjustment C (Sagawa et al. 2020): "
                                      "the DRO weights follow each group's loss + C/sqrt(its training count), so small "
-                                     "groups keep weight once every training loss is ~0. 0 = off; they searched 0-5."),
+                                     "groups keep weight once every training loss is ~0. 0 = off. Choose C on labelled "
+                                     "validation data: C = 2 made Group DRO give up the lighter faces on the "
+                                     "embedded benchmark (README)."),
     jtt_epochs: int = typer.Option(2, help="JTT: epochs of the identification model."),
     jtt_lambda: float = typer.Option(5.0, help="JTT: upweighting of its errors."),
     max_train: int = typer.Option(0, help="Use at most this many training images (0 = all)."),
