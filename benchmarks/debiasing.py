@@ -1052,7 +1052,8 @@ def pair_table(runs: pd.DataFrame, epochs: int, before: str, after: str) -> tupl
         if len(seeds) < 2:
             md.append("(`standard` and `intrinsic` ran on fewer than 2 of these seeds: no share closed.)\n")
             continue
-        gap = {m: v.loc[seeds, "skin_gap"].to_numpy() * 100 for m, v in by.items()}
+        target_gap = TARGET_GAP[_base(setting)]  # pose_gap on `pose`, skin_gap on `skin` and its variants
+        gap = {m: v.loc[seeds, target_gap].to_numpy() * 100 for m, v in by.items()}
         s, i = gap["standard"], gap["intrinsic"]
         line = s - TARGET * (s - i)  # per seed: the gap a method would leave if it closed exactly TARGET
         md.append(f"Share of the representation gap closed, seeds {', '.join(map(str, seeds))} (where `standard` and "

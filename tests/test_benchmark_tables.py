@@ -344,3 +344,18 @@ def test_cluster_diagnostic_reads_clusters_back_as_groups_of_equal_weight():
     assert row["top_purity"] == pytest.approx(3 / 4)  # ... and 3 of its 4 faces are darker
     assert row["top_size"] == 4
     assert row["n_holding"] == 2                      # clusters with >= 10% of the darker faces: the first and third
+
+
+def test_pair_table_measures_the_share_closed_on_the_gap_of_the_setting():
+    """On `pose` the share closed is of the frontal-profile gap. pair_table read `skin_gap` for every setting, so on
+    `pose` it printed loss-resample closing 84% of the pose gap where it closed -2% (session 34)."""
+    bench = _debiasing()
+    pose = {"standard": 0.10, "intrinsic": 0.01, "x": 0.04}   # pose gap: 9 points of representation gap, x closes 6
+    skin = {"standard": 0.02, "intrinsic": 0.00, "x": 0.02}   # skin gap: x closes nothing
+    rows = [dict(setting=st, method=m, seed=s, epochs=24, accuracy=0.98, worst_group_rate=0.9,
+                 skin_gap=skin[m] + s / 1000, pose_gap=pose[m] + s / 1000)
+            for st in ("pose", "skin-swa") for m in pose for s in range(3)]
+    out, _ = bench.pair_table(pd.DataFrame(rows), 24, "standard", "x")
+    closed = out[out.metric == "closed:x"].set_index("setting")["diff"]
+    assert abs(closed["pose"] - 6 / 9) < 1e-9      # the pose gap on `pose`
+    assert abs(closed["skin-swa"] - 0.0) < 1e-9    # the skin gap on a variant of `skin`
