@@ -68,6 +68,8 @@ TARGET_GAP = {"skin": "skin_gap", "pose": "pose_gap"}  # the gap each setting is
 # (1) `standard`'s frontal-profile gap narrower than at 6 epochs (12.5 [8.3, 16.8]): 3-9 points; (2) Group DRO closes
 # 60-100% of the representation gap; (3) `loss-resample` closes less than at 6 epochs (it lost its share on `skin` at
 # convergence once every face was fitted): -20% to 30%, below Group DRO beyond noise.
+# Outcome (session 34): (1) 1.8 [1.3, 2.4], failed in the good direction; (2) 45% [25, 70], failed; (3) -2% [-57, 51],
+# below Group DRO by -47 [-91, -6] points: held.
 # Training variants: a setting's data with every method (intrinsic included) trained with other options, summarised
 # as a setting of its own so closure is measured against `standard` and `intrinsic` trained the same way.
 # skin-aug+ (session 10): stronger geometric augmentation, +-15 degrees rotation and +-20% zoom (default: none and
