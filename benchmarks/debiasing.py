@@ -797,9 +797,16 @@ def figure(s: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     settings = list(s.setting.unique())
+    # a grid of at most 3 panels a row (one row of 9 was 7,920 px wide), each tall enough for its longest method list;
     # constrained layout keeps room for long method labels and the legend outside each axis
-    fig, axes = plt.subplots(1, len(settings), figsize=(9 * len(settings), 4.8), squeeze=False, layout="constrained")
-    for ax, setting in zip(axes[0], settings):
+    ncols = min(3, len(settings))
+    nrows = -(-len(settings) // ncols)
+    most = max(s[s.setting == st].method.nunique() for st in settings)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(9 * ncols, nrows * max(4.8, 0.3 * most + 1.5)), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat[len(settings):]:
+        ax.set_visible(False)
+    for ax, setting in zip(axes.flat, settings):
         gap = TARGET_GAP[_base(setting)]
         sub = s[(s.setting == setting) & (s.metric == gap)].reset_index(drop=True)
         y = np.arange(len(sub))
