@@ -186,7 +186,8 @@ class TrainConfig:
     dro_eta: float = 0.01  # group-dro and latent_dro: step size of the online group weights (Sagawa et al. use 0.01)
     # group-dro and latent_dro: Sagawa et al.'s group adjustment C (their Sec. 3.3). The DRO weights follow each
     # group's loss plus C / sqrt(n_g), n_g its training count: at convergence every group's training loss is ~0 and
-    # plain DRO weights stop favouring the small groups, whose test loss is the higher. They searched C in 0-5. 0 = off
+    # plain DRO weights stop favouring the small groups, whose test loss is the higher. They searched C in 0-5 on
+    # labelled validation data; on the benchmark C = 2 made Group DRO give up the lighter faces (RESULTS.md). 0 = off
     dro_adjust: float = 0.0
     jtt_epochs: int = 2  # epochs of the first (identification) model for method=jtt, before the `epochs` of the final one
     jtt_lambda: float = 5.0  # upweighting factor for the first model's training errors
