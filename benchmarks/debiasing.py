@@ -574,12 +574,25 @@ def run(a) -> None:
     unknown = sorted((set(a.methods or ()) | set(a.long_methods)) - {*METHODS, "intrinsic"})
     if unknown:
         sys.exit(f"unknown method label(s) {unknown}; choose from {[*METHODS, 'intrinsic']}")
+    jobs = plan(a)
+    done = pd.read_csv(RUNS) if RUNS.exists() else pd.DataFrame(columns=KEY)
+    seen = set(_keys(done))
+    todo = [j for j in jobs if _key(j) not in seen]
+    print(f"{len(todo)} runs to do, {len(jobs) - len(todo)} already in {RUNS.name}", flush=True)
+    with ProcessPoolExecutor(a.workers) as ex:
+        record_as_done({ex.submit(_one, j): j for j in todo})
+
+
+def plan(a) -> list[dict]:
+    """The jobs of ``run``, in priority order. Labels named with --methods run on every setting given, in the order
+    given; without --methods each setting runs its default list (``pose`` a shorter one). Named labels used to be
+    filtered by that default list, so a label missing from it ran nowhere on ``pose`` and ``run`` said "0 runs to
+    do"."""
     jobs = []
     for setting in a.settings:
         for seed in a.seeds:
-            labels = [*(METHODS if _base(setting) == "skin" else POSE_METHODS), "intrinsic"]
-            if a.methods:  # a subset, in the order given (e.g. the confirmation seeds of one chosen variant)
-                labels = [m for m in a.methods if m in labels]
+            labels = (list(a.methods) if a.methods
+                      else [*(METHODS if _base(setting) == "skin" else POSE_METHODS), "intrinsic"])
             base = {"setting": setting, "seed": seed, "epochs": a.epochs, "n_train": a.n_train, "cache": str(a.cache),
                     "device": a.device}
             jobs += [{**base, "method": m} for m in labels]
@@ -587,12 +600,7 @@ def run(a) -> None:
             for seed in a.long_seeds:  # the training-length check: the same runs, twice as long
                 jobs += [{"setting": setting, "method": m, "seed": seed, "epochs": 2 * a.epochs,
                           "n_train": a.n_train, "cache": str(a.cache), "device": a.device} for m in a.long_methods]
-    done = pd.read_csv(RUNS) if RUNS.exists() else pd.DataFrame(columns=KEY)
-    seen = set(_keys(done))
-    todo = [j for j in jobs if _key(j) not in seen]
-    print(f"{len(todo)} runs to do, {len(jobs) - len(todo)} already in {RUNS.name}", flush=True)
-    with ProcessPoolExecutor(a.workers) as ex:
-        record_as_done({ex.submit(_one, j): j for j in todo})
+    return jobs
 
 
 def _each_finished(futures: dict[Future, dict], record) -> None:

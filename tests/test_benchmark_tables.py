@@ -359,3 +359,19 @@ def test_pair_table_measures_the_share_closed_on_the_gap_of_the_setting():
     closed = out[out.metric == "closed:x"].set_index("setting")["diff"]
     assert abs(closed["pose"] - 6 / 9) < 1e-9      # the pose gap on `pose`
     assert abs(closed["skin-swa"] - 0.0) < 1e-9    # the skin gap on a variant of `skin`
+
+
+def test_run_plans_a_named_label_on_pose_even_if_pose_does_not_run_it_by_default():
+    """`run --settings pose --methods LABEL` with a label outside pose's default list planned nothing ("0 runs to
+    do"); a named label now runs where it is asked to, and the defaults are unchanged."""
+    import argparse
+
+    bench = _debiasing()
+    label = "dbvae center ess0.1 frozen cluster-dro resample fixed"
+    assert label not in bench.POSE_METHODS
+    a = argparse.Namespace(settings=["pose"], seeds=[0, 1], methods=[label, "intrinsic"], long_seeds=[],
+                           long_methods=[], epochs=24, n_train=20000, cache="c", device="cpu")
+    jobs = bench.plan(a)
+    assert [(j["seed"], j["method"]) for j in jobs] == [(0, label), (0, "intrinsic"), (1, label), (1, "intrinsic")]
+    a.methods = None
+    assert [j["method"] for j in bench.plan(a) if j["seed"] == 0] == [*bench.POSE_METHODS, "intrinsic"]
