@@ -73,6 +73,7 @@ TARGET_GAP = {"skin": "skin_gap", "pose": "pose_gap"}  # the gap each setting is
 # Then the latent-cluster Group DRO (resampled) on the same seeds, prediction written before it ran: (4) it closes
 # -40% to 25% of the pose representation gap, within noise of `standard` (the DB-VAE latent does not encode pose:
 # |rho| with yaw <= 0.08), below Group DRO in point estimate.
+# Outcome: -50% [-154, 29], pose gap +0.9 [-1.4, +3.2] vs standard (51-57% of the mass on darker faces): held.
 # Training variants: a setting's data with every method (intrinsic included) trained with other options, summarised
 # as a setting of its own so closure is measured against `standard` and `intrinsic` trained the same way.
 # skin-aug+ (session 10): stronger geometric augmentation, +-15 degrees rotation and +-20% zoom (default: none and
