@@ -332,6 +332,10 @@ def train(
                                     "to ~0 by the last step."),
     swa_from: int = typer.Option(0, help="Stochastic weight averaging: save the average of the weights at the end of "
                                  "every epoch from this one (0-based) on, BatchNorm statistics recomputed; 0 = off."),
+    keep: str = typer.Option("last", help="last | best: save the last epoch's weights, or those of the epoch whose "
+                             "worst group has the lowest validation loss (groups: Group DRO's, labelled or "
+                             "--latent-dro's clusters, and non-faces; otherwise faces and non-faces). Needs a val "
+                             "split."),
     seed: int = typer.Option(0, help="Seed for init, sampling and noise."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     workers: int = typer.Option(0, help="Threads prefetching batches from the packed array (0 = none)."),

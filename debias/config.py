@@ -118,6 +118,12 @@ class TrainConfig:
     # save the average, its BatchNorm statistics recomputed over the last epoch's batches: stochastic weight averaging
     # (Izmailov et al. 2018, torch.optim.swa_utils), a flatter solution than the last noisy step's; 0 = off
     swa_from: int = 0
+    # which weights to save: last (those of the last epoch) | best (those of the epoch whose worst group has the lowest
+    # validation loss, Sagawa et al. 2020's model selection, with the groups the run has without validation labels
+    # for dbvae's `latent_dro`: the validation faces go to the training faces' latent clusters, as in GEORGE, Sohoni
+    # et al. 2020). Groups: Group DRO's (labelled groups, or the latent clusters) and the non-faces; for other
+    # methods the faces and the non-faces. Needs a `val` split
+    keep: str = "last"
     seed: int = 0  # model init, sampling and augmentation all derive from this
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
     workers: int = 0  # threads that prefetch batches from the packed array; 0 loads in the training loop
@@ -207,6 +213,7 @@ class TrainConfig:
             "precision": ("fp32", "bf16", "fp16"),
             "latent_groups": ("clusters", "rarity"),
             "lr_schedule": ("constant", "cosine"),
+            "keep": ("last", "best"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -234,6 +241,12 @@ class TrainConfig:
         if not 0 <= self.swa_from < self.epochs:
             raise ValueError(f"`swa_from`={self.swa_from} must be an epoch before the last (0 <= swa_from < `epochs`="
                              f"{self.epochs}; 0 = off).")
+        if self.keep == "best" and self.swa_from:
+            raise ValueError("`keep`='best' saves one epoch's weights and `swa_from` the average of several; use one "
+                             "or the other.")
+        if self.keep == "best" and self.latent_dro and self.latent_groups != "clusters":
+            raise ValueError("`keep`='best' with `latent_dro` puts the validation faces in the latent clusters; it "
+                             "needs `latent_groups`='clusters' (rarity strata have no rule for new faces).")
         if self.mixup < 0:
             raise ValueError(f"`mixup`={self.mixup} must be >= 0 (0 = off; 1 mixes with a uniform share in [0.5, 1]).")
         if self.margin < 0:

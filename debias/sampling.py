@@ -19,7 +19,7 @@ over the rare region rather than its outliers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -177,10 +177,11 @@ def _whitened_mixture(mu: np.ndarray, n_components: int, pca_dim: int, random_st
     if mu.ndim != 2 or len(mu) < 2:
         raise ValueError(f"mu must be (N, k) with N >= 2, got shape {mu.shape}.")
     d = min(pca_dim, mu.shape[1], len(mu) - 1)
-    z = PCA(n_components=d, whiten=True, random_state=random_state).fit_transform(mu)  # (N, d)
+    pca = PCA(n_components=d, whiten=True, random_state=random_state)
+    z = pca.fit_transform(mu)  # (N, d)
     gm = GaussianMixture(n_components=min(n_components, len(mu)), covariance_type="full", reg_covar=1e-4,
                          random_state=random_state).fit(z)
-    return gm, z
+    return gm, z, pca
 
 
 def gmm_weights(mu: np.ndarray, *, n_components: int = 10, pca_dim: int = 8, random_state: int = 0,
@@ -206,7 +207,7 @@ def gmm_weights(mu: np.ndarray, *, n_components: int = 10, pca_dim: int = 8, ran
     -------
     Weights with ``p`` of shape (N,).
     """
-    gm, z = _whitened_mixture(mu, n_components, pca_dim, random_state)
+    gm, z, _ = _whitened_mixture(mu, n_components, pca_dim, random_state)
     logw = -gm.score_samples(z)  # (N,) minus the log density
     raw = ess_fraction(_from_log(logw))
     p, t = ess_guard(logw, min_ess)
@@ -226,10 +227,28 @@ def latent_clusters(mu: np.ndarray, *, n_clusters: int = 10, pca_dim: int = 8, r
     -------
     (N,) int cluster code of every face.
     """
+    return fit_latent_clusters(mu, n_clusters=n_clusters, pca_dim=pca_dim, random_state=random_state)[0]
+
+
+def fit_latent_clusters(mu: np.ndarray, *, n_clusters: int = 10, pca_dim: int = 8,
+                        random_state: int = 0) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """:func:`latent_clusters`, and a function that puts other latent means (the validation faces', read by the same
+    encoder) in the same clusters: each goes to the most likely of the components some training face chose.
+
+    Returns
+    -------
+    (N,) int cluster code of every face of ``mu``, and ``assign``: (M, k) latent means -> (M,) codes in 0..K'-1.
+    """
     if n_clusters < 1:
         raise ValueError(f"n_clusters={n_clusters} must be at least 1.")
-    gm, z = _whitened_mixture(mu, n_clusters, pca_dim, random_state)
-    return np.unique(gm.predict(z), return_inverse=True)[1]
+    gm, z, pca = _whitened_mixture(mu, n_clusters, pca_dim, random_state)
+    kept, codes = np.unique(gm.predict(z), return_inverse=True)
+
+    def assign(new: np.ndarray) -> np.ndarray:
+        proba = gm.predict_proba(pca.transform(np.asarray(new, dtype=np.float64)))  # (M, n_components)
+        return np.argmax(proba[:, kept], axis=1)
+
+    return codes, assign
 
 
 def rarity_strata(p: np.ndarray, n_strata: int) -> np.ndarray:

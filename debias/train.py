@@ -45,7 +45,7 @@ from debias.data.manifest import (ManifestDataset, ManifestError, host_batch, is
 from debias.models.dbvae import DBVAE, dbvae_loss, standardise
 from debias.models.run import load_run, load_weights, model_from_arch, predict_scores, resolve_device
 from debias.sampling import (BatchPlan, GroupDRO, cap_weights, cluster_balanced_weights, ess_fraction,
-                             gmm_weights, group_adjustment, group_balanced_weights, group_keys, jtt_weights,
+                             fit_latent_clusters, gmm_weights, group_adjustment, group_balanced_weights, group_keys, jtt_weights,
                              latent_clusters, latent_weights, loss_weights, mass_by_group, rarity_margins,
                              rarity_strata)
 
@@ -246,13 +246,18 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
     return {"loss": m[0], "bce": m[1], "rec": m[2], "kl": m[3]}
 
 
-def evaluate(model: nn.Module, ds: ManifestDataset, images: Callable, device: torch.device) -> dict[str, float]:
-    """Validation accuracy at threshold 0.5, and face recall per subgroup where attributes exist."""
+def evaluate(model: nn.Module, ds: ManifestDataset, images: Callable, device: torch.device,
+             groups: np.ndarray | None = None) -> dict[str, float]:
+    """Validation accuracy at threshold 0.5, face recall per subgroup where attributes exist and, given ``groups``
+    (a group code for every image of ``ds``), ``val_worst_group_loss``: the largest of the groups' mean
+    cross-entropies."""
     s, _ = predict_scores(model, images, len(ds), device)
     frame = ds.frame
     y = frame["label"].to_numpy()
     pred = (s >= 0.5).astype(int)
     out = {"val_acc": float((pred == y).mean())}
+    if groups is not None:
+        out["val_worst_group_loss"] = worst_group_loss(s, y, groups)
     faces = y == 1
     if faces.any():
         out["val_recall"] = float(pred[faces].mean())
@@ -261,6 +266,16 @@ def evaluate(model: nn.Module, ds: ManifestDataset, images: Callable, device: to
             g = pd.Series(pred[faces]).groupby(frame.loc[faces, c].astype(str).to_numpy()).mean()
             out.update({f"val_recall[{c}={k}]": float(v) for k, v in g.items()})
     return out
+
+
+def worst_group_loss(s: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
+    """The largest mean binary cross-entropy of any group: scores ``s`` (probabilities), labels ``y``, group codes
+    ``groups`` (non-negative ints; empty codes are skipped). Probabilities are clipped to [1e-7, 1 - 1e-7], so one
+    image adds at most ~16.1 (the scores are float32 sigmoids, which reach 1.0 exactly from a logit of ~17)."""
+    p = np.clip(np.asarray(s, dtype=np.float64), 1e-7, 1 - 1e-7)
+    loss = -np.where(np.asarray(y) == 1, np.log(p), np.log1p(-p))
+    n = np.bincount(groups)
+    return float(np.max(np.bincount(groups, weights=loss)[n > 0] / n[n > 0]))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -441,6 +456,34 @@ def _latent_dro(lab: _Labelled, cfg: TrainConfig, ts: TrainSet, clusters: np.nda
         f"and non-faces; sampling: {sampling}{_adjust_words(adjust, lab.names)}")
 
 
+def _fixed_val_groups(cfg: TrainConfig, ts: TrainSet) -> np.ndarray | None:
+    """``keep='best'``: the group of every validation image, where it is known before training: Group DRO's labelled
+    groups (``balance_by``) and the non-faces, or, for methods without groups, faces and non-faces. None for
+    ``latent_dro``, whose validation groups come with its clusters (``_keep_latent``)."""
+    if cfg.keep != "best" or cfg.latent_dro:
+        return None
+    frame = ts.val.frame
+    faces = frame["label"].to_numpy() == 1
+    groups = np.zeros(len(frame), dtype=np.int64)  # faces 0, non-faces 1
+    if cfg.method == "group-dro":
+        codes, uniques = pd.factorize(group_keys(frame[faces], cfg.balance_by), sort=True)
+        groups[faces], groups[~faces] = codes, len(uniques)
+    else:
+        groups[~faces] = 1
+    return groups
+
+
+def _keep_if_best(st: _State, cfg: TrainConfig, row: dict, epoch: int, log: Callable[[str], None]) -> None:
+    """``keep='best'``: remember this epoch's weights if its worst validation group has the lowest loss so far. Only
+    epochs that have their groups count (``latent_dro``: from the epoch its clusters were found), and for JTT only the
+    final model's."""
+    if "val_worst_group_loss" not in row or (cfg.method == "jtt" and epoch < cfg.jtt_epochs):
+        return
+    if row["val_worst_group_loss"] < st.best_loss:
+        st.best_loss, st.best_epoch = row["val_worst_group_loss"], epoch
+        st.best = {k: v.detach().to("cpu", copy=True) for k, v in st.model.state_dict().items()}
+
+
 def _check_resume_options(cfg: TrainConfig, out: Path) -> None:
     if not (out / "config.json").exists():
         return
@@ -467,6 +510,10 @@ class _State:
     clusters: np.ndarray | None = None  # latent_dro: the latent cluster of every training face, found once
     dro_q: np.ndarray | None = None  # the checkpoint's Group DRO weights (labelled groups or latent clusters)
     swa: torch.optim.swa_utils.AveragedModel | None = None  # swa_from: the running average of the epochs' weights
+    val_groups: np.ndarray | None = None  # keep='best': the group of every validation image (latent_dro: once found)
+    best: dict | None = None  # keep='best': the weights (on the CPU) of the epoch with the lowest worst-group loss
+    best_epoch: int = -1
+    best_loss: float = float("inf")
 
     def save(self, path: Path, dro: GroupDRO | None) -> None:
         def tensor(a):
@@ -476,7 +523,9 @@ class _State:
                       "history": json.dumps(self.history), "timing": json.dumps(self.timing),
                       "jtt_err": tensor(self.jtt_err), "dro_q": tensor(dro.q if dro is not None else None),
                       "p_latent": tensor(self.p_latent), "clusters": tensor(self.clusters),
-                      "swa": self.swa.state_dict() if self.swa is not None else None}, path)
+                      "swa": self.swa.state_dict() if self.swa is not None else None,
+                      "val_groups": tensor(self.val_groups), "best": self.best, "best_epoch": self.best_epoch,
+                      "best_loss": self.best_loss}, path)
 
     def restore(self, path: Path, device: torch.device) -> None:
         ck = load_weights(path, device)
@@ -491,6 +540,9 @@ class _State:
         if ck.get("swa") is not None:
             self.swa = torch.optim.swa_utils.AveragedModel(self.model, use_buffers=False)
             self.swa.load_state_dict(ck["swa"])
+        self.val_groups = ck["val_groups"].numpy() if ck.get("val_groups") is not None else None
+        self.best = {k: v.cpu() for k, v in ck["best"].items()} if ck.get("best") is not None else None
+        self.best_epoch, self.best_loss = int(ck.get("best_epoch", -1)), float(ck.get("best_loss", float("inf")))
 
 
 def _wrap_step(model: nn.Module, cfg: TrainConfig, device: torch.device, world: int, n_images: int,
@@ -591,13 +643,24 @@ def _freeze_note(cfg: TrainConfig, st: _State, n_batches: int, log: Callable[[st
 
 
 def _keep_latent(mu: np.ndarray, cfg: TrainConfig, ts: TrainSet, st: _State, lab: _Labelled, epoch: int,
-                 log: Callable[[str], None]) -> None:
+                 device: torch.device, log: Callable[[str], None]) -> None:
     """The DB-VAE's latent weights from the training faces' latent means ``mu``, into ``st.p_latent``; with
-    ``latent_dro`` its groups too (``st.clusters``, kept with the weights), and ``lab`` becomes Group DRO over them."""
+    ``latent_dro`` its groups too (``st.clusters``, kept with the weights), and ``lab`` becomes Group DRO over them.
+    With ``keep='best'`` the validation faces, read by the same encoder, go to the same clusters (``st.val_groups``)."""
     if not cfg.latent_dro:
         st.p_latent = _latent_weights(mu, cfg, epoch, log)
         return
-    st.clusters = _latent_groups(mu, cfg, epoch, log)
+    if cfg.keep == "best":
+        st.clusters, assign = fit_latent_clusters(mu, n_clusters=cfg.latent_dro, random_state=cfg.seed)
+        val_faces = np.flatnonzero(ts.val.frame["label"].to_numpy() == 1)
+        _, val_mu = predict_scores(st.model, lambda pos: ts.val_images(val_faces[pos]), len(val_faces), device,
+                                   with_latent=True)
+        st.val_groups = np.full(len(ts.val), int(st.clusters.max()) + 1, dtype=np.int64)  # non-faces: one more
+        st.val_groups[val_faces] = assign(val_mu)
+        log(f"validation faces per latent cluster (for `keep` best): "
+            f"{', '.join(map(str, np.bincount(st.val_groups[val_faces], minlength=st.val_groups.max())))}")
+    else:
+        st.clusters = _latent_groups(mu, cfg, epoch, log)
     st.p_latent = _latent_weights(mu, cfg, epoch, log, clusters=st.clusters) if cfg.flatten_clusters \
         else _guarded(cluster_balanced_weights(st.clusters, cfg.min_ess), cfg, epoch, log)
     _latent_dro(lab, cfg, ts, st.clusters, log)
@@ -617,7 +680,7 @@ def _freeze_hook(cfg: TrainConfig, ts: TrainSet, st: _State, lab: _Labelled, epo
         if st.p_latent is None and seen >= cfg.freeze_after:
             _, mu = _score_faces(st, ts, device, with_latent=True)
             st.model.train()  # predict_scores left it in eval mode, mid-epoch
-            _keep_latent(mu, cfg, ts, st, lab, epoch, log)
+            _keep_latent(mu, cfg, ts, st, lab, epoch, device, log)
             log(f"epoch {epoch + 1}, step {k}: latent weights computed after {seen} training images "
                 f"(`freeze_after` {cfg.freeze_after}) and kept; resampling starts at epoch {cfg.resample_from + 1}")
     return hook
@@ -647,7 +710,7 @@ def _epoch_batches(cfg: TrainConfig, ts: TrainSet, st: _State, lab: _Labelled, e
             # one pass over the training faces gives both the scores (the loss) and the latent means
             s, mu = _score_faces(st, ts, device, with_latent=refresh and cfg.method == "dbvae")
             if refresh and cfg.method == "dbvae":
-                _keep_latent(mu, cfg, ts, st, lab, epoch, log)
+                _keep_latent(mu, cfg, ts, st, lab, epoch, device, log)
             elif refresh:
                 st.p_latent = _loss_weights(s, cfg, epoch, log)
             # the latent weights (frozen or not) tilted by this epoch's loss
@@ -715,6 +778,9 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
     device = resolve_device(cfg.device)
     ts = load_train_set(data, cfg)
     lab = _labelled(cfg, ts, log)
+    if cfg.keep == "best" and ts.val is None:
+        raise TrainingError("`keep` best picks the epoch by its validation loss, and this dataset has no `val` split; "
+                            "add one or use `keep` last.")
     if resume:
         _check_resume_options(cfg, out)
     if rank == 0:
@@ -726,7 +792,7 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
     model = build_model(cfg, ts.size).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    st = _State(model, make_optimizer(model, cfg))
+    st = _State(model, make_optimizer(model, cfg), val_groups=_fixed_val_groups(cfg, ts))
     if resume:
         if not ckpt_path.exists():
             raise TrainingError(f"`resume`: no checkpoint at {ckpt_path}; start without `resume`.")
@@ -777,7 +843,8 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
         if dro is not None:
             row.update({f"dro_q[{k}]": float(v) for k, v in zip(lab.names, dro.q)})
         if ts.val is not None:
-            row.update(evaluate(st.model, ts.val, ts.val_images, device))
+            row.update(evaluate(st.model, ts.val, ts.val_images, device, st.val_groups))
+            _keep_if_best(st, cfg, row, epoch, log)
         row.update({f"mass[{k}]": v for k, v in mass_by_group(p_face, ts.face_frame, DIAGNOSTIC_COLUMNS).items()})
         st.history.append(row)
         st.timing.append({"epoch": epoch, "epoch_s": time.perf_counter() - t0, "train_s": train_s,
@@ -795,6 +862,10 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
     if rank == 0:
         if st.swa is not None and st.epoch == total_epochs:
             _swa_into_model(st, cfg, ts, batches, device, log)
+        if cfg.keep == "best" and st.best is not None:
+            st.model.load_state_dict(st.best)
+            log(f"saved the weights of epoch {st.best_epoch + 1} of {total_epochs}, whose worst validation group had "
+                f"the lowest loss ({st.best_loss:.4f}; the last epoch's: {st.history[-1]['val_worst_group_loss']:.4f})")
         _write_run(out, st, cfg, ts, p_face)
     return pd.DataFrame(st.history)
 

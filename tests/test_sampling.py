@@ -261,3 +261,22 @@ def test_cap_weights_keeps_the_order_and_ratios_of_the_uncapped_faces():
     free = c < 5 / 1000 * (1 - 1e-9)
     assert np.allclose(c[free] / p[free], (c[free] / p[free])[0])  # one common factor
     assert np.all(np.diff(c[np.argsort(p)]) >= -1e-15)  # order kept
+
+
+def test_fit_latent_clusters_assigns_new_points_to_the_training_clusters():
+    """New latent means go to the cluster of the training faces they sit among, and the training faces' own
+    assignment equals their codes (also when the mixture has more components than there are groups)."""
+    from debias.sampling import fit_latent_clusters, latent_clusters
+
+    rng = np.random.default_rng(1)
+    centres = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0]], dtype=float)
+    mu = np.concatenate([rng.normal(c, 0.5, (n, 3)) for c, n in zip(centres, (60, 25, 8))])
+    for k in (3, 6):
+        codes, assign = fit_latent_clusters(mu, n_clusters=k, pca_dim=3, random_state=0)
+        assert np.array_equal(codes, latent_clusters(mu, n_clusters=k, pca_dim=3, random_state=0))
+        assert np.array_equal(assign(mu), codes)
+    codes, assign = fit_latent_clusters(mu, n_clusters=3, pca_dim=3, random_state=0)
+    got = assign(np.concatenate([rng.normal(c, 0.5, (5, 3)) for c in centres]))
+    for i in range(3):  # the five new points near a centre share the cluster of the training points there
+        assert (got[5 * i:5 * i + 5] == codes[np.argmin(np.linalg.norm(mu - centres[i], axis=1))]).all()
+    assert sorted(set(got)) == [0, 1, 2]

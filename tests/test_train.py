@@ -1076,3 +1076,119 @@ def test_export_of_a_folder_that_is_not_a_run_is_an_error_not_a_traceback(tmp_pa
     out = " ".join(r.output.split())
     assert r.exit_code == 2 and "model.pt does not exist" in out and "debias train" in out, r.output
     assert "Traceback" not in out and isinstance(r.exception, SystemExit)
+
+
+def test_worst_group_loss_is_the_largest_groups_log_loss_by_hand():
+    from sklearn.metrics import log_loss
+
+    from debias.train import worst_group_loss
+
+    s = np.array([0.9, 0.6, 0.2, 0.1, 0.7, 1.0])
+    y = np.array([1, 1, 1, 0, 0, 0])
+    g = np.array([0, 0, 2, 2, 2, 0])  # group 1 empty: skipped
+    by_hand = {0: -(np.log(0.9) + np.log(0.6) + np.log(1e-7)) / 3, 2: -(np.log(0.2) + np.log(0.9) + np.log(0.3)) / 3}
+    assert worst_group_loss(s, y, g) == pytest.approx(max(by_hand.values()))
+    assert by_hand[2] == pytest.approx(log_loss(y[g == 2], s[g == 2], labels=[0, 1]))
+
+
+def _val_worst_group_loss(data, run, groups_of):
+    """The worst group's validation log-loss of a run's saved model, computed here with scikit-learn."""
+    from sklearn.metrics import log_loss
+
+    from debias.data.manifest import ManifestDataset
+    from debias.models.run import predict_scores
+
+    val = ManifestDataset(data, "val")
+    s, _ = predict_scores(load_run(run)[0], val.images_uint8, len(val), torch.device("cpu"))
+    y, g = val.frame["label"].to_numpy(), groups_of(val.frame)
+    return max(log_loss(y[g == k], np.clip(s[g == k], 1e-7, 1 - 1e-7), labels=[0, 1]) for k in np.unique(g))
+
+
+@pytest.mark.parametrize("method", ["standard", "group-dro"])
+def test_keep_best_saves_the_epoch_whose_worst_validation_group_has_the_lowest_loss(tiny_synth, tmp_path, method):
+    """Runs of 1..4 epochs give the weights after each epoch (training is deterministic); the worst group's
+    validation loss of each, computed here with scikit-learn over faces and non-faces (standard) or the skin groups
+    and non-faces (group-dro), picks the epoch; `keep` best over 4 epochs saves exactly that run's weights, and a run
+    cut in its last epoch and resumed saves the same."""
+    fast = {**FAST, "method": method, "lr": 3e-3}
+
+    def groups_of(frame):
+        faces = frame["label"].to_numpy() == 1
+        g = np.full(len(frame), "non-face", dtype=object)
+        g[faces] = frame.loc[faces, "skin_group"].to_numpy() if method == "group-dro" else "face"
+        return g
+
+    losses = [_val_worst_group_loss(tiny_synth, _fit_to(tiny_synth, TrainConfig(**{**fast, "epochs": e}),
+                                                         tmp_path / f"e{e}"), groups_of) for e in (1, 2, 3, 4)]
+    cfg = TrainConfig(**{**fast, "epochs": 4, "keep": "best"})
+    logs = []
+    hist = fit(tiny_synth, cfg, tmp_path / "best", log=logs.append)
+    assert hist["val_worst_group_loss"].to_numpy() == pytest.approx(losses, rel=1e-4)
+    e = int(np.argmin(losses)) + 1
+    assert e < 4, f"the test needs a best epoch before the last: {losses}"
+    best, want = _state(tmp_path / "best"), _state(tmp_path / f"e{e}")
+    assert all(torch.equal(best[k], want[k]) for k in want)
+    assert any(f"weights of epoch {e} of 4" in m for m in logs)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_synth, cfg, tmp_path / "cut", progress=_killer(3 * 8 + 3))
+    fit(tiny_synth, cfg, tmp_path / "cut", resume=True)
+    cut = _state(tmp_path / "cut")
+    assert all(torch.equal(cut[k], want[k]) for k in want)
+
+
+def test_keep_best_with_latent_dro_groups_the_validation_faces_by_the_training_clusters(tiny_synth, tmp_path):
+    """The latent clusters are found at the start of epoch 2 from the weights after epoch 1 (a 1-epoch run's): the
+    validation faces, read by that encoder, go to the mixture's clusters (refitted here on the training faces'
+    latent means); only epochs with those groups count, and the saved weights are the best of them by the worst
+    cluster's (or the non-faces') validation loss, computed here with scikit-learn."""
+    from debias.data.manifest import ManifestDataset
+    from debias.models.run import predict_scores
+    from debias.sampling import fit_latent_clusters
+    from debias.train import load_train_set
+
+    fast = {**FAST, "method": "dbvae", "refresh_weights": False, "latent_dro": 3, "min_ess": 0.01, "lr": 3e-3}
+    cfg = TrainConfig(**{**fast, "epochs": 4, "keep": "best"})
+    hist = fit(tiny_synth, cfg, tmp_path / "best")
+    ck = torch.load(tmp_path / "best" / "checkpoint.pt", weights_only=True)
+    one = load_run(_fit_to(tiny_synth, TrainConfig(**{**fast, "epochs": 1}), tmp_path / "e1"))[0]
+    ts = load_train_set(tiny_synth, cfg)
+    cpu = torch.device("cpu")
+    _, mu = predict_scores(one, lambda pos: ts.images(ts.face_pos[pos]), len(ts.face_pos), cpu, with_latent=True)
+    codes, assign = fit_latent_clusters(mu, n_clusters=3, random_state=cfg.seed)
+    assert np.array_equal(ck["clusters"].numpy(), codes)
+    val = ManifestDataset(tiny_synth, "val")
+    faces = val.frame["label"].to_numpy() == 1
+    _, val_mu = predict_scores(one, lambda pos: val.images_uint8(np.flatnonzero(faces)[pos]), int(faces.sum()), cpu,
+                               with_latent=True)
+    want = np.full(len(val), codes.max() + 1)
+    want[faces] = assign(val_mu)
+    assert np.array_equal(ck["val_groups"].numpy(), want) and len(np.unique(want[faces])) >= 2
+    assert np.isnan(hist["val_worst_group_loss"].iloc[0]) and hist["val_worst_group_loss"].iloc[1:].notna().all()
+    losses = [_val_worst_group_loss(tiny_synth, _fit_to(tiny_synth, TrainConfig(**{**fast, "epochs": e}),
+                                                         tmp_path / f"e{e}"), lambda frame: want) for e in (2, 3, 4)]
+    assert hist["val_worst_group_loss"].iloc[1:].to_numpy() == pytest.approx(losses, rel=1e-4)
+    best, chosen = _state(tmp_path / "best"), _state(tmp_path / f"e{int(np.argmin(losses)) + 2}")
+    assert all(torch.equal(best[k], chosen[k]) for k in chosen)
+
+
+@pytest.mark.parametrize("extra, says", [(["--swa-from", "1"], "swa_from"),
+                                         (["--method", "dbvae", "--freeze-weights", "--latent-dro", "3",
+                                           "--latent-groups", "rarity"], "latent_groups")])
+def test_keep_best_refuses_options_it_cannot_honour(tiny_synth, tmp_path, extra, says):
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), "--epochs", "3",
+                                 "--keep", "best", *extra])
+    assert r.exit_code == 2 and says in r.output.replace("-", "_") and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_keep_best_without_a_validation_split_says_so(tiny_synth, tmp_path):
+    import shutil
+
+    data = tmp_path / "noval"
+    shutil.copytree(tiny_synth, data)
+    m = pd.read_csv(data / "manifest.csv")
+    m.loc[m["split"] == "val", "split"] = "test"
+    m.to_csv(data / "manifest.csv", index=False)
+    r = CliRunner().invoke(app, ["train", str(data), "--out", str(tmp_path / "r"), "--epochs", "2", "--max-train",
+                                 "64", "--keep", "best"])
+    assert r.exit_code == 2 and "val" in r.output and "keep" in r.output and "Traceback" not in r.output, r.output
