@@ -74,6 +74,10 @@ TARGET_GAP = {"skin": "skin_gap", "pose": "pose_gap"}  # the gap each setting is
 # -40% to 25% of the pose representation gap, within noise of `standard` (the DB-VAE latent does not encode pose:
 # |rho| with yaw <= 0.08), below Group DRO in point estimate.
 # Outcome: -50% [-154, 29], pose gap +0.9 [-1.4, +3.2] vs standard (51-57% of the mass on darker faces): held.
+# Session 35: the same four methods on the confirmation seeds 5-9, which chose nothing. Predictions written before
+# they ran: (5) `standard`'s frontal-profile gap on seeds 5-9 is 0.5-4 points (1.8 [1.3, 2.4] on seeds 0-4); (6) over
+# seeds 0-9 Group DRO closes 20-70% of the pose representation gap and narrows the gap against `standard` (paired
+# interval below 0); (7) `loss-resample` within noise of `standard` on the pose gap over seeds 0-9.
 # Training variants: a setting's data with every method (intrinsic included) trained with other options, summarised
 # as a setting of its own so closure is measured against `standard` and `intrinsic` trained the same way.
 # skin-aug+ (session 10): stronger geometric augmentation, +-15 degrees rotation and +-20% zoom (default: none and
@@ -374,6 +378,9 @@ METHODS = {
     # (2) `standard best`'s gap within noise of `standard`'s (it selects on faces vs non-faces, which says nothing
     # about skin); (3) Group DRO `best` within noise of Group DRO on the gap; (4) most kept epochs in the second half
     # (13-24), since validation loss keeps falling slowly at a constant rate.
+    # Outcome (seeds 0-4, session 35): (1) failed: 18% [4, 30], gap +2.5 [+1.0, +4.0] and accuracy -0.5 [-0.9, -0.1]
+    # against itself without; (2) held (+1.0 [-1.1, +3.1]); (3) held in interval (+1.8 [-2.3, +6.0], 37% [22, 55]);
+    # (4) held: kept epochs 14-24. Off by default (RESULTS.md).
     "standard best": dict(method="standard", keep="best"),
     "group-dro best": dict(method="group-dro", keep="best"),
     "dbvae center ess0.1 frozen cluster-dro resample fixed best": {**CLUSTER_DRO_RESAMPLE, "keep": "best"},
