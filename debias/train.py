@@ -45,8 +45,8 @@ from debias.data.manifest import (ManifestDataset, ManifestError, host_batch, is
 from debias.models.dbvae import DBVAE, dbvae_loss, standardise
 from debias.models.run import load_run, load_weights, model_from_arch, predict_scores, resolve_device
 from debias.sampling import (BatchPlan, GroupDRO, cap_weights, cluster_balanced_weights, ess_fraction,
-                             fit_latent_clusters, gmm_weights, group_adjustment, group_balanced_weights, group_keys, jtt_weights,
-                             latent_clusters, latent_weights, loss_weights, mass_by_group, rarity_margins,
+                             fit_latent_clusters, gmm_weights, group_adjustment, group_balanced_weights, group_keys,
+                             jtt_weights, latent_clusters, latent_weights, loss_weights, mass_by_group, rarity_margins,
                              rarity_strata)
 
 DIAGNOSTIC_COLUMNS = ("skin_group", "pose", "gender")
