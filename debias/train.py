@@ -679,8 +679,8 @@ def _freeze_hook(cfg: TrainConfig, ts: TrainSet, st: _State, lab: _Labelled, epo
         seen = seen_before + k * cfg.batch_size
         if st.p_latent is None and seen >= cfg.freeze_after:
             _, mu = _score_faces(st, ts, device, with_latent=True)
+            _keep_latent(mu, cfg, ts, st, lab, epoch, device, log)  # keep='best' reads the validation faces too
             st.model.train()  # predict_scores left it in eval mode, mid-epoch
-            _keep_latent(mu, cfg, ts, st, lab, epoch, device, log)
             log(f"epoch {epoch + 1}, step {k}: latent weights computed after {seen} training images "
                 f"(`freeze_after` {cfg.freeze_after}) and kept; resampling starts at epoch {cfg.resample_from + 1}")
     return hook

@@ -1171,6 +1171,32 @@ def test_keep_best_with_latent_dro_groups_the_validation_faces_by_the_training_c
     assert all(torch.equal(best[k], chosen[k]) for k in chosen)
 
 
+def test_keep_best_with_clusters_found_mid_epoch_trains_on_in_training_mode(tiny_synth, tmp_path, monkeypatch):
+    """``--keep best --latent-dro --freeze-after``: the clusters are found 3 steps into epoch 1 and the validation faces
+    are read then too; the rest of that epoch must still train with BatchNorm in training mode (reading the validation
+    faces used to leave the model in eval mode mid-epoch)."""
+    import debias.train as train_mod
+
+    modes = []
+    make_hook = train_mod._freeze_hook
+
+    def watched(cfg, ts, st, *args, **kwargs):
+        hook = make_hook(cfg, ts, st, *args, **kwargs)
+        if hook is None:
+            return None
+
+        def run(k):
+            hook(k)
+            modes.append(st.model.training)
+        return run
+
+    monkeypatch.setattr(train_mod, "_freeze_hook", watched)
+    cfg = TrainConfig(method="dbvae", refresh_weights=False, latent_dro=3, freeze_after=96, min_ess=0.01,
+                      keep="best", **{**FAST, "epochs": 2})
+    fit(tiny_synth, cfg, tmp_path / "r")
+    assert len(modes) == 8 and all(modes), modes  # 8 steps of epoch 1, the hook fired at step 3
+
+
 @pytest.mark.parametrize("extra, says", [(["--swa-from", "1"], "swa_from"),
                                          (["--method", "dbvae", "--freeze-weights", "--latent-dro", "3",
                                            "--latent-groups", "rarity"], "latent_groups")])
