@@ -78,6 +78,9 @@ TARGET_GAP = {"skin": "skin_gap", "pose": "pose_gap"}  # the gap each setting is
 # they ran: (5) `standard`'s frontal-profile gap on seeds 5-9 is 0.5-4 points (1.8 [1.3, 2.4] on seeds 0-4); (6) over
 # seeds 0-9 Group DRO closes 20-70% of the pose representation gap and narrows the gap against `standard` (paired
 # interval below 0); (7) `loss-resample` within noise of `standard` on the pose gap over seeds 0-9.
+# Outcome (session 36): (5) held as a mean (3.3 points on seeds 5-9; 1.8 on 0-4), not seed by seed (5.0 and 4.2 on
+# seeds 5 and 8); (6) held: 59% [34, 79] over seeds 0-9, pose gap -1.5 [-2.6, -0.4]; (7) held: -0.8 [-2.1, +0.5] (33%
+# [-8, 64]).
 # Training variants: a setting's data with every method (intrinsic included) trained with other options, summarised
 # as a setting of its own so closure is measured against `standard` and `intrinsic` trained the same way.
 # skin-aug+ (session 10): stronger geometric augmentation, +-15 degrees rotation and +-20% zoom (default: none and
