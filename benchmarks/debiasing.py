@@ -394,6 +394,10 @@ METHODS = {
     # [36, 78] at 0.01), within noise of itself at 0.01, reaching 2/3 about 1 in 3; (3) its accuracy within 0.5
     # points of itself at 0.01 and no seed below 97%; (4) Group DRO at 0.03 within noise of Group DRO on the gap
     # (it samples its groups equally; the step moves only its loss weights).
+    # Outcome (session 36): (1) held: 27-30% of the mass on darker faces (22-26% at 0.01); (2) failed: 39% [22, 52]
+    # (58% [36, 78] at 0.01; -19 [-43, +0] points, at the edge of noise), its gap 2.9 -> 4.1 (+1.2 [-0.8, +3.2]), no
+    # seed at 2/3; (3) held: accuracy -0.3 [-0.9, +0.2], every seed 98.0-98.7; (4) held on the gap (+1.5 [-0.9, +4.0]),
+    # though its share fell 66% -> 42% (-24 [-46, -0]). More mass on the darker faces, a wider gap: not the lever.
     "group-dro eta0.03": dict(method="group-dro", dro_eta=0.03),
     "dbvae center ess0.1 frozen cluster-dro resample fixed eta0.03": {**CLUSTER_DRO_RESAMPLE, "dro_eta": 0.03},
     "standard best": dict(method="standard", keep="best"),
