@@ -864,7 +864,7 @@ def demo(
     out: Path = typer.Option(Path("demo-output"), "--out", "-o", help="Output folder."),
     quick: bool = typer.Option(False, "--quick", help="Smaller and faster (about a minute)."),
     seed: int = typer.Option(0, help="Seed for data, training and bootstrap."),
-    epochs: int = typer.Option(0, help="Epochs per model (0 = 5, or 3 with --quick)."),
+    epochs: int = typer.Option(0, help="Epochs per model (0 = 6, the debiasing benchmark's short budget, quick or not)."),
     compile: bool = typer.Option(True, "--compile/--no-compile", help="torch.compile the training step."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
 ) -> None:
