@@ -431,12 +431,14 @@ _LATENT_GROUP_WORDS = {"clusters": ("cluster", "cluster", "latent clusters"),
                        "rarity": ("rarity", "stratum", "strata of equal latent-weight mass (rarest first)")}
 
 
-def _latent_groups(mu: np.ndarray, cfg: TrainConfig, epoch: int, log: Callable[[str], None]) -> np.ndarray:
+def _latent_groups(mu: np.ndarray, cfg: TrainConfig, epoch: int,
+                   log: Callable[[str], None]) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray] | None]:
     """``latent_dro``'s group of every training face, from the faces' latent means ``mu`` (never the labels):
-    clusters of the means, or strata of equal mass under the DB-VAE's density weights."""
+    clusters of the means, or strata of equal mass under the DB-VAE's density weights; and, for clusters, the
+    function that puts other latent means in them (None for strata, which have no rule for new faces)."""
     if cfg.latent_groups == "clusters":
-        return latent_clusters(mu, n_clusters=cfg.latent_dro, random_state=cfg.seed)
-    return rarity_strata(_latent_weights(mu, cfg, epoch, log), cfg.latent_dro)
+        return fit_latent_clusters(mu, n_clusters=cfg.latent_dro, random_state=cfg.seed)
+    return rarity_strata(_latent_weights(mu, cfg, epoch, log), cfg.latent_dro), None
 
 
 def _latent_dro(lab: _Labelled, cfg: TrainConfig, ts: TrainSet, clusters: np.ndarray,
@@ -650,8 +652,8 @@ def _keep_latent(mu: np.ndarray, cfg: TrainConfig, ts: TrainSet, st: _State, lab
     if not cfg.latent_dro:
         st.p_latent = _latent_weights(mu, cfg, epoch, log)
         return
-    if cfg.keep == "best":
-        st.clusters, assign = fit_latent_clusters(mu, n_clusters=cfg.latent_dro, random_state=cfg.seed)
+    st.clusters, assign = _latent_groups(mu, cfg, epoch, log)
+    if cfg.keep == "best":  # TrainConfig allows it with clusters only, so `assign` is set
         val_faces = np.flatnonzero(ts.val.frame["label"].to_numpy() == 1)
         _, val_mu = predict_scores(st.model, lambda pos: ts.val_images(val_faces[pos]), len(val_faces), device,
                                    with_latent=True)
@@ -659,8 +661,6 @@ def _keep_latent(mu: np.ndarray, cfg: TrainConfig, ts: TrainSet, st: _State, lab
         st.val_groups[val_faces] = assign(val_mu)
         log(f"validation faces per latent cluster (for `keep` best): "
             f"{', '.join(map(str, np.bincount(st.val_groups[val_faces], minlength=st.val_groups.max())))}")
-    else:
-        st.clusters = _latent_groups(mu, cfg, epoch, log)
     st.p_latent = _latent_weights(mu, cfg, epoch, log, clusters=st.clusters) if cfg.flatten_clusters \
         else _guarded(cluster_balanced_weights(st.clusters, cfg.min_ess), cfg, epoch, log)
     _latent_dro(lab, cfg, ts, st.clusters, log)
