@@ -496,6 +496,10 @@ def _one(job: dict) -> dict:
     with tempfile.TemporaryDirectory() as d:
         hist = fit(root, cfg, Path(d) / "run")
         model, _ = load_run(Path(d) / "run")
+        # `keep` best: the epoch (1-based) whose weights were saved, as training chose it; empty for runs that save
+        # the last epoch's
+        kept = (int(torch.load(Path(d) / "run" / "checkpoint.pt", weights_only=True)["best_epoch"]) + 1
+                if cfg.keep == "best" else np.nan)
     y = test.label.to_numpy()
     row = {k: v for k, v in job.items() if k not in ("cache", "device")}
     s = _scores(model, root, test, device)
@@ -507,9 +511,7 @@ def _one(job: dict) -> dict:
     row["train_rate_darker"] = float(st[(tf.skin_group == "darker").to_numpy()].mean())
     row["train_rate_profile"] = float(st[(tf.pose == "profile").to_numpy()].mean())
     last = hist.iloc[-1]
-    # `keep` best: the epoch (1-based) whose weights were saved; empty for runs that save the last epoch's
-    row["kept_epoch"] = (int(np.nanargmin(hist["val_worst_group_loss"].to_numpy())) + 1 if cfg.keep == "best"
-                         else np.nan)
+    row["kept_epoch"] = kept
     row["ess"] = float(last["ess"])
     for c in ("skin_group=darker", "pose=profile"):
         row[f"mass_{c.split('=')[1]}"] = float(last.get(f"mass[{c}]", np.nan))
