@@ -143,6 +143,10 @@ TARGET_GAP = {"skin": "skin_gap", "pose": "pose_gap"}  # the gap each setting is
 # faces (the FC layer alone can memorise ~185 faces); (P2) at width 3 it recalls 97-100%; (P3) `standard`'s accuracy
 # at width 6 is within 0.5 points of width 12's, at width 3 0.5-2 points below it. So most likely neither width
 # qualifies.
+# Pilot outcome (session 37): neither width qualifies; the full batch did not run. Group DRO recalls 100% of the
+# darker training faces at width 6 and 99.7% at width 3 (P1, P2 held); `standard`'s accuracy is 0.6 points below width
+# 12's at width 6 (P3 failed narrowly: predicted within 0.5) and 4.1 below at width 3 (P3 failed: predicted 0.5-2).
+# Smaller is worse for Group DRO too: accuracy 96.4 and 96.6 against 98.2, worst group 82 against 89 (2 seeds).
 VARIANTS = {"skin-aug+": ("skin", dict(aug_rotate=15.0, aug_scale=0.2)),
             **{f"skin-w{w}": ("skin", dict(width=w)) for w in (6, 3)},
             **{f"skin-wd{wd:g}": ("skin", dict(weight_decay=wd)) for wd in (0.1, 0.3, 1.0)},
@@ -416,6 +420,21 @@ METHODS = {
     # seed at 2/3; (3) held: accuracy -0.3 [-0.9, +0.2], every seed 98.0-98.7; (4) held on the gap (+1.5 [-0.9, +4.0]),
     # though its share fell 66% -> 42% (-24 [-46, -0]). More mass on the darker faces, a wider gap: not the lever.
     "group-dro eta0.03": dict(method="group-dro", dro_eta=0.03),
+    # Session 37: sharpness-aware minimisation (`--sam-rho 0.05`, Foret et al. 2021's radius, fixed before any run;
+    # Rangwani et al. 2022 use it for SAM on a reweighted loss in their GLMC runs). Why: at convergence every
+    # reweighted model fits all ~185 darker training faces and recalls 94-98% of darker test faces; Rangwani et al.
+    # find that a reweighted loss leaves the minority's loss at a saddle point and that SAM on it lifts the
+    # minority's test accuracy, the generalisation the other levers (jitter, decay, mixup, averaging, capacity) did
+    # not buy here. Labels: Group DRO and the latent-cluster Group DRO (resampled) with SAM, then `standard sam0.05`,
+    # the control (does SAM alone narrow the gap?). 24 epochs, `skin`, seeds 0-4, paired with the same label without
+    # SAM. Predictions written before any run: (1) the latent-cluster variant closes 40-80% of the representation gap
+    # (58% [36, 78] without SAM), within noise of itself without; at least 2/3 in point estimate about 1 in 3;
+    # (2) Group DRO with SAM within noise of Group DRO on the gap; (3) neither's accuracy below itself without SAM
+    # (paired interval reaching 0 or above), no run below 97%; (4) both still recall >= 99% of the darker training
+    # faces; (5) `standard sam0.05` narrows `standard`'s gap in point estimate, not beyond noise.
+    "group-dro sam0.05": dict(method="group-dro", sam_rho=0.05),
+    "dbvae center ess0.1 frozen cluster-dro resample fixed sam0.05": {**CLUSTER_DRO_RESAMPLE, "sam_rho": 0.05},
+    "standard sam0.05": dict(method="standard", sam_rho=0.05),
     "dbvae center ess0.1 frozen cluster-dro resample fixed eta0.03": {**CLUSTER_DRO_RESAMPLE, "dro_eta": 0.03},
     "standard best": dict(method="standard", keep="best"),
     "group-dro best": dict(method="group-dro", keep="best"),

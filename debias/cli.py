@@ -408,6 +408,9 @@ def train(
                                 "max(b, 1-b), b ~ Beta(mixup, mixup); 0 = off, 1 = uniform in [0.5, 1]. New images "
                                 "of a rare group instead of the same few repeated; never across groups. Did not help on the "
                                 "embedded benchmark (README)."),
+    sam_rho: float = typer.Option(0.0, help="Sharpness-aware minimisation (Foret et al. 2021): each step's gradient "
+                                  "is taken at the weights moved this far along the batch's gradient (0 = off; "
+                                  "0.05 the usual radius). Two passes a step, so about twice the time."),
     balance_by: str = typer.Option("skin_group", help="Labelled groups for --method balanced and group-dro."),
     balance_power: float = typer.Option(1.0, help="balanced: p ~ n_group^-power (1 equal mass, 0.5 tempered)."),
     dro_eta: float = typer.Option(0.01, help="group-dro and --latent-dro: step size of the online group weights "

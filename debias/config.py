@@ -187,6 +187,12 @@ class TrainConfig:
     # did not help (RESULTS.md, session 31: 45% of the gap closed against 58% without; within the label alone it
     # blends nearly every rare face with a common one and lowers the worst group by ~16 points)
     mixup: float = 0.0
+    # sharpness-aware minimisation (Foret et al. 2021): each step takes its gradient at the weights moved by this radius
+    # along the batch's own gradient, w + rho g/|g|, then updates w from there (two forward and backward passes a step;
+    # BatchNorm statistics are updated by the first only). Rangwani et al. (NeurIPS 2022) found that a reweighted
+    # loss leaves the minority classes' loss at a saddle point and that SAM on the reweighted loss lifts their test
+    # accuracy. For the DRO methods the second pass weights the groups with the first pass's DRO weights. 0 = off
+    sam_rho: float = 0.0
     # labelled references
     balance_by: tuple[str, ...] = ("skin_group",)  # groups for method=balanced and group-dro
     balance_power: float = 1.0  # balanced: p_i ~ n_g^-power; 1 equal group mass, 0.5 a tempered balance
@@ -223,7 +229,7 @@ class TrainConfig:
                 raise ValueError(f"`{name}`={getattr(self, name)!r} is not one of {', '.join(allowed)}.")
         _positive(self, "width", "latent_dim", "epochs", "bins", "jtt_epochs")
         _finite(self, "beta", "c_rec", "lr", "weight_decay", "alpha", "temperature", "balance_power", "dro_eta",
-                "jtt_lambda", "margin", "mixup", "dro_adjust")
+                "jtt_lambda", "margin", "mixup", "dro_adjust", "sam_rho")
         if self.batch_size < 2:
             raise ValueError(f"`batch_size`={self.batch_size} must be at least 2.")
         if not self.lr > 0 or not self.dro_eta > 0 or not self.jtt_lambda > 0:
@@ -254,6 +260,11 @@ class TrainConfig:
             raise ValueError(f"`mixup`={self.mixup} must be >= 0 (0 = off; 1 mixes with a uniform share in [0.5, 1]).")
         if self.margin < 0:
             raise ValueError(f"`margin`={self.margin} must be >= 0 (0 = off).")
+        if self.sam_rho < 0:
+            raise ValueError(f"`sam_rho`={self.sam_rho} must be >= 0 (0 = off; Foret et al. use 0.05).")
+        if self.sam_rho and self.precision == "fp16":
+            raise ValueError("`sam_rho` is not supported with `precision`='fp16' (its loss scaling would have to be "
+                             "undone between the two passes); use 'bf16' or 'fp32'.")
         if self.margin and self.method in ("standard", "vae-uniform"):
             raise ValueError(f"`margin` follows the face sampling weights, which are uniform for `method`="
                              f"{self.method!r}; use it with dbvae, balanced, group-dro, jtt or loss-resample.")

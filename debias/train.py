@@ -162,7 +162,8 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
                     on_step: Callable[[int], None] | None = None,
                     lr: Callable[[int], float] | None = None,
                     margins: np.ndarray | None = None,
-                    mix: tuple[float, np.random.Generator] | None = None) -> dict[str, float]:
+                    mix: tuple[float, np.random.Generator] | None = None,
+                    sam_rho: float = 0.0) -> dict[str, float]:
     """Run one epoch of optimisation over ``batches`` (arrays of training positions).
 
     ``workers`` threads prefetch batches. ``aug``, a generator, turns on geometric augmentation with the
@@ -174,8 +175,12 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
     ``margins`` (a logit margin for every training position) are lowered from the logits before the loss.
     ``mix`` = (alpha, generator) mixes every image with another of its group in the batch (``groups``, else its
     label) after augmentation (``TrainConfig.mixup``).
+    ``sam_rho`` > 0 takes each step's gradient by sharpness-aware minimisation (``_sam_second_pass``); not with
+    ``scaler``.
     Returns the mean of each loss part over the epoch.
     """
+    if sam_rho and scaler is not None:
+        raise ValueError("sharpness-aware minimisation (`sam_rho`) does not undo float16 loss scaling; use bf16 or fp32.")
     step.train()
     sums = np.zeros(4)
     n = 0
@@ -208,6 +213,7 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
             x = mix_within(x, (groups if groups is not None else labels)[pos], mix[1], mix[0])
         extra = (torch.from_numpy(margins[pos]).to(device, torch.float32),) if margins is not None else ()
         per_image, per_cls, *parts = step(x, y, *extra)
+        w = None
         if dro is not None:
             # Group DRO weighs the classifier's risk: groups are compared, and weighted, by their classification
             # loss alone; the DB-VAE's reconstruction and KL terms (faces only) stay an unweighted batch mean, as
@@ -216,11 +222,7 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
             # reconstruct, not to detect.
             cls = per_image if per_cls is None else per_cls
             w = dro.sample_weights(cls.detach().double().cpu().numpy(), groups[pos])
-            loss = (cls * torch.from_numpy(w).to(cls)).sum()
-            if per_cls is not None:  # the DB-VAE's reconstruction and KL terms
-                loss = loss + (per_image - per_cls).mean()
-        else:
-            loss = per_image.mean()
+        loss = _step_loss(per_image, per_cls, w)
         if lr is not None:
             for g in opt.param_groups:
                 g["lr"] = lr(n)
@@ -231,6 +233,8 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
             scaler.update()
         else:
             loss.backward()
+            if sam_rho:
+                _sam_second_pass(step, opt, sam_rho, lambda: _step_loss(*step(x, y, *extra)[:2], w))
             opt.step()
         vals = torch.stack([loss.detach(), *(p.detach() for p in parts)]).double()
         window = vals if window is None else window + vals
@@ -244,6 +248,47 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
         flush()
     m = sums / max(n, 1)
     return {"loss": m[0], "bce": m[1], "rec": m[2], "kl": m[3]}
+
+
+def _step_loss(per_image: torch.Tensor, per_cls: torch.Tensor | None, w: np.ndarray | None) -> torch.Tensor:
+    """The loss a step optimises: the batch mean of the per-image loss, or with Group DRO weights ``w`` (B,) the
+    weighted sum of the classification losses plus the batch mean of the rest (the DB-VAE's reconstruction and KL)."""
+    if w is None:
+        return per_image.mean()
+    cls = per_image if per_cls is None else per_cls
+    loss = (cls * torch.from_numpy(w).to(cls)).sum()
+    if per_cls is not None:
+        loss = loss + (per_image - per_cls).mean()
+    return loss
+
+
+def _sam_second_pass(step: nn.Module, opt: torch.optim.Optimizer, rho: float,
+                     loss_at: Callable[[], torch.Tensor]) -> None:
+    """Sharpness-aware minimisation (Foret et al. 2021), its second pass: with the batch's gradient g in ``.grad``,
+    move the weights to w + rho g / |g|, replace ``.grad`` by the gradient of ``loss_at()`` there, and move them back,
+    so that ``opt.step()`` updates w with the gradient of the perturbed weights.
+
+    BatchNorm's running statistics are put back after the second forward pass, so each batch updates them once, at
+    the unperturbed weights. Written here: torch has no SAM, and the usual third-party one (a wrapper optimizer)
+    would not fit this loop's DRO weights, compiled step and loss scaling.
+    """
+    params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+    with torch.no_grad():
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+        eps = [p.grad * (rho / (norm + 1e-12)) for p in params]
+        for p, e in zip(params, eps):
+            p.add_(e)
+    norms = [m for m in step.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    kept = [[b.clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in norms]
+    opt.zero_grad(set_to_none=True)
+    loss_at().backward()
+    with torch.no_grad():
+        for p, e in zip(params, eps):
+            p.sub_(e)
+        for m, (mean, var, count) in zip(norms, kept):
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(count)
 
 
 def evaluate(model: nn.Module, ds: ManifestDataset, images: Callable, device: torch.device,
@@ -837,7 +882,7 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
                                  progress=progress, aug_cfg=aug_cfg,
                                  on_step=_freeze_hook(cfg, ts, st, lab, epoch, n_batches, device, log),
                                  lr=lr_schedule(cfg, epoch, n_batches), margins=_margins(cfg, ts, p_face),
-                                 mix=mix)
+                                 mix=mix, sam_rho=cfg.sam_rho)
         train_s = time.perf_counter() - tt
         row = {"epoch": epoch, **losses, "lr": st.opt.param_groups[0]["lr"], "ess": ess}
         if dro is not None:
