@@ -432,6 +432,12 @@ METHODS = {
     # (2) Group DRO with SAM within noise of Group DRO on the gap; (3) neither's accuracy below itself without SAM
     # (paired interval reaching 0 or above), no run below 97%; (4) both still recall >= 99% of the darker training
     # faces; (5) `standard sam0.05` narrows `standard`'s gap in point estimate, not beyond noise.
+    # Outcome (session 37): (1) held, and the lever does nothing for the gap: 58% [44, 72] closed, 58% [36, 78] without
+    # (gap 2.9 -> 2.8, -0.0 [-1.6, +1.5]; no seed at 2/3 in the mean's sense), 16-24% of the mass on darker faces
+    # (22-26% without); (2) held: Group DRO's gap 2.4 -> 2.4 (+0.1 [-1.9, +2.1]), 64% [53, 77] closed; (3) held:
+    # accuracy +0.5 [+0.2, +0.8] (Group DRO) and +0.2 [-0.2, +0.6] (latent clusters), every run 98.5-99.2; (4) held:
+    # every run recalls 100% of its darker training faces. What SAM did buy: Group DRO's frontal-profile gap -2.5
+    # [-4.4, -0.6] and worst group +3.4 [-0.5, +7.3].
     "group-dro sam0.05": dict(method="group-dro", sam_rho=0.05),
     "dbvae center ess0.1 frozen cluster-dro resample fixed sam0.05": {**CLUSTER_DRO_RESAMPLE, "sam_rho": 0.05},
     "standard sam0.05": dict(method="standard", sam_rho=0.05),
