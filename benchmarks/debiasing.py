@@ -438,6 +438,9 @@ METHODS = {
     # accuracy +0.5 [+0.2, +0.8] (Group DRO) and +0.2 [-0.2, +0.6] (latent clusters), every run 98.5-99.2; (4) held:
     # every run recalls 100% of its darker training faces. What SAM did buy: Group DRO's frontal-profile gap -2.5
     # [-4.4, -0.6] and worst group +3.4 [-0.5, +7.3].
+    # (5) failed: SAM alone narrows `standard`'s gap beyond noise, 6.5 -> 3.8 (-2.8 [-4.1, -1.4]), accuracy +0.6 [+0.3,
+    # +0.9], worst group +4.4 [+1.8, +7.0]; against `standard sam0.05` the latent clusters with SAM narrow the gap only
+    # within noise (-0.9 [-2.8, +1.0]): 26% [-10, 43] of the 3.6 points left to `intrinsic` (without SAM, not run).
     "group-dro sam0.05": dict(method="group-dro", sam_rho=0.05),
     "dbvae center ess0.1 frozen cluster-dro resample fixed sam0.05": {**CLUSTER_DRO_RESAMPLE, "sam_rho": 0.05},
     "standard sam0.05": dict(method="standard", sam_rho=0.05),
