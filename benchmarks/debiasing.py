@@ -1157,18 +1157,25 @@ def seeds_for_power(effect: float, power: float = 0.8, alpha: float = 0.05, n_ma
     return None
 
 
-def pair_table(runs: pd.DataFrame, epochs: int, before: str, after: str) -> tuple[pd.DataFrame, str]:
+def pair_table(runs: pd.DataFrame, epochs: int, before: str, after: str, standard: str = "standard",
+               intrinsic: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str]:
     """Any two method labels of a setting at ``epochs``, paired by seed (``options`` pairs a label only with the
     label it extends): each of PAIRED_METRICS under both and ``after`` - ``before`` (95% t-interval), on the seeds
-    both ran; and, on the seeds where ``standard`` and ``intrinsic`` ran too, the share of the representation gap
-    each closes, the difference of the shares (bootstrap over seeds, paired), and how far each method's gap sits
-    above the line where TARGET of each seed's representation gap would be closed (points, 95% t-interval), with the
-    seeds a t-test needs to tell that distance from 0 at 80% power. Returns the rows and their markdown."""
+    both ran; and, on the seeds where the references ran too, the share of the representation gap each closes, the
+    difference of the shares (bootstrap over seeds, paired), and how far each method's gap sits above the line where
+    TARGET of each seed's representation gap would be closed (points, 95% t-interval), with the seeds a t-test needs
+    to tell that distance from 0 at 80% power. The references are the label ``standard`` and the setting's
+    ``intrinsic`` rows, or the ``intrinsic`` rows given (another setting's: a training variant's `intrinsic`, to
+    measure labels trained with that variant's options against a reference trained the same way). Returns the rows
+    and their markdown."""
     runs = runs[runs.epochs == epochs]
     rows, md = [], []
     for setting, g in runs.groupby("setting", sort=False):
-        by = {m: g[g.method == m].set_index("seed") for m in (before, after, "standard", "intrinsic")}
-        diffs = paired_differences(by[before], by[after], setting=setting, from_method=before, to_method=after)
+        ref = g[g.method == "intrinsic"] if intrinsic is None else intrinsic[intrinsic.epochs == epochs]
+        by = {"before": g[g.method == before], "after": g[g.method == after], "standard": g[g.method == standard],
+              "intrinsic": ref}
+        by = {k: v.set_index("seed") for k, v in by.items()}
+        diffs = paired_differences(by["before"], by["after"], setting=setting, from_method=before, to_method=after)
         if not diffs:
             continue
         rows += diffs
@@ -1176,22 +1183,24 @@ def pair_table(runs: pd.DataFrame, epochs: int, before: str, after: str) -> tupl
                                    f"**{setting}**, {epochs} epochs: `{after}` minus `{before}`, paired by seed, 95% "
                                    "CI; **bold** where the interval excludes 0.\n", "methods", first="setting"))
         seeds = sorted(set.intersection(*(set(v.index) for v in by.values())))
+        refs = f"`{standard}` and " + ("`intrinsic`" if intrinsic is None else
+                                       f"`intrinsic` of {', '.join(map(str, dict.fromkeys(ref.setting)))}")
         if len(seeds) < 2:
-            md.append("(`standard` and `intrinsic` ran on fewer than 2 of these seeds: no share closed.)\n")
+            md.append(f"({refs} ran on fewer than 2 of these seeds: no share closed.)\n")
             continue
         target_gap = TARGET_GAP[_base(setting)]  # pose_gap on `pose`, skin_gap on `skin` and its variants
         gap = {m: v.loc[seeds, target_gap].to_numpy() * 100 for m, v in by.items()}
         s, i = gap["standard"], gap["intrinsic"]
         line = s - TARGET * (s - i)  # per seed: the gap a method would leave if it closed exactly TARGET
-        md.append(f"Share of the representation gap closed, seeds {', '.join(map(str, seeds))} (where `standard` and "
-                  "`intrinsic` ran too); *above the 2/3 line* = the method's gap minus the gap that closing 2/3 of "
-                  "each seed's representation gap would leave (points; > 0 falls short):\n")
+        md.append(f"Share of the representation gap closed, seeds {', '.join(map(str, seeds))} (where {refs} ran "
+                  "too); *above the 2/3 line* = the method's gap minus the gap that closing 2/3 of each seed's "
+                  "representation gap would leave (points; > 0 falls short):\n")
         md += ["| method | closed | above the 2/3 line | SD across seeds | seeds for 80% power |",
                "|---|---|---|---|---|"]
         key = dict(setting=setting, from_method=before, to_method=after, n_seeds=len(seeds))
-        for m in (before, after):
-            c = closed_fraction(gap[m], s, i)
-            short = gap[m] - line
+        for m, k in ((before, "before"), (after, "after")):
+            c = closed_fraction(gap[k], s, i)
+            short = gap[k] - line
             t = t_interval(short)
             sd = float(short.std(ddof=1))
             need = seeds_for_power(t[0] / sd if sd > 0 else np.nan)
@@ -1201,7 +1210,7 @@ def pair_table(runs: pd.DataFrame, epochs: int, before: str, after: str) -> tupl
                              moved=bool(t[1] > 0 or t[2] < 0), sd=sd, seeds_for_power=need))
             md.append(f"| {m} | {c[0] * 100:.0f}% [{c[1] * 100:.0f}, {c[2] * 100:.0f}] | "
                       f"{t[0]:+.1f} [{t[1]:+.1f}, {t[2]:+.1f}] | {sd:.1f} | {need if need else 'over 1000'} |")
-        d = closed_difference((gap[after], s, i), (gap[before], s, i))
+        d = closed_difference((gap["after"], s, i), (gap["before"], s, i))
         rows.append(dict(**key, metric="closed_difference", diff=d[0], ci_low=d[1], ci_high=d[2],
                          moved=bool(d[1] > 0 or d[2] < 0)))
         md.append(f"\nShare closed, `{after}` minus `{before}`: {d[0] * 100:+.0f} [{d[1] * 100:+.0f}, "
@@ -1283,8 +1292,17 @@ def pair(a) -> None:
               file=sys.stderr)
         sys.exit(2)
     runs = _runs(a)
-    runs = runs[runs.seed.isin(a.seeds) & runs.setting.isin(a.settings)]
-    out, text = pair_table(runs, a.epochs, *a.methods)
+    runs = runs[runs.seed.isin(a.seeds)]
+    standard, intrinsic = "standard", None
+    if a.references:
+        standard, setting = a.references
+        intrinsic = runs[(runs.setting == setting) & (runs.method == "intrinsic")]
+        if intrinsic.empty:
+            print(f"--references: setting {setting!r} has no `intrinsic` run on these seeds; run it first "
+                  f"(debiasing.py run --settings {setting} --methods intrinsic ...)", file=sys.stderr)
+            sys.exit(2)
+    runs = runs[runs.setting.isin(a.settings)]
+    out, text = pair_table(runs, a.epochs, *a.methods, standard=standard, intrinsic=intrinsic)
     print(text or f"no setting has both {a.methods[0]!r} and {a.methods[1]!r} on 2 or more of these seeds at "
                   f"{a.epochs} epochs")
 
@@ -1326,6 +1344,10 @@ if __name__ == "__main__":
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=[*SETTINGS, *VARIANTS, *COMPOSITIONS])
     ap.add_argument("--methods", nargs="+", default=None, metavar="LABEL",
                     help="run only these method labels, in this order ('intrinsic' only if named); default all")
+    ap.add_argument("--references", nargs=2, default=None, metavar=("STANDARD_LABEL", "INTRINSIC_SETTING"),
+                    help="pair: measure the shares closed against this label as `standard` and the `intrinsic` runs "
+                         "of this setting (e.g. \"standard sam0.05\" skin-sam0.05); default `standard` and the "
+                         "setting's own `intrinsic`")
     ap.add_argument("--n-train", type=int, default=20_000)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2, help="runs in parallel (each uses one CPU thread)")

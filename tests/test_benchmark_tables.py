@@ -375,3 +375,24 @@ def test_run_plans_a_named_label_on_pose_even_if_pose_does_not_run_it_by_default
     assert [(j["seed"], j["method"]) for j in jobs] == [(0, label), (0, "intrinsic"), (1, label), (1, "intrinsic")]
     a.methods = None
     assert [j["method"] for j in bench.plan(a) if j["seed"] == 0] == [*bench.POSE_METHODS, "intrinsic"]
+
+
+def test_pair_table_measures_shares_against_the_references_given():
+    """Labels trained with SAM on `skin` against `standard sam` and the `intrinsic` of a variant setting trained with
+    SAM: the shares use those references, by hand, not the setting's own `standard` and `intrinsic`."""
+    bench = _debiasing()
+    skin = {"standard": [0.08, 0.06, 0.07], "intrinsic": [0.02, 0.00, 0.01],
+            "standard sam": [0.05, 0.04, 0.03], "x sam": [0.02, 0.03, 0.01]}
+    rows = [dict(setting="skin", method=m, seed=s, epochs=24, accuracy=0.98, worst_group_rate=0.9, skin_gap=g,
+                 pose_gap=0.05) for m, gs in skin.items() for s, g in enumerate(gs)]
+    ref = pd.DataFrame([dict(setting="skin-sam", method="intrinsic", seed=s, epochs=24, accuracy=0.98,
+                             worst_group_rate=0.9, skin_gap=g, pose_gap=0.05) for s, g in enumerate([0.01, 0.01, 0.01])])
+    out, text = bench.pair_table(pd.DataFrame(rows), 24, "standard sam", "x sam", standard="standard sam",
+                                 intrinsic=ref)
+    closed = {r.metric: r.diff for r in out.itertuples()}
+    # representation gap 4, 3, 2 (mean 3); x sam closes 3, 1, 2 (mean 2): 2/3; standard sam closes nothing
+    assert abs(closed["closed:x sam"] - 2 / 3) < 1e-9 and abs(closed["closed:standard sam"]) < 1e-9
+    assert "`standard sam` and `intrinsic` of skin-sam" in text
+    # against the setting's own references: standard 8, 6, 7 and intrinsic 2, 0, 1 (6 each); x sam closes 6, 3, 6
+    out, _ = bench.pair_table(pd.DataFrame(rows), 24, "standard sam", "x sam")
+    assert abs(out.set_index("metric").loc["closed:x sam", "diff"] - 15 / 3 / 6) < 1e-9
