@@ -470,6 +470,9 @@ METHODS = {
     # 10 seeds. Predictions written before it ran: (S10) over seeds 0-9 its gap within noise of itself without SAM
     # (paired interval includes 0) and its share closed within 20 points of itself without; (S11) accuracy not below
     # itself without (paired interval reaching 0 or above), every run recalls >= 99% of its darker training faces.
+    # Outcome (session 38): (S10) held: over seeds 0-9 gap 3.4 -> 3.0 (-0.4 [-1.6, +0.9]), share 51% -> 57% [40, 73]
+    # (+6 [-9, +24] points); (S11) held: accuracy +0.2 [-0.0, +0.5], every run 98.4-99.2, every run recalls 100% of its
+    # darker training faces. Against `standard sam0.05` (seeds 0-9): gap -0.3 [-1.6, +0.9], share +5 [-13, +20].
     "group-dro sam0.05": dict(method="group-dro", sam_rho=0.05),
     "dbvae center ess0.1 frozen cluster-dro resample fixed sam0.05": {**CLUSTER_DRO_RESAMPLE, "sam_rho": 0.05},
     "standard sam0.05": dict(method="standard", sam_rho=0.05),
