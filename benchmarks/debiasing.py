@@ -477,6 +477,9 @@ METHODS = {
     # smoothed DB-VAE closes 65%), seeds 0-4, paired with the 6-epoch `standard` and `intrinsic` rows. Prediction
     # written before it ran: (S12) SAM narrows `standard`'s gap in point estimate, closing 10-50% of the representation
     # gap, less than the smoothed DB-VAE on the same seeds; accuracy within noise of `standard`'s.
+    # Outcome (session 38): (S12) failed narrowly on its range: gap 19.5 -> 17.8 (-1.7 [-7.8, +4.3]), 9% [-11, 28]
+    # closed (predicted 10-50%); the smoothed DB-VAE closes 67% [58, 73] on the same seeds, its gap 10.6 [7.6, 13.6]
+    # points narrower than SAM's; accuracy +1.1 [-0.2, +2.5]. At the demo's length SAM is no substitute for resampling.
     "group-dro sam0.05": dict(method="group-dro", sam_rho=0.05),
     "dbvae center ess0.1 frozen cluster-dro resample fixed sam0.05": {**CLUSTER_DRO_RESAMPLE, "sam_rho": 0.05},
     "standard sam0.05": dict(method="standard", sam_rho=0.05),
