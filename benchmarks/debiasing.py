@@ -483,6 +483,9 @@ METHODS = {
     # Then the smoothed DB-VAE with SAM at 6 epochs, seeds 0-4 (does SAM add to resampling at a short budget?).
     # Prediction written before it ran: (S13) within noise of the smoothed DB-VAE without SAM on the gap (paired
     # interval includes 0), share 50-80% (67% [58, 73] without); accuracy not below it (interval reaching 0 or above).
+    # Outcome (session 38): (S13) failed, the other way: gap 7.1 -> 2.5 (-4.6 [-8.1, -1.1]), 91% [85, 98] closed (+25
+    # [+14, +38] points), its gap 4.6 [2.0, 7.2] points below the 2/3 line; accuracy +1.4 [-0.6, +3.5] (held), +2.7
+    # [+0.9, +4.5] over `standard`; worst group +4.2 [-3.1, +11.6] over Group DRO. 5 seeds; seeds 5-9 not yet run.
     "dbvae center ess0.1 frozen smooth50 sam0.05": {**dict(method="dbvae", rec_region="center", min_ess=0.1,
                                                           refresh_weights=False, smooth_k=50), "sam_rho": 0.05},
     "group-dro sam0.05": dict(method="group-dro", sam_rho=0.05),
