@@ -203,11 +203,12 @@ def _base(setting: str) -> str:
 
 TONE_GROUP = {**{t: "lighter" for t in range(1, 5)}, 5: "medium", 6: "medium", **{t: "darker" for t in range(7, 11)}}
 
+# the smoothed DB-VAE (its weights averaged over each face's 50 nearest latent neighbours), which many labels extend
+SMOOTH50 = dict(method="dbvae", rec_region="center", min_ess=0.1, refresh_weights=False, smooth_k=50)
 # one set of options under two labels: the rows of the first were measured before the Group DRO fix (below)
 CLUSTER_DRO = dict(method="dbvae", rec_region="center", min_ess=0.1, refresh_weights=False, latent_dro=10)
 CLUSTER_DRO_RESAMPLE = {**CLUSTER_DRO, "dro_resample": True}
-RARITY_DRO4 = dict(method="dbvae", rec_region="center", min_ess=0.1, refresh_weights=False, smooth_k=50, latent_dro=4,
-                   latent_groups="rarity")
+RARITY_DRO4 = dict(SMOOTH50, latent_dro=4, latent_groups="rarity")
 # label -> TrainConfig options. Every method trains with augmentation unless its label says no-aug.
 METHODS = {
     "standard": dict(method="standard"),
@@ -224,26 +225,20 @@ METHODS = {
     # the same, each face's log-weight averaged over its 20 nearest latent neighbours (session 5)
     "dbvae center ess0.1 frozen smooth20": dict(method="dbvae", rec_region="center", min_ess=0.1,
                                                 refresh_weights=False, smooth_k=20),
-    "dbvae center ess0.1 frozen smooth50": dict(method="dbvae", rec_region="center", min_ess=0.1,
-                                                refresh_weights=False, smooth_k=50),
+    "dbvae center ess0.1 frozen smooth50": dict(SMOOTH50),
     # the same, its weights read after at most 20,000 training images (--freeze-after 20000) instead of after the first
     # epoch: on the 20,000-image sets the same run (an epoch is 19,968 images); on the scale setting (100,000 images) it
     # reads the latent at the point of training the variant was chosen at (session 13: frozen after one 100,000-image
     # epoch the latent put 0.9% of the mass on darker faces, one trained on 20,000 images 26%; seed 0)
-    "dbvae center ess0.1 frozen smooth50 at20k": dict(method="dbvae", rec_region="center", min_ess=0.1,
-                                                      refresh_weights=False, smooth_k=50, freeze_after=20_000),
+    "dbvae center ess0.1 frozen smooth50 at20k": dict(SMOOTH50, freeze_after=20_000),
     # the same with a reconstruction blind to each face region's overall brightness and contrast (does the latent
     # then encode pose?)
-    "dbvae center ess0.1 frozen smooth50 std": dict(method="dbvae", rec_region="center", min_ess=0.1,
-                                                    refresh_weights=False, smooth_k=50, rec_target="standardised"),
+    "dbvae center ess0.1 frozen smooth50 std": dict(SMOOTH50, rec_target="standardised"),
     # the chosen DB-VAE's frozen latent weights, tilted each epoch by every face's current loss (no labels)
-    "dbvae center ess0.1 frozen smooth50 loss": dict(method="dbvae", rec_region="center", min_ess=0.1,
-                                                     refresh_weights=False, smooth_k=50, loss_tilt=True),
+    "dbvae center ess0.1 frozen smooth50 loss": dict(SMOOTH50, loss_tilt=True),
     # the same (the demo's DB-VAE) with its latent read after 20,000 images, as the at20k variant above: the
     # recommended options at scale (session 15; on the 20,000-image sets the same run as without it)
-    "dbvae center ess0.1 frozen smooth50 loss at20k": dict(method="dbvae", rec_region="center", min_ess=0.1,
-                                                           refresh_weights=False, smooth_k=50, loss_tilt=True,
-                                                           freeze_after=20_000),
+    "dbvae center ess0.1 frozen smooth50 loss at20k": dict(SMOOTH50, loss_tilt=True, freeze_after=20_000),
     # Group DRO over 10 clusters of the same latent (GEORGE-style, Sohoni et al. 2020; session 11): the clusters
     # replace the density weights, each sampled with equal mass, and their losses get online DRO weights. No labels.
     # 10 clusters fixed before any run (the density mixture's default), not chosen on results.
@@ -330,16 +325,13 @@ METHODS = {
     "dbvae center ess0.1 frozen smooth50 rarity-dro4 fixed": RARITY_DRO4,
     # training precision (issue 13): bf16 autocast + channels_last, adopted only if accuracy holds
     "standard bf16-cl": dict(method="standard", precision="bf16", channels_last=True),
-    "dbvae center ess0.1 frozen smooth50 bf16-cl": dict(method="dbvae", rec_region="center", min_ess=0.1,
-                                                        refresh_weights=False, smooth_k=50, precision="bf16",
-                                                        channels_last=True),
+    "dbvae center ess0.1 frozen smooth50 bf16-cl": dict(SMOOTH50, precision="bf16", channels_last=True),
     # the smoothed DB-VAE and Group DRO with a logit margin for the faces their weights upweight (session 20;
     # --margin 1, logit adjustment's Bayes-consistent value, fixed before any run): each face must be detected by
     # log(k) more logits, k = how many times more often than uniform it is sampled. At 24 epochs every method fits all
     # ~185 darker training faces and the resampling's effect fades (Byrd & Lipton 2019); a margin keeps acting at
     # convergence (Kini et al. 2021; Sagawa et al. 2020 add a group-size adjustment to Group DRO for the same reason)
-    "dbvae center ess0.1 frozen smooth50 margin1": dict(method="dbvae", rec_region="center", min_ess=0.1,
-                                                        refresh_weights=False, smooth_k=50, margin=1.0),
+    "dbvae center ess0.1 frozen smooth50 margin1": dict(SMOOTH50, margin=1.0),
     "group-dro margin1": dict(method="group-dro", margin=1.0),
     # Group DRO with Sagawa et al.'s own group adjustment (session 34; --dro-adjust 2): the DRO weights follow each
     # group's loss plus C / sqrt(n_g), n_g its training count. At 24 epochs every group's training loss is ~0 (all
@@ -367,8 +359,7 @@ METHODS = {
     # rate of uniform sampling over the share of the faces the guard allows. With it the darker mass is 36-44% at
     # 6% darker (ESS within darker 0.76-0.86) and 12-20% at 2% (0.77-0.96). Prediction written before any run: closes
     # more of the gap at 6% darker; at 2% the darker mass halves, so it may close less there
-    "dbvae center ess0.1 frozen smooth50 cap10": dict(method="dbvae", rec_region="center", min_ess=0.1,
-                                                      refresh_weights=False, smooth_k=50, max_weight=10.0),
+    "dbvae center ess0.1 frozen smooth50 cap10": dict(SMOOTH50, max_weight=10.0),
     # deferred resampling (session 25; for 24-epoch runs): the smoothed DB-VAE's weights, read at the same point
     # (after 20,000 images, --freeze-after 20000), but sampling stays uniform until epoch 19 of 24 (--resample-from
     # 18): deferred re-weighting (DRW, Cao et al. 2019), whose finding on imbalanced classes is that re-weighting
@@ -376,9 +367,7 @@ METHODS = {
     # DB-VAE shows each of ~185 darker faces ~370 times; deferred, ~115. 18 = the last quarter, fixed before any run
     # (Cao et al. defer at 160 of 200 epochs). Prediction written before any run: closes more of the representation
     # gap at 24 epochs on `skin` than the smoothed DB-VAE resampling from epoch 2 (18%), whose weights it shares
-    "dbvae center ess0.1 frozen smooth50 defer18": dict(method="dbvae", rec_region="center", min_ess=0.1,
-                                                        refresh_weights=False, smooth_k=50, freeze_after=20_000,
-                                                        resample_from=18),
+    "dbvae center ess0.1 frozen smooth50 defer18": dict(SMOOTH50, freeze_after=20_000, resample_from=18),
     # the smoothed DB-VAE's mass per latent cluster, spread evenly within each of the 10 clusters of --latent-dro
     # (--flatten-clusters 10; session 28). Why: at 24 epochs the DB-VAE puts 30% of the mass on darker faces, as much
     # as `balanced` (33%), yet its darker test rate is `standard`'s (93.5 vs balanced's 95.5), while the latent-cluster
@@ -387,15 +376,12 @@ METHODS = {
     # uses, fixed before any run. Predictions written before any run (24 epochs, `skin`, seeds 0-4): darker mass
     # 15-25% (the darker faces' cluster also holds medium ones); closes more of the representation gap than the
     # smoothed DB-VAE (18%), about what `balanced` and the resampled latent-cluster Group DRO close: 35-60%, not 2/3
-    "dbvae center ess0.1 frozen smooth50 flat10": dict(method="dbvae", rec_region="center", min_ess=0.1,
-                                                       refresh_weights=False, smooth_k=50, flatten_clusters=10),
+    "dbvae center ess0.1 frozen smooth50 flat10": dict(SMOOTH50, flatten_clusters=10),
     # ... and Group DRO's loss weights over the same 10 clusters on top of that sampling (--latent-dro 10
     # --flatten-clusters 10): the label-free analogue of the labelled Group DRO, which weights the loss on top of
     # balanced sampling and closes 69% where `balanced` closes 48%. Prediction (same runs): closes more than flat10
     # alone, 45-75%; the risk is the instability of Group DRO over equally sampled clusters (a seed near collapse)
-    "dbvae center ess0.1 frozen smooth50 flat10 cluster-dro": dict(method="dbvae", rec_region="center", min_ess=0.1,
-                                                                   refresh_weights=False, smooth_k=50,
-                                                                   flatten_clusters=10, latent_dro=10),
+    "dbvae center ess0.1 frozen smooth50 flat10 cluster-dro": dict(SMOOTH50, flatten_clusters=10, latent_dro=10),
     # Group DRO over the skin x pose cells (labelled; session 20): at 24 epochs most of the skin gap is the darker
     # profile cell, 2-10 training faces a seed, which Group DRO by skin alone gives ~1/3 x 6/185 of its mass. Does a
     # reference that targets the intersection close more, or is the floor the handful of faces?
@@ -486,8 +472,7 @@ METHODS = {
     # Outcome (session 38): (S13) failed, the other way: gap 7.1 -> 2.5 (-4.6 [-8.1, -1.1]), 91% [85, 98] closed (+25
     # [+14, +38] points), its gap 4.6 [2.0, 7.2] points below the 2/3 line; accuracy +1.4 [-0.6, +3.5] (held), +2.7
     # [+0.9, +4.5] over `standard`; worst group +4.2 [-3.1, +11.6] over Group DRO. 5 seeds; seeds 5-9 not yet run.
-    "dbvae center ess0.1 frozen smooth50 sam0.05": {**dict(method="dbvae", rec_region="center", min_ess=0.1,
-                                                          refresh_weights=False, smooth_k=50), "sam_rho": 0.05},
+    "dbvae center ess0.1 frozen smooth50 sam0.05": dict(SMOOTH50, sam_rho=0.05),
     "group-dro sam0.05": dict(method="group-dro", sam_rho=0.05),
     "dbvae center ess0.1 frozen cluster-dro resample fixed sam0.05": {**CLUSTER_DRO_RESAMPLE, "sam_rho": 0.05},
     "standard sam0.05": dict(method="standard", sam_rho=0.05),
