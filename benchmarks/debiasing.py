@@ -1314,10 +1314,11 @@ def pair(a) -> None:
     standard, intrinsic = "standard", None
     if a.references:
         standard, setting = a.references
-        intrinsic = runs[(runs.setting == setting) & (runs.method == "intrinsic")]
+        intrinsic = runs[(runs.setting == setting) & (runs.method == "intrinsic") & (runs.epochs == a.epochs)]
         if intrinsic.empty:
-            print(f"--references: setting {setting!r} has no `intrinsic` run on these seeds; run it first "
-                  f"(debiasing.py run --settings {setting} --methods intrinsic ...)", file=sys.stderr)
+            print(f"--references: setting {setting!r} has no `intrinsic` run at {a.epochs} epochs on these seeds; run "
+                  f"it first (debiasing.py run --settings {setting} --epochs {a.epochs} --methods intrinsic ...)",
+                  file=sys.stderr)
             sys.exit(2)
     runs = runs[runs.setting.isin(a.settings)]
     out, text = pair_table(runs, a.epochs, *a.methods, standard=standard, intrinsic=intrinsic)

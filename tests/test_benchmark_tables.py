@@ -396,3 +396,23 @@ def test_pair_table_measures_shares_against_the_references_given():
     # against the setting's own references: standard 8, 6, 7 and intrinsic 2, 0, 1 (6 each); x sam closes 6, 3, 6
     out, _ = bench.pair_table(pd.DataFrame(rows), 24, "standard sam", "x sam")
     assert abs(out.set_index("metric").loc["closed:x sam", "diff"] - 15 / 3 / 6) < 1e-9
+
+
+def test_pair_references_refuse_a_setting_whose_intrinsic_ran_at_another_length(monkeypatch, capsys):
+    """`pair --epochs 6 --references X S` where S's `intrinsic` ran only at 24 epochs: exit 2 naming the setting and
+    the length (it printed a table saying the references ran on fewer than 2 seeds)."""
+    import argparse
+
+    bench = _debiasing()
+    rows = [dict(setting=st, method=m, seed=s, epochs=e, accuracy=0.98, worst_group_rate=0.9, skin_gap=0.05,
+                 pose_gap=0.05, n_train=20_000)
+            for st, m, e in (("skin", "standard", 6), ("skin", "x", 6), ("skin-sam", "intrinsic", 24))
+            for s in range(3)]
+    monkeypatch.setattr(bench, "_runs", lambda a: pd.DataFrame(rows))
+    a = argparse.Namespace(methods=["standard", "x"], seeds=[0, 1, 2], settings=["skin"], epochs=6,
+                           references=["standard", "skin-sam"])
+    with pytest.raises(SystemExit) as e:
+        bench.pair(a)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "'skin-sam'" in err and "6 epochs" in err
