@@ -78,9 +78,10 @@ def verdicts(paired: pd.DataFrame, lead: tuple[str, str] | None = None) -> list[
             verb = "widened"
         else:
             verb = "did not measurably change"
+        # one decimal, as the headline: whole points printed an interval that excludes 0 as "-5 to -0"
         out.append(f"{r['model']} {verb} the {r['grouping']} gap compared with {r['baseline']}: "
-                   f"{100 * r['model_value']:.0f} vs {100 * r['baseline_value']:.0f} points (difference {d:+.0f}, "
-                   f"95% CI {lo:+.0f} to {hi:+.0f}).")
+                   f"{100 * r['model_value']:.1f} vs {100 * r['baseline_value']:.1f} points (difference {d:+.1f}, "
+                   f"95% CI {lo:+.1f} to {hi:+.1f}).")
     return out
 
 

@@ -355,9 +355,9 @@ def test_verdict_sentence_follows_the_interval():
              model_value=0.20, baseline_value=0.21, difference=-0.01, ci_low=-0.05, ci_high=0.03),
     ])
     v = verdicts(paired)
-    assert v[0] == ("dbvae widened the skin_group gap compared with standard: 82 vs 76 points "
-                    "(difference +6, 95% CI +0 to +11).")
-    assert v[1].startswith("balanced narrowed the skin_group gap") and "difference -71" in v[1]
+    assert v[0] == ("dbvae widened the skin_group gap compared with standard: 82.0 vs 76.0 points "
+                    "(difference +6.0, 95% CI +0.4 to +11.0).")
+    assert v[1].startswith("balanced narrowed the skin_group gap") and "difference -71.0" in v[1]
     assert v[2].startswith("x did not measurably change the pose gap")
 
 

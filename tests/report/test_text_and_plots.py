@@ -50,9 +50,18 @@ def test_headline_sentences_by_hand():
 def test_verdict_follows_the_interval(lo, hi, verb):
     paired = pd.DataFrame([dict(statistic="max_min_gap", model="dbvae", baseline="standard", grouping="skin_group",
                                 model_value=0.30, baseline_value=0.35, difference=-0.05, ci_low=lo, ci_high=hi)])
-    assert verdicts(paired) == [f"dbvae {verb} the skin_group gap compared with standard: 30 vs 35 points "
-                                f"(difference -5, 95% CI {100 * lo:+.0f} to {100 * hi:+.0f})."]
+    assert verdicts(paired) == [f"dbvae {verb} the skin_group gap compared with standard: 30.0 vs 35.0 points "
+                                f"(difference -5.0, 95% CI {100 * lo:+.1f} to {100 * hi:+.1f})."]
     assert headline(_result(paired))[-1].startswith("dbvae narrows the skin_group gap from 35.0 to 30.0 points")
+
+
+def test_verdict_prints_an_interval_that_excludes_0_without_a_0_bound():
+    """The demo's report said "narrowed ... (difference -3, 95% CI -5 to -0)": whole points rounded -0.3 to -0."""
+    paired = pd.DataFrame([dict(statistic="max_min_gap", model="dbvae", baseline="standard", grouping="gender",
+                                model_value=0.017, baseline_value=0.044, difference=-0.027, ci_low=-0.051,
+                                ci_high=-0.003)])
+    assert verdicts(paired) == ["dbvae narrowed the gender gap compared with standard: 1.7 vs 4.4 points "
+                                "(difference -2.7, 95% CI -5.1 to -0.3)."]
 
 
 def test_lead_verdict_comes_first():
