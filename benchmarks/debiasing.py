@@ -486,6 +486,16 @@ METHODS = {
     # gap without SAM in point estimate and closes >= 2/3 in point estimate, accuracy not below it (interval reaching 0
     # or above); (S18) at 24 epochs the smoothed DB-VAE with SAM closes 40-75% (seeds 0-4), within noise of the
     # latent-cluster Group DRO with SAM on the gap: at convergence SAM alone already closes about half.
+    # Outcome (session 39): (S14) held: over seeds 0-9 gap 8.0 -> 3.7 (-4.3 [-7.6, -1.0]), 85% [78, 94] closed (seeds
+    # 5-9 alone 81% [73, 95]), its gap 4.0 [2.5, 5.4] points below the 2/3 line; accuracy +1.1 [+0.2, +2.0] over itself
+    # without SAM, +2.5 [+1.7, +3.2] over `standard`. (S15) failed narrowly on its range: `standard sam0.05` closes 33%
+    # [11, 51] over seeds 0-9 (9% on seeds 0-4), gap 21.7 -> 14.7 (-7.0 [-13.0, -0.9]); its gap is 11.0 [6.1, 15.9]
+    # points wider than the smoothed DB-VAE with SAM's (held). (S16) first part failed: SAM narrows Group DRO's own gap
+    # beyond noise, 4.4 -> 2.6 (-1.9 [-2.7, -1.0]), 91% [80, 100] closed (81% without), accuracy +1.9 [+0.6, +3.2],
+    # worst group +7.5 [+2.5, +12.5]; second part held by its letter only: the smoothed DB-VAE with SAM's worst group
+    # is -3.2 [-8.6, +2.1] against it. (S17) held: the tilted DB-VAE with SAM, gap 9.6 -> 5.3 (-4.3 [-6.7, -2.0]), 78%
+    # [70, 86] closed (57% without), 2.4 [0.5, 4.3] points below the 2/3 line; accuracy +1.3 [+0.6, +1.9]; worst group
+    # 88.2, +0.2 [-4.0, +4.5] against Group DRO with SAM (seeds 0-4); pose gap -3.6 [-6.4, -0.8].
     "dbvae center ess0.1 frozen smooth50 loss sam0.05": dict(SMOOTH50, loss_tilt=True, sam_rho=0.05),
     "group-dro sam0.05": dict(method="group-dro", sam_rho=0.05),
     "dbvae center ess0.1 frozen cluster-dro resample fixed sam0.05": {**CLUSTER_DRO_RESAMPLE, "sam_rho": 0.05},
