@@ -35,3 +35,24 @@ def test_demo_trains_at_the_budget_its_benchmark_figures_were_measured_at():
     for quick in (False, True):
         assert {DemoConfig(quick=quick).train(m).epochs for m in ("standard", "dbvae", "balanced")} == {budget}
     assert DemoConfig(epochs=2).train("dbvae").epochs == 2
+
+
+def test_demo_refuses_bad_options_before_rendering_anything(tmp_path):
+    """`demo --epochs -1` rendered the data, then died with a traceback (exit 1)."""
+    for extra, name in ((["--epochs", "-1"], "epochs"), (["--sam-rho", "-1"], "sam_rho")):
+        out = tmp_path / name
+        r = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), *extra])
+        assert r.exit_code == 2 and name in r.output.replace("-", "_") and "Traceback" not in r.output, r.output
+        assert not out.exists()
+
+
+def test_demo_trains_every_model_with_the_same_sam_radius():
+    """The demo's comparison measures the sampling, not SAM: every model gets the same radius, 0.05 by default
+    (0 with --quick)."""
+    from debias.demo import DemoConfig
+
+    methods = ("standard", "dbvae", "balanced")
+    assert {DemoConfig().train(m).sam_rho for m in methods} == {0.05}
+    assert {DemoConfig(quick=True).train(m).sam_rho for m in methods} == {0.0}  # the quick run stays quick
+    assert {DemoConfig(sam_rho=0.0).train(m).sam_rho for m in methods} == {0.0}
+    assert {DemoConfig(quick=True, sam_rho=0.1).train(m).sam_rho for m in methods} == {0.1}
