@@ -43,10 +43,10 @@ class DemoConfig:
         # with SAM (`sam_rho`). At the benchmark's 6-epoch budget, which the demo trains (at 5 its seed-0 DB-VAE
         # widened the gap), it closes 78% [70, 86] of the skin representation gap (57% without SAM; the paper's
         # DB-VAE 10%), beyond the 2/3 target; over `standard` its accuracy rises 3.8 points and its worst group 22.7,
-        # which matches the labelled Group DRO trained with SAM (+0.2 [-4.0, +4.5], 5 seeds). The tilt narrows the
-        # pose gap too (-3.4 [-4.9, -1.9] points where pose is rare, without SAM; the untilted variant widened it by
-        # 18). Trained 24 epochs, `standard` narrows most of the gap itself and no label-free variant closes 2/3 of
-        # what is left (benchmarks/RESULTS.md, at 24 epochs)
+        # to the labelled Group DRO's level when that trains with SAM too (+0.2 [-4.0, +4.5], 5 seeds). The tilt
+        # narrows the pose gap too (-3.4 [-4.9, -1.9] points where pose is rare, without SAM; the untilted variant
+        # widened it by 18). Trained 24 epochs, `standard` narrows most of the gap itself and no label-free variant
+        # closes 2/3 of what is left (benchmarks/RESULTS.md, at 24 epochs)
         best = dict(rec_region="center", min_ess=0.1, refresh_weights=False, smooth_k=50, loss_tilt=True) \
             if method == "dbvae" else {}
         return TrainConfig(method=method, epochs=self.epochs or 6, seed=self.seed, compile=self.compile,
@@ -106,7 +106,8 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: Calla
     sections.append({"title": "The data", "text": (
         f"Training faces: {1 - scfg.darker_share - scfg.medium_share:.0%} lighter, {scfg.medium_share:.0%} medium, "
         f"{scfg.darker_share:.0%} darker skin; {1 - scfg.profile_share - scfg.three_quarter_share:.0%} frontal, "
-        f"{scfg.three_quarter_share:.0%} three-quarter, {scfg.profile_share:.0%} profile. The test split is balanced."),
+        f"{scfg.three_quarter_share:.0%} three-quarter, {scfg.profile_share:.0%} profile. The test split is balanced. "
+        + _training_sentence(cfg)),
         "figs": [("test faces by skin group x pose", base64.b64encode(preview.read_bytes()).decode("ascii"))]})
     # a run: adapter is named after its folder, which is the method's name
     result = run_audit(data, [f"run:{runs[m]}" for m in cfg.methods], cfg.audit(), out, progress=progress,
@@ -118,6 +119,17 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: Calla
     (out / "demo_timing.json").write_text(json.dumps(timing, indent=2) + "\n")
     log(f"demo finished in {timings['total_s']:.0f}s")
     return result, timings
+
+
+def _training_sentence(cfg: DemoConfig) -> str:
+    """How every model of the demo trained, for the report: what the comparison holds fixed."""
+    t = cfg.train("standard")
+    how = [f"for {t.epochs} epoch{'s' if t.epochs != 1 else ''}"]
+    if t.augment:
+        how.append("with flips and small scale and shift jitter (never colour)")
+    if t.sam_rho:
+        how.append(f"with sharpness-aware minimisation (radius {t.sam_rho:g})")
+    return "Every model trained " + ", ".join(how) + "."
 
 
 __all__ = ["DemoConfig", "run_demo"]

@@ -20,6 +20,16 @@ def test_quick_demo_end_to_end(tmp_path):
     assert set(paired.model) == {"dbvae", "balanced"} and (paired.baseline == "standard").all()
     html = (tmp_path / "report.html").read_text()
     assert "What the DB-VAE learned" in html and "Headline" in html
+    assert "Every model trained for 1 epoch, with flips and small scale and shift jitter (never colour)." in html
+
+
+def test_demo_report_says_how_every_model_trained():
+    from debias.demo import DemoConfig, _training_sentence
+
+    assert _training_sentence(DemoConfig()) == (
+        "Every model trained for 6 epochs, with flips and small scale and shift jitter (never colour), with "
+        "sharpness-aware minimisation (radius 0.05).")
+    assert "sharpness" not in _training_sentence(DemoConfig(quick=True))
 
 
 def test_demo_trains_at_the_budget_its_benchmark_figures_were_measured_at():
