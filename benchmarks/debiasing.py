@@ -495,7 +495,12 @@ METHODS = {
     # worst group +7.5 [+2.5, +12.5]; second part held by its letter only: the smoothed DB-VAE with SAM's worst group
     # is -3.2 [-8.6, +2.1] against it. (S17) held: the tilted DB-VAE with SAM, gap 9.6 -> 5.3 (-4.3 [-6.7, -2.0]), 78%
     # [70, 86] closed (57% without), 2.4 [0.5, 4.3] points below the 2/3 line; accuracy +1.3 [+0.6, +1.9]; worst group
-    # 88.2, +0.2 [-4.0, +4.5] against Group DRO with SAM (seeds 0-4); pose gap -3.6 [-6.4, -0.8].
+    # 88.2, +0.2 [-4.0, +4.5] against Group DRO with SAM (seeds 0-4); pose gap -3.6 [-6.4, -0.8]. (S18) held: at 24
+    # epochs the smoothed DB-VAE with SAM closes 64% [51, 77] (23% [-7, 45] without; +42 [+15, +76] points), its gap
+    # +0.1 [-1.2, +1.5] points from the 2/3 line; against the latent-cluster Group DRO with SAM gap -0.4 [-2.1, +1.3];
+    # against the labelled Group DRO with SAM level on every metric (64% both; gap +0.0 [-1.5, +1.5], worst group -0.7
+    # [-2.7, +1.4], accuracy -0.1 [-0.4, +0.3]); against `standard sam0.05` gap -1.3 [-2.3, -0.4], 36% [24, 48] of
+    # SAM's own representation gap.
     "dbvae center ess0.1 frozen smooth50 loss sam0.05": dict(SMOOTH50, loss_tilt=True, sam_rho=0.05),
     "group-dro sam0.05": dict(method="group-dro", sam_rho=0.05),
     "dbvae center ess0.1 frozen cluster-dro resample fixed sam0.05": {**CLUSTER_DRO_RESAMPLE, "sam_rho": 0.05},
