@@ -891,10 +891,8 @@ def demo(
     """
     from debias.demo import DemoConfig, run_demo
 
-    cfg = DemoConfig(quick=quick, seed=seed, epochs=epochs, compile=compile, device=device, sam_rho=sam_rho)
-    try:  # every model's options checked before any data is rendered
-        for method in cfg.methods:
-            cfg.train(method)
+    try:  # DemoConfig checks every model's options before any data is rendered
+        cfg = DemoConfig(quick=quick, seed=seed, epochs=epochs, compile=compile, device=device, sam_rho=sam_rho)
     except ValueError as e:
         fail(str(e))
     with progress_bar("demo", None) as advance:

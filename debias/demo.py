@@ -31,6 +31,10 @@ class DemoConfig:
     sam_rho: float | None = None
     methods: tuple[str, ...] = ("standard", "dbvae", "balanced")
 
+    def __post_init__(self):  # every model's options checked before any data is rendered (ValueError)
+        for method in self.methods:
+            self.train(method)
+
     def synth(self) -> SynthConfig:
         if self.quick:
             return SynthConfig(n_train=4000, n_val=400, n_test_per_cell=40, seed=self.seed)
