@@ -504,6 +504,11 @@ METHODS = {
     # Then its seeds 5-9 at 24 epochs (started late in session 39; resumable). Prediction written before any of them
     # ran: (S19) over seeds 0-9 it closes 45-75% of the representation gap; its gap is narrower than `standard
     # sam0.05`'s (paired interval below 0); accuracy not below `standard`'s (interval reaching 0 or above).
+    # Session 40: the demo's tilted DB-VAE with SAM at 24 epochs (seeds 0-4), never run there; without SAM it closes
+    # 15% [-11, 36] at 24 epochs (the smoothed one 18%), and the smoothed one with SAM 64% [51, 77] on seeds 0-4.
+    # Prediction written before any run: (S23) it closes 40-75% of the representation gap; its gap within noise of the
+    # smoothed DB-VAE with SAM's (paired interval includes 0); accuracy not below `standard sam0.05`'s (paired interval
+    # reaching 0 or above).
     "dbvae center ess0.1 frozen smooth50 loss sam0.05": dict(SMOOTH50, loss_tilt=True, sam_rho=0.05),
     # Session 40: the labelled references trained the same way, on 10 seeds. Group DRO with SAM on seeds 5-9 at 6 and
     # at 24 epochs, and `balanced sam0.05` (the demo's labelled reference) at 6 epochs, seeds 0-9. Without SAM at 6
