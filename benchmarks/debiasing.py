@@ -520,6 +520,10 @@ METHODS = {
     # accuracy is above `balanced`'s (paired interval above 0); the tilted DB-VAE with SAM's worst group within 3 points
     # of it in point estimate; (S22) at 24 epochs over seeds 0-9 Group DRO with SAM closes 50-75% and the smoothed
     # DB-VAE with SAM is within noise of it on gap, worst group and accuracy (each paired interval includes 0).
+    # Outcome (session 40): (S20) held: over seeds 0-9 Group DRO with SAM narrows its own gap in point estimate, 4.0 ->
+    # 2.6 (-1.4 [-4.1, +1.3]; beyond noise on seeds 0-4 only), closes 90% [84, 98]; accuracy +2.1 [+1.4, +2.8], worst
+    # group +9.9 [+6.1, +13.6]. The tilted DB-VAE with SAM against it: worst group +0.6 [-2.6, +3.8] (the whole interval
+    # within 3 points), gap +2.7 [+1.4, +3.9] wider, accuracy +0.5 [+0.0, +1.0], pose gap -3.0 [-5.2, -0.7].
     "group-dro sam0.05": dict(method="group-dro", sam_rho=0.05),
     "balanced sam0.05": dict(method="balanced", sam_rho=0.05),
     "dbvae center ess0.1 frozen cluster-dro resample fixed sam0.05": {**CLUSTER_DRO_RESAMPLE, "sam_rho": 0.05},
