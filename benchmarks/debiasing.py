@@ -504,6 +504,11 @@ METHODS = {
     # Then its seeds 5-9 at 24 epochs (started late in session 39; resumable). Prediction written before any of them
     # ran: (S19) over seeds 0-9 it closes 45-75% of the representation gap; its gap is narrower than `standard
     # sam0.05`'s (paired interval below 0); accuracy not below `standard`'s (interval reaching 0 or above).
+    # Outcome (session 40): (S19) first and third parts held, second failed: over seeds 0-9 it closes 61% [53, 70]
+    # (gap 6.4 -> 2.8, -3.6 [-4.7, -2.5]; +0.3 [-0.3, +0.9] points from the 2/3 line), accuracy +0.5 [+0.3, +0.8] over
+    # `standard`; but against `standard sam0.05` its gap is -0.6 [-1.4, +0.3] (52% [41, 63] closed by SAM alone; share
+    # +9 [-2, +19] points), accuracy -0.1 [-0.4, +0.1], worst group +0.7 [-0.9, +2.4]. At convergence most of what it
+    # closes, SAM alone closes; its lead over SAM, beyond noise on seeds 0-4, is not on 10.
     # Session 40: the demo's tilted DB-VAE with SAM at 24 epochs (seeds 0-4), never run there; without SAM it closes
     # 15% [-11, 36] at 24 epochs (the smoothed one 18%), and the smoothed one with SAM 64% [51, 77] on seeds 0-4.
     # Prediction written before any run: (S23) it closes 40-75% of the representation gap; its gap within noise of the
