@@ -529,6 +529,11 @@ METHODS = {
     # 2.6 (-1.4 [-4.1, +1.3]; beyond noise on seeds 0-4 only), closes 90% [84, 98]; accuracy +2.1 [+1.4, +2.8], worst
     # group +9.9 [+6.1, +13.6]. The tilted DB-VAE with SAM against it: worst group +0.6 [-2.6, +3.8] (the whole interval
     # within 3 points), gap +2.7 [+1.4, +3.9] wider, accuracy +0.5 [+0.0, +1.0], pose gap -3.0 [-5.2, -0.7].
+    # (S21) held: `balanced sam0.05` over seeds 0-9 narrows `balanced`'s gap in point estimate, 5.4 -> 2.6 (-2.8 [-6.3,
+    # +0.6]), closes 91% [84, 99] (77% [64, 91] without; +14 [+1, +25] points); accuracy +2.1 [+1.0, +3.1], worst group
+    # +9.6 [+3.6, +15.5]; level with Group DRO with SAM on every metric (gap -0.1 [-1.6, +1.5]). The tilted DB-VAE with
+    # SAM against it: worst group +0.2 [-2.6, +3.0] (within 3 points, the whole interval), gap +2.7 [+0.9, +4.5] wider
+    # (78% against 91% closed), accuracy +0.5 [+0.0, +0.9], pose gap -2.7 [-5.1, -0.2].
     "group-dro sam0.05": dict(method="group-dro", sam_rho=0.05),
     "balanced sam0.05": dict(method="balanced", sam_rho=0.05),
     "dbvae center ess0.1 frozen cluster-dro resample fixed sam0.05": {**CLUSTER_DRO_RESAMPLE, "sam_rho": 0.05},
