@@ -47,8 +47,8 @@ class DemoConfig:
         # with SAM (`sam_rho`). At the benchmark's 6-epoch budget, which the demo trains (at 5 its seed-0 DB-VAE
         # widened the gap), it closes 78% [70, 86] of the skin representation gap (57% without SAM; the paper's
         # DB-VAE 10%), beyond the 2/3 target; over `standard` its accuracy rises 3.8 points and its worst group 22.7,
-        # to the labelled Group DRO's level when that trains with SAM too (+0.2 [-4.0, +4.5], 5 seeds). The tilt
-        # narrows the pose gap too (-3.4 [-4.9, -1.9] points where pose is rare, without SAM; the untilted variant
+        # to the labelled references' level when they train with SAM too (+0.2 [-2.6, +3.0] against `balanced`). The
+        # tilt narrows the pose gap too (-3.4 [-4.9, -1.9] points where pose is rare, without SAM; the untilted variant
         # widened it by 18). Trained 24 epochs, `standard` narrows most of the gap itself and no label-free variant
         # closes 2/3 of what is left (benchmarks/RESULTS.md, at 24 epochs)
         best = dict(rec_region="center", min_ess=0.1, refresh_weights=False, smooth_k=50, loss_tilt=True) \
