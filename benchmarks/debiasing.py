@@ -534,6 +534,11 @@ METHODS = {
     # +9.6 [+3.6, +15.5]; level with Group DRO with SAM on every metric (gap -0.1 [-1.6, +1.5]). The tilted DB-VAE with
     # SAM against it: worst group +0.2 [-2.6, +3.0] (within 3 points, the whole interval), gap +2.7 [+0.9, +4.5] wider
     # (78% against 91% closed), accuracy +0.5 [+0.0, +0.9], pose gap -2.7 [-5.1, -0.2].
+    # (S22) first two parts held, the worst-group part failed: at 24 epochs over seeds 0-9 Group DRO with SAM closes 68%
+    # [59, 76] (69% [49, 87] without; gap 2.3 -> 2.4, +0.1 [-1.0, +1.2]), accuracy +0.5 [+0.3, +0.8] and worst group
+    # +3.5 [+1.3, +5.6] over itself without. The smoothed DB-VAE with SAM against it: gap +0.4 [-0.4, +1.2], accuracy
+    # -0.2 [-0.5, +0.1], but worst group -1.3 [-2.4, -0.2] (below it beyond noise, though the whole interval within 3
+    # points) and pose gap +1.2 [+0.3, +2.1].
     "group-dro sam0.05": dict(method="group-dro", sam_rho=0.05),
     "balanced sam0.05": dict(method="balanced", sam_rho=0.05),
     "dbvae center ess0.1 frozen cluster-dro resample fixed sam0.05": {**CLUSTER_DRO_RESAMPLE, "sam_rho": 0.05},
