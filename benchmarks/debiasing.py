@@ -514,6 +514,10 @@ METHODS = {
     # Prediction written before any run: (S23) it closes 40-75% of the representation gap; its gap within noise of the
     # smoothed DB-VAE with SAM's (paired interval includes 0); accuracy not below `standard sam0.05`'s (paired interval
     # reaching 0 or above).
+    # Outcome (session 40): (S23) held: it closes 46% [28, 63] (11% [-21, 29] without SAM, same seeds; gap 6.5 -> 3.6,
+    # -2.9 [-5.1, -0.7] against `standard`); against the smoothed DB-VAE with SAM gap +1.2 [-0.3, +2.6] (share -18
+    # [-35, -7] points); against `standard sam0.05` accuracy -0.0 [-0.4, +0.4] and gap -0.2 [-1.9, +1.6], 5% [-31, 29]
+    # of SAM's own representation gap. At convergence the demo's variant adds nothing to SAM alone.
     "dbvae center ess0.1 frozen smooth50 loss sam0.05": dict(SMOOTH50, loss_tilt=True, sam_rho=0.05),
     # Session 40: the labelled references trained the same way, on 10 seeds. Group DRO with SAM on seeds 5-9 at 6 and
     # at 24 epochs, and `balanced sam0.05` (the demo's labelled reference) at 6 epochs, seeds 0-9. Without SAM at 6
