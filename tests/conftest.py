@@ -25,3 +25,16 @@ def ppb_sample():
     if not (p / "labels.csv").exists():
         pytest.skip(f"real-data sample not found at {p}")
     return p
+
+
+@pytest.fixture(scope="session")
+def bench_debiasing():
+    """`benchmarks/debiasing.py` loaded as a module (benchmarks/ is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_debiasing", Path(__file__).resolve().parents[1] / "benchmarks" / "debiasing.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -68,26 +68,20 @@ def test_demo_trains_every_model_with_the_same_sam_radius():
     assert {DemoConfig(quick=True, sam_rho=0.1).train(m).sam_rho for m in methods} == {0.1}
 
 
-def test_demo_trains_the_models_whose_benchmark_figures_it_quotes():
+def test_demo_trains_the_models_whose_benchmark_figures_it_quotes(bench_debiasing):
     """README and the demo quote the benchmark's 6-epoch figures for three labels; the demo's models must be trained
     with exactly those labels' options (a drift in either place would quote figures of a model the demo never
     trains)."""
     import dataclasses
-    import importlib.util
-    from pathlib import Path
 
     from debias.demo import DemoConfig
     from debias.train import TrainConfig
 
-    spec = importlib.util.spec_from_file_location(
-        "bench_debiasing_demo", Path(__file__).resolve().parents[1] / "benchmarks" / "debiasing.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     cfg = DemoConfig()
     labels = {"standard": "standard sam0.05", "dbvae": "dbvae center ess0.1 frozen smooth50 loss sam0.05",
               "balanced": "balanced sam0.05"}
     for method, label in labels.items():
         demo = cfg.train(method)
         run = TrainConfig(seed=demo.seed, epochs=demo.epochs, compile=demo.compile, device=demo.device,
-                          **bench.METHODS[label])
+                          **bench_debiasing.METHODS[label])
         assert dataclasses.asdict(demo) == dataclasses.asdict(run), (method, label)
