@@ -9,17 +9,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _debiasing():
-    spec = importlib.util.spec_from_file_location("bench_debiasing", ROOT / "benchmarks" / "debiasing.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_markdown_names_the_seed_count_of_a_method_with_fewer_seeds():
+def test_markdown_names_the_seed_count_of_a_method_with_fewer_seeds(bench_debiasing):
     rows = [dict(setting="skin", method=m, augment=True, n_seeds=n, metric="accuracy", mean=0.99, ci_low=0.98,
                  ci_high=1.0) for m, n in (("standard", 5), ("balanced", 2))]
-    text = _debiasing().markdown(pd.DataFrame(rows), pd.DataFrame())
+    text = bench_debiasing.markdown(pd.DataFrame(rows), pd.DataFrame())
     lines = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     assert "CI across 5 seeds" in text
     assert "balanced (2 seeds)" in lines  # the row over 2 seeds says so
@@ -27,12 +20,12 @@ def test_markdown_names_the_seed_count_of_a_method_with_fewer_seeds():
     assert "99.0 [98.0, 100.0]" in lines["standard"]
 
 
-def test_variant_table_pairs_each_method_by_seed_with_its_base_setting():
+def test_variant_table_pairs_each_method_by_seed_with_its_base_setting(bench_debiasing):
     """skin -> skin-cos for one method on seeds 0-2 (seed 3 only in the base: not paired): the difference and its
     95% t-interval recomputed by hand with scipy; a method run only in the variant gives no row."""
     from scipy import stats
 
-    bench = _debiasing()
+    bench = bench_debiasing
     base_gap, cos_gap = [0.08, 0.05, 0.07, 0.02], [0.05, 0.04, 0.03]
     rows = [dict(setting="skin", method="standard", seed=s, epochs=24, accuracy=0.98, worst_group_rate=0.9,
                  skin_gap=g, pose_gap=0.05) for s, g in enumerate(base_gap)]
@@ -58,12 +51,12 @@ def test_variant_table_pairs_each_method_by_seed_with_its_base_setting():
     assert "6.7 -> 4.0: " in text  # base mean over the paired seeds only, not seed 3
 
 
-def test_summary_keeps_the_hard_negative_shares_when_the_cache_lacks_a_setting(tmp_path, monkeypatch, capsys):
+def test_summary_keeps_the_hard_negative_shares_when_the_cache_lacks_a_setting(tmp_path, monkeypatch, capsys, bench_debiasing):
     """The shares are recomputed from the rendered data sets in the cache; with the pose data missing, summary
     used to overwrite the file with the skin rows alone. It must keep the file and say what is missing."""
     import argparse
 
-    bench = _debiasing()
+    bench = bench_debiasing
     monkeypatch.setattr(bench, "RESULTS", tmp_path)
     kept = tmp_path / "hard_negative_shares.csv"
     kept.write_text("setting,tone_group,face_share,hard_negative_share\npose,darker,0.3,0.4\n")
@@ -81,8 +74,8 @@ def test_summary_keeps_the_hard_negative_shares_when_the_cache_lacks_a_setting(t
     assert kept.read_text().splitlines()[1:] == ["skin,darker,0.0200,0.4000", "pose,darker,0.0200,0.4000"]
 
 
-def test_cell_rates_give_each_skin_by_pose_cells_test_rate_and_training_count_by_hand(tmp_path, monkeypatch):
-    b = _debiasing()
+def test_cell_rates_give_each_skin_by_pose_cells_test_rate_and_training_count_by_hand(tmp_path, monkeypatch, bench_debiasing):
+    b = bench_debiasing
     test = pd.DataFrame({"skin_group": ["darker"] * 4 + ["lighter"] * 2, "pose": ["profile"] * 3 + ["frontal"] * 3})
     hit = [True, False, False, True, True, False]  # darker/profile 1 of 3, darker/frontal 1 of 1, lighter 1 of 2
     train = pd.DataFrame({"skin_group": ["lighter"] * 5 + ["darker"], "pose": ["frontal"] * 5 + ["profile"]})
@@ -100,13 +93,13 @@ def test_cell_rates_give_each_skin_by_pose_cells_test_rate_and_training_count_by
     assert len(written) == 6 and written.seed.tolist() == [3, 3, 3, 4, 4, 4]
 
 
-def test_option_table_pairs_each_label_with_the_label_it_extends_by_seed():
+def test_option_table_pairs_each_label_with_the_label_it_extends_by_seed(bench_debiasing):
     """'group-dro margin1' extends 'group-dro' (seeds 0-2 in both; seed 3 in the base only), 'group-dro margin1 x'
     extends 'group-dro margin1' (the longer prefix, not 'group-dro'); 'group-drop' extends nothing; another setting
     or length is never paired. Difference and interval by hand with scipy."""
     from scipy import stats
 
-    bench = _debiasing()
+    bench = bench_debiasing
 
     def rows(method, gaps, setting="skin-cos", epochs=24):
         return [dict(setting=setting, method=method, seed=s, epochs=epochs, accuracy=0.98, worst_group_rate=0.9,
@@ -129,22 +122,22 @@ def test_option_table_pairs_each_label_with_the_label_it_extends_by_seed():
     assert "| skin-cos | group-dro -> group-dro margin1 | 3 |" in text
 
 
-def test_a_retrained_run_reproduces_its_row_only_to_the_digits_the_csv_keeps():
-    b = _debiasing()
+def test_a_retrained_run_reproduces_its_row_only_to_the_digits_the_csv_keeps(bench_debiasing):
+    b = bench_debiasing
     recorded = pd.Series(dict(accuracy=0.98519, skin_gap=0.040278, pose_gap=0.047222, worst_group_rate=0.89583))
     row = dict(accuracy=0.985185185, skin_gap=0.0402777778, pose_gap=0.0472222222, worst_group_rate=0.895833333)
     assert b.reproduces(row, recorded)
     assert not b.reproduces({**row, "skin_gap": 0.0416666667}, recorded)  # one test face more missed
 
 
-def test_a_finished_run_is_recorded_before_a_slower_run_submitted_earlier_finishes(tmp_path, monkeypatch):
+def test_a_finished_run_is_recorded_before_a_slower_run_submitted_earlier_finishes(tmp_path, monkeypatch, bench_debiasing):
     """The docstring promises one row per run as soon as it finishes: a run that finishes while an earlier-submitted
     one is still training must be in the CSV then (rows were appended in submission order, so a killed benchmark lost
     every finished run queued behind a slow one)."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    b = _debiasing()
+    b = bench_debiasing
     monkeypatch.setattr(b, "RUNS", tmp_path / "runs.csv")
     monkeypatch.setattr(b, "CELLS", tmp_path / "cells.csv")
     cells = pd.DataFrame({"skin_group": ["darker"], "pose": ["profile"], "n_train_faces": [3], "rate": [0.5]})
@@ -168,10 +161,10 @@ def test_a_finished_run_is_recorded_before_a_slower_run_submitted_earlier_finish
     assert pd.read_csv(b.CELLS).method.tolist() == ["fast", "slow"]
 
 
-def test_a_composition_variant_trains_its_own_data_with_its_parents_options():
+def test_a_composition_variant_trains_its_own_data_with_its_parents_options(bench_debiasing):
     """skin-cos-darker6: 6% darker faces rendered under their own cache tag (never the default's folder), trained with
     skin-cos's cosine schedule; its intrinsic run uses the skin setting's balanced composition, as skin's does."""
-    b = _debiasing()
+    b = bench_debiasing
     shares, tag = b._composition("skin-cos-darker6", intrinsic=False)
     assert shares == {"darker_share": 0.06} and tag == "skin-darker_share0.06"
     assert b._composition("skin", intrinsic=False) == ({}, "skin")
@@ -180,13 +173,13 @@ def test_a_composition_variant_trains_its_own_data_with_its_parents_options():
     assert b._variant("skin-cos-darker6") == ("skin", {"lr_schedule": "cosine"})
 
 
-def test_cells_appends_a_retrained_runs_cells_only_when_it_reproduces_its_row(tmp_path, monkeypatch):
+def test_cells_appends_a_retrained_runs_cells_only_when_it_reproduces_its_row(tmp_path, monkeypatch, bench_debiasing):
     """`cells` retrains each recorded run that has no cells: seed 0's retrain gives its recorded metrics (cells
     appended), seed 1's misses one more darker face (nothing appended); seed 2 has no row (not retrained)."""
     import argparse
     from concurrent.futures import ThreadPoolExecutor
 
-    b = _debiasing()
+    b = bench_debiasing
     monkeypatch.setattr(b, "RUNS", tmp_path / "runs.csv")
     monkeypatch.setattr(b, "CELLS", tmp_path / "cells.csv")
     monkeypatch.setattr(b, "ProcessPoolExecutor", ThreadPoolExecutor)
@@ -227,11 +220,11 @@ def test_weights_diagnostic_spread_by_hand():
     assert s["ess"] == pytest.approx(1 / (p ** 2).sum() / 20)
 
 
-def test_closed_difference_is_exact_where_every_resample_closes_the_same_share():
+def test_closed_difference_is_exact_where_every_resample_closes_the_same_share(bench_debiasing):
     """Gaps proportional across seeds make every bootstrap resample close the same share: before, (s - m) / (s - i)
     = mean(1, 2) / mean(2, 4) = 1/2; after, mean(1.5, 3) / mean(2, 4) = 3/4. The difference is 1/4 with a
     degenerate interval; swapping the two negates it; identical triples give 0."""
-    bench = _debiasing()
+    bench = bench_debiasing
     s, i = [2.0, 4.0], [0.0, 0.0]
     before, after = ([1.0, 2.0], s, i), ([0.5, 1.0], s, i)
     est, lo, hi = bench.closed_difference(after, before, n_boot=200)
@@ -240,12 +233,12 @@ def test_closed_difference_is_exact_where_every_resample_closes_the_same_share()
     assert bench.closed_difference(before, before, n_boot=200) == (0.0, 0.0, 0.0)
 
 
-def test_closed_difference_pairs_the_resampled_seeds():
+def test_closed_difference_pairs_the_resampled_seeds(bench_debiasing):
     """Three seeds where the share closed varies by seed: the interval must come from resampling the *same* seeds
     in both settings. Recomputed here with a plain loop over the same generator draws."""
     import numpy as np
 
-    bench = _debiasing()
+    bench = bench_debiasing
     after = (np.array([0.5, 2.0, 1.0]), np.array([3.0, 4.0, 2.0]), np.array([0.0, 1.0, 0.5]))
     before = (np.array([2.0, 2.5, 1.5]), np.array([4.0, 3.0, 3.0]), np.array([1.0, 0.5, 0.0]))
     est, lo, hi = bench.closed_difference(after, before, n_boot=500, random_state=3)
@@ -256,11 +249,11 @@ def test_closed_difference_pairs_the_resampled_seeds():
     assert np.allclose([lo, hi], np.percentile(d, [2.5, 97.5]))
 
 
-def test_composition_table_compares_each_method_on_both_compositions_by_hand():
+def test_composition_table_compares_each_method_on_both_compositions_by_hand(bench_debiasing):
     """skin-cos -> skin-cos-darker6 on seeds 0-1 (seed 2 lacks `intrinsic` on the composition: left out). By hand,
     points: standard left 4, 6 -> 2, 2 (difference -2, -4); group-dro left 2, 2 -> 0.5, 0.5; shares closed
     (2 + 4) / (4 + 6) = 60% -> (1.5 + 1.5) / (2 + 2) = 75%."""
-    bench = _debiasing()
+    bench = bench_debiasing
     gaps = {("skin-cos", "standard"): [0.05, 0.07, 0.09], ("skin-cos", "intrinsic"): [0.01, 0.01, 0.01],
             ("skin-cos", "group-dro"): [0.03, 0.03, 0.03], ("skin-cos-darker6", "standard"): [0.03, 0.03, 0.03],
             ("skin-cos-darker6", "intrinsic"): [0.01, 0.01], ("skin-cos-darker6", "group-dro"): [0.015, 0.015, 0.0]}
@@ -280,10 +273,10 @@ def test_composition_table_compares_each_method_on_both_compositions_by_hand():
         " 60 [" in text
 
 
-def test_seeds_for_power_matches_the_one_sample_t_test_tables():
+def test_seeds_for_power_matches_the_one_sample_t_test_tables(bench_debiasing):
     """G*Power's one-sample t-test, two-sided alpha 0.05, power 0.8: d = 0.8 needs 15, d = 0.5 needs 34, d = 0.2
     needs 199 (Cohen 1988, Table 2.4.1, gives the same to within one)."""
-    bench = _debiasing()
+    bench = bench_debiasing
     assert bench.seeds_for_power(0.8) == 15
     assert bench.seeds_for_power(0.5) == 34
     assert bench.seeds_for_power(-0.5) == 34
@@ -291,12 +284,12 @@ def test_seeds_for_power_matches_the_one_sample_t_test_tables():
     assert bench.seeds_for_power(0.0) is None
 
 
-def test_pair_table_pairs_any_two_labels_by_seed_and_places_each_against_the_two_thirds_line():
+def test_pair_table_pairs_any_two_labels_by_seed_and_places_each_against_the_two_thirds_line(bench_debiasing):
     """balanced against a label that does not extend it, seeds 0-2 (seed 3 has no intrinsic: metric differences on
     4 seeds, shares on 3); every figure recomputed by hand."""
     from scipy import stats
 
-    bench = _debiasing()
+    bench = bench_debiasing
     gaps = {"standard": [0.08, 0.06, 0.07, 0.05], "intrinsic": [0.02, 0.00, 0.01],
             "balanced": [0.05, 0.03, 0.06, 0.04], "cluster x": [0.04, 0.04, 0.03, 0.01]}
     rows = [dict(setting="skin", method=m, seed=s, epochs=24, accuracy=0.98, worst_group_rate=0.9, skin_gap=g,
@@ -322,9 +315,9 @@ def test_pair_table_pairs_any_two_labels_by_seed_and_places_each_against_the_two
     assert "| balanced | 39% [" in text and "| cluster x | 56% [" in text
 
 
-def test_pooled_names_the_seeds_it_pooled_when_they_are_not_consecutive():
+def test_pooled_names_the_seeds_it_pooled_when_they_are_not_consecutive(bench_debiasing):
     """pooled over seeds 0-6, 8, 9 printed 'All seeds 0-9 pooled' (min-max), hiding that seed 7 was left out."""
-    bench = _debiasing()
+    bench = bench_debiasing
     assert bench.seed_span([0, 1, 2, 3, 4, 5, 6, 8, 9]) == "0, 1, 2, 3, 4, 5, 6, 8, 9"
     assert bench.seed_span(range(10)) == "0-9"
     assert bench.seed_span([5, 6]) == "5, 6"
@@ -346,10 +339,10 @@ def test_cluster_diagnostic_reads_clusters_back_as_groups_of_equal_weight():
     assert row["n_holding"] == 2                      # clusters with >= 10% of the darker faces: the first and third
 
 
-def test_pair_table_measures_the_share_closed_on_the_gap_of_the_setting():
+def test_pair_table_measures_the_share_closed_on_the_gap_of_the_setting(bench_debiasing):
     """On `pose` the share closed is of the frontal-profile gap. pair_table read `skin_gap` for every setting, so on
     `pose` it printed loss-resample closing 84% of the pose gap where it closed -2% (session 34)."""
-    bench = _debiasing()
+    bench = bench_debiasing
     pose = {"standard": 0.10, "intrinsic": 0.01, "x": 0.04}   # pose gap: 9 points of representation gap, x closes 6
     skin = {"standard": 0.02, "intrinsic": 0.00, "x": 0.02}   # skin gap: x closes nothing
     rows = [dict(setting=st, method=m, seed=s, epochs=24, accuracy=0.98, worst_group_rate=0.9,
@@ -361,12 +354,12 @@ def test_pair_table_measures_the_share_closed_on_the_gap_of_the_setting():
     assert abs(closed["skin-swa"] - 0.0) < 1e-9    # the skin gap on a variant of `skin`
 
 
-def test_run_plans_a_named_label_on_pose_even_if_pose_does_not_run_it_by_default():
+def test_run_plans_a_named_label_on_pose_even_if_pose_does_not_run_it_by_default(bench_debiasing):
     """`run --settings pose --methods LABEL` with a label outside pose's default list planned nothing ("0 runs to
     do"); a named label now runs where it is asked to, and the defaults are unchanged."""
     import argparse
 
-    bench = _debiasing()
+    bench = bench_debiasing
     label = "dbvae center ess0.1 frozen cluster-dro resample fixed"
     assert label not in bench.POSE_METHODS
     a = argparse.Namespace(settings=["pose"], seeds=[0, 1], methods=[label, "intrinsic"], long_seeds=[],
@@ -377,10 +370,10 @@ def test_run_plans_a_named_label_on_pose_even_if_pose_does_not_run_it_by_default
     assert [j["method"] for j in bench.plan(a) if j["seed"] == 0] == [*bench.POSE_METHODS, "intrinsic"]
 
 
-def test_pair_table_measures_shares_against_the_references_given():
+def test_pair_table_measures_shares_against_the_references_given(bench_debiasing):
     """Labels trained with SAM on `skin` against `standard sam` and the `intrinsic` of a variant setting trained with
     SAM: the shares use those references, by hand, not the setting's own `standard` and `intrinsic`."""
-    bench = _debiasing()
+    bench = bench_debiasing
     skin = {"standard": [0.08, 0.06, 0.07], "intrinsic": [0.02, 0.00, 0.01],
             "standard sam": [0.05, 0.04, 0.03], "x sam": [0.02, 0.03, 0.01]}
     rows = [dict(setting="skin", method=m, seed=s, epochs=24, accuracy=0.98, worst_group_rate=0.9, skin_gap=g,
@@ -398,12 +391,12 @@ def test_pair_table_measures_shares_against_the_references_given():
     assert abs(out.set_index("metric").loc["closed:x sam", "diff"] - 15 / 3 / 6) < 1e-9
 
 
-def test_pair_references_refuse_a_setting_whose_intrinsic_ran_at_another_length(monkeypatch, capsys):
+def test_pair_references_refuse_a_setting_whose_intrinsic_ran_at_another_length(monkeypatch, capsys, bench_debiasing):
     """`pair --epochs 6 --references X S` where S's `intrinsic` ran only at 24 epochs: exit 2 naming the setting and
     the length (it printed a table saying the references ran on fewer than 2 seeds)."""
     import argparse
 
-    bench = _debiasing()
+    bench = bench_debiasing
     rows = [dict(setting=st, method=m, seed=s, epochs=e, accuracy=0.98, worst_group_rate=0.9, skin_gap=0.05,
                  pose_gap=0.05, n_train=20_000)
             for st, m, e in (("skin", "standard", 6), ("skin", "x", 6), ("skin-sam", "intrinsic", 24))
