@@ -558,6 +558,12 @@ METHODS = {
     # with it, seeds 0-4, then 5-9. Prediction written before any run: (S24) over seeds 0-4 the smoothed DB-VAE with
     # SAM 0.1 is within noise of itself with 0.05 on the gap (paired interval includes 0), closes 45-80%; `standard
     # sam0.1` narrows `standard sam0.05`'s gap in point estimate; neither's accuracy below its 0.05 version beyond noise.
+    # Outcome (session 41): (S24) held in every part, and the larger radius does not help: over seeds 0-4 the smoothed
+    # DB-VAE with SAM 0.1 closes 53% [45, 61] (64% [51, 77] with 0.05; share -12 [-27, +1] points), its gap 2.4 -> 3.2
+    # (+0.7 [-0.7, +2.2]) and +0.9 [+0.1, +1.6] points above the 2/3 line; accuracy -0.2 [-0.6, +0.2]. `standard
+    # sam0.1` narrows `standard sam0.05`'s gap in point estimate only, 3.8 -> 3.4 (-0.3 [-1.3, +0.6]), 49% [37, 68]
+    # closed against 43% [31, 58]; accuracy +0.1 [-0.1, +0.2]. With 0.1 the DB-VAE is level with SAM 0.1 alone (gap
+    # -0.3 [-1.9, +1.4]). Seeds 5-9 not run: the radius was the lever, and it moves the DB-VAE the wrong way.
     "standard sam0.1": dict(method="standard", sam_rho=0.1),
     "dbvae center ess0.1 frozen smooth50 sam0.1": dict(SMOOTH50, sam_rho=0.1),
     "dbvae center ess0.1 frozen cluster-dro resample fixed eta0.03": {**CLUSTER_DRO_RESAMPLE, "dro_eta": 0.03},
