@@ -549,6 +549,11 @@ METHODS = {
     # epochs it closes 45-80% of the representation gap; it narrows `balanced`'s gap in point estimate; its gap is
     # within noise of Group DRO with SAM's (paired interval includes 0); its accuracy is not below `balanced`'s beyond
     # noise.
+    # Outcome (session 41): (S25) held in every part: over seeds 0-9 at 24 epochs `balanced sam0.05` closes 69% [59, 78]
+    # (its gap -0.2 [-0.8, +0.5] points from the 2/3 line); `balanced`'s gap 3.5 -> 2.3 (-1.3 [-2.9, +0.4]); against
+    # Group DRO with SAM gap -0.1 [-0.7, +0.5], accuracy +0.1 [-0.0, +0.2], worst group +0.3 [-1.5, +2.1]; accuracy
+    # +0.7 [+0.4, +1.1] and worst group +4.5 [+2.3, +6.7] over `balanced`. The smoothed DB-VAE with SAM against it:
+    # gap +0.5 [-0.4, +1.4], worst group -1.7 [-3.9, +0.6], accuracy -0.3 [-0.6, +0.1].
     "balanced sam0.05": dict(method="balanced", sam_rho=0.05),
     "dbvae center ess0.1 frozen cluster-dro resample fixed sam0.05": {**CLUSTER_DRO_RESAMPLE, "sam_rho": 0.05},
     "standard sam0.05": dict(method="standard", sam_rho=0.05),
