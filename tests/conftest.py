@@ -28,13 +28,22 @@ def ppb_sample():
 
 
 @pytest.fixture(scope="session")
-def bench_debiasing():
-    """`benchmarks/debiasing.py` loaded as a module (benchmarks/ is not a package)."""
+def load_benchmark():
+    """Load `benchmarks/<name>.py` as a module (benchmarks/ is not a package): `load_benchmark("debiasing")`."""
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location(
-        "bench_debiasing", Path(__file__).resolve().parents[1] / "benchmarks" / "debiasing.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    def load(name):
+        spec = importlib.util.spec_from_file_location(
+            f"bench_{name}", Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def bench_debiasing(load_benchmark):
+    """`benchmarks/debiasing.py` loaded once for the session (tests change it only through `monkeypatch`)."""
+    return load_benchmark("debiasing")

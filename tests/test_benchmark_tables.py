@@ -1,12 +1,7 @@
 """The benchmark's markdown table must say how many seeds each row is over (a method that ran on fewer seeds than
 the others was printed under the others' seed count)."""
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_markdown_names_the_seed_count_of_a_method_with_fewer_seeds(bench_debiasing):
@@ -203,11 +198,9 @@ def test_cells_appends_a_retrained_runs_cells_only_when_it_reproduces_its_row(tm
     assert written.seed.tolist() == [0] and written.rate.tolist() == [0.5]
 
 
-def test_weights_diagnostic_spread_by_hand():
+def test_weights_diagnostic_spread_by_hand(load_benchmark):
     """20 faces, 10 of them darker: darker mass 0.6, one darker face holding 0.15 of it, the rest 0.05 each."""
-    spec = importlib.util.spec_from_file_location("bench_weights", ROOT / "benchmarks" / "weights_diagnostic.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("weights_diagnostic")
     import numpy as np
 
     faces = pd.DataFrame({"skin_group": ["darker"] * 10 + ["lighter"] * 10})
@@ -323,12 +316,10 @@ def test_pooled_names_the_seeds_it_pooled_when_they_are_not_consecutive(bench_de
     assert bench.seed_span([5, 6]) == "5, 6"
 
 
-def test_cluster_diagnostic_reads_clusters_back_as_groups_of_equal_weight():
+def test_cluster_diagnostic_reads_clusters_back_as_groups_of_equal_weight(load_benchmark):
     """Three clusters of 4, 3 and 3 faces, each face of a cluster with the cluster's one weight (0.05, 0.1, 0.1/3):
     the darker faces (4: 3 in the first cluster, 1 in the third) counted by hand."""
-    spec = importlib.util.spec_from_file_location("bench_clusters", ROOT / "benchmarks" / "cluster_diagnostic.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("cluster_diagnostic")
     p = [0.05] * 4 + [0.1] * 3 + [0.1 / 3] * 3
     skin = ["darker", "darker", "lighter", "darker", "lighter", "medium", "lighter", "medium", "darker", "lighter"]
     row = mod.composition(pd.Series(p).to_numpy(), pd.DataFrame({"skin_group": skin}))
