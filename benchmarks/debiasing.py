@@ -585,7 +585,7 @@ METHODS = {
     # Outcome (session 42): (S26) held in every part. Over seeds 0-19 at 24 epochs the smoothed DB-VAE with SAM closes
     # 56% [44, 67] (seeds 10-19 alone: 53% [32, 68]); its gap is +0.8 [-0.1, +1.7] points above the 2/3 line, so it
     # neither reaches the line nor falls short of it beyond noise (49 seeds would be needed for 80% power); accuracy
-    # +0.9 [+0.5, +1.2] over `standard`; against `standard sam0.05` gap -0.1 [-1.2, +0.9], share -1 [-14, +12] points,
+    # +0.9 [+0.5, +1.2] over `standard`; against `standard sam0.05` gap -0.1 [-1.2, +0.9], share +1 [-12, +14] points,
     # accuracy -0.1 [-0.4, +0.1], worst group -0.5 [-2.8, +1.7], frontal-profile gap +1.0 [+0.1, +1.9] (wider beyond
     # noise). `standard sam0.05` over the same 20 seeds closes 55% [46, 63], +0.9 [+0.2, +1.6] above the line.
     "standard sam0.1": dict(method="standard", sam_rho=0.1),
