@@ -561,6 +561,11 @@ METHODS = {
     # (its above-the-line interval includes 0); the smoothed DB-VAE with SAM against it: gap and accuracy within noise
     # (paired intervals include 0), worst group within 3 points beyond noise (the lower end of the paired interval
     # above -3).
+    # Outcome (session 42): (S27) held for `balanced` and failed against the DB-VAE. Over seeds 0-19 `balanced sam0.05`
+    # closes 67% [58, 75] (-0.0 [-0.7, +0.7] points from the 2/3 line; seeds 10-19 alone: 66% [51, 77]). The smoothed
+    # DB-VAE with SAM falls behind it beyond noise on all three: gap +0.8 [+0.0, +1.6], accuracy -0.3 [-0.5, -0.1],
+    # worst group -2.4 [-4.2, -0.6] (lower end below -3); share -11 [-20, -2] points, frontal-profile gap +1.5 [+0.6,
+    # +2.4]. Against `standard sam0.05`, `balanced sam0.05`'s gap is -0.9 [-1.9, +0.0], share +12 [+0, +23] points.
     "balanced sam0.05": dict(method="balanced", sam_rho=0.05),
     "dbvae center ess0.1 frozen cluster-dro resample fixed sam0.05": {**CLUSTER_DRO_RESAMPLE, "sam_rho": 0.05},
     "standard sam0.05": dict(method="standard", sam_rho=0.05),
