@@ -415,6 +415,10 @@ def train(
                                   "with no labels, as much as the best label-free reweighting, and added nothing "
                                   "beyond noise on top of it; at 6 epochs it lifted the DB-VAE from 57-65% to "
                                   "78-85% of the gap closed (the demo trains with it; README)."),
+    weights_from: str = typer.Option("", help="--method standard: draw the faces by the sampling weights another "
+                                     "run saved (its folder or sampling_weights.csv), matched by image; e.g. a "
+                                     "DB-VAE's, to debias a plain classifier without labels and without the VAE loss "
+                                     "on its encoder. '' = off."),
     balance_by: str = typer.Option("skin_group", help="Labelled groups for --method balanced and group-dro."),
     balance_power: float = typer.Option(1.0, help="balanced: p ~ n_group^-power (1 equal mass, 0.5 tempered)."),
     dro_eta: float = typer.Option(0.01, help="group-dro and --latent-dro: step size of the online group weights "

@@ -193,6 +193,11 @@ class TrainConfig:
     # loss leaves the minority classes' loss at a saddle point and that SAM on the reweighted loss lifts their test
     # accuracy. For the DRO methods the second pass weights the groups with the first pass's DRO weights. 0 = off
     sam_rho: float = 0.0
+    # a run folder (or its sampling_weights.csv) whose saved face sampling weights p this run draws its faces by,
+    # matched by image: with method='standard', a plain classifier debiased by another model's weights, e.g. a
+    # DB-VAE's (its latent's rare regions, no labels), without the DB-VAE's reconstruction loss on the detector's own
+    # encoder. The weights are read once and kept. '' = off
+    weights_from: str = ""
     # labelled references
     balance_by: tuple[str, ...] = ("skin_group",)  # groups for method=balanced and group-dro
     balance_power: float = 1.0  # balanced: p_i ~ n_g^-power; 1 equal group mass, 0.5 a tempered balance
@@ -270,6 +275,9 @@ class TrainConfig:
                              f"{self.method!r}; use it with dbvae, balanced, group-dro, jtt or loss-resample.")
         if self.smooth_k < 0:
             raise ValueError(f"`smooth_k`={self.smooth_k} must be >= 0.")
+        if self.weights_from and self.method != "standard":
+            raise ValueError(f"`weights_from` gives a plain classifier the face weights another run saved; use it with "
+                             f"`method`='standard', not {self.method!r} (which chooses its own weights).")
         if self.max_weight and not self.max_weight >= 1:
             raise ValueError(f"`max_weight`={self.max_weight} must be 0 (off) or at least 1 (1 = uniform sampling).")
         if self.max_weight and self.method != "dbvae":

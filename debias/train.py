@@ -446,7 +446,44 @@ class _Labelled:
     names: tuple = ()
 
 
+def read_face_weights(path: str | Path, face_frame: pd.DataFrame) -> np.ndarray:
+    """The face sampling weights a run saved (``path``: its folder or its sampling_weights.csv, columns image and p),
+    in the order of ``face_frame`` (the training faces of this run, matched by ``image``), normalised to sum to 1.
+    Raises TrainingError, naming the file and what to do, when they do not fit these faces."""
+    f = Path(path)
+    f = f / "sampling_weights.csv" if f.is_dir() else f
+    if not f.is_file():
+        raise TrainingError(f"`weights_from`: {f} does not exist; give a debias run folder (it holds "
+                            f"sampling_weights.csv) or the CSV itself.")
+    w = pd.read_csv(f)
+    if not {"image", "p"} <= set(w.columns):
+        raise TrainingError(f"`weights_from`: {f} has no 'image' and 'p' columns; it must be a run's "
+                            f"sampling_weights.csv.")
+    p = pd.to_numeric(w["p"], errors="coerce").to_numpy(np.float64)
+    bad = np.flatnonzero(~np.isfinite(p) | (p < 0))
+    if len(bad) or w["image"].duplicated().any() or not p.sum() > 0:
+        what = (f"row {bad[0] + 2} has p={w['p'].iloc[bad[0]]} (must be a number >= 0)" if len(bad) else
+                f"image {w['image'][w['image'].duplicated()].iloc[0]} appears twice" if w["image"].duplicated().any()
+                else "its weights sum to 0")
+        raise TrainingError(f"`weights_from`: {f}: {what}.")
+    by_image = pd.Series(p, index=w["image"].to_numpy())
+    missing = face_frame["image"][~face_frame["image"].isin(by_image.index)]
+    extra = len(by_image) - (len(face_frame) - len(missing))
+    if len(missing) or extra:
+        raise TrainingError(f"`weights_from`: {f} holds weights for {len(by_image)} faces, and this run trains on "
+                            f"{len(face_frame)} ({len(missing)} of them without a weight"
+                            + (f", e.g. image {missing.iloc[0]}" if len(missing) else "") + f", {extra} weights for "
+                            f"images it does not train on). Use a run trained on the same data, split and "
+                            f"`max_train`.")
+    q = by_image.loc[face_frame["image"].to_numpy()].to_numpy()
+    return q / q.sum()
+
+
 def _labelled(cfg: TrainConfig, ts: TrainSet, log: Callable[[str], None]) -> _Labelled:
+    if cfg.weights_from:
+        p = read_face_weights(cfg.weights_from, ts.face_frame)
+        log(f"faces drawn by the weights of {cfg.weights_from} (ESS {ess_fraction(p):.3f} of the faces)")
+        return _Labelled(p)
     if cfg.method not in ("balanced", "group-dro"):
         return _Labelled()
     keys = group_keys(ts.face_frame, cfg.balance_by)  # fails early on a missing column
@@ -771,7 +808,7 @@ def _epoch_batches(cfg: TrainConfig, ts: TrainSet, st: _State, lab: _Labelled, e
     if cfg.dro_resample and lab.dro is not None:  # each face group's mass ~ its DRO weight at the epoch's start
         p_face = _guarded(cluster_balanced_weights(lab.groups[ts.face_pos], cfg.min_ess, mass=lab.dro.q[:-1]), cfg,
                           epoch, log)
-    if cfg.method == "standard" or (cfg.method == "jtt" and st.jtt_err is None):
+    if (cfg.method == "standard" and not cfg.weights_from) or (cfg.method == "jtt" and st.jtt_err is None):
         perm = np.random.default_rng([cfg.seed, epoch, 7]).permutation(len(ts.ds))
         return [perm[i:i + cfg.batch_size] for i in range(0, n_batches * cfg.batch_size, cfg.batch_size)], p_face, 0.0
     return BatchPlan(ts.face_pos, p_face, ts.nonface_pos, batch_size=cfg.batch_size, face_ratio=cfg.face_ratio,

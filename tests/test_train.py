@@ -1218,3 +1218,53 @@ def test_keep_best_without_a_validation_split_says_so(tiny_synth, tmp_path):
     r = CliRunner().invoke(app, ["train", str(data), "--out", str(tmp_path / "r"), "--epochs", "2", "--max-train",
                                  "64", "--keep", "best"])
     assert r.exit_code == 2 and "val" in r.output and "keep" in r.output and "Traceback" not in r.output, r.output
+
+
+def test_weights_from_draws_a_plain_classifiers_faces_by_another_runs_weights(tiny_synth, tmp_path):
+    # the first run's weights, rewritten by hand: all the mass on three darker faces, rows shuffled
+    fit(tiny_synth, TrainConfig(method="dbvae", **FAST), tmp_path / "first")
+    w = pd.read_csv(tmp_path / "first" / "sampling_weights.csv")
+    chosen = w.index[w.skin_group == "darker"][:3]
+    w["p"] = 0.0
+    w.loc[chosen, "p"] = [2.0, 1.0, 1.0]  # normalised to 0.5, 0.25, 0.25
+    w.sample(frac=1.0, random_state=0).to_csv(tmp_path / "hand.csv", index=False)
+    hist = fit(tiny_synth, TrainConfig(method="standard", weights_from=str(tmp_path / "hand.csv"), **FAST),
+               tmp_path / "second")
+    got = pd.read_csv(tmp_path / "second" / "sampling_weights.csv")
+    assert got["image"].tolist() == w["image"].tolist()  # back in the training faces' order
+    assert got["p"].to_numpy() == pytest.approx(np.where(w.index.isin(chosen), w["p"] / 4, 0.0), abs=1e-6)
+    assert hist["mass[skin_group=darker]"].tolist() == pytest.approx([1.0, 1.0])  # every epoch, from the first
+    assert hist["ess"].iloc[0] == pytest.approx(1.0 ** 2 / (0.5 ** 2 + 2 * 0.25 ** 2) / len(w))
+    # a run folder works as well as its CSV, and uniform weights give the same mass as the data
+    w["p"] = 1.0
+    w.to_csv(tmp_path / "first" / "sampling_weights.csv", index=False)
+    hist = fit(tiny_synth, TrainConfig(method="standard", weights_from=str(tmp_path / "first"), **FAST),
+               tmp_path / "third")
+    assert hist["mass[skin_group=darker]"].iloc[0] == pytest.approx((w.skin_group == "darker").mean(), abs=1e-6)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda w: w.drop(columns="p"), "no 'image' and 'p' columns"),
+    (lambda w: w.assign(p=w.p.where(w.index != 4, -1.0)), "row 6 has p=-1.0"),
+    (lambda w: w.iloc[1:], "1 of them without a weight"),
+    (lambda w: pd.concat([w, w.iloc[:1].assign(image=10**6)]), "1 weights for images it does not train on"),
+    (lambda w: w.assign(p=0.0), "sum to 0"),
+])
+def test_weights_from_refuses_weights_that_do_not_fit_the_run_with_exit_2(tiny_synth, tmp_path, edit, message):
+    fit(tiny_synth, TrainConfig(method="standard", **{**FAST, "epochs": 1}), tmp_path / "first")
+    edit(pd.read_csv(tmp_path / "first" / "sampling_weights.csv")).to_csv(tmp_path / "w.csv", index=False)
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "run"), "--method", "standard", "--weights-from",
+                                 str(tmp_path / "w.csv"), "--epochs", "1", "--max-train", "256", "--width", "4",
+                                 "--no-compile"])
+    out = " ".join(r.output.split())  # rich wraps the message
+    assert r.exit_code == 2, r.output
+    assert message in out and str(tmp_path / "w.csv") in out and "Traceback" not in out
+
+
+def test_weights_from_is_refused_for_methods_that_choose_their_own_weights_and_missing_files(tiny_synth, tmp_path):
+    with pytest.raises(ValueError, match="use it with `method`='standard', not 'dbvae'"):
+        TrainConfig(method="dbvae", weights_from="runs/x")
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "run"), "--method", "standard", "--weights-from",
+                                 str(tmp_path / "nowhere"), "--epochs", "1", "--no-compile"])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 2 and f"{tmp_path / 'nowhere'} does not exist" in out and "Traceback" not in out
