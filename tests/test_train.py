@@ -1221,8 +1221,14 @@ def test_keep_best_without_a_validation_split_says_so(tiny_synth, tmp_path):
 
 
 def test_weights_from_draws_a_plain_classifiers_faces_by_another_runs_weights(tiny_synth, tmp_path):
-    # the first run's weights, rewritten by hand: all the mass on three darker faces, rows shuffled
-    fit(tiny_synth, TrainConfig(method="dbvae", **FAST), tmp_path / "first")
+    cfg = TrainConfig(method="dbvae", refresh_weights=False, **{**FAST, "epochs": 3})
+    fit(tiny_synth, cfg, tmp_path / "first")
+    # the README's recipe: a frozen DB-VAE trained 2 epochs saves the very weights its longer run samples by
+    fit(tiny_synth, dataclasses.replace(cfg, epochs=2), tmp_path / "short")
+    short = pd.read_csv(tmp_path / "short" / "sampling_weights.csv")
+    first = pd.read_csv(tmp_path / "first" / "sampling_weights.csv")
+    assert short["p"].std() > 0 and short["p"].tolist() == first["p"].tolist()
+    # its weights, rewritten by hand: all the mass on three darker faces, rows shuffled
     w = pd.read_csv(tmp_path / "first" / "sampling_weights.csv")
     chosen = w.index[w.skin_group == "darker"][:3]
     w["p"] = 0.0
@@ -1253,9 +1259,9 @@ def test_weights_from_draws_a_plain_classifiers_faces_by_another_runs_weights(ti
 def test_weights_from_refuses_weights_that_do_not_fit_the_run_with_exit_2(tiny_synth, tmp_path, edit, message):
     fit(tiny_synth, TrainConfig(method="standard", **{**FAST, "epochs": 1}), tmp_path / "first")
     edit(pd.read_csv(tmp_path / "first" / "sampling_weights.csv")).to_csv(tmp_path / "w.csv", index=False)
-    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "run"), "--method", "standard", "--weights-from",
-                                 str(tmp_path / "w.csv"), "--epochs", "1", "--max-train", "256", "--width", "4",
-                                 "--no-compile"])
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "run"), "--method", "standard",
+                                 "--weights-from", str(tmp_path / "w.csv"), "--epochs", "1", "--max-train", "256",
+                                 "--width", "4", "--no-compile"])
     out = " ".join(r.output.split())  # rich wraps the message
     assert r.exit_code == 2, r.output
     assert message in out and str(tmp_path / "w.csv") in out and "Traceback" not in out
@@ -1264,7 +1270,7 @@ def test_weights_from_refuses_weights_that_do_not_fit_the_run_with_exit_2(tiny_s
 def test_weights_from_is_refused_for_methods_that_choose_their_own_weights_and_missing_files(tiny_synth, tmp_path):
     with pytest.raises(ValueError, match="use it with `method`='standard', not 'dbvae'"):
         TrainConfig(method="dbvae", weights_from="runs/x")
-    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "run"), "--method", "standard", "--weights-from",
-                                 str(tmp_path / "nowhere"), "--epochs", "1", "--no-compile"])
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "run"), "--method", "standard",
+                                 "--weights-from", str(tmp_path / "nowhere"), "--epochs", "1", "--no-compile"])
     out = " ".join(r.output.split())
     assert r.exit_code == 2 and f"{tmp_path / 'nowhere'} does not exist" in out and "Traceback" not in out
