@@ -635,6 +635,11 @@ METHODS = {
 # sam0.05`'s in point estimate; (5) its mass on darker faces equals the DB-VAE with SAM's row to 3 decimals.
 # Seeds 10-19 are queued behind seeds 0-9 (before any result was read), so that it pairs with the smoothed DB-VAE
 # with SAM, `balanced sam0.05` and `standard sam0.05` over the same 20 seeds; S28 is judged on every seed done.
+# Outcome on seeds 0-9 (session 43): (S28) held in every part. It closes 75% [68, 80] (-0.5 [-0.9, -0.0] points from
+# the 2/3 line); against the smoothed DB-VAE with SAM gap 2.8 -> 2.0 (-0.8 [-1.3, -0.3]), accuracy +0.2 [-0.0, +0.5],
+# worst group +1.8 [+0.3, +3.3]; against `balanced sam0.05` gap -0.3 [-1.0, +0.3], accuracy -0.0 [-0.2, +0.1];
+# against `standard sam0.05` gap -1.3 [-2.1, -0.6], accuracy +0.1 [-0.0, +0.2]; mass on darker faces equal to the
+# DB-VAE's row on every seed (0.17-0.32).
 WEIGHTS_FROM = {"standard sam0.05 dbvae-weights": ("dbvae center ess0.1 frozen smooth50 sam0.05", 2)}
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
 BALANCE_BY = {"skin": ("skin_group",), "pose": ("pose",)}
