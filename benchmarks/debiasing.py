@@ -640,6 +640,16 @@ METHODS = {
 # worst group +1.8 [+0.3, +3.3]; against `balanced sam0.05` gap -0.3 [-1.0, +0.3], accuracy -0.0 [-0.2, +0.1];
 # against `standard sam0.05` gap -1.3 [-2.1, -0.6], accuracy +0.1 [-0.0, +0.2]; mass on darker faces equal to the
 # DB-VAE's row on every seed (0.17-0.32).
+# Outcome over seeds 0-19 (session 44): (S28) held in parts (1)-(4) and failed in (5) on seeds 10-19. It closes 74%
+# [66, 80] (seeds 10-19 alone: 73% [61, 82]), its gap -0.5 [-1.1, +0.1] points from the 2/3 line (beyond it in point
+# estimate, not beyond noise over 20 seeds); against the smoothed DB-VAE with SAM gap 3.7 -> 2.4 (-1.3 [-2.0, -0.6]),
+# accuracy +0.3 [+0.1, +0.5], worst group +2.9 [+1.3, +4.5]; against `balanced sam0.05` gap -0.5 [-1.0, +0.1],
+# accuracy +0.0 [-0.1, +0.1], worst group +0.5 [-0.9, +1.9]; against `standard sam0.05` gap -1.4 [-2.2, -0.7],
+# accuracy +0.2 [+0.0, +0.3]. (5) failed on seeds 10-19: their two-stage runs ran on the host this session restarted
+# on, which does not reproduce the earlier rows (a 2-epoch DB-VAE on seed 0 gives mass 0.2888 on darker faces here,
+# 0.2765 recorded, same code and same training cells), so their first stage's weights differ from the 24-epoch
+# DB-VAE rows' (mass on darker 0.18-0.34 against 0.18-0.34, differences -0.049 to +0.034): seeds 10-19 pair by
+# design and data, not by the very same weights.
 # Session 44, queued behind seeds 10-19: the same two-stage label at the demo's budget, 6 epochs, seeds 0-9, where
 # the smoothed DB-VAE with SAM closes 85% [78, 94], `standard sam0.05` 33% [11, 51] and `balanced sam0.05` 91% [84,
 # 99]: does the recipe the README gives for convergence also hold at a short budget, where the VAE loss has had
