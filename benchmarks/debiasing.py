@@ -645,8 +645,8 @@ METHODS = {
 # estimate, not beyond noise over 20 seeds); against the smoothed DB-VAE with SAM gap 3.7 -> 2.4 (-1.3 [-2.0, -0.6]),
 # accuracy +0.3 [+0.1, +0.5], worst group +2.9 [+1.3, +4.5]; against `balanced sam0.05` gap -0.5 [-1.0, +0.1],
 # accuracy +0.0 [-0.1, +0.1], worst group +0.5 [-0.9, +1.9]; against `standard sam0.05` gap -1.4 [-2.2, -0.7],
-# accuracy +0.2 [+0.0, +0.3]. (5) failed on seeds 10-19: their two-stage runs ran on the host this session restarted
-# on, which does not reproduce the earlier rows (a 2-epoch DB-VAE on seed 0 gives mass 0.2888 on darker faces here,
+# accuracy +0.2 [+0.0, +0.3]. (5) failed on seeds 10-19: their two-stage runs ran after this session's restart (a new
+# host and a rebuilt `.venv`, same pinned torch), which does not reproduce the earlier rows (a 2-epoch DB-VAE on seed 0 gives mass 0.2888 on darker faces here,
 # 0.2765 recorded, same code and same training cells), so their first stage's weights differ from the 24-epoch
 # DB-VAE rows' (mass on darker 0.18-0.34 against 0.18-0.34, differences -0.049 to +0.034): seeds 10-19 pair by
 # design and data, not by the very same weights.
