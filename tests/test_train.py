@@ -1108,8 +1108,8 @@ def _val_worst_group_loss(data, run, groups_of):
 def test_keep_best_saves_the_epoch_whose_worst_validation_group_has_the_lowest_loss(tiny_synth, tmp_path, method):
     """Runs of 1..4 epochs give the weights after each epoch (training is deterministic); the worst group's
     validation loss of each, computed here with scikit-learn over faces and non-faces (standard) or the skin groups
-    and non-faces (group-dro), picks the epoch; `keep` best over 4 epochs saves exactly that run's weights, and a run
-    cut in its last epoch and resumed saves the same."""
+    and non-faces (group-dro), picks the epoch; `keep` best over 2-4 epochs saves exactly that run's weights, and a
+    run cut in its last epoch and resumed saves the same."""
     fast = {**FAST, "method": method, "lr": 3e-3}
 
     def groups_of(frame):
@@ -1120,17 +1120,20 @@ def test_keep_best_saves_the_epoch_whose_worst_validation_group_has_the_lowest_l
 
     losses = [_val_worst_group_loss(tiny_synth, _fit_to(tiny_synth, TrainConfig(**{**fast, "epochs": e}),
                                                          tmp_path / f"e{e}"), groups_of) for e in (1, 2, 3, 4)]
-    cfg = TrainConfig(**{**fast, "epochs": 4, "keep": "best"})
+    # the longest run (2-4 epochs) whose best epoch is not its last, so that `keep` best differs from the last
+    # epoch's weights; which it is depends on the host's float trajectory (on one host the 4th epoch was the best)
+    n = max((k for k in (2, 3, 4) if np.argmin(losses[:k]) < k - 1), default=0)
+    assert n, f"the test needs a best epoch before the last in a run of 2-4 epochs: {losses}"
+    cfg = TrainConfig(**{**fast, "epochs": n, "keep": "best"})
     logs = []
     hist = fit(tiny_synth, cfg, tmp_path / "best", log=logs.append)
-    assert hist["val_worst_group_loss"].to_numpy() == pytest.approx(losses, rel=1e-4)
-    e = int(np.argmin(losses)) + 1
-    assert e < 4, f"the test needs a best epoch before the last: {losses}"
+    assert hist["val_worst_group_loss"].to_numpy() == pytest.approx(losses[:n], rel=1e-4)
+    e = int(np.argmin(losses[:n])) + 1
     best, want = _state(tmp_path / "best"), _state(tmp_path / f"e{e}")
     assert all(torch.equal(best[k], want[k]) for k in want)
-    assert any(f"weights of epoch {e} of 4" in m for m in logs)
+    assert any(f"weights of epoch {e} of {n}" in m for m in logs)
     with pytest.raises(KeyboardInterrupt):
-        fit(tiny_synth, cfg, tmp_path / "cut", progress=_killer(3 * 8 + 3))
+        fit(tiny_synth, cfg, tmp_path / "cut", progress=_killer((n - 1) * 8 + 3))
     fit(tiny_synth, cfg, tmp_path / "cut", resume=True)
     cut = _state(tmp_path / "cut")
     assert all(torch.equal(cut[k], want[k]) for k in want)
@@ -1255,6 +1258,7 @@ def test_weights_from_draws_a_plain_classifiers_faces_by_another_runs_weights(ti
     (lambda w: w.iloc[1:], "1 of them without a weight"),
     (lambda w: pd.concat([w, w.iloc[:1].assign(image=10**6)]), "1 weights for images it does not train on"),
     (lambda w: w.assign(p=0.0), "sum to 0"),
+    (lambda w: pd.concat([w, w.iloc[2:3]]), "appears twice"),
 ])
 def test_weights_from_refuses_weights_that_do_not_fit_the_run_with_exit_2(tiny_synth, tmp_path, edit, message):
     fit(tiny_synth, TrainConfig(method="standard", **{**FAST, "epochs": 1}), tmp_path / "first")
