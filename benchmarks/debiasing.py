@@ -657,6 +657,14 @@ METHODS = {
 # seed: (1) it closes 65-95% of the representation gap; (2) its gap and accuracy are within noise of the smoothed
 # DB-VAE with SAM's (paired intervals include 0); (3) its gap is narrower than `standard sam0.05`'s beyond noise;
 # (4) its mass on darker faces equals the 6-epoch DB-VAE with SAM row's to 3 decimals on each seed.
+# Outcome (session 44): (S29) held in parts (1)-(3) and failed in (4). It closes 83% [72, 96] at 6 epochs (its gap
+# -3.4 [-6.1, -0.8] points from the 2/3 line); against the smoothed DB-VAE with SAM gap 3.7 -> 4.2 (+0.5 [-1.4,
+# +2.4]), accuracy -0.1 [-0.7, +0.4], worst group -1.3 [-3.5, +1.0], share -2 [-10, +5] points; against `standard
+# sam0.05` gap -10.5 [-15.1, -5.9]. Against `balanced sam0.05` it trails on accuracy (-1.0 [-1.4, -0.6]) and worst
+# group (-8.0 [-10.3, -5.7]), as the DB-VAE does. (4) failed on every seed, for the reason S28's (5) failed on seeds
+# 10-19: these runs ran on the host this session restarted on (seed 0's first stage gives 0.2888, the recorded
+# DB-VAE rows 0.2765; mass on darker 0.21-0.31 against 0.17-0.32). So at the demo's budget the two-stage recipe is
+# level with the DB-VAE, at convergence ahead of it.
 WEIGHTS_FROM = {"standard sam0.05 dbvae-weights": ("dbvae center ess0.1 frozen smooth50 sam0.05", 2)}
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
 BALANCE_BY = {"skin": ("skin_group",), "pose": ("pose",)}
