@@ -437,8 +437,9 @@ def load_train_set(data: Path, cfg: TrainConfig) -> TrainSet:
 
 @dataclasses.dataclass
 class _Labelled:
-    """Face weights and Group DRO's groups: from the labels (balanced, group-dro), or from the DB-VAE's latent
-    clusters once they are found (dbvae with ``latent_dro``)."""
+    """Face weights and Group DRO's groups: from the labels (balanced, group-dro), from another run's saved weights
+    (standard with ``weights_from``), or from the DB-VAE's latent clusters once they are found (dbvae with
+    ``latent_dro``)."""
 
     p_face: np.ndarray | None = None
     groups: np.ndarray | None = None  # (n,) group code of every training image; non-faces the last
@@ -461,11 +462,14 @@ def read_face_weights(path: str | Path, face_frame: pd.DataFrame) -> np.ndarray:
                             f"sampling_weights.csv.")
     p = pd.to_numeric(w["p"], errors="coerce").to_numpy(np.float64)
     bad = np.flatnonzero(~np.isfinite(p) | (p < 0))
-    if len(bad) or w["image"].duplicated().any() or not p.sum() > 0:
-        what = (f"row {bad[0] + 2} has p={w['p'].iloc[bad[0]]} (must be a number >= 0)" if len(bad) else
-                f"image {w['image'][w['image'].duplicated()].iloc[0]} appears twice" if w["image"].duplicated().any()
-                else "its weights sum to 0")
-        raise TrainingError(f"`weights_from`: {f}: {what}.")
+    twice = w["image"][w["image"].duplicated()]
+    if len(bad):
+        raise TrainingError(f"`weights_from`: {f}: row {bad[0] + 2} has p={w['p'].iloc[bad[0]]} (must be a number "
+                            f">= 0).")
+    if len(twice):
+        raise TrainingError(f"`weights_from`: {f}: image {twice.iloc[0]} appears twice.")
+    if not p.sum() > 0:
+        raise TrainingError(f"`weights_from`: {f}: its weights sum to 0.")
     by_image = pd.Series(p, index=w["image"].to_numpy())
     missing = face_frame["image"][~face_frame["image"].isin(by_image.index)]
     extra = len(by_image) - (len(face_frame) - len(missing))
@@ -808,7 +812,7 @@ def _epoch_batches(cfg: TrainConfig, ts: TrainSet, st: _State, lab: _Labelled, e
     if cfg.dro_resample and lab.dro is not None:  # each face group's mass ~ its DRO weight at the epoch's start
         p_face = _guarded(cluster_balanced_weights(lab.groups[ts.face_pos], cfg.min_ess, mass=lab.dro.q[:-1]), cfg,
                           epoch, log)
-    if (cfg.method == "standard" and not cfg.weights_from) or (cfg.method == "jtt" and st.jtt_err is None):
+    if (cfg.method == "standard" and lab.p_face is None) or (cfg.method == "jtt" and st.jtt_err is None):
         perm = np.random.default_rng([cfg.seed, epoch, 7]).permutation(len(ts.ds))
         return [perm[i:i + cfg.batch_size] for i in range(0, n_batches * cfg.batch_size, cfg.batch_size)], p_face, 0.0
     return BatchPlan(ts.face_pos, p_face, ts.nonface_pos, batch_size=cfg.batch_size, face_ratio=cfg.face_ratio,
