@@ -102,24 +102,28 @@ class LatentAnalysis:
 def analyze(run: str | Path, data: str | Path, *, n_dims: int = 6, n_gallery: int = 16,
             random_state: int = 0) -> LatentAnalysis:
     """Run every analysis for a DB-VAE run folder and its training dataset."""
-    from debias.models.run import load_run, predict_scores
+    from debias.models.run import RunError, load_run, predict_scores, read_sampling_weights
 
     model, arch = load_run(run)
     if not isinstance(model, DBVAE):
         raise ValueError(NOT_A_DBVAE.format(run=run, kind=arch["kind"]))
-    weights = pd.read_csv(Path(run) / "sampling_weights.csv")
+    f, weights = read_sampling_weights(run)  # the checks training applies to `weights_from`
     m = read_manifest(data)
     ds = ManifestDataset(data, "train", frame=m)
     # the faces the run trained on (all training faces, or its --max-train subset)
-    is_face = (ds.frame["label"] == 1) & ds.frame["image"].isin(weights["image"])
+    images = ds.frame["image"].astype(str)
+    is_face = (ds.frame["label"] == 1) & images.isin(weights.index)
     faces = ds.frame[is_face]
     if len(faces) != len(weights):
-        raise ValueError(f"{run}/sampling_weights.csv does not match the faces of {data}; was the run trained on it?")
+        extra = weights.index[~weights.index.isin(images[is_face])]
+        raise RunError(f"{f} holds weights for {len(weights)} faces, {len(extra)} of them not training faces of "
+                       f"{data} (e.g. image {extra[0]}); was the run trained on it?")
     pos = np.flatnonzero(is_face.to_numpy())
     imgs = ds.images_uint8(pos)
     _, mu = predict_scores(model, lambda pos: imgs[pos], len(imgs), torch.device("cpu"), with_latent=True)
     dims = list(np.argsort(mu.std(0))[::-1][:n_dims])
-    w = weights.set_index("image")["p"].reindex(faces["image"]).to_numpy()
+    w = weights.loc[images[is_face].to_numpy()].to_numpy()
+    w = w / w.sum()
     order = np.argsort(w)
     return LatentAnalysis(
         traversal_dims=[int(d) for d in dims], traversals=traversals(model, mu, dims), prior=prior_samples(

@@ -43,7 +43,8 @@ from debias.files import atomic_write, check_out_dir, exclusive
 from debias.data.manifest import (ManifestDataset, ManifestError, host_batch, is_packed, on_device, prefetch,
                                   read_manifest)
 from debias.models.dbvae import DBVAE, dbvae_loss, standardise
-from debias.models.run import load_run, load_weights, model_from_arch, predict_scores, resolve_device
+from debias.models.run import (RunError, load_run, load_weights, model_from_arch, predict_scores, read_sampling_weights,
+                               resolve_device)
 from debias.sampling import (BatchPlan, GroupDRO, cap_weights, cluster_balanced_weights, ess_fraction,
                              fit_latent_clusters, gmm_weights, group_adjustment, group_balanced_weights, group_keys,
                              jtt_weights, latent_clusters, latent_weights, loss_weights, mass_by_group, rarity_margins,
@@ -450,28 +451,13 @@ class _Labelled:
 def read_face_weights(path: str | Path, face_frame: pd.DataFrame) -> np.ndarray:
     """The face sampling weights a run saved (``path``: its folder or its sampling_weights.csv, columns image and p),
     in the order of ``face_frame`` (the training faces of this run, matched by ``image``), normalised to sum to 1.
-    Raises TrainingError, naming the file and what to do, when they do not fit these faces."""
-    f = Path(path)
-    f = f / "sampling_weights.csv" if f.is_dir() else f
-    if not f.is_file():
-        raise TrainingError(f"`weights_from`: {f} does not exist; give a debias run folder (it holds "
-                            f"sampling_weights.csv) or the CSV itself.")
-    w = pd.read_csv(f)
-    if not {"image", "p"} <= set(w.columns):
-        raise TrainingError(f"`weights_from`: {f} has no 'image' and 'p' columns; it must be a run's "
-                            f"sampling_weights.csv.")
-    p = pd.to_numeric(w["p"], errors="coerce").to_numpy(np.float64)
-    bad = np.flatnonzero(~np.isfinite(p) | (p < 0))
-    twice = w["image"][w["image"].duplicated()]
-    if len(bad):
-        raise TrainingError(f"`weights_from`: {f}: row {bad[0] + 2} has p={w['p'].iloc[bad[0]]} (must be a number "
-                            f">= 0).")
-    if len(twice):
-        raise TrainingError(f"`weights_from`: {f}: image {twice.iloc[0]} appears twice.")
-    if not p.sum() > 0:
-        raise TrainingError(f"`weights_from`: {f}: its weights sum to 0.")
-    by_image = pd.Series(p, index=w["image"].to_numpy())
-    missing = face_frame["image"][~face_frame["image"].isin(by_image.index)]
+    Raises TrainingError, naming the file and what to do, when they are malformed or do not fit these faces."""
+    try:
+        f, by_image = read_sampling_weights(path)
+    except RunError as e:
+        raise TrainingError(f"`weights_from`: {e}") from None
+    images = face_frame["image"].astype(str)
+    missing = images[~images.isin(by_image.index)]
     extra = len(by_image) - (len(face_frame) - len(missing))
     if len(missing) or extra:
         raise TrainingError(f"`weights_from`: {f} holds weights for {len(by_image)} faces, and this run trains on "
@@ -479,7 +465,7 @@ def read_face_weights(path: str | Path, face_frame: pd.DataFrame) -> np.ndarray:
                             + (f", e.g. image {missing.iloc[0]}" if len(missing) else "") + f", {extra} weights for "
                             f"images it does not train on). Use a run trained on the same data, split and "
                             f"`max_train`.")
-    q = by_image.loc[face_frame["image"].to_numpy()].to_numpy()
+    q = by_image.loc[images.to_numpy()].to_numpy()
     return q / q.sum()
 
 

@@ -188,6 +188,37 @@ def test_latent_cli_on_a_dbvae_run(tiny_synth, tmp_path):
     assert r.exit_code == 2 and "needs a DB-VAE" in " ".join(r.output.split())
 
 
+def test_latent_reads_a_runs_weights_as_training_does_and_refuses_bad_ones_with_exit_2(tiny_synth, tmp_path):
+    """`debias latent` read sampling_weights.csv with a row count as its only check: a negative or non-numeric p, or
+    weights that do not sum to 1, went into its mass shares (or crashed with a traceback)."""
+    fit(tiny_synth, TrainConfig(method="dbvae", **{**FAST, "epochs": 1}), tmp_path / "run")
+    f = tmp_path / "run" / "sampling_weights.csv"
+    w = pd.read_csv(f)
+    darker = (w.skin_group == "darker").to_numpy()
+    w.assign(p=np.where(darker, 3.0, 1.0)).to_csv(f, index=False)  # unnormalised, by hand: 3 on each darker face
+    r = CliRunner().invoke(app, ["latent", str(tmp_path / "run"), str(tiny_synth), "--out", str(tmp_path / "lat")])
+    assert r.exit_code == 0, r.output
+    shares = pd.read_csv(tmp_path / "lat" / "mass_shares.csv").set_index(["attribute", "group"])
+    assert shares.loc[("skin_group", "darker"), "debiased"] == pytest.approx(
+        3 * darker.sum() / (3 * darker.sum() + (~darker).sum()), abs=1e-4)
+    assert shares.groupby(level=0).debiased.sum().tolist() == pytest.approx([1.0] * 3, abs=1e-4)
+    for edit, message in [(lambda w: w.drop(columns="p"), "no 'image' and 'p' columns"),
+                          (lambda w: w.assign(p=w.p.where(w.index != 4, -1.0)), "row 6 has p=-1.0"),
+                          (lambda w: w.assign(p=w.p.astype(str).where(w.index != 2, "x")), "row 4 has p=x"),
+                          (lambda w: w.assign(p=0.0), "sum to 0"),
+                          (lambda w: pd.concat([w, w.iloc[2:3]]), "appears twice"),
+                          (lambda w: pd.concat([w, w.iloc[:1].assign(image="nowhere.png")]),
+                           "1 of them not training faces")]:
+        edit(w).to_csv(f, index=False)
+        r = CliRunner().invoke(app, ["latent", str(tmp_path / "run"), str(tiny_synth), "--out", str(tmp_path / "l")])
+        out = "".join(r.output.split())  # rich wraps the long path anywhere, so compare without whitespace
+        assert r.exit_code == 2 and message.replace(" ", "") in out and str(f) in out, (message, r.output)
+        assert "Traceback" not in out
+    f.unlink()
+    r = CliRunner().invoke(app, ["latent", str(tmp_path / "run"), str(tiny_synth), "--out", str(tmp_path / "l")])
+    assert r.exit_code == 2 and f"{f}doesnotexist" in "".join(r.output.split())
+
+
 def test_a_finished_run_is_never_silently_replaced(tiny_synth, tmp_path):
     args = ["train", str(tiny_synth), "--method", "standard", "--epochs", "1", "--width", "4", "--max-train", "128",
             "--batch-size", "32", "--no-compile", "--out", str(tmp_path / "run")]
@@ -1259,6 +1290,9 @@ def test_weights_from_draws_a_plain_classifiers_faces_by_another_runs_weights(ti
     (lambda w: pd.concat([w, w.iloc[:1].assign(image=10**6)]), "1 weights for images it does not train on"),
     (lambda w: w.assign(p=0.0), "sum to 0"),
     (lambda w: pd.concat([w, w.iloc[2:3]]), "appears twice"),
+    # one image name that is not a number made pandas read every image as text, and no face matched its weight
+    (lambda w: pd.concat([w, w.iloc[:1].assign(image="nowhere.png")]),
+     "(0 of them without a weight, 1 weights for images it does not train on)"),
 ])
 def test_weights_from_refuses_weights_that_do_not_fit_the_run_with_exit_2(tiny_synth, tmp_path, edit, message):
     fit(tiny_synth, TrainConfig(method="standard", **{**FAST, "epochs": 1}), tmp_path / "first")

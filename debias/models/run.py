@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -72,6 +73,33 @@ def load_weights(path: Path, device) -> dict:
     return blob
 
 
+def read_sampling_weights(path: str | Path) -> tuple[Path, pd.Series]:
+    """The face sampling weights a run saved: ``path`` is its folder or its sampling_weights.csv (columns image and
+    p). Returns (the CSV's path, p indexed by image as text, as saved: not normalised; match it against
+    ``frame["image"].astype(str)``, since one non-numeric image name makes pandas read the whole column as text). Raises RunError, naming the file and
+    the first row at fault, for a missing file or column, a p that is not a number >= 0, an image listed twice, or
+    weights that sum to 0. Which faces they must cover is the caller's to check (training: exactly its training
+    faces; the latent analysis: a subset of the data's, a run trained with ``max_train``)."""
+    f = Path(path)
+    f = f / "sampling_weights.csv" if f.is_dir() else f
+    if not f.is_file():
+        raise RunError(f"{f} does not exist; give a debias run folder (it holds sampling_weights.csv) or the CSV "
+                       f"itself.")
+    w = pd.read_csv(f)
+    if not {"image", "p"} <= set(w.columns):
+        raise RunError(f"{f} has no 'image' and 'p' columns; it must be a run's sampling_weights.csv.")
+    p = pd.to_numeric(w["p"], errors="coerce").to_numpy(np.float64)
+    bad = np.flatnonzero(~np.isfinite(p) | (p < 0))
+    if len(bad):
+        raise RunError(f"{f}: row {bad[0] + 2} has p={w['p'].iloc[bad[0]]} (must be a number >= 0).")
+    twice = w["image"][w["image"].duplicated()]
+    if len(twice):
+        raise RunError(f"{f}: image {twice.iloc[0]} appears twice.")
+    if not p.sum() > 0:
+        raise RunError(f"{f}: its weights sum to 0.")
+    return f, pd.Series(p, index=w["image"].astype(str).to_numpy())
+
+
 @torch.no_grad()
 def predict_scores(model: nn.Module, images: Callable, n: int, device: torch.device, *, batch_size: int = 512,
                    with_latent: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
@@ -120,4 +148,4 @@ def distributed(device: str = "auto") -> Iterator[tuple[int, int, str]]:
         dist.destroy_process_group()
 
 
-__all__ = ["RunError", "resolve_device", "model_from_arch", "load_run", "load_weights", "predict_scores", "distributed"]
+__all__ = ["RunError", "resolve_device", "model_from_arch", "load_run", "load_weights", "read_sampling_weights", "predict_scores", "distributed"]
