@@ -75,11 +75,13 @@ def load_weights(path: Path, device) -> dict:
 
 def read_sampling_weights(path: str | Path) -> tuple[Path, pd.Series]:
     """The face sampling weights a run saved: ``path`` is its folder or its sampling_weights.csv (columns image and
-    p). Returns (the CSV's path, p indexed by image as text, as saved: not normalised; match it against
-    ``frame["image"].astype(str)``, since one non-numeric image name makes pandas read the whole column as text). Raises RunError, naming the file and
-    the first row at fault, for a missing file or column, a p that is not a number >= 0, an image listed twice, or
-    weights that sum to 0. Which faces they must cover is the caller's to check (training: exactly its training
-    faces; the latent analysis: a subset of the data's, a run trained with ``max_train``)."""
+    p). Returns (the CSV's path, p indexed by image as text, as saved: not normalised). Match it against
+    ``frame["image"].astype(str)``: one image name that is not a number makes pandas read the whole column as text.
+
+    Raises RunError, naming the file and the first row at fault, for a missing file or column, a p that is not a
+    number >= 0, an image listed twice, or weights that sum to 0. Which faces they must cover is the caller's to
+    check (training: exactly its training faces; the latent analysis: a subset of the data's, for a run trained
+    with ``max_train``)."""
     f = Path(path)
     f = f / "sampling_weights.csv" if f.is_dir() else f
     if not f.is_file():
@@ -148,4 +150,5 @@ def distributed(device: str = "auto") -> Iterator[tuple[int, int, str]]:
         dist.destroy_process_group()
 
 
-__all__ = ["RunError", "resolve_device", "model_from_arch", "load_run", "load_weights", "read_sampling_weights", "predict_scores", "distributed"]
+__all__ = ["RunError", "resolve_device", "model_from_arch", "load_run", "load_weights", "read_sampling_weights",
+           "predict_scores", "distributed"]
