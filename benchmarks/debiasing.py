@@ -675,11 +675,12 @@ METHODS = {
 # from the 2/3 line falls below 0 beyond noise (the interval's upper end < 0) -- at the spread of seeds 0-19 that has
 # about even odds with 30 seeds, so this part may fail without the method changing; (4) `balanced sam0.05` stays
 # within noise of the 2/3 line (interval includes 0).
-# Outcome (session 45): (S30) held in parts (1)-(3); (4) was not judged. Seeds 20-29 alone close 73% [61, 83] (-0.5
+# Outcome (session 45): (S30) held in parts (1)-(4), (4) on 2 of its 10 seeds. Seeds 20-29 alone close 73% [61, 83] (-0.5
 # [-1.5, +0.5] from the line); over seeds 0-29 the two-stage label closes 74% [67, 79], accuracy +1.2 [+0.9, +1.4] and
 # worst group +10.1 [+7.9, +12.2] over `standard`, and its distance from the 2/3 line is -0.51 [-0.99, -0.03] points
-# (one-sided p = 0.02): beyond noise, just. `balanced sam0.05` on seeds 20-29 was queued last and did not finish
-# before the session ended.
+# (one-sided p = 0.02): beyond noise, just. `balanced sam0.05` was queued last: seeds 20-21 finished before the
+# session ended (22-29 not run); over seeds 0-21 it closes 69% [60, 77], -0.2 [-0.9, +0.5] from the line (held), and
+# the two-stage label against it: gap -0.4 [-0.9, +0.1], accuracy +0.0 [-0.1, +0.1], worst group +0.4 [-0.9, +1.7].
 WEIGHTS_FROM = {"standard sam0.05 dbvae-weights": ("dbvae center ess0.1 frozen smooth50 sam0.05", 2)}
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
 BALANCE_BY = {"skin": ("skin_group",), "pose": ("pose",)}
