@@ -113,16 +113,16 @@ def analyze(run: str | Path, data: str | Path, *, n_dims: int = 6, n_gallery: in
     # the faces the run trained on (all training faces, or its --max-train subset)
     images = ds.frame["image"].astype(str)
     is_face = (ds.frame["label"] == 1) & images.isin(weights.index)
-    faces = ds.frame[is_face]
+    faces, face_images = ds.frame[is_face], images[is_face].to_numpy()
     if len(faces) != len(weights):
-        extra = weights.index[~weights.index.isin(images[is_face])]
+        extra = weights.index[~weights.index.isin(face_images)]
         raise RunError(f"{f} holds weights for {len(weights)} faces, {len(extra)} of them not training faces of "
                        f"{data} (e.g. image {extra[0]}); was the run trained on it?")
     pos = np.flatnonzero(is_face.to_numpy())
     imgs = ds.images_uint8(pos)
     _, mu = predict_scores(model, lambda pos: imgs[pos], len(imgs), torch.device("cpu"), with_latent=True)
     dims = list(np.argsort(mu.std(0))[::-1][:n_dims])
-    w = weights.loc[images[is_face].to_numpy()].to_numpy()
+    w = weights.loc[face_images].to_numpy()
     w = w / w.sum()
     order = np.argsort(w)
     return LatentAnalysis(
