@@ -693,6 +693,16 @@ METHODS = {
 # both intervals including 0; (3) `intrinsic` 24 -> 48 moves no metric beyond noise; (4) at 48 epochs the two-stage
 # label's gap is narrower than `standard`'s in point estimate, and its share of the (48-epoch) representation gap is
 # lower than at 24 epochs in point estimate, 40-80%: five seeds cannot place it against the 2/3 line.
+# Outcome (session 46): (S31) held in parts (1), (2) and (4) and failed in (3) by a hair. 24 -> 48 epochs, seeds 0-4:
+# `standard`'s gap 6.5 -> 4.8 (-1.7 [-4.6, +1.2]), accuracy +0.3 [-0.2, +0.8]; the two-stage label's gap 1.9 -> 2.1
+# (+0.1 [-1.0, +1.2]), accuracy +0.1 [-0.2, +0.4], worst group -0.0 [-3.6, +3.6]; `intrinsic`'s accuracy +0.2 [+0.0,
+# +0.4] (beyond noise), nothing else. At 48 epochs the two-stage label against `standard`: gap -2.7 [-3.8, -1.7],
+# accuracy +0.5 [+0.2, +0.7], worst group +5.7 [+2.1, +9.2]; it closes 61% [44, 79] of the 48-epoch representation
+# gap (72% [62, 82] at 24 epochs on the same seeds), +0.3 [-1.1, +1.6] points from the 2/3 line. So the gap the
+# recipe reaches does not move with twice the training, while `standard` keeps narrowing its own in point estimate:
+# at 48 epochs five seeds neither meet nor miss 2/3. The 24-epoch two-stage rows of seeds 0-4 ran on an earlier host
+# whose first stage saved slightly different weights (mass on darker 0.26-0.30 there, 0.21-0.29 here), so their
+# 24 -> 48 difference carries that too. `balanced sam0.05` on seeds 22-29 was not run (no time left).
 WEIGHTS_FROM = {"standard sam0.05 dbvae-weights": ("dbvae center ess0.1 frozen smooth50 sam0.05", 2)}
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
 BALANCE_BY = {"skin": ("skin_group",), "pose": ("pose",)}
