@@ -702,7 +702,9 @@ METHODS = {
 # recipe reaches does not move with twice the training, while `standard` keeps narrowing its own in point estimate:
 # at 48 epochs five seeds neither meet nor miss 2/3. The 24-epoch two-stage rows of seeds 0-4 ran on an earlier host
 # whose first stage saved slightly different weights (mass on darker 0.26-0.30 there, 0.21-0.29 here), so their
-# 24 -> 48 difference carries that too. `balanced sam0.05` on seeds 22-29 was not run (no time left).
+# 24 -> 48 difference carries that too. `balanced sam0.05` ran on seeds 22-25 (26-29 not run, no time left): over
+# seeds 0-25 it closes 70% [62, 77], -0.2 [-0.8, +0.4] from the 2/3 line (S30 part (4) holds on 6 of its 10 seeds);
+# the two-stage label against it: gap -0.2 [-0.7, +0.3], accuracy -0.0 [-0.1, +0.1], worst group -0.1 [-1.2, +1.1].
 WEIGHTS_FROM = {"standard sam0.05 dbvae-weights": ("dbvae center ess0.1 frozen smooth50 sam0.05", 2)}
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
 BALANCE_BY = {"skin": ("skin_group",), "pose": ("pose",)}
