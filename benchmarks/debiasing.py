@@ -719,6 +719,12 @@ METHODS = {
 # the sampling mass on profile faces (2% natural), its pose gap and accuracy stay within noise of `standard sam0.05`'s
 # (intervals include 0), and it closes less than 1/3 of the pose representation gap in point estimate: the latent
 # that finds darker faces does not find profile ones, so the recipe is not expected to help there.
+# Queued after S32 (session 47), prediction written before any of these runs (S33): (1) `balanced sam0.05` on seeds
+# 26-29 (24 epochs), completing the 30 seeds the two-stage label ran on: over seeds 0-29 it stays within noise of the
+# 2/3 line, and the two-stage label stays level with it (gap and accuracy intervals include 0, worst group's interval
+# within +-3 points); (2) `balanced sam0.05` on `pose` (balanced by pose), seeds 0-4: its pose gap narrower than
+# `standard sam0.05`'s in point estimate, and it closes more of the pose representation gap than the two-stage label
+# in point estimate.
 WEIGHTS_FROM = {"standard sam0.05 dbvae-weights": ("dbvae center ess0.1 frozen smooth50 sam0.05", 2)}
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
 BALANCE_BY = {"skin": ("skin_group",), "pose": ("pose",)}
