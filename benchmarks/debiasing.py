@@ -719,6 +719,16 @@ METHODS = {
 # the sampling mass on profile faces (2% natural), its pose gap and accuracy stay within noise of `standard sam0.05`'s
 # (intervals include 0), and it closes less than 1/3 of the pose representation gap in point estimate: the latent
 # that finds darker faces does not find profile ones, so the recipe is not expected to help there.
+# Outcome (session 47): (S32) parts (1), (3) and (4) held; (2) held for the gap and failed for the worst group; (5)
+# held for the mass and the share and failed, in the bad direction, for the gap and accuracy. `balanced sam0.05` 24 ->
+# 48: gap 2.1 -> 1.9 (-0.2 [-1.3, +0.9]), accuracy +0.1 [-0.0, +0.2], nothing beyond noise; at 48 epochs it closes
+# 66% [52, 78] (+0.0 [-0.9, +1.0] points from the line); the two-stage label against it: gap +0.2 [-0.9, +1.3],
+# accuracy -0.1 [-0.3, +0.1], worst group -0.9 [-4.1, +2.2] (within 3 points in point estimate only). On `pose`:
+# `standard sam0.05` narrows the pose gap 1.8 -> 0.8 (-1.0 [-2.4, +0.4]); the first stage puts 0.8-1.9% of the mass
+# on profile faces (26-55% on darker ones), and the two-stage label against `standard sam0.05` widens the pose gap by
+# +2.0 [+0.6, +3.4], with accuracy -0.3 [-0.6, -0.1] and worst group -2.7 [-4.7, -0.8]: with the ESS floor at 0.1 it
+# draws profile faces less often than uniform sampling does, and recalls 97-99.5% of its profile training faces
+# (`standard sam0.05`: 100%).
 # Queued after S32 (session 47), prediction written before any of these runs (S33): (1) `balanced sam0.05` on seeds
 # 26-29 (24 epochs), completing the 30 seeds the two-stage label ran on: over seeds 0-29 it stays within noise of the
 # 2/3 line, and the two-stage label stays level with it (gap and accuracy intervals include 0, worst group's interval
