@@ -735,6 +735,9 @@ METHODS = {
 # within +-3 points); (2) `balanced sam0.05` on `pose` (balanced by pose), seeds 0-4: its pose gap narrower than
 # `standard sam0.05`'s in point estimate, and it closes more of the pose representation gap than the two-stage label
 # in point estimate.
+# Outcome (session 47): (S33) part (2) held: on `pose` `balanced sam0.05` narrows the pose gap 0.8 -> 0.4 against
+# `standard sam0.05` (-0.4 [-1.4, +0.7]) and closes 82% [69, 98] of `standard`'s pose representation gap; against the
+# two-stage label: pose gap -2.4 [-3.7, -1.0], worst group +3.3 [+1.5, +5.2]. Part (1) did not run (no time left).
 WEIGHTS_FROM = {"standard sam0.05 dbvae-weights": ("dbvae center ess0.1 frozen smooth50 sam0.05", 2)}
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
 BALANCE_BY = {"skin": ("skin_group",), "pose": ("pose",)}
