@@ -737,7 +737,9 @@ METHODS = {
 # in point estimate.
 # Outcome (session 47): (S33) part (2) held: on `pose` `balanced sam0.05` narrows the pose gap 0.8 -> 0.4 against
 # `standard sam0.05` (-0.4 [-1.4, +0.7]) and closes 82% [69, 98] of `standard`'s pose representation gap; against the
-# two-stage label: pose gap -2.4 [-3.7, -1.0], worst group +3.3 [+1.5, +5.2]. Part (1) did not run (no time left).
+# two-stage label: pose gap -2.4 [-3.7, -1.0], worst group +3.3 [+1.5, +5.2]. Part (1) held: over seeds 0-29
+# `balanced sam0.05` closes 70% [63, 76], -0.2 [-0.7, +0.3] points from the 2/3 line; the two-stage label against it:
+# gap -0.3 [-0.7, +0.1], accuracy -0.0 [-0.1, +0.1], worst group +0.0 [-1.1, +1.2], share +4 [-1, +9] points.
 WEIGHTS_FROM = {"standard sam0.05 dbvae-weights": ("dbvae center ess0.1 frozen smooth50 sam0.05", 2)}
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
 BALANCE_BY = {"skin": ("skin_group",), "pose": ("pose",)}
