@@ -756,6 +756,16 @@ METHODS = {
 # (5) its gap is narrower than the smoothed DB-VAE at20k's (one network, no SAM; 46% [-17, 81]) in point estimate.
 # Seeds 6-7 were queued after seeds 0-3 had finished and been read (before seeds 4-5): S34 is judged on seeds 0-5
 # as written; seeds 6-7 are reported beside it, not used to judge it.
+# Outcome on seeds 0-5 (session 48; `pair --n-train 100000 --epochs 12 --settings skin --seeds 0 1 2 3 4 5 --methods B
+# "standard sam0.05 dbvae-weights at20k"`, 1,633-2,173 s a run on one core): (S34) held in every part. (1) darker mass
+# 19.7-30.5%; (2) gap 2.4 -> 0.2 against `standard` (-2.2 [-4.0, -0.3]), closes 103% [96, 124] (-0.8 [-1.3, -0.2]
+# points from the 2/3 line); (3) accuracy +0.4 [+0.1, +0.7]; (4) worst group 99.4 against Group DRO's 98.7 (+0.8
+# [+0.3, +1.3]); (5) gap -0.6 [-0.9, -0.3] against the smoothed DB-VAE at20k. It is level with `intrinsic` (gap -0.1
+# [-0.4, +0.2], accuracy +0.0 [-0.0, +0.1]): at this size the benchmark's ceiling.
+# S35, written before any run: `standard sam0.05` on the scale setting (100,000 images, 12 epochs, seeds 0-5, not yet
+# run: ~30 min a run on one core), to separate SAM's share of S34's effect. Prediction: SAM alone closes 40-90% of the
+# representation gap (55% [46, 63] on 20,000 images at 24 epochs), and the two-stage label's gap is narrower than its
+# in point estimate; its worst group below the two-stage label's in point estimate.
 WEIGHTS_FROM = {"standard sam0.05 dbvae-weights": ("dbvae center ess0.1 frozen smooth50 sam0.05", 2),
                 "standard sam0.05 dbvae-weights at20k": ("dbvae center ess0.1 frozen smooth50 sam0.05 at20k", 2)}
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
