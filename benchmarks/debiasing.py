@@ -762,6 +762,9 @@ METHODS = {
 # points from the 2/3 line); (3) accuracy +0.4 [+0.1, +0.7]; (4) worst group 99.4 against Group DRO's 98.7 (+0.8
 # [+0.3, +1.3]); (5) gap -0.6 [-0.9, -0.3] against the smoothed DB-VAE at20k. It is level with `intrinsic` (gap -0.1
 # [-0.4, +0.2], accuracy +0.0 [-0.0, +0.1]): at this size the benchmark's ceiling.
+# Seeds 0-7 (6-7 reported, not judged): closes 101% [95, 114]; against `standard` gap -2.0 [-3.3, -0.8], accuracy
+# +0.4 [+0.2, +0.6], worst group +4.2 [+1.9, +6.5]; against Group DRO worst group +0.8 [+0.4, +1.1]; darker mass
+# 19.7-30.5% on every seed.
 # S35, written before any run: `standard sam0.05` on the scale setting (100,000 images, 12 epochs, seeds 0-5, not yet
 # run: ~30 min a run on one core), to separate SAM's share of S34's effect. Prediction: SAM alone closes 40-90% of the
 # representation gap (55% [46, 63] on 20,000 images at 24 epochs), and the two-stage label's gap is narrower than its
