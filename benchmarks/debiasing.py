@@ -769,6 +769,8 @@ METHODS = {
 # run: ~30 min a run on one core), to separate SAM's share of S34's effect. Prediction: SAM alone closes 40-90% of the
 # representation gap (55% [46, 63] on 20,000 images at 24 epochs), and the two-stage label's gap is narrower than its
 # in point estimate; its worst group below the two-stage label's in point estimate.
+# Session 48, seeds 0-1 only (not judged; seeds 2-5 to run): SAM alone closes 90% (gaps 0.3 and 0.7 against the
+# two-stage label's 0.1 and 0.4, worst group 98.8 against 99.2): at this size most of S34's effect may be SAM's.
 WEIGHTS_FROM = {"standard sam0.05 dbvae-weights": ("dbvae center ess0.1 frozen smooth50 sam0.05", 2),
                 "standard sam0.05 dbvae-weights at20k": ("dbvae center ess0.1 frozen smooth50 sam0.05 at20k", 2)}
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
