@@ -385,6 +385,11 @@ def train(
                                      "large set), so the latent is read at the "
                                      "same point of training whatever the set's size; 0 = at --resample-from. On sets "
                                      "larger than ~20,000 images use 20000 (benchmarks/RESULTS.md, scale setting)."),
+    weights_only: bool = typer.Option(False, "--weights-only", help="dbvae with --freeze-weights: stop as soon as "
+                                      "the kept weights are computed (at --freeze-after images, else at "
+                                      "--resample-from) and save them (sampling_weights.csv) for another run's "
+                                      "--weights-from; the same weights as a full run's, without training the epochs "
+                                      "after them."),
     loss_tilt: bool = typer.Option(False, "--loss-tilt/--no-loss-tilt",
                                    help="dbvae: each epoch, multiply the latent weights by each face's current loss "
                                    "(faces the model gets wrong; no labels), then apply the ESS floor."),

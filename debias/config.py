@@ -159,6 +159,11 @@ class TrainConfig:
     # 100,000 images, frozen after one epoch, the latent put 0.9% of the face mass on darker faces; read by an encoder
     # trained on 20,000 of them, 26%
     freeze_after: int = 0
+    # dbvae with refresh_weights=False: stop training as soon as the kept latent weights are computed (at
+    # `freeze_after` images, else at the start of epoch `resample_from`) and save them, for another run's
+    # `weights_from`. The weights are the same as a full run's (same `epochs`, so the same learning rates up to that
+    # point); the epochs after them only train a network the second run does not use
+    weights_only: bool = False
     # dbvae: Group DRO over this many groups of the faces (latent_groups: clusters of the latent means, GEORGE-style,
     # or rarity strata) instead of the density weights; the groups are found once, at resample_from, and kept;
     # sampling gives every group equal mass; 0 = off
@@ -320,6 +325,13 @@ class TrainConfig:
                 raise ValueError(f"`{option}` {does}: it needs `method`='dbvae' (not {self.method!r})"
                                  + (f", refresh_weights=False (--freeze-weights) and no `{excluded}`." if excluded
                                     else " and refresh_weights=False (--freeze-weights)."))
+        if self.weights_only and (self.method != "dbvae" or self.refresh_weights or self.loss_tilt
+                                  or self.resample_from >= self.epochs):
+            raise ValueError(f"`weights_only` stops once the DB-VAE's kept latent weights are computed: it needs "
+                             f"`method`='dbvae' (not {self.method!r}), refresh_weights=False (--freeze-weights), no "
+                             f"`loss_tilt` (whose weights change every epoch) and `resample_from` "
+                             f"({self.resample_from}) below `epochs` ({self.epochs}), where they are computed at the "
+                             f"latest.")
         if self.freeze_after < 0:
             raise ValueError(f"`freeze_after`={self.freeze_after} must be >= 0 (0 = at `resample_from`).")
         if self.workers < 0 or self.max_train < 0 or self.resample_from < 0:

@@ -160,7 +160,7 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
                     dro: GroupDRO | None = None, scaler: torch.amp.GradScaler | None = None,
                     progress: Callback | None = None, read_every: int | None = None,
                     aug_cfg: AugmentConfig = AugmentConfig(),
-                    on_step: Callable[[int], None] | None = None,
+                    on_step: Callable[[int], bool | None] | None = None,
                     lr: Callable[[int], float] | None = None,
                     margins: np.ndarray | None = None,
                     mix: tuple[float, np.random.Generator] | None = None,
@@ -172,7 +172,8 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
     ``dro`` with ``groups`` (group index of every training position) weights the loss by Group DRO.
     ``scaler`` scales the loss for float16 autocast (CUDA), so small gradients do not underflow.
     ``read_every`` steps, the loss parts are read back, checked for non-finite values and shown (default: every
-    step on the CPU, every 25 on CUDA). ``on_step(k)`` runs after the k-th optimisation step of the epoch.
+    step on the CPU, every 25 on CUDA). ``on_step(k)`` runs after the k-th optimisation step of the epoch;
+    if it returns true, the epoch ends there.
     ``margins`` (a logit margin for every training position) are lowered from the logits before the loss.
     ``mix`` = (alpha, generator) mixes every image with another of its group in the batch (``groups``, else its
     label) after augmentation (``TrainConfig.mixup``).
@@ -243,8 +244,8 @@ def train_one_epoch(step: nn.Module, opt: torch.optim.Optimizer, batches, images
         pending += 1
         if pending == every:
             flush()
-        if on_step is not None:
-            on_step(n)
+        if on_step is not None and on_step(n):
+            break
     if pending:
         flush()
     m = sums / max(n, 1)
@@ -588,6 +589,7 @@ class _State:
     best: dict | None = None  # keep='best': the weights (on the CPU) of the epoch with the lowest worst-group loss
     best_epoch: int = -1
     best_loss: float = float("inf")
+    steps: int = 0  # weights_only: the steps of the epoch the freeze hook stopped (0: it ran to its end)
 
     def save(self, path: Path, dro: GroupDRO | None) -> None:
         def tensor(a):
@@ -739,15 +741,16 @@ def _keep_latent(mu: np.ndarray, cfg: TrainConfig, ts: TrainSet, st: _State, lab
 
 
 def _freeze_hook(cfg: TrainConfig, ts: TrainSet, st: _State, lab: _Labelled, epoch: int, n_batches: int,
-                 device: torch.device, log: Callable[[str], None]) -> Callable[[int], None] | None:
+                 device: torch.device, log: Callable[[str], None]) -> Callable[[int], bool] | None:
     """``freeze_after``: a step hook that computes the kept latent weights (and ``latent_dro``'s groups) once
     ``freeze_after`` training images have been seen, if that comes before the start of epoch ``resample_from`` (which
-    otherwise computes them). Group DRO over the groups starts with the next epoch."""
+    otherwise computes them). Group DRO over the groups starts with the next epoch. With ``weights_only`` it then
+    ends the epoch (returns True), and so the run."""
     if not cfg.freeze_after or st.p_latent is not None or epoch >= cfg.resample_from:
         return None
     seen_before = epoch * n_batches * cfg.batch_size
 
-    def hook(k: int) -> None:
+    def hook(k: int) -> bool:
         seen = seen_before + k * cfg.batch_size
         if st.p_latent is None and seen >= cfg.freeze_after:
             _, mu = _score_faces(st, ts, device, with_latent=True)
@@ -755,7 +758,20 @@ def _freeze_hook(cfg: TrainConfig, ts: TrainSet, st: _State, lab: _Labelled, epo
             st.model.train()  # predict_scores left it in eval mode, mid-epoch
             log(f"epoch {epoch + 1}, step {k}: latent weights computed after {seen} training images "
                 f"(`freeze_after` {cfg.freeze_after}) and kept; resampling starts at epoch {cfg.resample_from + 1}")
+            if cfg.weights_only:
+                st.steps = k
+                return True
+        return False
     return hook
+
+
+def _weights_row(st: _State, ts: TrainSet, p: np.ndarray, seen: int, log: Callable[[str], None]) -> None:
+    """``weights_only``: a last history row for the epoch that would have sampled by the kept weights ``p`` (not
+    trained, so no losses): their ESS and the mass each labelled group gets, as a full run's next epoch reports them."""
+    mass = mass_by_group(p, ts.face_frame, DIAGNOSTIC_COLUMNS)
+    st.history.append({"epoch": st.epoch, "ess": ess_fraction(p), **{f"mass[{k}]": v for k, v in mass.items()}})
+    log(f"`weights_only`: stopped after {seen:,} training images with the kept weights (ESS {ess_fraction(p):.3f}"
+        + "".join(f", {k} {v:.1%}" for k, v in mass.items()) + ")")
 
 
 def _start_jtt_final_model(st: _State, cfg: TrainConfig, ts: TrainSet, device: torch.device,
@@ -876,19 +892,26 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
         log(f"resumed from {ckpt_path} after epoch {st.epoch - 1}")
     # JTT trains its identification model for jtt_epochs first, then the final model for `epochs`
     total_epochs = cfg.epochs + (cfg.jtt_epochs if cfg.method == "jtt" else 0)
-    step = _wrap_step(model, cfg, device, world, total_epochs * len(ts.ds), log)
     n_batches = max(1, len(ts.ds) // cfg.batch_size)
+    n_images = total_epochs * len(ts.ds)
+    if cfg.weights_only:  # it trains only until its weights are computed
+        n_images = min(cfg.resample_from * n_batches * cfg.batch_size, cfg.freeze_after or n_images)
+    step = _wrap_step(model, cfg, device, world, n_images, log)
     _freeze_note(cfg, st, n_batches, log)
     scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
     aug_cfg = cfg.augmentation()
     p_face = np.full(len(ts.face_pos), 1.0 / len(ts.face_pos))
     batches = None  # resumed after the last epoch: no batches of this process (swa_from then reads uniform ones)
     for epoch in range(st.epoch, total_epochs):
+        if cfg.weights_only and st.p_latent is not None:  # computed mid-epoch by the freeze hook, or before a resume
+            break
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed * 100_003 + epoch)
         if cfg.method == "jtt" and epoch == cfg.jtt_epochs and st.jtt_err is None:
             _start_jtt_final_model(st, cfg, ts, device, log)
         batches, p_face, resample_s = _epoch_batches(cfg, ts, st, lab, epoch, n_batches, device, log)
+        if cfg.weights_only and st.p_latent is not None:  # computed at the start of this epoch
+            break
         ess = ess_fraction(p_face)
         if progress:
             progress(0, total=n_batches, description=f"epoch {epoch + 1}/{total_epochs}", info=f"ESS {ess:.2f}")
@@ -919,8 +942,9 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
             _keep_if_best(st, cfg, row, epoch, log)
         row.update({f"mass[{k}]": v for k, v in mass_by_group(p_face, ts.face_frame, DIAGNOSTIC_COLUMNS).items()})
         st.history.append(row)
+        trained = (st.steps or n_batches) * cfg.batch_size  # st.steps: the epoch weights_only stopped
         st.timing.append({"epoch": epoch, "epoch_s": time.perf_counter() - t0, "train_s": train_s,
-                          "resample_s": resample_s, "img_per_s": n_batches * cfg.batch_size / train_s})
+                          "resample_s": resample_s, "img_per_s": trained / train_s})
         log(f"epoch {epoch + 1}/{total_epochs}: loss {losses['loss']:.4f}, ESS {ess:.3f}"
             + (f", val acc {row['val_acc']:.4f}" if "val_acc" in row else "")
             + (f", resampling {resample_s:.2f}s of {st.timing[-1]['epoch_s']:.2f}s" if resample_s else ""))
@@ -931,6 +955,10 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
         st.epoch = epoch + 1
         if rank == 0:
             st.save(ckpt_path, lab.dro)
+    if cfg.weights_only:
+        p_face = st.p_latent
+        seen = ((st.epoch - 1) * n_batches + st.steps if st.steps else st.epoch * n_batches) * cfg.batch_size
+        _weights_row(st, ts, p_face, seen, log)
     if rank == 0:
         if st.swa is not None and st.epoch == total_epochs:
             _swa_into_model(st, cfg, ts, batches, device, log)

@@ -874,6 +874,46 @@ def test_freeze_after_needs_frozen_dbvae_weights(tiny_synth, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("freeze_after, steps", [(0, 8), (96, 3)])
+def test_weights_only_saves_a_full_runs_weights_and_trains_only_until_they_are_computed(tiny_synth, tmp_path,
+                                                                                      monkeypatch, freeze_after, steps):
+    """The recipe's first command: ``weights_only`` stops once the kept weights are computed (at the start of epoch 2,
+    8 steps of 32 into 256 images, or 3 steps in with ``freeze_after`` 96) and saves the weights a full 3-epoch run of
+    the same options samples by from epoch 2 on; its history's last row reports them as that run's epoch 2 does."""
+    frozen = dict(method="dbvae", refresh_weights=False, freeze_after=freeze_after, **{**FAST, "epochs": 3})
+    fit(tiny_synth, TrainConfig(**frozen), tmp_path / "full")
+    seen = _count_steps(monkeypatch)
+    logs = []
+    hist = fit(tiny_synth, TrainConfig(weights_only=True, **frozen), tmp_path / "only", log=logs.append)
+    assert seen["steps"] == steps and seen["latent_at"] == [steps]
+    full = pd.read_csv(tmp_path / "full" / "sampling_weights.csv")
+    only = pd.read_csv(tmp_path / "only" / "sampling_weights.csv")
+    assert full["p"].std() > 0 and only["p"].tolist() == full["p"].tolist()
+    assert only["image"].tolist() == full["image"].tolist()
+    full_hist = pd.read_csv(tmp_path / "full" / "history.csv")
+    assert hist["epoch"].tolist() == [0, 1] and np.isfinite(hist["loss"].iloc[0]) and np.isnan(hist["loss"].iloc[1])
+    cols = ["ess", *[c for c in full_hist.columns if c.startswith("mass[")]]
+    only_hist = pd.read_csv(tmp_path / "only" / "history.csv")  # both as written (6 significant digits)
+    assert only_hist["epoch"].tolist() == [0, 1]
+    assert only_hist[cols].iloc[1].tolist() == full_hist[cols].iloc[1].tolist()
+    assert any(f"stopped after {steps * 32} training images" in m for m in logs), logs
+    # the second command reads them as it reads a full run's
+    fit(tiny_synth, TrainConfig(method="standard", weights_from=str(tmp_path / "only"), **{**FAST, "epochs": 1}),
+        tmp_path / "second")
+    assert load_run(tmp_path / "only")[0] is not None
+
+
+def test_weights_only_without_weights_to_keep_is_refused_by_its_flag(tiny_synth, tmp_path):
+    for args, says in ((["--method", "standard"], "--method='dbvae' (not 'standard')"),
+                       (["--method", "dbvae"], "refresh_weights=False (--freeze-weights)"),
+                       (["--method", "dbvae", "--freeze-weights", "--loss-tilt"], "no --loss-tilt"),
+                       (["--method", "dbvae", "--freeze-weights", "--epochs", "1"], "--resample-from (1) below --epochs (1)")):
+        r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), "--weights-only", *args])
+        assert r.exit_code == 2 and says in " ".join(r.output.split()) and "Traceback" not in r.output, r.output
+        assert "--weights-only stops once" in " ".join(r.output.split())
+    assert not (tmp_path / "r").exists()
+
+
 def test_frozen_dbvae_on_a_large_set_is_told_about_freeze_after(tiny_synth, tmp_path, monkeypatch):
     import debias.train as train_mod
     monkeypatch.setattr(train_mod, "FREEZE_HINT_IMAGES", 200)  # the tiny set's epoch (256 images) counts as large
