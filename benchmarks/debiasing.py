@@ -771,6 +771,12 @@ METHODS = {
 # in point estimate; its worst group below the two-stage label's in point estimate.
 # Session 48, seeds 0-1 only (not judged; seeds 2-5 to run): SAM alone closes 90% (gaps 0.3 and 0.7 against the
 # two-stage label's 0.1 and 0.4, worst group 98.8 against 99.2): at this size most of S34's effect may be SAM's.
+# S36, written in session 49 after reading S35's seeds 0-3 (SAM alone 86% [43, 91]; two-stage minus SAM alone: gap -0.3
+# [-0.5, -0.1], worst group +0.6 [+0.2, +1.0]) and before running `standard sam0.05` on seeds 6-8 and the two-stage
+# label (first stage with weights_only, the same weights) on seed 8: paired over every seed both have (0-7, then
+# 0-8), (1) the two-stage label's gap is narrower than SAM alone's and the interval of the difference excludes 0;
+# (2) its worst group is higher in point estimate; (3) accuracy differs by less than 0.2 points in point estimate;
+# (4) SAM alone closes 60-95% of the representation gap, the two-stage label more than SAM alone in point estimate.
 WEIGHTS_FROM = {"standard sam0.05 dbvae-weights": ("dbvae center ess0.1 frozen smooth50 sam0.05", 2),
                 "standard sam0.05 dbvae-weights at20k": ("dbvae center ess0.1 frozen smooth50 sam0.05 at20k", 2)}
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
