@@ -332,6 +332,9 @@ class TrainConfig:
                              f"`loss_tilt` (whose weights change every epoch) and `resample_from` "
                              f"({self.resample_from}) below `epochs` ({self.epochs}), where they are computed at the "
                              f"latest.")
+        if self.weights_only and (self.keep == "best" or self.swa_from):
+            raise ValueError("`weights_only` saves sampling weights, not a network to use, and stops before the epochs "
+                             "that `keep`='best' would choose among or `swa_from` would average; leave those out.")
         if self.freeze_after < 0:
             raise ValueError(f"`freeze_after`={self.freeze_after} must be >= 0 (0 = at `resample_from`).")
         if self.workers < 0 or self.max_train < 0 or self.resample_from < 0:
