@@ -781,6 +781,9 @@ METHODS = {
 # S35 judged on seeds 0-5 as written (session 49): held in every part. SAM alone closes 83% [45, 98]; the two-stage
 # label minus SAM alone: gap -0.4 [-0.8, -0.0], worst group +1.0 [+0.2, +1.8], accuracy +0.1 [+0.0, +0.1], share
 # closed +20 [+7, +71] points: the DB-VAE's weights add to SAM at this size, by less than SAM adds to `standard`.
+# S36 judged (session 49): held in every part, on seeds 0-7 and on 0-9. Seeds 0-9: two-stage minus SAM alone, gap -0.3
+# [-0.6, -0.1], worst group +0.9 [+0.5, +1.4], accuracy +0.1 [+0.0, +0.1]; SAM alone closes 81% [60, 92], the two-stage
+# label 101% [95, 112].
 WEIGHTS_FROM = {"standard sam0.05 dbvae-weights": ("dbvae center ess0.1 frozen smooth50 sam0.05", 2),
                 "standard sam0.05 dbvae-weights at20k": ("dbvae center ess0.1 frozen smooth50 sam0.05 at20k", 2)}
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
