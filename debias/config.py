@@ -314,24 +314,24 @@ class TrainConfig:
         if self.dro_resample and not (self.method == "group-dro" or self.latent_dro):
             raise ValueError(f"`dro_resample` samples by Group DRO weights: it needs `method`='group-dro' or `latent_dro`, not "
                              f"`method`={self.method!r} without `latent_dro`.")
-        # two options that act on the DB-VAE's kept (frozen) latent, each excluding one other option (a negative
+        # options that act on the DB-VAE's kept (frozen) latent, each excluding at most one other option (a negative
         # `freeze_after` is reported by its own check just below)
         for option, does, excluded in (
                 ("latent_dro", "runs Group DRO over clusters of the DB-VAE's latent, found once and kept", "loss_tilt"),
                 ("freeze_after", "sets when the DB-VAE's kept latent weights (or `latent_dro`'s clusters) are computed",
-                 None)):
+                 None),
+                ("weights_only", "stops once the DB-VAE's kept latent weights are computed (`loss_tilt` would change "
+                 "them every epoch)", "loss_tilt")):
             if getattr(self, option) > 0 and (self.method != "dbvae" or self.refresh_weights
                                               or (excluded and getattr(self, excluded))):
-                raise ValueError(f"`{option}` {does}: it needs `method`='dbvae' (not {self.method!r})"
+                raise ValueError(f"`{option}` {does}: it needs `method`='dbvae'"
+                                 + (f" (not {self.method!r})" if self.method != "dbvae" else "")
                                  + (f", refresh_weights=False (--freeze-weights) and no `{excluded}`." if excluded
                                     else " and refresh_weights=False (--freeze-weights)."))
-        if self.weights_only and (self.method != "dbvae" or self.refresh_weights or self.loss_tilt
-                                  or self.resample_from >= self.epochs):
-            raise ValueError(f"`weights_only` stops once the DB-VAE's kept latent weights are computed: it needs "
-                             f"`method`='dbvae' (not {self.method!r}), refresh_weights=False (--freeze-weights), no "
-                             f"`loss_tilt` (whose weights change every epoch) and `resample_from` "
-                             f"({self.resample_from}) below `epochs` ({self.epochs}), where they are computed at the "
-                             f"latest.")
+        if self.weights_only and self.resample_from >= self.epochs:
+            raise ValueError(f"`weights_only` stops once the DB-VAE's kept latent weights are computed, at the latest at "
+                             f"`resample_from`: it needs `resample_from` ({self.resample_from}) below `epochs` "
+                             f"({self.epochs}).")
         if self.weights_only and (self.keep == "best" or self.swa_from):
             raise ValueError("`weights_only` saves sampling weights, not a network to use, and stops before the epochs "
                              "that `keep`='best' would choose among or `swa_from` would average; leave those out.")

@@ -768,10 +768,15 @@ def _freeze_hook(cfg: TrainConfig, ts: TrainSet, st: _State, lab: _Labelled, epo
 def _weights_row(st: _State, ts: TrainSet, p: np.ndarray, seen: int, log: Callable[[str], None]) -> None:
     """``weights_only``: a last history row for the epoch that would have sampled by the kept weights ``p`` (not
     trained, so no losses): their ESS and the mass each labelled group gets, as a full run's next epoch reports them."""
-    mass = mass_by_group(p, ts.face_frame, DIAGNOSTIC_COLUMNS)
-    st.history.append({"epoch": st.epoch, "ess": ess_fraction(p), **{f"mass[{k}]": v for k, v in mass.items()}})
-    log(f"`weights_only`: stopped after {seen:,} training images with the kept weights (ESS {ess_fraction(p):.3f}"
+    mass, ess = mass_by_group(p, ts.face_frame, DIAGNOSTIC_COLUMNS), ess_fraction(p)
+    st.history.append({"epoch": st.epoch, "ess": ess, **_mass_columns(mass)})
+    log(f"`weights_only`: stopped after {seen:,} training images with the kept weights (ESS {ess:.3f}"
         + "".join(f", {k} {v:.1%}" for k, v in mass.items()) + ")")
+
+
+def _mass_columns(mass: dict[str, float]) -> dict[str, float]:
+    """History columns of ``mass_by_group``'s shares: {'mass[skin_group=darker]': 0.21, ...}."""
+    return {f"mass[{k}]": v for k, v in mass.items()}
 
 
 def _start_jtt_final_model(st: _State, cfg: TrainConfig, ts: TrainSet, device: torch.device,
@@ -940,7 +945,7 @@ def _fit(data: Path, cfg: TrainConfig, out: Path, *, resume: bool, rank: int, wo
         if ts.val is not None:
             row.update(evaluate(st.model, ts.val, ts.val_images, device, st.val_groups))
             _keep_if_best(st, cfg, row, epoch, log)
-        row.update({f"mass[{k}]": v for k, v in mass_by_group(p_face, ts.face_frame, DIAGNOSTIC_COLUMNS).items()})
+        row.update(_mass_columns(mass_by_group(p_face, ts.face_frame, DIAGNOSTIC_COLUMNS)))
         st.history.append(row)
         trained = (st.steps or n_batches) * cfg.batch_size  # st.steps: the epoch weights_only stopped
         st.timing.append({"epoch": epoch, "epoch_s": time.perf_counter() - t0, "train_s": train_s,
