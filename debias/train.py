@@ -601,7 +601,7 @@ class _State:
                       "p_latent": tensor(self.p_latent), "clusters": tensor(self.clusters),
                       "swa": self.swa.state_dict() if self.swa is not None else None,
                       "val_groups": tensor(self.val_groups), "best": self.best, "best_epoch": self.best_epoch,
-                      "best_loss": self.best_loss}, path)
+                      "best_loss": self.best_loss, "steps": self.steps}, path)
 
     def restore(self, path: Path, device: torch.device) -> None:
         ck = load_weights(path, device)
@@ -619,6 +619,7 @@ class _State:
         self.val_groups = ck["val_groups"].numpy() if ck.get("val_groups") is not None else None
         self.best = {k: v.cpu() for k, v in ck["best"].items()} if ck.get("best") is not None else None
         self.best_epoch, self.best_loss = int(ck.get("best_epoch", -1)), float(ck.get("best_loss", float("inf")))
+        self.steps = int(ck.get("steps", 0))
 
 
 def _wrap_step(model: nn.Module, cfg: TrainConfig, device: torch.device, world: int, n_images: int,

@@ -903,6 +903,32 @@ def test_weights_only_saves_a_full_runs_weights_and_trains_only_until_they_are_c
     assert load_run(tmp_path / "only")[0] is not None
 
 
+def test_weights_only_resumed_after_its_last_checkpoint_reports_the_images_it_trained(tiny_synth, tmp_path,
+                                                                                    monkeypatch):
+    """A ``weights_only`` run stopped mid-epoch by ``freeze_after`` (3 steps of 32), killed after that epoch's checkpoint
+    and before its run folder is written, then resumed: it reports the 96 images it trained, as the uninterrupted run
+    does, not the whole epoch's 256 (the stopping step was not in the checkpoint)."""
+    import debias.train as train
+
+    cfg = TrainConfig(method="dbvae", refresh_weights=False, freeze_after=96, weights_only=True, **{**FAST, "epochs": 3})
+    real = train._weights_row
+
+    def killed(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "_weights_row", killed)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_synth, cfg, tmp_path / "cut")
+    assert (tmp_path / "cut" / "checkpoint.pt").exists() and not (tmp_path / "cut" / "model.pt").exists()
+    monkeypatch.setattr(train, "_weights_row", real)
+    logs = []
+    fit(tiny_synth, cfg, tmp_path / "cut", resume=True, log=logs.append)
+    assert any("stopped after 96 training images" in m for m in logs), logs
+    fit(tiny_synth, cfg, tmp_path / "full")
+    assert (pd.read_csv(tmp_path / "cut" / "sampling_weights.csv")["p"].tolist()
+            == pd.read_csv(tmp_path / "full" / "sampling_weights.csv")["p"].tolist())
+
+
 def test_weights_only_without_weights_to_keep_is_refused_by_its_flag(tiny_synth, tmp_path):
     for args, says in ((["--method", "standard"], "--method='dbvae' (not 'standard')"),
                        (["--method", "dbvae"], "refresh_weights=False (--freeze-weights)"),
