@@ -854,7 +854,7 @@ def run_setup(job: dict, device: str) -> tuple[Path, TrainConfig]:
 
     (setting, variant_opts), intrinsic = _variant(job["setting"]), job["method"] == "intrinsic"
     shares, tag = _composition(job["setting"], intrinsic)
-    root = _data(job["seed"], job["n_train"], shares, Path(job["cache"]), tag)
+    root = _data(job["seed"], job["n_train"], shares, Path(job["cache"]), tag, job.get("render_workers", 1))
     # intrinsic: standard training on the balanced composition
     opts = {"balance_by": BALANCE_BY[setting], **{**METHODS, "intrinsic": METHODS["standard"]}[job["method"]],
             **variant_opts}
@@ -890,7 +890,7 @@ def _one(job: dict) -> dict:
         kept = (int(torch.load(Path(d) / "run" / "checkpoint.pt", weights_only=True)["best_epoch"]) + 1
                 if cfg.keep == "best" else np.nan)
     y = test.label.to_numpy()
-    row = {k: v for k, v in job.items() if k not in ("cache", "device")}
+    row = {k: v for k, v in job.items() if k not in ("cache", "device", "render_workers")}
     s = _scores(model, root, test, device)
     row.update(measure(y, s, test[y == 1]))
     row["_cells"] = cell_rates(test[y == 1], s[y == 1] >= row["threshold"], train[train.label == 1])
@@ -909,8 +909,9 @@ def _one(job: dict) -> dict:
     return row
 
 
-def _data(seed: int, n_train: int, shares: dict, cache: Path, tag: str) -> Path:
-    """The dataset of one seed, rendered on first use; a lock keeps two workers from rendering it twice."""
+def _data(seed: int, n_train: int, shares: dict, cache: Path, tag: str, workers: int = 1) -> Path:
+    """The dataset of one seed, rendered on first use (by ``workers`` processes: the same images for any number,
+    tests/data/test_synth.py); a lock keeps two runs from rendering it twice."""
     import fcntl
 
     from debias.config import SynthConfig
@@ -920,7 +921,7 @@ def _data(seed: int, n_train: int, shares: dict, cache: Path, tag: str) -> Path:
     with open(cache / f"{out.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (out / "manifest.csv").exists():
-            generate(SynthConfig(n_train=n_train, n_val=1000, seed=seed, workers=1, **shares), out)
+            generate(SynthConfig(n_train=n_train, n_val=1000, seed=seed, workers=workers, **shares), out)
     return out
 
 
@@ -983,7 +984,8 @@ def backfill_cells(a) -> None:
             for m in a.methods or []:
                 job = {"setting": setting, "method": m, "seed": seed, "epochs": a.epochs, "n_train": a.n_train}
                 if _key(job) in recorded and _key(job) not in have:
-                    jobs.append({**job, "cache": str(a.cache), "device": a.device})
+                    jobs.append({**job, "cache": str(a.cache), "device": a.device,
+                                 "render_workers": a.render_workers})
     print(f"{len(jobs)} runs to retrain for their cells", flush=True)
 
     def keep_if_reproduced(progress: str, job: dict, row: dict, cells: pd.DataFrame) -> None:
@@ -1031,12 +1033,13 @@ def plan(a) -> list[dict]:
             labels = (list(a.methods) if a.methods
                       else [*(METHODS if _base(setting) == "skin" else POSE_METHODS), "intrinsic"])
             base = {"setting": setting, "seed": seed, "epochs": a.epochs, "n_train": a.n_train, "cache": str(a.cache),
-                    "device": a.device}
+                    "device": a.device, "render_workers": a.render_workers}
             jobs += [{**base, "method": m} for m in labels]
         if _base(setting) == "skin":
             for seed in a.long_seeds:  # the training-length check: the same runs, twice as long
                 jobs += [{"setting": setting, "method": m, "seed": seed, "epochs": 2 * a.epochs,
-                          "n_train": a.n_train, "cache": str(a.cache), "device": a.device} for m in a.long_methods]
+                          "n_train": a.n_train, "cache": str(a.cache), "device": a.device,
+                          "render_workers": a.render_workers} for m in a.long_methods]
     return jobs
 
 
@@ -1682,6 +1685,9 @@ if __name__ == "__main__":
     ap.add_argument("--n-train", type=int, default=20_000)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2, help="runs in parallel (each uses one CPU thread)")
+    ap.add_argument("--render-workers", type=int, default=1,
+                    help="processes each run renders a data set it needs with (first use only; the same images for "
+                         "any number): on the 2-core machine 1, as both cores train; on a GPU machine the idle cores")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                     help="where each run trains and scores; auto = cuda when torch sees one (recorded per row)")
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("DEBIAS_BENCH_CACHE", "/tmp/debias-bench")))

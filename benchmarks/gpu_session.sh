@@ -25,8 +25,10 @@ case "${1:-checks}" in
     # representation gap; Group DRO is the labelled reference; the two-stage recipe (its first stage frozen after
     # 20,000 images, as the README advises on large sets) and SAM alone are the label-free result and its control.
     # Four runs at a time share the GPU; rows already in the CSV are skipped, so each call goes on from the last.
+    # A fresh machine's /tmp is empty, so each cold call renders its sets again: with 4 processes a run (the 16
+    # cores) rather than 1, the same images.
     timeout 520 python3 benchmarks/debiasing.py run --settings skin --n-train 200000 --epochs 12 --device cuda \
-      --workers 4 --cache /tmp/debias-bench --seeds 0 1 2 3 4 --long-seeds \
+      --workers 4 --render-workers 4 --cache /tmp/debias-bench --seeds 0 1 2 3 4 --long-seeds \
       --methods standard intrinsic "standard sam0.05 dbvae-weights at20k" group-dro "standard sam0.05" \
       2>&1 | tee "$OUT/scale.txt"
     python3 benchmarks/debiasing.py summary --n-train 200000 --epochs 12 > /dev/null 2>&1

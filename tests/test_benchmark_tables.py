@@ -191,7 +191,7 @@ def test_cells_appends_a_retrained_runs_cells_only_when_it_reproduces_its_row(tm
 
     monkeypatch.setattr(b, "_one", retrain)
     a = argparse.Namespace(settings=["skin-cos"], seeds=[0, 1, 2], methods=["standard"], epochs=24, n_train=20000,
-                           cache=tmp_path, device="cpu", workers=2)
+                           cache=tmp_path, device="cpu", workers=2, render_workers=1)
     b.backfill_cells(a)
     assert sorted(trained) == [0, 1]
     written = pd.read_csv(b.CELLS)
@@ -354,9 +354,10 @@ def test_run_plans_a_named_label_on_pose_even_if_pose_does_not_run_it_by_default
     label = "dbvae center ess0.1 frozen cluster-dro resample fixed"
     assert label not in bench.POSE_METHODS
     a = argparse.Namespace(settings=["pose"], seeds=[0, 1], methods=[label, "intrinsic"], long_seeds=[],
-                           long_methods=[], epochs=24, n_train=20000, cache="c", device="cpu")
+                           long_methods=[], epochs=24, n_train=20000, cache="c", device="cpu", render_workers=3)
     jobs = bench.plan(a)
     assert [(j["seed"], j["method"]) for j in jobs] == [(0, label), (0, "intrinsic"), (1, label), (1, "intrinsic")]
+    assert {j["render_workers"] for j in jobs} == {3}  # --render-workers reaches every run's data rendering
     a.methods = None
     assert [j["method"] for j in bench.plan(a) if j["seed"] == 0] == [*bench.POSE_METHODS, "intrinsic"]
 
