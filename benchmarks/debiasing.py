@@ -796,6 +796,8 @@ METHODS = {
 # gap is within noise of `standard sam0.05`'s; (4) on seeds 0-4 pose's `intrinsic` with SAM has a pose gap within
 # noise of itself without SAM (paired interval includes 0), and measured against `standard sam0.05` and it (`pair
 # --references "standard sam0.05" pose-sam0.05`) the two-stage label closes less than 0% of what SAM leaves.
+# Queued after the above (after reading seeds 5-6 of the three labels, before any pose-sam0.05 run): pose-sam0.05
+# `intrinsic` on seeds 5-9 too, reported beside S37 part (4), not used to judge it.
 WEIGHTS_FROM = {"standard sam0.05 dbvae-weights": ("dbvae center ess0.1 frozen smooth50 sam0.05", 2),
                 "standard sam0.05 dbvae-weights at20k": ("dbvae center ess0.1 frozen smooth50 sam0.05 at20k", 2)}
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
