@@ -945,6 +945,39 @@ def test_weights_only_without_weights_to_keep_is_refused_by_its_flag(tiny_synth,
     assert not (tmp_path / "r").exists()
 
 
+def test_latent_weights_name_a_rare_labelled_group_they_draw_less_often_than_uniform_by_hand():
+    """20 faces: 1 darker (5%) and 1 profile (5%), 10 female (50%, not rare). The weights put half the mass on the
+    darker face and 1% on the profile one: both are reported beside their 5% share, and only profile is named."""
+    from debias.train import _rare_group_note
+
+    faces = pd.DataFrame({"skin_group": ["darker"] + ["lighter"] * 19,
+                          "pose": ["frontal"] * 19 + ["profile"],
+                          "gender": ["female", "male"] * 10})
+    p = np.full(20, 0.49 / 18)
+    p[0], p[19] = 0.50, 0.01
+    logs = []
+    _rare_group_note(p, faces, logs.append)
+    assert len(logs) == 2, logs
+    assert logs[0].endswith("skin_group=darker 50.0% (5.0%), pose=profile 1.0% (5.0%)"), logs[0]
+    assert "gender" not in logs[0] and "lighter" not in logs[0]
+    assert logs[1].startswith("note: the latent weights give pose=profile less than its share") and "darker" not in logs[1]
+    logs.clear()
+    _rare_group_note(np.full(20, 1 / 20), faces.assign(pose="frontal"), logs.append)  # uniform: nothing below
+    assert len(logs) == 1 and "skin_group=darker 5.0% (5.0%)" in logs[0]
+
+
+def test_a_dbvae_run_reports_its_weights_mass_on_rare_labelled_groups(tiny_synth, tmp_path):
+    logs = []
+    fit(tiny_synth, TrainConfig(method="dbvae", refresh_weights=False, **FAST), tmp_path, log=logs.append)
+    line = next(m for m in logs if m.startswith("latent weights' mass on the rare labelled groups"))
+    sw = pd.read_csv(tmp_path / "sampling_weights.csv")  # the kept weights, read back independently
+    for attr in ("skin_group", "pose"):
+        share = sw[attr].value_counts(normalize=True)
+        mass = sw.groupby(attr)["p"].sum() / sw["p"].sum()
+        for g in share[share < 0.10].index:
+            assert f"{attr}={g} {mass[g]:.1%} ({share[g]:.1%})" in line, (line, g)
+
+
 def test_frozen_dbvae_on_a_large_set_is_told_about_freeze_after(tiny_synth, tmp_path, monkeypatch):
     import debias.train as train_mod
     monkeypatch.setattr(train_mod, "FREEZE_HINT_IMAGES", 200)  # the tiny set's epoch (256 images) counts as large
