@@ -802,7 +802,10 @@ METHODS = {
 # (S37) parts (1)-(3) held. (1) the two-stage label minus `standard sam0.05`: pose gap 0.7 -> 3.8 (+3.0 [+1.7, +4.3]),
 # worst group -4.9 [-7.6, -2.3], accuracy -0.5 [-0.8, -0.3], lighter-darker gap -1.0 [-2.0, -0.0]; (2) profile mass
 # 0.9-2.3% on seeds 5-9 (darker 29-71%); (3) `balanced sam0.05` closes 86% [75, 94] (0.5 [0.1, 0.9] points below the
-# 2/3 line), its pose gap -0.4 [-0.8, +0.1] against SAM alone's; SAM alone closes 71% [48, 87].
+# 2/3 line), its pose gap -0.4 [-0.8, +0.1] against SAM alone's; SAM alone closes 71% [48, 87]. (4) held: on seeds
+# 0-4 (`variants --epochs 24`) pose's `intrinsic` with SAM against without: pose gap 0.1 -> 0.1 (-0.0 [-0.2, +0.1]),
+# accuracy +0.0 [+0.0, +0.0]; against `standard sam0.05` and it (`pair --references "standard sam0.05" pose-sam0.05`)
+# the two-stage label closes -273% [-1317, -82] of what SAM leaves, `balanced sam0.05` 54% [-67, 83].
 WEIGHTS_FROM = {"standard sam0.05 dbvae-weights": ("dbvae center ess0.1 frozen smooth50 sam0.05", 2),
                 "standard sam0.05 dbvae-weights at20k": ("dbvae center ess0.1 frozen smooth50 sam0.05 at20k", 2)}
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
