@@ -749,7 +749,7 @@ def _rare_group_note(p: np.ndarray, faces: pd.DataFrame, log: Callable[[str], No
     """Read label-free latent weights ``p`` against the labels the training faces have (a diagnostic: sampling never
     sees them): the sampling mass on each labelled group with less than RARE_SHARE of the faces, beside that share,
     and a note naming any such group the weights draw less often than uniform sampling would. On the benchmark's
-    `pose` setting the DB-VAE's latent found tone, not pose, and its weights gave profile faces 0.8-1.9% of the mass
+    `pose` setting the DB-VAE's latent found tone, not pose, and its weights gave profile faces 0.8-2.3% of the mass
     (2% natural), which widened the pose gap (benchmarks/RESULTS.md): the README asked users to check this by hand."""
     natural = mass_by_group(np.full(len(p), 1.0 / len(p)), faces, DIAGNOSTIC_COLUMNS)
     mass = mass_by_group(p, faces, DIAGNOSTIC_COLUMNS)
