@@ -805,7 +805,9 @@ METHODS = {
 # 2/3 line), its pose gap -0.4 [-0.8, +0.1] against SAM alone's; SAM alone closes 71% [48, 87]. (4) held: on seeds
 # 0-4 (`variants --epochs 24`) pose's `intrinsic` with SAM against without: pose gap 0.1 -> 0.1 (-0.0 [-0.2, +0.1]),
 # accuracy +0.0 [+0.0, +0.0]; against `standard sam0.05` and it (`pair --references "standard sam0.05" pose-sam0.05`)
-# the two-stage label closes -273% [-1317, -82] of what SAM leaves, `balanced sam0.05` 54% [-67, 83].
+# the two-stage label closes -273% [-1317, -82] of what SAM leaves, `balanced sam0.05` 54% [-67, 83]. Seeds 0-9
+# (reported, not judged): `intrinsic` with SAM against without +0.0 [-0.2, +0.2] points of pose gap; of what SAM
+# leaves the two-stage label closes -434% [-764, -227], `balanced sam0.05` 54% [12, 77].
 WEIGHTS_FROM = {"standard sam0.05 dbvae-weights": ("dbvae center ess0.1 frozen smooth50 sam0.05", 2),
                 "standard sam0.05 dbvae-weights at20k": ("dbvae center ess0.1 frozen smooth50 sam0.05 at20k", 2)}
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
