@@ -902,7 +902,7 @@ def _one(job: dict) -> dict:
         kept = (int(torch.load(Path(d) / "run" / "checkpoint.pt", weights_only=True)["best_epoch"]) + 1
                 if cfg.keep == "best" else np.nan)
     y = test.label.to_numpy()
-    row = {k: v for k, v in job.items() if k not in ("cache", "device", "render_workers")}
+    row = {k: v for k, v in job.items() if k not in HOW}
     s = _scores(model, root, test, device)
     row.update(measure(y, s, test[y == 1]))
     row["_cells"] = cell_rates(test[y == 1], s[y == 1] >= row["threshold"], train[train.label == 1])
@@ -938,6 +938,13 @@ def _data(seed: int, n_train: int, shares: dict, cache: Path, tag: str, workers:
 
 
 KEY = ["setting", "method", "seed", "epochs", "n_train"]
+# the job keys that say how a run is done, not which run it is: never written to its row
+HOW = ("cache", "device", "render_workers")
+
+
+def _how(a) -> dict:
+    """A job's HOW keys from the command line."""
+    return {"cache": str(a.cache), "device": a.device, "render_workers": a.render_workers}
 
 
 def _key(job: dict) -> tuple[str, ...]:
@@ -996,8 +1003,7 @@ def backfill_cells(a) -> None:
             for m in a.methods or []:
                 job = {"setting": setting, "method": m, "seed": seed, "epochs": a.epochs, "n_train": a.n_train}
                 if _key(job) in recorded and _key(job) not in have:
-                    jobs.append({**job, "cache": str(a.cache), "device": a.device,
-                                 "render_workers": a.render_workers})
+                    jobs.append({**job, **_how(a)})
     print(f"{len(jobs)} runs to retrain for their cells", flush=True)
 
     def keep_if_reproduced(progress: str, job: dict, row: dict, cells: pd.DataFrame) -> None:
@@ -1044,14 +1050,12 @@ def plan(a) -> list[dict]:
         for seed in a.seeds:
             labels = (list(a.methods) if a.methods
                       else [*(METHODS if _base(setting) == "skin" else POSE_METHODS), "intrinsic"])
-            base = {"setting": setting, "seed": seed, "epochs": a.epochs, "n_train": a.n_train, "cache": str(a.cache),
-                    "device": a.device, "render_workers": a.render_workers}
+            base = {"setting": setting, "seed": seed, "epochs": a.epochs, "n_train": a.n_train, **_how(a)}
             jobs += [{**base, "method": m} for m in labels]
         if _base(setting) == "skin":
             for seed in a.long_seeds:  # the training-length check: the same runs, twice as long
                 jobs += [{"setting": setting, "method": m, "seed": seed, "epochs": 2 * a.epochs,
-                          "n_train": a.n_train, "cache": str(a.cache), "device": a.device,
-                          "render_workers": a.render_workers} for m in a.long_methods]
+                          "n_train": a.n_train, **_how(a)} for m in a.long_methods]
     return jobs
 
 
