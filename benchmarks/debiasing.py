@@ -55,14 +55,19 @@ RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "debiasing_runs.csv"
 SETTINGS = {
     "skin": dict(),
+    # the second family: benchmarks/render_b.py draws the faces (geometry, shading, backgrounds, noise and non-faces of
+    # its own) with the skin setting's bias, and a skin tone the training set never shows
+    "b-skin": dict(),
     "pose": dict(darker_share=0.33, medium_share=0.33, profile_share=0.02, three_quarter_share=0.05),
 }
 # the balanced composition used for each setting's intrinsic gap
 INTRINSIC = {
     "skin": dict(darker_share=0.33, medium_share=0.33),
+    "b-skin": dict(darker_share=0.33, medium_share=0.33),
     "pose": dict(darker_share=0.33, medium_share=0.33, profile_share=0.33, three_quarter_share=0.33),
 }
-TARGET_GAP = {"skin": "skin_gap", "pose": "pose_gap"}  # the gap each setting is about
+TARGET_GAP = {"skin": "skin_gap", "pose": "pose_gap", "b-skin": "skin_gap"}
+FAMILY_B = ("b-skin",)  # settings rendered by benchmarks/render_b.py instead of debias data synth  # the gap each setting is about
 # `pose` at 24 epochs (session 34): the convergence length of `skin`, where every conclusion drawn at 6 epochs moved
 # (RESULTS.md), had never been run on `pose`. Methods: standard, intrinsic, group-dro (by pose), loss-resample (the
 # label-free method that closed 44% [24, 60] there at 6 epochs). Predictions written before any run (seeds 0-4):
@@ -162,7 +167,12 @@ TARGET_GAP = {"skin": "skin_gap", "pose": "pose_gap"}  # the gap each setting is
 # 76]); measured against `standard sam0.05` and this `intrinsic` (`pair --references "standard sam0.05"
 # skin-sam0.05`), the representation gap SAM leaves, 3.7 points, is closed 26% [-10, 45] by the latent clusters with
 # SAM and 36% [-2, 62] by Group DRO with SAM.
+# skin-wd*, skin-cos and skin-lcn describe committed rows of training options that left the product (weight_decay,
+# lr_schedule, input_norm; RESULTS.md, rejected experiments): check out f8d2744 to rerun them.
 VARIANTS = {"skin-aug+": ("skin", dict(aug_rotate=15.0, aug_scale=0.2)),
+            **{f"skin-wd{wd:g}": ("skin", dict(weight_decay=wd)) for wd in (0.1, 0.3, 1.0)},
+            "skin-cos": ("skin", dict(lr_schedule="cosine")),
+            "skin-lcn": ("skin", dict(input_norm="local")),
             **{f"skin-w{w}": ("skin", dict(width=w)) for w in (6, 3)},
             **{f"skin-wd{wd:g}": ("skin", dict(weight_decay=wd)) for wd in (0.1, 0.3, 1.0)},
             "skin-cos": ("skin", dict(lr_schedule="cosine")),
@@ -207,26 +217,23 @@ def _base(setting: str) -> str:
 TONE_GROUP = {**{t: "lighter" for t in range(1, 5)}, 5: "medium", 6: "medium", **{t: "darker" for t in range(7, 11)}}
 
 # the smoothed DB-VAE (its weights averaged over each face's 50 nearest latent neighbours), which many labels extend
-SMOOTH50 = dict(method="dbvae", rec_region="center", min_ess=0.1, refresh_weights=False, smooth_k=50)
-# one set of options under two labels: the rows of the first were measured before the Group DRO fix (below)
-CLUSTER_DRO = dict(method="dbvae", rec_region="center", min_ess=0.1, refresh_weights=False, latent_dro=10)
-CLUSTER_DRO_RESAMPLE = {**CLUSTER_DRO, "dro_resample": True}
-RARITY_DRO4 = dict(SMOOTH50, latent_dro=4, latent_groups="rarity")
+SMOOTH50 = dict(method="dbvae", recipe="paper", rec_region="center", min_ess=0.1, refresh_weights=False, smooth_k=50)
 # label -> TrainConfig options. Every method trains with augmentation unless its label says no-aug.
 METHODS = {
+    # what `debias train DATA --out RUN` trains, with no other option (the two-stage recipe, resolved for the data)
+    "default": dict(),
     "standard": dict(method="standard"),
     "standard no-aug": dict(method="standard", augment=False),
     "vae-uniform": dict(method="vae-uniform"),
-    "dbvae (paper)": dict(method="dbvae"),
-    "dbvae ess0.1": dict(method="dbvae", min_ess=0.1),
-    "dbvae gmm center": dict(method="dbvae", density="gmm", rec_region="center"),
+    "dbvae (paper)": dict(method="dbvae", recipe="paper"),
+    "dbvae ess0.1": dict(method="dbvae", recipe="paper", min_ess=0.1),
     # weights computed once, after the first epoch, and kept (--freeze-weights): the pilot saw the
     # per-epoch density find darker faces early and lose them as the shared encoder specialises
-    "dbvae frozen": dict(method="dbvae", refresh_weights=False),
-    "dbvae center ess0.1": dict(method="dbvae", rec_region="center", min_ess=0.1),  # ablation: the same, refreshed
-    "dbvae center ess0.1 frozen": dict(method="dbvae", rec_region="center", min_ess=0.1, refresh_weights=False),
+    "dbvae frozen": dict(method="dbvae", recipe="paper", refresh_weights=False),
+    "dbvae center ess0.1": dict(method="dbvae", recipe="paper", rec_region="center", min_ess=0.1),  # ablation: the same, refreshed
+    "dbvae center ess0.1 frozen": dict(method="dbvae", recipe="paper", rec_region="center", min_ess=0.1, refresh_weights=False),
     # the same, each face's log-weight averaged over its 20 nearest latent neighbours (session 5)
-    "dbvae center ess0.1 frozen smooth20": dict(method="dbvae", rec_region="center", min_ess=0.1,
+    "dbvae center ess0.1 frozen smooth20": dict(method="dbvae", recipe="paper", rec_region="center", min_ess=0.1,
                                                 refresh_weights=False, smooth_k=20),
     "dbvae center ess0.1 frozen smooth50": dict(SMOOTH50),
     # the same, its weights read after at most 20,000 training images (--freeze-after 20000) instead of after the first
@@ -234,135 +241,9 @@ METHODS = {
     # reads the latent at the point of training the variant was chosen at (session 13: frozen after one 100,000-image
     # epoch the latent put 0.9% of the mass on darker faces, one trained on 20,000 images 26%; seed 0)
     "dbvae center ess0.1 frozen smooth50 at20k": dict(SMOOTH50, freeze_after=20_000),
-    # the same with a reconstruction blind to each face region's overall brightness and contrast (does the latent
-    # then encode pose?)
-    "dbvae center ess0.1 frozen smooth50 std": dict(SMOOTH50, rec_target="standardised"),
-    # the chosen DB-VAE's frozen latent weights, tilted each epoch by every face's current loss (no labels)
-    "dbvae center ess0.1 frozen smooth50 loss": dict(SMOOTH50, loss_tilt=True),
-    # the same (the demo's DB-VAE) with its latent read after 20,000 images, as the at20k variant above: the
-    # recommended options at scale (session 15; on the 20,000-image sets the same run as without it)
-    "dbvae center ess0.1 frozen smooth50 loss at20k": dict(SMOOTH50, loss_tilt=True, freeze_after=20_000),
-    # Group DRO over 10 clusters of the same latent (GEORGE-style, Sohoni et al. 2020; session 11): the clusters
-    # replace the density weights, each sampled with equal mass, and their losses get online DRO weights. No labels.
-    # 10 clusters fixed before any run (the density mixture's default), not chosen on results.
-    "dbvae center ess0.1 frozen cluster-dro": CLUSTER_DRO,
-    # the same options, run with the session-16 fix (Group DRO weighs the clusters' classification loss; see the NOTE
-    # at rarity-dro4 below): the rows of the label above were measured before it (session 22)
-    "dbvae center ess0.1 frozen cluster-dro fixed": CLUSTER_DRO,
-    # the same, each cluster sampled with mass ~ its DRO weight instead of equal mass (--dro-resample; added after
-    # cluster-dro widened the gap on seeds 0-3: with 10 equal clusters the upweighted one has ~3 faces per batch)
-    "dbvae center ess0.1 frozen cluster-dro resample": CLUSTER_DRO_RESAMPLE,
-    # the same options, run with the session-16 fix (session 23). The best label-free method at 24 epochs on `skin`:
-    # 51% [35, 67] of the representation gap over seeds 0-9, its gap +0.9 [-0.2, +2.0] points above the 2/3 line (SD
-    # 1.6), which 10 seeds cannot tell from 0; a t-test needs ~25 seeds. Session 29 adds seeds 10 upwards (`run
-    # --settings skin --epochs 24 --seeds 10 11 ... --methods standard intrinsic LABEL group-dro --long-seeds`),
-    # resumable across sessions. Predictions written before any of those runs: over all seeds run it closes 40-60%;
-    # from 20 seeds on its distance above the 2/3 line excludes 0 (it falls short of 2/3); the labelled Group DRO
-    # stays within noise of 2/3.
-    # Session 31, the scale setting at 12 epochs (`--n-train 100000`): does this label, whose clusters are found after
-    # the first 100,000-image epoch, need --freeze-after 20000 (the at20k label below) as the smoothed DB-VAE does
-    # (`_freeze_note` hints it for that one only)? Seeds 0-1 only (time: ~1,500 s a run), so indicative. Prediction
-    # written before any run: within 1 point of the at20k label's gap on each seed (the seed-0 clusters after one
-    # epoch hold 96% of the darker faces, as at20k's do), not the smoothed DB-VAE's collapse without at20k.
-    "dbvae center ess0.1 frozen cluster-dro resample fixed": CLUSTER_DRO_RESAMPLE,
-    # the same with its clusters found after 20,000 training images (--freeze-after 20000; session 30), for the scale
-    # setting: on the 20,000-image sets the same run as the label above (an epoch is 19,968 images). Why: at 24 epochs
-    # on 20,000 images it closes 50% [40, 60] (18 seeds), level with Group DRO's 59% [45, 73] (gap +0.7 [-0.6, +1.9]),
-    # and what both leave is generalisation from ~185 darker training faces (debiasing_memorisation.csv); the
-    # 100,000-image set has ~5 times as many, and there Group DRO closes 94% [71, 125] at 12 epochs (converged). 20000
-    # as for the smoothed DB-VAE at20k, the point of training its options were chosen at. Predictions written before
-    # any run (`--n-train 100000 --epochs 12`, seeds 0-4, paired by seed): closes 50-95% of the representation gap
-    # (point estimate above 2/3 about as likely as not; the gap is 1.8 points, so the interval will be wide);
-    # accuracy not below `standard`'s (interval); worst group within 3 points of Group DRO's; more than the smoothed
-    # DB-VAE at20k (46% [-17, 81]) in point estimate. Seeds 0-5 ran first (session 30); seeds 6-9 were added as
-    # confirmation after seeing seeds 0-3 (87% [78, 114], Group DRO 88% on the same seeds), because the smoothed
-    # DB-VAE at20k read 78% on seeds 0-6 and 46% on all 10. Prediction for seeds 6-9, written before they ran: it
-    # closes at least half the gap there too, and stays within noise of Group DRO on the gap over all seeds.
-    # Session 31: the same label at 6 epochs on 100,000 images (the at-a-glance table's "not run" cell), seeds 0-5,
-    # paired with the rows of `standard`, `intrinsic`, Group DRO and the smoothed DB-VAE at20k already there.
-    # Predictions written before any run: closes 40-90% of the representation gap (point estimate; at 20,000 images
-    # and 6 epochs it closed 51% [14, 85], at 100,000 and 12 epochs 81% [69, 92]); accuracy not below `standard`'s
-    # (interval); worst group within 3 points of Group DRO's (interval reaching within 3); within noise of the
-    # smoothed DB-VAE at20k on the gap.
-    "dbvae center ess0.1 frozen cluster-dro resample fixed at20k": {**CLUSTER_DRO_RESAMPLE, "freeze_after": 20_000},
-    # the same with 20 clusters instead of 10 (session 29): a sensitivity check of the one number fixed before any
-    # run. Why: on seed 0 the cluster that holds 183 of the 185 darker faces also holds 207 medium and 44 lighter
-    # ones, so the DRO weight it earns goes 58% to faces that are not darker (13-27% darker mass against the labelled
-    # Group DRO's 33%), which may be why it stops at 51% where Group DRO closes 69%. A purer cluster should carry
-    # more of the weight to the darker faces. Second value of K tried, so a selection: seeds 0-4 first, 5-9 confirm.
-    # Predictions written before any run (24 epochs, `skin`, seeds 0-4): darker mass 15-35%; closes 45-75% of the
-    # representation gap (K=10 on the same seeds 58% [36, 78]), paired against K=10 within noise; a seed near
-    # collapse is the risk (fewer faces per cluster per batch).
-    "dbvae center ess0.1 frozen cluster-dro20 resample": {**CLUSTER_DRO_RESAMPLE, "latent_dro": 20},
-    # the latent-cluster Group DRO with within-cluster mixup (--mixup 1; session 31): every image is blended with
-    # another of its latent cluster in the batch. Why: at 24 epochs every method, the labelled Group DRO included,
-    # fits all ~185 darker training faces and what is left is generalisation from too few distinct ones
-    # (debiasing_memorisation.csv); reweighting repeats the same faces, geometric jitter (skin-aug+) and weight decay
-    # (skin-wd0.1) did not help. Mixing two faces of the cluster that holds the darker ones makes a new image of it
-    # each time. alpha = 1 (a uniform share in [0.5, 1]; Zhang et al.'s choice on small data sets) fixed before any
-    # run. `standard mixup1` is the control: mixup within the label only (does mixup itself close the gap?).
-    # Predictions written before any run (24 epochs, `skin`, seeds 0-4, paired with the rows already there): the
-    # mixup variant closes 40-80% of the representation gap (without mixup, 58% [36, 78] on the same seeds); its gap
-    # within noise of the variant without mixup (interval includes 0; a gain beyond noise about 1 in 4); accuracy not
-    # below `standard`'s; `standard mixup1` closes less than the mixup variant in point estimate.
-    "dbvae center ess0.1 frozen cluster-dro resample fixed mixup1": {**CLUSTER_DRO_RESAMPLE, "mixup": 1.0},
-    "standard mixup1": dict(method="standard", mixup=1.0),
-    # the labelled analogue: Group DRO with mixup within its skin groups (two darker faces, two medium, ...). Run only
-    # if time allows after the two labels above. Prediction written before any run (same seeds): within noise of
-    # Group DRO without mixup on the gap; closes 45-85%.
-    # Seeds 0-4 (session 31): 78% [65, 89] against Group DRO's 66% [33, 94], within noise on every metric. Confirmation
-    # seeds 5-9, prediction written before they ran: at least as much of the gap as Group DRO in point estimate on
-    # them; the gap within noise of Group DRO's over seeds 0-9; the frontal-profile gap wider in point estimate.
-    "group-dro mixup1": dict(method="group-dro", mixup=1.0),
-    # Group DRO over 4 strata of equal mass under the smoothed DB-VAE's own frozen weights, rarest first (session 16;
-    # --latent-dro 4 --latent-groups rarity). Sampling stays the DB-VAE's (each stratum 1/4 of the mass); the rarest
-    # strata's losses get online DRO weights, as labelled Group DRO gives the darker group's. No labels in training.
-    # K=4 was fixed before any run of it, after looking at one seed's strata (seed 0, weights after 20k images: the
-    # rarest of 4 strata held 95 faces, 93% darker).
-    # NOTE: the rows of this label and of the two cluster-dro labels (sessions 11, 16) were measured while Group DRO
-    # on a DB-VAE compared groups by the whole DB-VAE loss (BCE plus the faces' reconstruction and KL), which drained
-    # the non-faces' DRO weight; fixed in session 16 (DRO now weighs the classification loss). Re-running these labels
-    # runs the fixed code; the fixed runs carry the label below.
-    "dbvae center ess0.1 frozen smooth50 rarity-dro4": RARITY_DRO4,
-    # the same options, run with the fix: Group DRO over the strata's classification loss (session 16)
-    "dbvae center ess0.1 frozen smooth50 rarity-dro4 fixed": RARITY_DRO4,
     # training precision (issue 13): bf16 autocast + channels_last, adopted only if accuracy holds
     "standard bf16-cl": dict(method="standard", precision="bf16", channels_last=True),
     "dbvae center ess0.1 frozen smooth50 bf16-cl": dict(SMOOTH50, precision="bf16", channels_last=True),
-    # the smoothed DB-VAE and Group DRO with a logit margin for the faces their weights upweight (session 20;
-    # --margin 1, logit adjustment's Bayes-consistent value, fixed before any run): each face must be detected by
-    # log(k) more logits, k = how many times more often than uniform it is sampled. At 24 epochs every method fits all
-    # ~185 darker training faces and the resampling's effect fades (Byrd & Lipton 2019); a margin keeps acting at
-    # convergence (Kini et al. 2021; Sagawa et al. 2020 add a group-size adjustment to Group DRO for the same reason)
-    "dbvae center ess0.1 frozen smooth50 margin1": dict(SMOOTH50, margin=1.0),
-    "group-dro margin1": dict(method="group-dro", margin=1.0),
-    # Group DRO with Sagawa et al.'s own group adjustment (session 34; --dro-adjust 2): the DRO weights follow each
-    # group's loss plus C / sqrt(n_g), n_g its training count. At 24 epochs every group's training loss is ~0 (all
-    # ~185 darker training faces fitted), so plain DRO weights no longer say which group generalises worst; the
-    # adjustment is the paper's remedy for exactly that (their Sec. 3.3: small groups' training loss understates
-    # their test loss). Unlike --margin 1 (a logit margin for upweighted faces, which did not help) it acts on the
-    # weights, not the logits. C = 2, fixed before any run: the middle of their searched 0-5, no value looked at on
-    # this benchmark. For the labelled groups (20,000 images): a = 0.15 darker, 0.09 medium, 0.02 lighter and
-    # non-faces; for the latent clusters the smallest cluster gains most, whatever it holds. (a = 2 / sqrt(185, 515,
-    # 9300, 10000) on seed 0.) Predictions written before any run (24 epochs, `skin`, seeds 0-4, paired with the
-    # rows already there): (1) Group DRO adjust2 closes 45-90% of the representation gap (66% [33, 94] without, same
-    # seeds), its gap within noise of Group DRO's; (2) the latent-cluster variant closes 35-75% (58% [36, 78]
-    # without), within noise of itself without; reaching 2/3 about 1 in 3; (3) accuracy may fall against the same
-    # method without (the non-faces' weight shrinks): within 0.5 points.
-    # Outcome (seeds 0-4, session 34): all three predictions failed. Group DRO adjust2 reverses the gap (-19.7 points,
-    # two seeds at accuracy 67-69 with 14-17% of lighter faces detected); the latent clusters close 34% [25, 43],
-    # accuracy -0.7 [-1.2, -0.2] against themselves without (RESULTS.md).
-    "group-dro adjust2": dict(method="group-dro", dro_adjust=2.0),
-    "dbvae center ess0.1 frozen cluster-dro resample fixed adjust2": {**CLUSTER_DRO_RESAMPLE, "dro_adjust": 2.0},
-    # the smoothed DB-VAE with no face drawn more than 10 times its uniform rate (--max-weight 10; session 22). The
-    # weights as measured after the freeze (5 seeds of skin-cos and skin-cos-darker6, no test metric looked at): the
-    # ESS guard binds on both sets (raw ESS 0.0002-0.0006 -> 0.1), the most-drawn darker faces come 43-63 times as
-    # often as uniform, and the darker mass has an ESS of only 0.45-0.65 of the darker faces; at 6% darker it puts
-    # 48-57% of the mass there (Group DRO: 33%, every darker face 5.6x). 10 = 1 / min_ess, fixed before any run: the
-    # rate of uniform sampling over the share of the faces the guard allows. With it the darker mass is 36-44% at
-    # 6% darker (ESS within darker 0.76-0.86) and 12-20% at 2% (0.77-0.96). Prediction written before any run: closes
-    # more of the gap at 6% darker; at 2% the darker mass halves, so it may close less there
-    "dbvae center ess0.1 frozen smooth50 cap10": dict(SMOOTH50, max_weight=10.0),
     # deferred resampling (session 25; for 24-epoch runs): the smoothed DB-VAE's weights, read at the same point
     # (after 20,000 images, --freeze-after 20000), but sampling stays uniform until epoch 19 of 24 (--resample-from
     # 18): deferred re-weighting (DRW, Cao et al. 2019), whose finding on imbalanced classes is that re-weighting
@@ -371,20 +252,6 @@ METHODS = {
     # (Cao et al. defer at 160 of 200 epochs). Prediction written before any run: closes more of the representation
     # gap at 24 epochs on `skin` than the smoothed DB-VAE resampling from epoch 2 (18%), whose weights it shares
     "dbvae center ess0.1 frozen smooth50 defer18": dict(SMOOTH50, freeze_after=20_000, resample_from=18),
-    # the smoothed DB-VAE's mass per latent cluster, spread evenly within each of the 10 clusters of --latent-dro
-    # (--flatten-clusters 10; session 28). Why: at 24 epochs the DB-VAE puts 30% of the mass on darker faces, as much
-    # as `balanced` (33%), yet its darker test rate is `standard`'s (93.5 vs balanced's 95.5), while the latent-cluster
-    # Group DRO, with 13-27% darker mass spread alike within its cluster, reaches 96.4: within the darker faces the
-    # density favours a few (drawn 43-63x uniform; weights_diagnostic.py). 10 = the clusters --latent-dro already
-    # uses, fixed before any run. Predictions written before any run (24 epochs, `skin`, seeds 0-4): darker mass
-    # 15-25% (the darker faces' cluster also holds medium ones); closes more of the representation gap than the
-    # smoothed DB-VAE (18%), about what `balanced` and the resampled latent-cluster Group DRO close: 35-60%, not 2/3
-    "dbvae center ess0.1 frozen smooth50 flat10": dict(SMOOTH50, flatten_clusters=10),
-    # ... and Group DRO's loss weights over the same 10 clusters on top of that sampling (--latent-dro 10
-    # --flatten-clusters 10): the label-free analogue of the labelled Group DRO, which weights the loss on top of
-    # balanced sampling and closes 69% where `balanced` closes 48%. Prediction (same runs): closes more than flat10
-    # alone, 45-75%; the risk is the instability of Group DRO over equally sampled clusters (a seed near collapse)
-    "dbvae center ess0.1 frozen smooth50 flat10 cluster-dro": dict(SMOOTH50, flatten_clusters=10, latent_dro=10),
     # Group DRO over the skin x pose cells (labelled; session 20): at 24 epochs most of the skin gap is the darker
     # profile cell, 2-10 training faces a seed, which Group DRO by skin alone gives ~1/3 x 6/185 of its mass. Does a
     # reference that targets the intersection close more, or is the floor the handful of faces?
@@ -476,52 +343,6 @@ METHODS = {
     # [+14, +38] points), its gap 4.6 [2.0, 7.2] points below the 2/3 line; accuracy +1.4 [-0.6, +3.5] (held), +2.7
     # [+0.9, +4.5] over `standard`; worst group +4.2 [-3.1, +11.6] over Group DRO. 5 seeds; seeds 5-9 not yet run.
     "dbvae center ess0.1 frozen smooth50 sam0.05": dict(SMOOTH50, sam_rho=0.05),
-    # Session 39: S13 was found on seeds 0-4 only, so first the confirmation seeds 5-9 at 6 epochs, for the smoothed
-    # DB-VAE with SAM and for `standard sam0.05` (paired with the 6-epoch `standard`, `intrinsic` rows there). Then
-    # Group DRO with SAM at 6 epochs (seeds 0-4: the labelled reference trained the same way, for the worst-group
-    # target), the demo's tilted DB-VAE with SAM at 6 epochs (seeds 0-9), and the smoothed DB-VAE with SAM at 24 epochs
-    # (seeds 0-4). Predictions written before any run: (S14) over seeds 0-9 the smoothed DB-VAE with SAM narrows the
-    # gap of itself without SAM (paired interval below 0) and closes >= 2/3 of the representation gap in point estimate,
-    # less than the 91% of seeds 0-4 (regression to the mean: 70-90%); (S15) `standard sam0.05` over seeds 0-9 closes
-    # 0-30%, its gap wider than the smoothed DB-VAE with SAM beyond noise; (S16) Group DRO with SAM at 6 epochs (seeds
-    # 0-4) within noise of Group DRO without SAM on the gap, and the smoothed DB-VAE with SAM's worst group within 3
-    # points of it (paired interval reaching -3 or above); (S17) the tilted DB-VAE with SAM (seeds 0-9) narrows its own
-    # gap without SAM in point estimate and closes >= 2/3 in point estimate, accuracy not below it (interval reaching 0
-    # or above); (S18) at 24 epochs the smoothed DB-VAE with SAM closes 40-75% (seeds 0-4), within noise of the
-    # latent-cluster Group DRO with SAM on the gap: at convergence SAM alone already closes about half.
-    # Outcome (session 39): (S14) held: over seeds 0-9 gap 8.0 -> 3.7 (-4.3 [-7.6, -1.0]), 85% [78, 94] closed (seeds
-    # 5-9 alone 81% [73, 95]), its gap 4.0 [2.5, 5.4] points below the 2/3 line; accuracy +1.1 [+0.2, +2.0] over itself
-    # without SAM, +2.5 [+1.7, +3.2] over `standard`. (S15) failed narrowly on its range: `standard sam0.05` closes 33%
-    # [11, 51] over seeds 0-9 (9% on seeds 0-4), gap 21.7 -> 14.7 (-7.0 [-13.0, -0.9]); its gap is 11.0 [6.1, 15.9]
-    # points wider than the smoothed DB-VAE with SAM's (held). (S16) first part failed: SAM narrows Group DRO's own gap
-    # beyond noise, 4.4 -> 2.6 (-1.9 [-2.7, -1.0]), 91% [80, 100] closed (81% without), accuracy +1.9 [+0.6, +3.2],
-    # worst group +7.5 [+2.5, +12.5]; second part held by its letter only: the smoothed DB-VAE with SAM's worst group
-    # is -3.2 [-8.6, +2.1] against it. (S17) held: the tilted DB-VAE with SAM, gap 9.6 -> 5.3 (-4.3 [-6.7, -2.0]), 78%
-    # [70, 86] closed (57% without), 2.4 [0.5, 4.3] points below the 2/3 line; accuracy +1.3 [+0.6, +1.9]; worst group
-    # 88.2, +0.2 [-4.0, +4.5] against Group DRO with SAM (seeds 0-4); pose gap -3.6 [-6.4, -0.8]. (S18) held: at 24
-    # epochs the smoothed DB-VAE with SAM closes 64% [51, 77] (23% [-7, 45] without; +42 [+15, +76] points), its gap
-    # +0.1 [-1.2, +1.5] points from the 2/3 line; against the latent-cluster Group DRO with SAM gap -0.4 [-2.1, +1.3];
-    # against the labelled Group DRO with SAM level on every metric (64% both; gap +0.0 [-1.5, +1.5], worst group -0.7
-    # [-2.7, +1.4], accuracy -0.1 [-0.4, +0.3]); against `standard sam0.05` gap -1.3 [-2.3, -0.4], 36% [24, 48] of
-    # SAM's own representation gap.
-    # Then its seeds 5-9 at 24 epochs (started late in session 39; resumable). Prediction written before any of them
-    # ran: (S19) over seeds 0-9 it closes 45-75% of the representation gap; its gap is narrower than `standard
-    # sam0.05`'s (paired interval below 0); accuracy not below `standard`'s (interval reaching 0 or above).
-    # Outcome (session 40): (S19) first and third parts held, second failed: over seeds 0-9 it closes 61% [53, 70]
-    # (gap 6.4 -> 2.8, -3.6 [-4.7, -2.5]; +0.3 [-0.3, +0.9] points from the 2/3 line), accuracy +0.5 [+0.3, +0.8] over
-    # `standard`; but against `standard sam0.05` its gap is -0.6 [-1.4, +0.3] (52% [41, 63] closed by SAM alone; share
-    # +9 [-2, +19] points), accuracy -0.1 [-0.4, +0.1], worst group +0.7 [-0.9, +2.4]. At convergence most of what it
-    # closes, SAM alone closes; its lead over SAM, beyond noise on seeds 0-4, is not on 10.
-    # Session 40: the demo's tilted DB-VAE with SAM at 24 epochs (seeds 0-4), never run there; without SAM it closes
-    # 15% [-11, 36] at 24 epochs (the smoothed one 18%), and the smoothed one with SAM 64% [51, 77] on seeds 0-4.
-    # Prediction written before any run: (S23) it closes 40-75% of the representation gap; its gap within noise of the
-    # smoothed DB-VAE with SAM's (paired interval includes 0); accuracy not below `standard sam0.05`'s (paired interval
-    # reaching 0 or above).
-    # Outcome (session 40): (S23) held: it closes 46% [28, 63] (11% [-21, 29] without SAM, same seeds; gap 6.5 -> 3.6,
-    # -2.9 [-5.1, -0.7] against `standard`); against the smoothed DB-VAE with SAM gap +1.2 [-0.3, +2.6] (share -18
-    # [-35, -7] points); against `standard sam0.05` accuracy -0.0 [-0.4, +0.4] and gap -0.2 [-1.9, +1.6], 5% [-31, 29]
-    # of SAM's own representation gap. At convergence the demo's variant adds nothing to SAM alone.
-    "dbvae center ess0.1 frozen smooth50 loss sam0.05": dict(SMOOTH50, loss_tilt=True, sam_rho=0.05),
     # Session 40: the labelled references trained the same way, on 10 seeds. Group DRO with SAM on seeds 5-9 at 6 and
     # at 24 epochs, and `balanced sam0.05` (the demo's labelled reference) at 6 epochs, seeds 0-9. Without SAM at 6
     # epochs over seeds 0-9: Group DRO closes 84% [72, 96] (gap 4.0), `balanced` 77% [64, 91] (gap 5.4). Predictions
@@ -570,7 +391,6 @@ METHODS = {
     # worst group -2.4 [-4.2, -0.6] (lower end below -3); share -11 [-20, -2] points, frontal-profile gap +1.5 [+0.6,
     # +2.4]. Against `standard sam0.05`, `balanced sam0.05`'s gap is -0.9 [-1.9, +0.0], share +12 [+0, +23] points.
     "balanced sam0.05": dict(method="balanced", sam_rho=0.05),
-    "dbvae center ess0.1 frozen cluster-dro resample fixed sam0.05": {**CLUSTER_DRO_RESAMPLE, "sam_rho": 0.05},
     "standard sam0.05": dict(method="standard", sam_rho=0.05),
     # Session 40, started at its end (resumable; one row per finished run): a twice larger SAM radius at 24 epochs,
     # where the smoothed DB-VAE with SAM 0.05 closes 61% [53, 70] (10 seeds) and SAM 0.05 alone 52% [41, 63]; the
@@ -598,10 +418,6 @@ METHODS = {
     # noise). `standard sam0.05` over the same 20 seeds closes 55% [46, 63], +0.9 [+0.2, +1.6] above the line.
     "standard sam0.1": dict(method="standard", sam_rho=0.1),
     "dbvae center ess0.1 frozen smooth50 sam0.1": dict(SMOOTH50, sam_rho=0.1),
-    "dbvae center ess0.1 frozen cluster-dro resample fixed eta0.03": {**CLUSTER_DRO_RESAMPLE, "dro_eta": 0.03},
-    "standard best": dict(method="standard", keep="best"),
-    "group-dro best": dict(method="group-dro", keep="best"),
-    "dbvae center ess0.1 frozen cluster-dro resample fixed best": {**CLUSTER_DRO_RESAMPLE, "keep": "best"},
     # Session 33: the methods of the issue's list never run to convergence (24 epochs, `skin`, seeds 0-4, paired with
     # the `standard`, `intrinsic` and Group DRO rows already there; defaults unchanged, nothing chosen on results):
     # `jtt` and `loss-resample` (label-free, driven by the loss, so they target the faces still missed, whatever
@@ -811,10 +627,9 @@ METHODS = {
 WEIGHTS_FROM = {"standard sam0.05 dbvae-weights": ("dbvae center ess0.1 frozen smooth50 sam0.05", 2),
                 "standard sam0.05 dbvae-weights at20k": ("dbvae center ess0.1 frozen smooth50 sam0.05 at20k", 2)}
 # the pose setting balances by pose: the labelled references use the attribute that is rare there
-BALANCE_BY = {"skin": ("skin_group",), "pose": ("pose",)}
-POSE_METHODS = ("standard", "vae-uniform", "dbvae (paper)", "dbvae gmm center", "dbvae center ess0.1 frozen",
-                "dbvae center ess0.1 frozen smooth50", "dbvae center ess0.1 frozen smooth50 std", "dbvae center ess0.1 frozen smooth50 loss",
-                "dbvae center ess0.1 frozen cluster-dro", "jtt", "loss-resample", "balanced", "group-dro")
+BALANCE_BY = {"skin": ("skin_group",), "pose": ("pose",), "b-skin": ("skin_group",)}
+POSE_METHODS = ("standard", "vae-uniform", "dbvae (paper)", "dbvae center ess0.1 frozen",
+                "dbvae center ess0.1 frozen smooth50", "jtt", "loss-resample", "balanced", "group-dro")
 T975 = {n: v for n, v in zip(range(2, 31), (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
                                             2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
                                             2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045))}
@@ -930,10 +745,16 @@ def _data(seed: int, n_train: int, shares: dict, cache: Path, tag: str, workers:
     from debias.data.synth import generate
 
     out = cache / f"{tag}_seed{seed}_n{n_train}"
+    cache.mkdir(parents=True, exist_ok=True)
     with open(cache / f"{out.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (out / "manifest.csv").exists():
-            generate(SynthConfig(n_train=n_train, n_val=1000, seed=seed, workers=workers, **shares), out)
+            if tag.split("-balanced")[0] in FAMILY_B:
+                from render_b import generate_b
+
+                generate_b(n_train, seed=seed, out=out, n_val=1000, workers=workers, **shares)
+            else:
+                generate(SynthConfig(n_train=n_train, n_val=1000, seed=seed, workers=workers, **shares), out)
     return out
 
 

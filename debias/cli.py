@@ -317,137 +317,108 @@ def data_annotate(
 # train / export
 # ------------------------------------------------------------------------------------------------
 
+_ESSENTIAL, _DBVAE, _LABELS, _TRAINING, _RUNTIME = ("Essentials", "DB-VAE", "Labelled references and other methods",
+                                                    "Optimisation and augmentation", "Hardware and run control")
+
+
 @app.command("train")
 def train(
     data: Path = typer.Argument(..., help="Dataset folder (manifest.csv + packed images.npy)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder for config.json, model.pt, history.csv, ..."),
-    method: str = typer.Option("dbvae", help="standard | dbvae | vae-uniform | balanced | group-dro | jtt | "
-                               "loss-resample (faces resampled by their current loss; no group labels)."),
-    epochs: int = typer.Option(6, help="Epochs."),
-    batch_size: int = typer.Option(64, help="Batch size (global, across DDP ranks)."),
-    lr: float = typer.Option(5e-4, help="Adam learning rate."),
-    weight_decay: float = typer.Option(0.0, help="Decoupled weight decay (AdamW) of conv and linear weights; biases "
-                                       "and norm layers are not decayed. 0 = plain Adam."),
-    lr_schedule: str = typer.Option("constant", help="constant | cosine: keep the rate, or anneal it along a cosine "
-                                    "to ~0 by the last step."),
-    swa_from: int = typer.Option(0, help="Stochastic weight averaging: save the average of the weights at the end of "
-                                 "every epoch from this one (0-based) on, BatchNorm statistics recomputed; 0 = off."),
-    keep: str = typer.Option("last", help="last | best: save the last epoch's weights, or those of the epoch whose "
-                             "worst group has the lowest validation loss (groups: Group DRO's, labelled or "
-                             "--latent-dro's clusters, and non-faces; otherwise faces and non-faces). Needs a val "
-                             "split. On the benchmark it widened every method's gap (README)."),
-    seed: int = typer.Option(0, help="Seed for init, sampling and noise."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda."),
-    workers: int = typer.Option(0, help="Threads prefetching batches from the packed array (0 = none)."),
-    precision: str = typer.Option("fp32", help="fp32 | bf16 (autocast; CPUs with avx512_bf16/AMX, CUDA) | fp16 "
-                                  "(CUDA only, grad scaling). Losses stay float32."),
-    channels_last: bool = typer.Option(False, "--channels-last/--no-channels-last",
-                                       help="NHWC layout for model and batches (fastest together with bf16 on CPU)."),
-    arch: str = typer.Option("cnn", help="cnn (the lab CNN) | resnet18 (torchvision, untrained)."),
-    width: int = typer.Option(12, help="Lab CNN width n (conv widths n, 2n, 4n, 6n)."),
-    input_norm: str = typer.Option("none", help="none | local: the network also reads each image's local contrast "
-                                   "(9x9 windows at 64 px), where features on darker skin are about as strong as on "
-                                   "lighter skin; part of the model."),
-    latent_dim: int = typer.Option(100, help="DB-VAE latent size k."),
-    beta: float = typer.Option(5e-4, help="KL weight (beta-VAE)."),
-    c_rec: float = typer.Option(1.0, help="Reconstruction weight."),
-    rec_norm: str = typer.Option("l1", help="l1 | l2 reconstruction."),
-    rec_region: str = typer.Option("full", help="full | center: reconstruct the whole image or its central half."),
-    rec_target: str = typer.Option("pixels", help="pixels | standardised: compare each image and its reconstruction "
-                                   "as they are, or after standardising each (mean 0, sd 1), which leaves overall "
-                                   "brightness and contrast out of the latent's job."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder for config.json, model.pt, history.csv, ...",
+                             rich_help_panel=_ESSENTIAL),
+    method: str = typer.Option("dbvae", help="dbvae (label-free debiasing) | standard | balanced | group-dro | jtt | "
+                               "loss-resample | vae-uniform.", rich_help_panel=_ESSENTIAL),
+    recipe: str = typer.Option("two-stage", help="--method dbvae: two-stage (a DB-VAE finds the rare faces and saves "
+                               "sampling weights, then a classifier trained with sharpness-aware minimisation draws "
+                               "its faces by them; both in --out) | paper (Amini et al. 2019: one network, weights "
+                               "recomputed every epoch).", rich_help_panel=_ESSENTIAL),
+    epochs: int = typer.Option(6, help="Epochs of the classifier.", rich_help_panel=_ESSENTIAL),
+    seed: int = typer.Option(0, help="Seed for init, sampling and augmentation.", rich_help_panel=_ESSENTIAL),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint.",
+                                rich_help_panel=_ESSENTIAL),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished or broken run already in --out.",
+                                   rich_help_panel=_ESSENTIAL),
+    latent_dim: int = typer.Option(100, help="Latent size k.", rich_help_panel=_DBVAE),
+    beta: float = typer.Option(5e-4, help="KL weight (beta-VAE).", rich_help_panel=_DBVAE),
+    c_rec: float = typer.Option(1.0, help="Reconstruction weight.", rich_help_panel=_DBVAE),
+    rec_norm: str = typer.Option("l1", help="l1 | l2 reconstruction.", rich_help_panel=_DBVAE),
+    rec_region: Optional[str] = typer.Option(None, help="full | center: reconstruct the whole image or its central "
+                                             "half (default: the recipe's, center for two-stage).",
+                                             rich_help_panel=_DBVAE),
+    bins: int = typer.Option(10, help="Histogram bins per latent dimension.", rich_help_panel=_DBVAE),
+    alpha: float = typer.Option(0.01, help="Histogram smoothing (larger = closer to uniform).",
+                                rich_help_panel=_DBVAE),
+    combine: str = typer.Option("product", help="product (the paper's) | max (the lab's) | tempered: how latent "
+                                "dimensions combine.", rich_help_panel=_DBVAE),
+    temperature: float = typer.Option(0.0, help="Exponent for --combine tempered (0 = 1/k, the geometric mean).",
+                                      rich_help_panel=_DBVAE),
+    min_ess: Optional[float] = typer.Option(None, help="Floor on the effective sample size of the weights, as a "
+                                            "fraction of the training faces (dbvae, loss-resample); weights are "
+                                            "tempered to keep it (default: the recipe's).", rich_help_panel=_DBVAE),
+    smooth_k: Optional[int] = typer.Option(None, help="Average each face's log-weight over its k nearest latent "
+                                           "neighbours (0 = off; default: the recipe's, 50 for two-stage).",
+                                           rich_help_panel=_DBVAE),
+    refresh_weights: Optional[bool] = typer.Option(None, "--refresh-weights/--freeze-weights",
+                                                   help="Recompute the weights every epoch, or once and keep them "
+                                                   "(default: the recipe's).", rich_help_panel=_DBVAE),
+    resample_from: int = typer.Option(1, help="First epoch (0-based) that resamples (--recipe paper, "
+                                      "loss-resample).", rich_help_panel=_DBVAE),
+    weights_from: str = typer.Option("", help="--method standard: draw the faces by the sampling weights another run "
+                                     "saved (its folder or sampling_weights.csv), matched by image.",
+                                     rich_help_panel=_DBVAE),
+    balance_by: str = typer.Option("skin_group", help="Labelled groups for balanced and group-dro.",
+                                   rich_help_panel=_LABELS),
+    balance_power: float = typer.Option(1.0, help="balanced: p ~ n_group^-power (1 equal mass, 0.5 tempered).",
+                                        rich_help_panel=_LABELS),
+    dro_eta: float = typer.Option(0.01, help="group-dro: step size of the online group weights.",
+                                  rich_help_panel=_LABELS),
+    jtt_epochs: int = typer.Option(2, help="jtt: epochs of the identification model.", rich_help_panel=_LABELS),
+    jtt_lambda: float = typer.Option(5.0, help="jtt: upweighting of its errors.", rich_help_panel=_LABELS),
+    face_ratio: float = typer.Option(0.5, help="Share of faces in each weighted batch.", rich_help_panel=_LABELS),
+    sam_rho: Optional[float] = typer.Option(None, help="Sharpness-aware minimisation radius (0 = off; about twice "
+                                            "the time a step). Default: 0.05 for the two-stage recipe, else 0.",
+                                            rich_help_panel=_TRAINING),
+    batch_size: int = typer.Option(64, help="Batch size (global, across DDP ranks).", rich_help_panel=_TRAINING),
+    lr: float = typer.Option(5e-4, help="Adam learning rate.", rich_help_panel=_TRAINING),
+    swa_from: int = typer.Option(0, help="Save the average of the weights of every epoch from this one (0-based) "
+                                 "on, BatchNorm statistics recomputed; 0 = off.", rich_help_panel=_TRAINING),
     augment: bool = typer.Option(True, "--augment/--no-augment",
-                                 help="Random flip + scale/shift per image (geometry only, never colour)."),
-    aug_scale: float = typer.Option(0.1, help="Augmentation zoom range: each image is scaled by 1 +- up to this."),
-    aug_translate: float = typer.Option(0.1, help="Augmentation shift range, as a fraction of the image side."),
-    aug_rotate: float = typer.Option(0.0, help="Augmentation rotation range in degrees (0 = none, at most 45)."),
-    density: str = typer.Option("histogram", help="histogram (the paper's) | gmm (joint mixture on the latent)."),
-    bins: int = typer.Option(10, help="Histogram bins per latent dimension."),
-    alpha: float = typer.Option(0.01, help="Histogram smoothing (larger = closer to uniform)."),
-    combine: str = typer.Option("product", help="product | max | tempered: how latent dimensions combine."),
-    temperature: float = typer.Option(0.0, help="Exponent for --combine tempered (0 = 1/k, the geometric mean)."),
-    min_ess: float = typer.Option(0.3, help="ESS floor, fraction of training faces; dbvae and loss-resample weights "
-                                  "are tempered to keep it."),
-    smooth_k: int = typer.Option(0, help="Average each face's log-weight over its k nearest latent neighbours "
-                                 "(0 = off, the paper's)."),
-    max_weight: float = typer.Option(0.0, help="dbvae: no face drawn more than this many times its uniform rate "
-                                     "by the latent weights (before any --loss-tilt; caps repetition, 0 = off)."),
-    flatten_clusters: int = typer.Option(0, help="dbvae: spread the density weights' mass evenly within each of this "
-                                         "many latent clusters (each keeps its total mass; no face in it drawn more "
-                                         "than another). With --latent-dro, give the same number: Group DRO's "
-                                         "sampling. 0 = off."),
-    resample_from: int = typer.Option(1, help="First epoch (0-based) that resamples."),
-    refresh_weights: bool = typer.Option(True, "--refresh-weights/--freeze-weights",
-                                         help="dbvae, loss-resample: recompute the weights every epoch (the "
-                                         "paper's), or compute them once at --resample-from and keep them."),
-    freeze_after: int = typer.Option(0, help="dbvae with --freeze-weights: compute the kept weights (with --latent-dro, "
-                                     "find its clusters) after at most this many training images (mid-epoch on a "
-                                     "large set), so the latent is read at the "
-                                     "same point of training whatever the set's size; 0 = at --resample-from. On sets "
-                                     "larger than ~20,000 images use 20000 (benchmarks/RESULTS.md, scale setting)."),
-    weights_only: bool = typer.Option(False, "--weights-only", help="dbvae with --freeze-weights: stop as soon as "
-                                      "the kept weights are computed (at --freeze-after images, else at "
-                                      "--resample-from) and save them (sampling_weights.csv) for another run's "
-                                      "--weights-from; the same weights as a full run's, without training the epochs "
-                                      "after them."),
-    loss_tilt: bool = typer.Option(False, "--loss-tilt/--no-loss-tilt",
-                                   help="dbvae: each epoch, multiply the latent weights by each face's current loss "
-                                   "(faces the model gets wrong; no labels), then apply the ESS floor."),
-    latent_dro: int = typer.Option(0, help="dbvae: Group DRO over this many groups of the training faces (found once "
-                                   "at --resample-from, with --freeze-weights; --latent-groups says which), each group "
-                                   "sampled with equal mass; no labels. 0 = off (the density weights)."),
-    latent_groups: str = typer.Option("clusters", help="--latent-dro's groups: 'clusters' of the latent means, or "
-                                      "'rarity': strata of equal mass under the DB-VAE's density weights, rarest "
-                                      "first (the density's ranking of the faces, with Group DRO on the loss)."),
-    dro_resample: bool = typer.Option(False, "--dro-resample/--no-dro-resample",
-                                      help="group-dro, --latent-dro: each epoch, sample every group with mass ~ its "
-                                      "DRO weight instead of equal mass (same objective, less variance; --min-ess "
-                                      "floor)."),
-    face_ratio: float = typer.Option(0.5, help="Share of faces in each weighted batch."),
-    margin: float = typer.Option(0.0, help="Logit margin for upweighted faces: each face must be detected by margin x "
-                                 "log(k) logits more, k how many times more often than uniform it is sampled (0 = "
-                                 "off, 1 = logit adjustment's choice). Keeps debiasing acting once every face is "
-                                 "fitted."),
-    mixup: float = typer.Option(0.0, help="Mix every training image with another of its group in the batch (its "
-                                "Group DRO group, a latent cluster under --latent-dro, else its label), its share "
-                                "max(b, 1-b), b ~ Beta(mixup, mixup); 0 = off, 1 = uniform in [0.5, 1]. New images "
-                                "of a rare group instead of the same few repeated; never across groups. Did not help on the "
-                                "embedded benchmark (README)."),
-    sam_rho: float = typer.Option(0.0, help="Sharpness-aware minimisation (Foret et al. 2021): each step's gradient "
-                                  "is taken at the weights moved this far along the batch's gradient (0 = off; "
-                                  "0.05 the usual radius). Two passes a step, so about twice the time. On the "
-                                  "embedded benchmark at convergence it narrowed `standard`'s skin gap by 3 points "
-                                  "with no labels, as much as the best label-free reweighting, and added nothing "
-                                  "beyond noise on top of it; at 6 epochs it lifted the DB-VAE from 57-65% to "
-                                  "78-85% of the gap closed (the demo trains with it; README)."),
-    weights_from: str = typer.Option("", help="--method standard: draw the faces by the sampling weights another "
-                                     "run saved (its folder or sampling_weights.csv), matched by image; e.g. a "
-                                     "DB-VAE's, to debias a plain classifier without labels and without the VAE loss "
-                                     "on its encoder. '' = off."),
-    balance_by: str = typer.Option("skin_group", help="Labelled groups for --method balanced and group-dro."),
-    balance_power: float = typer.Option(1.0, help="balanced: p ~ n_group^-power (1 equal mass, 0.5 tempered)."),
-    dro_eta: float = typer.Option(0.01, help="group-dro and --latent-dro: step size of the online group weights "
-                                  "(Sagawa et al.'s 0.01; 0.03 closed less of the benchmark's gap for both, README)."),
-    dro_adjust: float = typer.Option(0.0, help="group-dro and --latent-dro: group adjustment C (Sagawa et al. 2020): "
-                                     "the DRO weights follow each group's loss + C/sqrt(its training count), so small "
-                                     "groups keep weight once every training loss is ~0. 0 = off. Choose C on labelled "
-                                     "validation data: C = 2 made Group DRO give up the lighter faces on the "
-                                     "embedded benchmark (README)."),
-    jtt_epochs: int = typer.Option(2, help="JTT: epochs of the identification model."),
-    jtt_lambda: float = typer.Option(5.0, help="JTT: upweighting of its errors."),
-    max_train: int = typer.Option(0, help="Use at most this many training images (0 = all)."),
+                                 help="Random flip + scale/shift per image (geometry only, never colour).",
+                                 rich_help_panel=_TRAINING),
+    aug_scale: float = typer.Option(0.1, help="Augmentation zoom range: each image is scaled by 1 +- up to this.",
+                                    rich_help_panel=_TRAINING),
+    aug_translate: float = typer.Option(0.1, help="Augmentation shift range, as a fraction of the image side.",
+                                        rich_help_panel=_TRAINING),
+    aug_rotate: float = typer.Option(0.0, help="Augmentation rotation range in degrees (0 = none, at most 45).",
+                                     rich_help_panel=_TRAINING),
+    arch: str = typer.Option("cnn", help="cnn (the lab CNN) | resnet18 (torchvision, untrained).",
+                             rich_help_panel=_TRAINING),
+    width: int = typer.Option(12, help="Lab CNN width n (conv widths n, 2n, 4n, 6n).", rich_help_panel=_TRAINING),
+    max_train: int = typer.Option(0, help="Use at most this many training images (0 = all).",
+                                  rich_help_panel=_TRAINING),
+    device: str = typer.Option("auto", help="auto | cpu | cuda.", rich_help_panel=_RUNTIME),
+    workers: int = typer.Option(0, help="Threads prefetching batches from the packed array (0 = none).",
+                                rich_help_panel=_RUNTIME),
+    precision: str = typer.Option("fp32", help="fp32 | bf16 (autocast; CPUs with avx512_bf16/AMX, CUDA) | fp16 "
+                                  "(CUDA only, grad scaling). Losses stay float32.", rich_help_panel=_RUNTIME),
+    channels_last: bool = typer.Option(False, "--channels-last/--no-channels-last",
+                                       help="NHWC layout for model and batches.", rich_help_panel=_RUNTIME),
     compile: bool = typer.Option(True, "--compile/--no-compile", help="torch.compile the training step where it pays "
-                                 "(long runs; eager fallback)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/checkpoint.pt."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished or broken run already in --out."),
+                                 "(long runs; eager fallback).", rich_help_panel=_RUNTIME),
 ) -> None:
-    """Train a face classifier, standard or debiased.
+    """Train a face classifier, debiased without labels (the default) or with another method.
+
+    With no option but --out, `--method dbvae --recipe two-stage` trains two networks in --out: a DB-VAE that
+    finds the faces its latent space holds rare and saves sampling weights (--out/latent/), then the classifier
+    (--out/model.pt) that draws its faces by them. The paper's DB-VAE is `--recipe paper`.
 
     Examples:
 
-        debias train data/synthfaces --method dbvae --out runs/dbvae
+        debias train data/synthfaces --out runs/dbvae
 
-        debias train data/synthfaces --method standard --out runs/std --epochs 4
+        debias train data/synthfaces --method standard --out runs/std
+
+        debias train data/synthfaces --recipe paper --out runs/paper
 
         torchrun --nproc_per_node=2 -m debias train data/synthfaces --out runs/ddp
     """
@@ -883,11 +854,8 @@ def demo(
     epochs: int = typer.Option(0, help="Epochs per model (0 = 6, the debiasing benchmark's short budget, quick or not)."),
     compile: bool = typer.Option(True, "--compile/--no-compile", help="torch.compile the training step."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
-    sam_rho: Optional[float] = typer.Option(None, help="Sharpness-aware minimisation radius for every model alike "
-                                            "(0 = off; default 0.05, or 0 with --quick, where it would double the "
-                                            "time; see `debias train --help`)."),
 ) -> None:
-    """The main job on the embedded data: train standard, DB-VAE and a balanced oracle; audit; compare.
+    """The main job on the embedded data: train standard, the default DB-VAE and a balanced oracle; audit; compare.
 
     Writes demo-output/report.html (plus metrics.csv, disparities.csv, paired.csv, summary.json,
     runs/, latent/ and data/).
@@ -901,7 +869,7 @@ def demo(
     from debias.demo import DemoConfig, run_demo
 
     try:  # DemoConfig checks every model's options before any data is rendered
-        cfg = DemoConfig(quick=quick, seed=seed, epochs=epochs, compile=compile, device=device, sam_rho=sam_rho)
+        cfg = DemoConfig(quick=quick, seed=seed, epochs=epochs, compile=compile, device=device)
     except ValueError as e:
         fail(str(e))
     with progress_bar("demo", None) as advance:

@@ -1,9 +1,9 @@
 """The demo: synthetic data with a known bias, three models, one audit comparing them.
 
-Generate the embedded benchmark with its default bias; train ``standard``, ``dbvae`` (the frozen,
-smoothed face-centre variant the benchmark found best) and the labelled ``balanced`` reference; audit
-all three on the balanced test split by skin group x pose x gender; write one comparison report with
-the DB-VAE's latent analysis.
+Generate the embedded benchmark with its default bias; train ``standard``, ``dbvae`` (exactly what
+``debias train DATA --out RUN`` trains: the two-stage recipe) and the labelled ``balanced`` reference, each
+with its defaults; audit all three on the balanced test split by skin group x pose x gender; write one
+comparison report with the DB-VAE's latent analysis.
 """
 from __future__ import annotations
 
@@ -24,11 +24,6 @@ class DemoConfig:
     epochs: int = 0  # training epochs per model; 0 = the default (6, the benchmark's short budget)
     compile: bool = True  # torch.compile the training step where it works
     device: str = "auto"
-    # sharpness-aware minimisation for every model alike (0 = off), so that the comparison measures the sampling,
-    # not SAM: at the demo's 6 epochs it lifted every method the benchmark tried it on (benchmarks/RESULTS.md).
-    # None = 0.05, or 0 with `quick`: SAM takes two passes a step, and the quick run (a set the benchmark never
-    # measured) is for trying the tool in about a minute (95 s wall with SAM against 57 s without)
-    sam_rho: float | None = None
     methods: tuple[str, ...] = ("standard", "dbvae", "balanced")
 
     def __post_init__(self):  # every model's options checked before any data is rendered (ValueError)
@@ -41,24 +36,9 @@ class DemoConfig:
         return SynthConfig(seed=self.seed)
 
     def train(self, method: str) -> TrainConfig:
-        # the DB-VAE variant the debiasing benchmark found best without labels (benchmarks/RESULTS.md, 10 seeds): the
-        # density of a face-centre latent, computed after the first epoch and kept, each face's log-weight averaged
-        # over its 50 nearest latent neighbours, tilted each epoch by every face's current loss; every model trained
-        # with SAM (`sam_rho`). At the benchmark's 6-epoch budget, which the demo trains (at 5 its seed-0 DB-VAE
-        # widened the gap), it closes 78% [70, 86] of the skin representation gap (57% without SAM; the paper's
-        # DB-VAE 10%), beyond the 2/3 target; over `standard` its accuracy rises 3.8 points and its worst group 22.7,
-        # to the labelled references' level when they train with SAM too (+0.2 [-2.6, +3.0] against `balanced`). The
-        # tilt narrows the pose gap too (-3.4 [-4.9, -1.9] points where pose is rare, without SAM; the untilted variant
-        # widened it by 18). Trained 24 epochs, `standard` narrows most of the gap itself and no label-free variant
-        # closes 2/3 of what is left (benchmarks/RESULTS.md, at 24 epochs)
-        best = dict(rec_region="center", min_ess=0.1, refresh_weights=False, smooth_k=50, loss_tilt=True) \
-            if method == "dbvae" else {}
+        """Each method with its defaults, as `debias train DATA --method METHOD` trains it."""
         return TrainConfig(method=method, epochs=self.epochs or 6, seed=self.seed, compile=self.compile,
-                           device=self.device, sam_rho=self.sam(), **best)
-
-    def sam(self) -> float:
-        """The SAM radius every model trains with."""
-        return self.sam_rho if self.sam_rho is not None else (0.0 if self.quick else 0.05)
+                           device=self.device)
 
     def audit(self) -> AuditConfig:
         return AuditConfig(by=("skin_group", "pose", "gender"), n_boot=300 if self.quick else 1000, seed=self.seed,
@@ -119,21 +99,18 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig(), *, progress: Calla
                        lead=("dbvae", "skin_group"))
     timings["audit_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
-    timing = {**timings, "quick": cfg.quick, "sam_rho": cfg.sam()}
+    timing = {**timings, "quick": cfg.quick}
     (out / "demo_timing.json").write_text(json.dumps(timing, indent=2) + "\n")
     log(f"demo finished in {timings['total_s']:.0f}s")
     return result, timings
 
 
 def _training_sentence(cfg: DemoConfig) -> str:
-    """How every model of the demo trained, for the report: what the comparison holds fixed."""
+    """How the models trained, for the report: what the comparison holds fixed and what differs."""
     t = cfg.train("standard")
-    how = [f"for {t.epochs} epoch{'s' if t.epochs != 1 else ''}"]
-    if t.augment:
-        how.append("with flips and small scale and shift jitter (never colour)")
-    if t.sam_rho:
-        how.append(f"with sharpness-aware minimisation (radius {t.sam_rho:g})")
-    return "Every model trained " + ", ".join(how) + "."
+    aug = " with flips and small scale and shift jitter (never colour)" if t.augment else ""
+    return (f"Every model trained for {t.epochs} epoch{'s' if t.epochs != 1 else ''}{aug}, each with the defaults of "
+            f"`debias train`: the DB-VAE's two-stage recipe also trains with sharpness-aware minimisation.")
 
 
 __all__ = ["DemoConfig", "run_demo"]

@@ -102,8 +102,9 @@ class LatentAnalysis:
 def analyze(run: str | Path, data: str | Path, *, n_dims: int = 6, n_gallery: int = 16,
             random_state: int = 0) -> LatentAnalysis:
     """Run every analysis for a DB-VAE run folder and its training dataset."""
-    from debias.models.run import RunError, load_run, predict_scores, read_sampling_weights
+    from debias.models.run import RunError, latent_run, load_run, predict_scores, read_sampling_weights
 
+    run = latent_run(run)  # a two-stage run's DB-VAE is its first stage
     model, arch = load_run(run)
     if not isinstance(model, DBVAE):
         raise ValueError(NOT_A_DBVAE.format(run=run, kind=arch["kind"]))

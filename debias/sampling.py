@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 
 COMBINES = ("product", "max", "tempered")
-DENSITIES = ("histogram", "gmm")
 
 
 @dataclass(frozen=True)
@@ -72,34 +71,6 @@ def ess_guard(logw: np.ndarray, min_ess: float, *, tol: float = 1e-3) -> tuple[n
         else:
             hi = mid
     return _from_log(lo * logw), lo
-
-
-def cap_weights(w: Weights, max_weight: float) -> Weights:
-    """``w`` with no face's probability above ``max_weight`` / N, ``max_weight`` times the uniform rate.
-
-    A capped face gives its excess to the uncapped faces in proportion to their probabilities, so their
-    ratios (and every face's order) are kept: p_i' = min(max_weight / N, lam * p_i), lam set so that the
-    p_i' sum to 1. The ESS guard bounds how concentrated the weights are as a whole; the cap bounds how
-    often any one face repeats, the memorisation the guard alone leaves (on the benchmark, with the
-    guard at 0.1, the most-drawn darker faces came ~50 times as often as under uniform sampling).
-    ``max_weight`` >= 1; 1 gives uniform sampling.
-    """
-    if not max_weight >= 1:
-        raise ValueError(f"max_weight={max_weight} must be >= 1 (1 = uniform).")
-    p = np.asarray(w.p, dtype=np.float64)
-    n, m = len(p), max_weight / len(p)
-    if p.max() <= m:
-        return w
-    # Closed form (no library does a capped rescale): with the k largest capped, lam_k = (1 - k m) / (sum of the
-    # rest); the answer is the first k at which the (k+1)-th largest, rescaled, no longer exceeds the cap.
-    srt = np.sort(p)[::-1]
-    k = np.arange(n)
-    rest = srt[::-1].cumsum()[::-1]  # rest[k] = sum of srt[k:]
-    lam = (1.0 - k * m) / rest
-    kk = int(np.argmax(lam * srt <= m))
-    q = np.minimum(m, lam[kk] * p)
-    q /= q.sum()
-    return Weights(p=q, ess=ess_fraction(q), ess_raw=w.ess_raw, temper=w.temper)
 
 
 def smooth_log_weights(logw: np.ndarray, mu: np.ndarray, k: int) -> np.ndarray:
@@ -167,135 +138,6 @@ def latent_weights(mu: np.ndarray, *, bins: int = 10, alpha: float = 0.01, combi
     return Weights(p=p, ess=ess_fraction(p), ess_raw=raw, temper=t)
 
 
-def _whitened_mixture(mu: np.ndarray, n_components: int, pca_dim: int, random_state: int):
-    """A Gaussian mixture (scikit-learn, full covariances) fitted to ``mu`` projected on its ``pca_dim`` leading
-    principal components, whitened. Returns (mixture, projected points (N, d))."""
-    from sklearn.decomposition import PCA
-    from sklearn.mixture import GaussianMixture
-
-    mu = np.asarray(mu, dtype=np.float64)
-    if mu.ndim != 2 or len(mu) < 2:
-        raise ValueError(f"mu must be (N, k) with N >= 2, got shape {mu.shape}.")
-    d = min(pca_dim, mu.shape[1], len(mu) - 1)
-    pca = PCA(n_components=d, whiten=True, random_state=random_state)
-    z = pca.fit_transform(mu)  # (N, d)
-    gm = GaussianMixture(n_components=min(n_components, len(mu)), covariance_type="full", reg_covar=1e-4,
-                         random_state=random_state).fit(z)
-    return gm, z, pca
-
-
-def gmm_weights(mu: np.ndarray, *, n_components: int = 10, pca_dim: int = 8, random_state: int = 0,
-                min_ess: float = 0.3) -> Weights:
-    """Debiasing probabilities from the *joint* density of the latent means: p_i ~ 1 / q(mu_i).
-
-    The paper's product of per-dimension histograms treats the latent dimensions as independent, so a
-    face whose every coordinate is common but whose *combination* is rare gets no extra mass. Here a
-    Gaussian mixture (scikit-learn, full covariances) is fitted to the faces' latent means, projected
-    first on their ``pca_dim`` leading principal components (a 100-dimensional mixture fitted on a few
-    thousand faces is mostly noise), and each face is weighted by its inverse density. The ESS guard
-    then tempers the log-weights as for the histograms.
-
-    Parameters
-    ----------
-    mu : (N, k) latent means of the N training faces.
-    n_components : mixture components.
-    pca_dim : principal components kept before fitting (at most k).
-    random_state : seed of the mixture's initialisation.
-    min_ess : floor on ESS as a fraction of N.
-
-    Returns
-    -------
-    Weights with ``p`` of shape (N,).
-    """
-    gm, z, _ = _whitened_mixture(mu, n_components, pca_dim, random_state)
-    logw = -gm.score_samples(z)  # (N,) minus the log density
-    raw = ess_fraction(_from_log(logw))
-    p, t = ess_guard(logw, min_ess)
-    return Weights(p=p, ess=ess_fraction(p), ess_raw=raw, temper=t)
-
-
-def latent_clusters(mu: np.ndarray, *, n_clusters: int = 10, pca_dim: int = 8, random_state: int = 0) -> np.ndarray:
-    """Cluster of every face in the latent space, as groups for Group DRO without labels.
-
-    The mixture is :func:`gmm_weights`'s (whitened leading principal components of the latent means); each
-    face goes to its most likely component. Components that no face chose are dropped, so the codes are
-    0..K'-1 with K' <= ``n_clusters``, every one non-empty. This is the unsupervised half of GEORGE (Sohoni
-    et al., NeurIPS 2020: cluster a representation, then run Group DRO over the clusters), with the DB-VAE's
-    latent as the representation.
-
-    Returns
-    -------
-    (N,) int cluster code of every face.
-    """
-    return fit_latent_clusters(mu, n_clusters=n_clusters, pca_dim=pca_dim, random_state=random_state)[0]
-
-
-def fit_latent_clusters(mu: np.ndarray, *, n_clusters: int = 10, pca_dim: int = 8,
-                        random_state: int = 0) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-    """:func:`latent_clusters`, and a function that puts other latent means (the validation faces', read by the same
-    encoder) in the same clusters: each goes to the most likely of the components some training face chose.
-
-    Returns
-    -------
-    (N,) int cluster code of every face of ``mu``, and ``assign``: (M, k) latent means -> (M,) codes in 0..K'-1.
-    """
-    if n_clusters < 1:
-        raise ValueError(f"n_clusters={n_clusters} must be at least 1.")
-    gm, z, pca = _whitened_mixture(mu, n_clusters, pca_dim, random_state)
-    kept, codes = np.unique(gm.predict(z), return_inverse=True)
-
-    def assign(new: np.ndarray) -> np.ndarray:
-        proba = gm.predict_proba(pca.transform(np.asarray(new, dtype=np.float64)))  # (M, n_components)
-        return np.argmax(proba[:, kept], axis=1)
-
-    return codes, assign
-
-
-def rarity_strata(p: np.ndarray, n_strata: int) -> np.ndarray:
-    """Stratum of every face by its sampling weight: the faces sorted rarest first (largest ``p``) and cut into
-    ``n_strata`` runs of equal total mass, as groups for Group DRO without labels.
-
-    The DB-VAE ranks faces by how rare their latent is far better than it sizes their weights (a face's rank
-    survives the ESS floor and the smoothing; its weight does not), so Group DRO over strata of that ranking can
-    upweight the loss of the rarest faces as a whole, as labelled Group DRO does for a labelled minority. A stratum
-    holds the faces whose mass *before* them (in that order) falls in [k/K, (k+1)/K); a face heavier than 1/K leaves
-    the next stratum empty, and empty strata are dropped, so codes are 0..K'-1 (0 the rarest), every one non-empty.
-
-    Returns
-    -------
-    (N,) int stratum code of every face.
-    """
-    p = np.asarray(p, dtype=np.float64)
-    if n_strata < 1:
-        raise ValueError(f"n_strata={n_strata} must be at least 1.")
-    if p.ndim != 1 or len(p) == 0 or not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
-        raise ValueError(f"p must be (N,) finite non-negative weights with a positive sum, got shape {p.shape}.")
-    order = np.argsort(-p, kind="stable")  # rarest first; ties keep the faces' order
-    before = np.cumsum(p[order]) - p[order]
-    strata = np.empty(len(p), dtype=np.int64)
-    # 1e-9: a face whose mass before it is exactly a cut k/K (up to rounding) starts stratum k, however p is scaled
-    strata[order] = np.minimum(np.floor(before / p.sum() * n_strata + 1e-9).astype(np.int64), n_strata - 1)
-    return np.unique(strata, return_inverse=True)[1]
-
-
-def cluster_balanced_weights(codes: np.ndarray, min_ess: float = 0.3, mass: np.ndarray | None = None) -> Weights:
-    """Every cluster the same total sampling mass, p_i ~ 1 / n_c(i), or cluster c a total mass ~ ``mass[c]``
-    (e.g. its Group DRO weight), then the ESS guard (a cluster of a handful of faces would otherwise repeat them in
-    every batch)."""
-    codes = np.asarray(codes)
-    if codes.ndim != 1 or len(codes) == 0 or codes.min() < 0:
-        raise ValueError(f"codes must be (N,) non-negative cluster codes, got shape {codes.shape}.")
-    logw = -np.log(np.bincount(codes)[codes].astype(np.float64))
-    if mass is not None:
-        mass = np.asarray(mass, dtype=np.float64)
-        if mass.shape != (codes.max() + 1,) or not (mass > 0).all():
-            raise ValueError(f"mass must hold one positive value per cluster ({codes.max() + 1}), got {mass}.")
-        logw = logw + np.log(mass[codes])
-    raw = ess_fraction(_from_log(logw))
-    p, t = ess_guard(logw, min_ess)
-    return Weights(p=p, ess=ess_fraction(p), ess_raw=raw, temper=t)
-
-
 def group_keys(frame: pd.DataFrame, by: Sequence[str]) -> pd.Series:
     """One string key per row: the combination of the ``by`` columns (e.g. ``darker|profile``)."""
     missing = [c for c in by if c not in frame.columns]
@@ -319,24 +161,16 @@ def group_balanced_weights(frame: pd.DataFrame, by: Sequence[str], power: float 
 class GroupDRO:
     """Online group weights on the loss (Sagawa, Koh, Hashimoto & Liang, ICLR 2020, Algorithm 1).
 
-    Each step, for the groups present in the batch: q_g <- q_g * exp(eta * (L_g + a_g)), q <- q / sum(q),
-    where L_g is the batch's mean loss over group g; the step then minimises sum_g q_g L_g. A group
-    that keeps a high loss gains weight until the model serves it.
-
-    ``adjustment`` a (G,) is their group adjustment (Sec. 3.3), a_g = C / sqrt(n_g) with n_g the group's
-    training count (``group_adjustment``): a small group's training loss understates its test loss, so it
-    keeps gaining weight after its training loss reaches ~0, until the larger groups' losses rise by the
-    difference. None (or zeros) is plain Group DRO.
+    Each step, for the groups present in the batch: q_g <- q_g * exp(eta * L_g), q <- q / sum(q), where L_g is
+    the batch's mean loss over group g; the step then minimises sum_g q_g L_g. A group that keeps a high loss
+    gains weight until the model serves it.
     """
 
-    def __init__(self, n_groups: int, eta: float = 0.01, adjustment: np.ndarray | None = None) -> None:
+    def __init__(self, n_groups: int, eta: float = 0.01) -> None:
         if n_groups < 1 or not eta > 0:
             raise ValueError(f"GroupDRO needs n_groups >= 1 and eta > 0, got {n_groups} and {eta}.")
         self.eta = float(eta)
         self.q = np.full(n_groups, 1.0 / n_groups)  # (G,) group weights, sum 1
-        self.adjustment = np.zeros(n_groups) if adjustment is None else np.asarray(adjustment, dtype=np.float64)
-        if self.adjustment.shape != (n_groups,) or not np.isfinite(self.adjustment).all():
-            raise ValueError(f"GroupDRO's adjustment must be ({n_groups},) finite values, got {self.adjustment}.")
 
     def sample_weights(self, loss: np.ndarray, groups: np.ndarray) -> np.ndarray:
         """Update q with one batch and return per-sample weights w (B,), sum_i w_i loss_i = sum_g q_g L_g.
@@ -350,19 +184,9 @@ class GroupDRO:
         counts = np.bincount(groups, minlength=len(self.q)).astype(np.float64)  # (G,)
         present = counts > 0
         group_loss = np.bincount(groups, weights=loss, minlength=len(self.q)) / np.maximum(counts, 1)  # (G,)
-        self.q = self.q * np.exp(self.eta * (group_loss + self.adjustment) * present)
+        self.q = self.q * np.exp(self.eta * group_loss * present)
         self.q /= self.q.sum()
         return self.q[groups] / counts[groups]
-
-
-def group_adjustment(groups: np.ndarray, n_groups: int, c: float) -> np.ndarray | None:
-    """Sagawa et al.'s (2020) group adjustment a_g = c / sqrt(n_g), n_g the count of group g in ``groups`` (every
-    training image's group index); None when c is 0. A group with no training image gets 0 (it never enters a
-    batch, so its weight never moves)."""
-    if not c:
-        return None
-    counts = np.bincount(np.asarray(groups), minlength=n_groups).astype(np.float64)  # (G,)
-    return np.where(counts > 0, float(c) / np.sqrt(np.maximum(counts, 1)), 0.0)
 
 
 def jtt_weights(errors: np.ndarray, lam: float) -> np.ndarray:
@@ -371,7 +195,7 @@ def jtt_weights(errors: np.ndarray, lam: float) -> np.ndarray:
     return w / w.sum()
 
 
-def loss_weights(loss: np.ndarray, min_ess: float = 0.3, *, prior: np.ndarray | None = None) -> Weights:
+def loss_weights(loss: np.ndarray, min_ess: float = 0.3) -> Weights:
     """Unlabelled resampling toward the faces the current model gets wrong: p_i ~ loss_i, ESS-guarded.
 
     The loss is each face's own (its label is 'face', never a group). Faces of a group the model
@@ -384,8 +208,6 @@ def loss_weights(loss: np.ndarray, min_ess: float = 0.3, *, prior: np.ndarray | 
     ----------
     loss : (N,) non-negative per-face losses (e.g. -log p(face)).
     min_ess : floor on ESS as a fraction of N; weights are tempered (loss^T) until it holds.
-    prior : optional (N,) probabilities the loss tilts, p_i ~ prior_i * loss_i (the DB-VAE's latent
-        weights with ``--loss-tilt``); the guard then tempers the product.
 
     Returns
     -------
@@ -395,32 +217,9 @@ def loss_weights(loss: np.ndarray, min_ess: float = 0.3, *, prior: np.ndarray | 
     if loss.ndim != 1 or len(loss) == 0 or not np.isfinite(loss).all() or (loss < 0).any():
         raise ValueError(f"loss must be (N,) finite and >= 0, got shape {loss.shape}.")
     logw = np.log(loss + 1e-12)  # a face with loss 0 keeps a vanishing, not an undefined, weight
-    if prior is not None:
-        prior = np.asarray(prior, dtype=np.float64)
-        if prior.shape != loss.shape or (prior <= 0).any():
-            raise ValueError(f"prior must be (N,) and > 0 like loss {loss.shape}, got shape {prior.shape}.")
-        logw = logw + np.log(prior)
     raw = ess_fraction(_from_log(logw))
     p, t = ess_guard(logw, min_ess)
     return Weights(p=p, ess=ess_fraction(p), ess_raw=raw, temper=t)
-
-
-def rarity_margins(p: np.ndarray, tau: float) -> np.ndarray:
-    """Per-face logit margins from sampling weights: ``tau * max(0, log(N p_i))``.
-
-    A face the sampler upweights k-fold over uniform (N p_i = k) must clear the decision boundary by
-    ``tau * log k`` logits more than a typical face; faces at or below uniform weight get none. This is
-    the logit adjustment of Menon et al. (ICLR 2021; tau = 1 is their Bayes-consistent choice) and the
-    rare-gets-larger-margin idea of LDAM (Cao et al., NeurIPS 2019), applied to faces instead of classes.
-    Why: in an over-parameterised net that fits every training face, reweighting or resampling stops
-    mattering once the faces are fitted (Byrd & Lipton, ICML 2019), while a margin in the loss keeps
-    acting at convergence (Kini et al., NeurIPS 2021).
-    """
-    p = np.asarray(p, dtype=np.float64)
-    if p.ndim != 1 or len(p) == 0 or not np.isfinite(p).all() or (p < 0).any():
-        raise ValueError(f"p must be (N,) finite and >= 0, got shape {p.shape}.")
-    with np.errstate(divide="ignore"):
-        return tau * np.maximum(0.0, np.log(len(p) * p / p.sum()))
 
 
 def mass_by_group(p: np.ndarray, frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, float]:

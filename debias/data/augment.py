@@ -1,14 +1,13 @@
 """Geometric training augmentation, batched on the tensor.
 
 Resampling shows the network the few hundred minority faces of a biased set again and again; without
-augmentation it memorises their pixels and generalises worse (issue 9's pilot: the labelled oracle
-*widened* the skin gap). Each training image therefore gets its own random horizontal flip, scale,
+augmentation it memorises their pixels and generalises worse (without it the labelled group-balanced
+reference *widened* the skin gap). Each training image therefore gets its own random horizontal flip, scale,
 translation and (optionally) small rotation.
 
 Only geometry changes. There is deliberately no colour, brightness, contrast or hue jitter: those
 would move a face's apparent skin tone, the very attribute the audit groups by, and blur the bias the
-benchmark measures. ``mix_within`` (opt-in, ``--mixup``) blends two images only when they share a group,
-so it too moves no face towards another group's tone.
+benchmark measures.
 
 torchvision's ``RandomAffine`` and ``RandomHorizontalFlip`` draw one set of parameters per call, so a
 batch would share one transform, and calling them per image costs ~60x more on CPU. One
@@ -19,7 +18,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -60,43 +58,4 @@ def augment(x: torch.Tensor, generator: torch.Generator, cfg: AugmentConfig = Au
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def mix_partners(keys: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """For each position, a random other position with the same key (itself when its key is unique).
-
-    The positions of each key are put in random order and each is paired with the next one in that order,
-    cyclically: a random derangement within each key, so every image is mixed with a different one.
-    """
-    n = len(keys)
-    order = np.lexsort((rng.random(n), keys))  # grouped by key, randomly ordered within it
-    ks = keys[order]
-    start = np.r_[0, np.flatnonzero(ks[1:] != ks[:-1]) + 1]  # first sorted position of each key
-    size = np.diff(np.r_[start, n])
-    run = np.repeat(np.arange(len(start)), size)  # key run of every sorted position
-    nxt = start[run] + (np.arange(n) - start[run] + 1) % size[run]
-    partner = np.empty(n, dtype=np.int64)
-    partner[order] = order[nxt]
-    return partner
-
-
-def mix_within(x: torch.Tensor, keys: np.ndarray, rng: np.random.Generator, alpha: float) -> torch.Tensor:
-    """Mix every image of a batch with another of the same key (its group; see TrainConfig.mixup).
-
-    Parameters
-    ----------
-    x : (B, C, H, W) float images.
-    keys : (B,) group of every image; images are only mixed with images of the same key, so a label shared by
-        the key is the label of the mix.
-    rng : numpy Generator (the partners and shares; seeded per epoch, so a run is reproducible).
-    alpha : Beta(alpha, alpha) concentration; each image keeps the larger share, l = max(b, 1 - b).
-
-    Returns
-    -------
-    (B, C, H, W) l * x + (1 - l) * x[partner]. An image alone with its key is returned unchanged.
-    """
-    partner = mix_partners(np.asarray(keys), rng)
-    b = rng.beta(alpha, alpha, size=len(partner))
-    lam = torch.from_numpy(np.maximum(b, 1.0 - b)).to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
-    return lam * x + (1.0 - lam) * x[torch.from_numpy(partner).to(x.device)]
-
-
-__all__ = ["AugmentConfig", "augment", "mix_partners", "mix_within"]
+__all__ = ["AugmentConfig", "augment"]

@@ -46,11 +46,10 @@ class DBVAE(nn.Module):
     ``encode(x)`` returns (logit (B,), mu (B, k), logvar (B, k)).
     """
 
-    def __init__(self, *, latent_dim: int = 100, arch: str = "cnn", width: int = 12, size: int = 64,
-                 input_norm: str = "none") -> None:
+    def __init__(self, *, latent_dim: int = 100, arch: str = "cnn", width: int = 12, size: int = 64) -> None:
         super().__init__()
         self.latent_dim = latent_dim
-        self.encoder = build_encoder(arch, 2 * latent_dim + 1, width=width, size=size, input_norm=input_norm)
+        self.encoder = build_encoder(arch, 2 * latent_dim + 1, width=width, size=size)
         self.decoder = Decoder(latent_dim, width=width, size=size)
 
     def encode(self, x: torch.Tensor):
@@ -77,13 +76,6 @@ class LossParts:
     kl: torch.Tensor  # mean KL over faces (0 if none)
     per_sample: torch.Tensor  # (B,) each image's loss; ``total`` is its mean
     per_sample_bce: torch.Tensor  # (B,) each image's classification loss alone (what Group DRO compares groups by)
-
-
-def standardise(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """Each image of (B, C, H, W) minus its mean, over its standard deviation (all channels and pixels)."""
-    flat = x.flatten(1)
-    mean, std = flat.mean(1), flat.std(1)
-    return (x - mean.view(-1, 1, 1, 1)) / (std.view(-1, 1, 1, 1) + eps)
 
 
 def dbvae_loss(x: torch.Tensor, x_hat: torch.Tensor, y: torch.Tensor, logit: torch.Tensor,

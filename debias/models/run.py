@@ -25,6 +25,16 @@ class RunError(DebiasError):
     """A run folder or weights file that cannot be used; the message says why."""
 
 
+# the folder, inside a run, of the DB-VAE whose latent weights the two-stage recipe's classifier draws its faces by
+LATENT_DIR = "latent"
+
+
+def latent_run(run_dir: str | Path) -> Path:
+    """The DB-VAE run of ``run_dir``: its ``latent/`` first stage when it has one (two-stage recipe), else itself."""
+    inner = Path(run_dir) / LATENT_DIR
+    return inner if (inner / "model.pt").exists() else Path(run_dir)
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -34,11 +44,12 @@ def resolve_device(device: str) -> torch.device:
 
 
 def model_from_arch(arch: dict) -> nn.Module:
-    norm = arch.get("input_norm", "none")  # runs written before the option had none
+    if arch.get("input_norm", "none") != "none":
+        raise RunError(f"this run's model reads its input with input_norm={arch['input_norm']!r}, which this version "
+                       f"of debias no longer builds; retrain it, or load it with debias 0.1.0 at commit f8d2744.")
     if arch["kind"] == "dbvae":
-        return DBVAE(latent_dim=arch["latent_dim"], arch=arch["arch"], width=arch["width"], size=arch["size"],
-                     input_norm=norm)
-    return FaceClassifier(arch=arch["arch"], width=arch["width"], size=arch["size"], input_norm=norm)
+        return DBVAE(latent_dim=arch["latent_dim"], arch=arch["arch"], width=arch["width"], size=arch["size"])
+    return FaceClassifier(arch=arch["arch"], width=arch["width"], size=arch["size"])
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
