@@ -26,8 +26,9 @@ MIN_EFFECTIVE_FACES = 1_000  # ... and never below this many faces (on small set
 SAM_RHO = 0.05  # the SAM radius of the two-stage recipe (Foret et al.'s usual value)
 
 # the options a recipe sets when the user left them at None
-TWO_STAGE = dict(rec_region="center", refresh_weights=False, smooth_k=50, sam_rho=SAM_RHO)
-PAPER = dict(rec_region="full", min_ess=0.3, refresh_weights=True, smooth_k=0, sam_rho=0.0)
+TWO_STAGE = dict(rec_region="center", refresh_weights=False, smooth_k=50, sam_rho=SAM_RHO,
+                 freeze_after=FREEZE_IMAGES)
+PAPER = dict(rec_region="full", min_ess=0.3, refresh_weights=True, smooth_k=0, sam_rho=0.0, freeze_after=0)
 
 
 def is_two_stage(cfg: TrainConfig) -> bool:
@@ -45,17 +46,19 @@ def resolve(cfg: TrainConfig, *, n_faces: int) -> TrainConfig:
 
 def latent_stage(cfg: TrainConfig, *, epoch_images: int) -> TrainConfig:
     """The first stage of the two-stage recipe (``cfg`` resolved): a DB-VAE that stops once its kept latent weights
-    are computed, after about FREEZE_IMAGES training images (``epoch_images``: the images an epoch trains on): at
-    the start of the epoch nearest that count, or mid-epoch when one epoch is longer."""
-    read_at = max(1, round(FREEZE_IMAGES / max(epoch_images, 1)))
-    freeze_after = FREEZE_IMAGES if read_at * epoch_images > FREEZE_IMAGES else 0
+    are computed, after about ``cfg.freeze_after`` training images (``epoch_images``: the images an epoch trains
+    on): at the start of the epoch nearest that count, or mid-epoch when one epoch is longer."""
+    images = cfg.freeze_after or epoch_images
+    read_at = max(1, round(images / max(epoch_images, 1)))
+    freeze_after = images if read_at * epoch_images > images else 0
     return dataclasses.replace(cfg, resample_from=read_at, epochs=read_at + 1, freeze_after=freeze_after,
                                weights_only=True, swa_from=0)
 
 
 def classifier_stage(cfg: TrainConfig, latent_run: Path) -> TrainConfig:
     """The second stage (``cfg`` resolved): a plain classifier drawing its faces by the weights in ``latent_run``."""
-    return dataclasses.replace(cfg, method="standard", weights_from=str(latent_run))
+    return dataclasses.replace(cfg, method="standard", weights_from=str(latent_run), freeze_after=0)
 
 
-__all__ = ["resolve", "latent_stage", "classifier_stage", "is_two_stage", "FREEZE_IMAGES", "MIN_EFFECTIVE_FACES"]
+__all__ = ["resolve", "latent_stage", "classifier_stage", "is_two_stage", "FREEZE_IMAGES", "MIN_EFFECTIVE_FACES",
+           "LATENT_DIR"]
