@@ -139,10 +139,10 @@ class TrainConfig:
     resample_from: int = 1  # first epoch (0-based) that resamples (dbvae, loss-resample); earlier epochs are uniform
     # recompute the weights every epoch (the paper) or keep the first ones (dbvae, loss-resample). None: the recipe's
     refresh_weights: bool | None = None
-    # dbvae with refresh_weights=False: compute the kept latent weights after at most this many training images
-    # (mid-epoch when an epoch is longer), else at the start of epoch resample_from; 0 = always at resample_from.
-    # The encoder's useful early state is a number of optimisation steps, not epochs
-    freeze_after: int = 0
+    # dbvae with kept weights: compute them after this many training images (mid-epoch when an epoch is longer); 0 =
+    # at the start of epoch resample_from. The encoder's useful early state is a number of optimisation steps, not
+    # epochs. None: the recipe's (two-stage: 20,000 images, whatever the size of the set)
+    freeze_after: int | None = None
     # dbvae with refresh_weights=False: stop as soon as the kept latent weights are computed and save them, for
     # another run's `weights_from` (the first stage of the two-stage recipe)
     weights_only: bool = False
@@ -200,7 +200,7 @@ class TrainConfig:
             raise ValueError(f"`sam_rho`={self.sam_rho} must be >= 0 (0 = off; Foret et al. use 0.05).")
         if self.smooth_k is not None and self.smooth_k < 0:
             raise ValueError(f"`smooth_k`={self.smooth_k} must be >= 0.")
-        if self.freeze_after < 0:
+        if self.freeze_after is not None and self.freeze_after < 0:
             raise ValueError(f"`freeze_after`={self.freeze_after} must be >= 0 (0 = at `resample_from`).")
         if self.workers < 0 or self.max_train < 0 or self.resample_from < 0:
             raise ValueError(f"`workers`={self.workers}, `max_train`={self.max_train} and `resample_from`="
@@ -218,7 +218,8 @@ class TrainConfig:
         if self.method == "dbvae" and self.recipe == "two-stage" and self.refresh_weights:
             raise ValueError("the two-stage recipe keeps the latent weights it computes once; leave out "
                              "`refresh_weights` (--refresh-weights), or use `recipe`='paper'.")
-        kept = self.method == "dbvae" and self.refresh_weights is False
+        kept = self.method == "dbvae" and (self.refresh_weights is False or (
+            self.refresh_weights is None and self.recipe == "two-stage"))
         for option, does in (("freeze_after", "sets when the DB-VAE's kept latent weights are computed"),
                              ("weights_only", "stops once the DB-VAE's kept latent weights are computed")):
             if getattr(self, option) and not kept:

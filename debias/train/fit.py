@@ -103,7 +103,7 @@ def _train_stages(data: Path, cfg: TrainConfig, out: Path, ts: TrainSet, *, resu
         if rank == 0:
             shutil.rmtree(latent, ignore_errors=True)
         log(f"stage 1 of 2: a DB-VAE finds the rare regions of its latent (weights computed after about "
-            f"{recipes.FREEZE_IMAGES:,} training images) -> {latent}")
+            f"{cfg.freeze_after or len(ts.ds):,} training images) -> {latent}")
         _fit_one(data, first, latent, ts, record=dataclasses.asdict(first), resume=False, rank=rank, world=world,
                  progress=progress, log=log)
     else:

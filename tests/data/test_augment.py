@@ -60,39 +60,3 @@ def test_bad_ranges_are_rejected():
         AugmentConfig(scale=1.0)
 
 
-def test_mix_partners_pair_each_position_with_another_of_its_key_in_a_derangement():
-    from debias.data.augment import mix_partners
-
-    keys = np.array([0, 1, 0, 2, 1, 1, 0, 3])
-    for seed in range(20):
-        p = mix_partners(keys, np.random.default_rng(seed))
-        assert (keys[p] == keys).all()
-        alone = np.array([k in (2, 3) for k in keys])  # keys 2 and 3 have one image each
-        assert (p[alone] == np.flatnonzero(alone)).all() and (p[~alone] != np.flatnonzero(~alone)).all()
-        for k in (0, 1):  # within a key, a permutation: every image is some image's partner once
-            assert sorted(p[keys == k]) == sorted(np.flatnonzero(keys == k))
-    assert any(not np.array_equal(mix_partners(keys, np.random.default_rng(0)), mix_partners(keys, np.random.default_rng(s)))
-               for s in range(1, 5))
-
-
-def test_mix_within_blends_each_image_with_one_of_its_group_by_a_share_of_at_least_half():
-    """Image i is 1 at pixel i and 0 elsewhere, so an output is read by hand: its partner is its other non-zero
-    pixel, its share the value at its own."""
-    from debias.data.augment import mix_within
-
-    x = torch.eye(6, dtype=torch.float64).view(6, 1, 2, 3)
-    keys = np.array([0, 0, 0, 1, 1, 2])
-    out = mix_within(x, keys, np.random.default_rng(3), alpha=1.0).view(6, 6).numpy()
-    assert np.allclose(out.sum(1), 1.0)  # a convex combination of two images
-    assert out[5, 5] == 1.0  # alone in its group: unchanged
-    partners = []
-    for i in range(5):
-        other = [j for j in np.flatnonzero(out[i]) if j != i]
-        assert len(other) == 1 and keys[other[0]] == keys[i]  # one partner, of its own group
-        assert 0.5 <= out[i, i] < 1.0  # its own share is the larger
-        partners.append(other[0])
-    assert sorted(partners[:3]) == [0, 1, 2] and sorted(partners[3:]) == [3, 4]  # every image used once per group
-    assert np.array_equal(out, mix_within(x, keys, np.random.default_rng(3), alpha=1.0).view(6, 6).numpy())
-    # a small alpha pushes b ~ Beta(a, a) to 0 or 1, so each image stays nearly itself
-    near = mix_within(x, keys, np.random.default_rng(3), alpha=0.01).view(6, 6).numpy()
-    assert (np.diag(near) > 0.95).all()
