@@ -17,6 +17,7 @@ import pandas as pd
 from debias.audit.metrics import TOO_FEW, audit_model
 from debias.audit.paired import paired_comparison
 from debias.config import AuditConfig
+from debias.errors import DebiasError
 
 FAIL_ON = re.compile(r"^\s*(detection_rate_gap|max_min_gap|miss_rate_gap)\s*>\s*([0-9]*\.?[0-9]+)\s*$")
 
@@ -167,21 +168,46 @@ def _check_shards(metas: list[tuple[Path, dict]]) -> None:
                                  f"merge shards of one audit.")
 
 
+SAME_AUDIT_TWICE = ("audit folder {d} is given twice; a model compared with itself would be counted twice. "
+                    "Give each audit once.")
+SAME_MODEL_NAME = ("audits {a} and {b} both hold a model named {model!r}; its predictions would be merged into one "
+                   "model. Re-run one of them with the model under another name, or compare them one model each.")
+
+
+def audit_labels(dirs: Sequence[Path]) -> list[str]:
+    """A short name for each audit folder: its own name, or as many of its parent folders as keep the names
+    apart (``x/std`` and ``y/std``). Raises DebiasError when a folder is given twice."""
+    full = [Path(d).resolve() for d in dirs]
+    for i, f in enumerate(full):
+        if f in full[:i]:
+            raise DebiasError(SAME_AUDIT_TWICE.format(d=dirs[i]))
+    for k in range(1, max(len(f.parts) for f in full) + 1):
+        labels = ["/".join(f.parts[-k:]) for f in full]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [str(f) for f in full]
+
+
 def compare_audits(dirs: Sequence[str | Path]) -> pd.DataFrame:
     """Stack several audits' predictions (model names made unique by folder) for a paired comparison.
 
     Pairing is only meaningful on the same images: the audits must share the manifest (by hash, when
     their summary.json records it), the split, and the exact set of image ids.
     """
-    preds, seen = [], []
-    for d in dirs:
-        d = Path(d)
+    dirs = [Path(d) for d in dirs]
+    labels = audit_labels(dirs)
+    preds, seen, owner = [], [], {}
+    for d, label in zip(dirs, labels):
         if not (d / "predictions.csv").exists():
             raise FileNotFoundError(f"{d} has no predictions.csv; is it a folder written by `debias audit`?")
         p = pd.read_csv(d / "predictions.csv", low_memory=False)
         s = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else {}
-        if p["model"].nunique() == 1:
-            p["model"] = d.name if len(dirs) > 1 else p["model"]
+        if p["model"].nunique() == 1 and len(dirs) > 1:
+            p["model"] = label
+        for m in dict.fromkeys(p["model"].astype(str)):
+            if m in owner:
+                raise DebiasError(SAME_MODEL_NAME.format(model=m, a=owner[m], b=d))
+            owner[m] = d
         ids = frozenset(p["image"].astype(str))
         for d0, s0, ids0 in seen:  # pairwise: a hash or split may be missing from some summaries
             h, h0 = s.get("manifest_sha256"), s0.get("manifest_sha256")

@@ -486,3 +486,32 @@ def test_recipe_values_are_converted_as_the_command_line_would(tiny_synth, tmp_p
     import json
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert s["config"]["n_boot"] == 20 and s["config"]["threshold"] == 1.0
+
+
+# ---- hostile inputs, second round ------------------------------------------------------------------
+
+CFG = AuditConfig(by=("skin_group",), n_boot=50, min_n=5, thumbnails=False, threshold=0.4)
+
+
+def test_compare_keeps_audits_whose_folders_share_a_name_apart(tiny_synth, tmp_path):
+    """x/std and y/std were merged as one model "std": every face counted twice, no paired test."""
+    run_audit(tiny_synth, [FAKE], CFG, tmp_path / "x" / "std")
+    run_audit(tiny_synth, [LOGIT], CFG, tmp_path / "y" / "std")
+    r = runner.invoke(app, ["report", "compare", str(tmp_path / "x" / "std"), str(tmp_path / "y" / "std"), *FAST[:6],
+                            "--threshold", "0.4", "--out", str(tmp_path / "c")])
+    _ok(r)
+    m = pd.read_csv(tmp_path / "c" / "metrics.csv")
+    faces = m[(m.grouping == "overall") & (m.group == "all faces") & (m.metric == "detection_rate")]
+    n_test_faces = int(((pd.read_csv(tiny_synth / "manifest.csv").split == "test")
+                        & (pd.read_csv(tiny_synth / "manifest.csv").label == 1)).sum())
+    assert sorted(faces.model) == ["x/std", "y/std"] and (faces.n == n_test_faces).all()
+    paired = pd.read_csv(tmp_path / "c" / "paired.csv")
+    assert (paired.baseline == "x/std").all() and (paired.model == "y/std").all()
+
+
+def test_compare_refuses_the_same_audit_twice(tiny_synth, tmp_path):
+    run_audit(tiny_synth, [FAKE], CFG, tmp_path / "a")
+    r = runner.invoke(app, ["report", "compare", str(tmp_path / "a"), str(tmp_path / "." / "a"), *FAST[:6],
+                            "--out", str(tmp_path / "c")])
+    _err(r, "given twice", str(tmp_path / "a"))
+    assert not (tmp_path / "c").exists()
