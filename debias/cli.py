@@ -526,6 +526,19 @@ def _audit_config(by, split, threshold, target_fpr, reference, n_boot, min_n, se
         fail(str(e))
 
 
+def _normalisation(mean: str, std: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """--mean and --std as numbers, checked (three each, std > 0) before anything is scored."""
+    from debias.audit.adapters import check_normalisation
+
+    values = []
+    for name, v in (("mean", mean), ("std", std)):
+        try:
+            values.append([float(x) for x in _csv(v)])
+        except ValueError:
+            fail(f"--{name} {v!r} must be three numbers, one per channel, e.g. --{name} 0.5,0.5,0.5.")
+    return check_normalisation(*values)
+
+
 def _check_fail_on_syntax(expr: Optional[str]) -> None:
     """Reject a malformed --fail-on before any work is done."""
     from debias.audit.engine import FAIL_ON
@@ -694,6 +707,7 @@ def audit(
     cfg = _audit_config(by, split, threshold, target_fpr, reference, n_boot, min_n, seed, batch_size, device, size,
                         pad, thumbnails, shard, scores)
     _check_fail_on_syntax(fail_on)
+    mean, std = _normalisation(mean, std)
     result, world, gather = _scored_audit(data, model, cfg, out, predictions, device, mean, std, allow_missing)
     if result is None:  # a torchrun rank other than 0: its shard went to rank 0
         return
@@ -758,8 +772,8 @@ def _scored_audit(data, model, cfg, out, predictions, device, mean, std, allow_m
             if gather:
                 cfg = dataclasses.replace(cfg, shard=(rank, world))
             return run_audit(data, model, cfg, out, predictions_csv=predictions, progress=advance,
-                             torch_device=str(resolve_device(dev)), mean=[float(v) for v in _csv(mean)],
-                             std=[float(v) for v in _csv(std)], gather=gather, allow_missing=allow_missing), world, gather
+                             torch_device=str(resolve_device(dev)), mean=mean,
+                             std=std, gather=gather, allow_missing=allow_missing), world, gather
     except (ManifestError, KeyError, ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
         fail(str(e).strip('"'))
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from debias.data.manifest import host_batch, on_device
+from debias.errors import DebiasError
 
 from debias.detect.base import DETECTOR_KINDS
 from debias.detect.classic import HAAR
@@ -96,6 +97,26 @@ class Adapter:
     def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Raw outputs (B,); :func:`to_probability` maps a whole split of them to probabilities."""
         return np.asarray(self.fn(images), dtype=np.float64).reshape(-1)
+
+
+BAD_NORM = ("`{name}` {value} must be three finite numbers, one per channel (R,G,B){extra}, for example "
+            "{example}.")
+
+
+def check_normalisation(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The (mean, std) that torchscript and onnx inputs are normalised with, checked: three finite values each,
+    every std > 0 (a std of 0 divides by zero). Raises DebiasError naming the option."""
+    out = []
+    for name, v, example, positive in (("mean", mean, "0.485,0.456,0.406", False),
+                                       ("std", std, "0.229,0.224,0.225", True)):
+        v = tuple(float(x) for x in np.atleast_1d(np.asarray(v, dtype=np.float64)))
+        ok = len(v) == 3 and all(np.isfinite(v)) and (not positive or min(v) > 0)
+        if not ok:
+            shown = ",".join(f"{x:g}" for x in v)
+            raise DebiasError(BAD_NORM.format(name=name, value=shown, example=example,
+                                              extra=", each greater than 0" if positive else ""))
+        out.append(v)
+    return out[0], out[1]
 
 
 def _torch_fn(module: Callable, size: int, mean: Sequence[float], std: Sequence[float], device: torch.device,
@@ -176,6 +197,7 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
     over the whole split). A ``run:`` model always outputs logits; a cascade, its own confidence.
     """
     kind, _, rest = spec.partition(":")
+    mean, std = check_normalisation(mean, std)
     device = torch.device(device)
     if kind == "run":
         from debias.models.run import load_run

@@ -25,6 +25,9 @@ class PredictionsError(DebiasError):
 
 
 DEFAULT_BY = ("skin_group", "pose", "gender")
+NON_FINITE = ("model {spec} returned {k} non-finite score(s) (NaN or infinite) of the {n} images it scored (first "
+              "{value} for image {image!r}); an image without a score cannot be audited as found or missed. Fix the "
+              "model so that every image gets a finite score (0, or a low logit, where it finds no face).")
 
 
 def resolve_by(columns: Sequence[str], by: Sequence[str] | None = None, *, where: str = "the manifest",
@@ -164,6 +167,7 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
     attr_cols = [c for c in frame.columns if c not in ("image", "label", "split", "row", "path")]
     scores = {a.name: np.full(len(frame), np.nan) for a in adapters}
     cov = np.full((len(frame), len(COVARIATES)), np.nan)
+    done = np.zeros(len(frame), bool)  # images read and scored (the rest were skipped as unreadable)
     skipped = []
     if progress:
         progress(0, total=len(frame), description="scoring")
@@ -189,6 +193,7 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
             else:
                 for j, im in zip(pos, imgs):
                     cov[j] = image_covariates(im)
+            done[pos] = True
             for a in adapters:
                 scores[a.name][pos] = a.score(imgs)
         if progress:
@@ -199,6 +204,12 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
         first = "; ".join(f"{d['image']} ({d['reason']})" for d in skipped[:3])
         raise PredictionsError(f"none of the {len(frame)} images of the {split} split of {root} could be read; "
                                f"first: {first}. Check the image files and the manifest's paths.")
+    for a in adapters:
+        bad = done & ~np.isfinite(scores[a.name])
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise PredictionsError(NON_FINITE.format(spec=a.spec, k=int(bad.sum()), n=int(done.sum()),
+                                                     value=scores[a.name][j], image=images[j]))
     parts = []
     for a in adapters:
         prob, _ = to_probability(scores[a.name], a.output, what=f"model {a.spec}")

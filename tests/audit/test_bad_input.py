@@ -515,3 +515,31 @@ def test_compare_refuses_the_same_audit_twice(tiny_synth, tmp_path):
                             "--out", str(tmp_path / "c")])
     _err(r, "given twice", str(tmp_path / "a"))
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("model,needles", [
+    ("nan_for_some", ["python:fake_models:nan_for_some", "non-finite", "of the 216 images"]),
+    ("all_nan", ["python:fake_models:all_nan", "216 non-finite", "of the 216 images"]),
+    ("all_inf", ["python:fake_models:all_inf", "216 non-finite", "of the 216 images"]),
+])
+def test_a_model_that_returns_non_finite_scores_is_refused_naming_it_and_nothing_is_written(tiny_synth, tmp_path,
+                                                                                           model, needles):
+    """NaN images were dropped from the audit (faces n 73 of 90) with 0 skipped; all-NaN gave ZeroDivisionError;
+    all +inf was read as a probability, with partial CSVs left behind."""
+    r = runner.invoke(app, ["audit", str(tiny_synth), "-m", f"python:fake_models:{model}", *FAST,
+                            "--out", str(tmp_path / "o")])
+    _err(r, *needles)
+    assert not list((tmp_path / "o").glob("*.csv")) if (tmp_path / "o").exists() else True
+
+
+@pytest.mark.parametrize("opt,value,needles", [
+    ("--std", "0,0,0", ["--std", "0,0,0", "greater than 0"]),
+    ("--std", "1,nan,1", ["--std", "greater than 0"]),
+    ("--mean", "0.5", ["--mean", "0.5", "three finite numbers", "R,G,B"]),
+    ("--mean", "a,b,c", ["--mean", "'a,b,c'", "three numbers"]),
+])
+def test_bad_normalisation_values_are_refused_before_scoring(tiny_synth, tmp_path, opt, value, needles):
+    """--std 0,0,0 divided by zero (NaN scores); --mean 0.5 gave torch's 'shape [1, 3, 1, 1] is invalid'."""
+    r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, opt, value, "--out", str(tmp_path / "o")])
+    _err(r, *needles)
+    assert not (tmp_path / "o").exists()
