@@ -115,6 +115,7 @@ class Audit:
         from debias.audit.adapters import to_probability
         from debias.audit.engine import audit_table
         from debias.audit.predict import check_one_row_per_image, pair_rows
+        from debias.data.manifest import check_spellings
 
         if isinstance(predictions, (str, Path)):
             from debias.data.manifest import read_csv_checked
@@ -129,6 +130,7 @@ class Audit:
         if missing:
             raise DebiasError(f"the predictions have no column(s) {', '.join(map(repr, missing))} (columns: "
                               f"{', '.join(map(str, df.columns))}); name them with y_true=, y_score= and groups=.")
+        check_spellings(df[groups], "the predictions")
         raw = pd.to_numeric(df[y_score], errors="coerce").to_numpy(float)
         if not np.isfinite(raw).all():
             raise DebiasError(f"column {y_score!r} has {int((~np.isfinite(raw)).sum())} missing or non-finite "

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from debias.audit.adapters import Adapter, sha256_file, to_probability
-from debias.data.manifest import is_packed, load_image, open_packed, read_manifest, read_rows, select_split
+from debias.data.manifest import (check_spellings, is_packed, load_image, open_packed, read_manifest, read_rows,
+                                  select_split)
 from debias.errors import DebiasError
 from debias.files import atomic_write
 
@@ -287,6 +288,37 @@ def pair_rows(p: pd.DataFrame, where: str) -> np.ndarray:
     return pos.loc[image.to_numpy()].to_numpy()
 
 
+DISAGREES = ("predictions file {path}, line {line}: column {col!r} says {value!r} for image {image!r}, but the manifest "
+             "{manifest} says {truth!r}. The manifest decides labels and groups; drop the column from the predictions "
+             "file, or fix the manifest.")
+
+
+def _check_agrees(p: pd.DataFrame, m: pd.DataFrame, columns: Sequence[str], path, root) -> None:
+    """Refuse a predictions column that the manifest ``m`` also has (label as y_true, an attribute) where their
+    values differ: one source must never silently replace the other."""
+    truth = p[["image"]].merge(m[["image", *columns]], on="image", how="left")
+    for c in columns:
+        a, b = p[c].reset_index(drop=True), truth[c]
+        na, nb = pd.to_numeric(a, errors="coerce"), pd.to_numeric(b, errors="coerce")
+        numeric = (na.notna() | a.isna()).all() and (nb.notna() | b.isna()).all()
+        same = (np.isclose(na, nb) | (na.isna() & nb.isna())) if numeric else \
+            ((a.astype(str) == b.astype(str)) | (a.isna() & b.isna()))
+        if not same.all():
+            i = int(np.flatnonzero(~same.to_numpy())[0])
+            shown = {k: _cell(v[i]) for k, v in (("value", a), ("truth", b))}
+            raise PredictionsError(DISAGREES.format(path=path, line=i + 2, col="label" if c == "y_true" else c,
+                                                    image=p["image"].iloc[i], manifest=Path(root) / "manifest.csv",
+                                                    **shown))
+
+
+def _cell(x):
+    """A value as a CSV writes it: numpy scalars as plain numbers, a whole float as an integer, NaN as empty."""
+    x = x.item() if hasattr(x, "item") else x
+    if isinstance(x, float):
+        return "" if np.isnan(x) else int(x) if x.is_integer() else x
+    return x
+
+
 def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: str = "test",
                          model: str | None = None, scores: str = "auto",
                          allow_missing: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -351,6 +383,7 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
         p["model"] = model or Path(path).stem
     p["image"] = p["image"].astype(str)
     check_one_row_per_image(p, f"predictions file {path}")
+    check_spellings(p.drop(columns=["model"]), f"predictions file {path}")
     unscored = pd.DataFrame(columns=["row", "image", "model", "reason"])
     if root is not None:
         m = select_split(read_manifest(root, check_files=False), split)
@@ -360,10 +393,10 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
             raise PredictionsError(f"predictions file {path}: {int(unknown.sum())} image id(s) are not in the {split} "
                                    f"split of {root} (line(s) {_lines(unknown)}, first {p['image'][unknown].iloc[0]!r}). "
                                    f"Use the manifest's image ids, and `split` to audit another split.")
-        keep = [c for c in m.columns if c not in p.columns or c == "image"]
-        m = m[keep].rename(columns={"label": "y_true"}) if "y_true" not in p.columns else m[keep].drop(
-            columns=["label"], errors="ignore")
-        p = p.merge(m, on="image", how="left")
+        m = m.rename(columns={"label": "y_true"})
+        shared = [c for c in p.columns if c in m.columns and c != "image"]
+        _check_agrees(p, m, shared, path, root)
+        p = p.drop(columns=shared).merge(m, on="image", how="left")
         unscored = _unscored(p, m)
         if len(unscored) and not allow_missing:
             raise PredictionsError(

@@ -543,3 +543,39 @@ def test_bad_normalisation_values_are_refused_before_scoring(tiny_synth, tmp_pat
     r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, opt, value, "--out", str(tmp_path / "o")])
     _err(r, *needles)
     assert not (tmp_path / "o").exists()
+
+
+def _with_manifest(tiny_synth, preds):
+    m = pd.read_csv(tiny_synth / "manifest.csv")
+    m = m[m.split == "test"].assign(image=lambda d: d.image.astype(str))
+    return preds.assign(image=preds.image.astype(str)).merge(m, on="image")
+
+
+@pytest.mark.parametrize("column", ["label", "skin_group"])
+def test_a_predictions_column_that_contradicts_the_manifest_is_refused(tiny_synth, tmp_path, preds, column):
+    """A label column turned non-faces into faces and an attribute column replaced the manifest's groups, silently."""
+    p = _with_manifest(tiny_synth, preds)[["image", "score", "label", "skin_group"]]
+    p.to_csv(tmp_path / "agree.csv", index=False)  # the same values as the manifest: audited as without them
+    a, _ = predictions_from_csv(tmp_path / "agree.csv", tiny_synth)
+    assert (a.y_true == p.label.to_numpy()).all()
+    nonface = int(np.flatnonzero(p.label.to_numpy() == 0)[0])
+    p.loc[nonface, column] = 1 if column == "label" else "lighter"
+    p.to_csv(tmp_path / "p.csv", index=False)
+    r = runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), *FAST,
+                            "--out", str(tmp_path / "o")])
+    _err(r, "p.csv", f"line {nonface + 2}", repr(column), "manifest")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_group_spelled_two_ways_in_predictions_is_refused(tiny_synth, tmp_path, preds):
+    """'darker' and 'Darker ' were audited as two groups, in a predictions file and in Audit.from_predictions."""
+    import debias
+
+    p = _with_manifest(tiny_synth, preds)
+    p["camera"] = np.where(np.arange(len(p)) % 2, "phone", "Phone ")  # a column the manifest does not have
+    p[["image", "score", "camera"]].to_csv(tmp_path / "p.csv", index=False)
+    with pytest.raises(debias.DebiasError, match="column 'camera' spells one group several ways"):
+        predictions_from_csv(tmp_path / "p.csv", tiny_synth)
+    p["skin_group"] = p.skin_group.where(np.arange(len(p)) % 3 > 0, p.skin_group.str.capitalize() + " ")
+    with pytest.raises(debias.DebiasError, match="column 'skin_group' spells one group several ways"):
+        debias.Audit.from_predictions(p, groups=["skin_group"], threshold=0.5)
