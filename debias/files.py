@@ -106,23 +106,37 @@ def prepare_dataset_dir(out: str | Path, *, overwrite: bool) -> Path:
 
 @contextlib.contextmanager
 def exclusive(out: str | Path, what: str) -> Iterator[None]:
-    """Hold ``out/.lock`` for the duration; a second writer into the same folder gets a clear error."""
+    """Hold ``out/.lock`` for the duration; a second writer into the same folder gets a clear error.
+
+    Only the process that holds the lock removes the file, while still holding it. A writer that opened the
+    file just before the holder removed it finds that the file it locked is no longer ``out/.lock`` and
+    tries again, so two writers never hold two different files at once.
+    """
     import fcntl
 
     path = Path(out) / ".lock"
-    f = open(path, "w")
-    try:
+    while True:
+        f = open(path, "a")  # "a": a refused writer must not truncate the holder's pid
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            f.close()
             raise DebiasError(f"another process is writing a {what} into {out} right now; wait for it or choose "
                               f"another `out`.") from None
+        try:
+            if os.fstat(f.fileno()).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        f.close()  # the holder removed the file we opened before we locked it: lock the one there now
+    try:
+        f.truncate(0)
         f.write(str(os.getpid()))
         f.flush()
         yield
     finally:
-        f.close()
         path.unlink(missing_ok=True)
+        f.close()
 
 
 __all__ = ["atomic_write", "write_text", "write_csv", "write_json", "strict", "check_out_dir", "prepare_dataset_dir",
