@@ -708,6 +708,9 @@ def audit(
                         pad, thumbnails, shard, scores)
     _check_fail_on_syntax(fail_on)
     mean, std = _normalisation(mean, std)
+    from debias.report.outputs import prepare_audit_dir
+
+    prepare_audit_dir(out)  # a file, or a folder that cannot be written, fails before anything is scored
     result, world, gather = _scored_audit(data, model, cfg, out, predictions, device, mean, std, allow_missing)
     if result is None:  # a torchrun rank other than 0: its shard went to rank 0
         return
@@ -787,6 +790,9 @@ def _box_audit(data, models, out, *, by, iou, fppi, split, device, n_boot, seed,
     if not models:
         fail("a box-level audit (--iou) needs at least one detector: -m mtcnn, -m dlib:hog, -m opencv:haar-frontal-"
              "default, -m skimage:lbp-frontal or -m sliding:RUN_DIR.")
+    from debias.report.outputs import prepare_audit_dir
+
+    prepare_audit_dir(out)  # a file, or a folder that cannot be written, fails before any image is read
     try:
         with progress_bar("detecting", None) as advance:  # run_box_audit sets the total once it has read the data
             result = run_box_audit(data, models, by=by, iou=iou, fppi=fppi, split=split,
@@ -821,12 +827,14 @@ def report_compare(
         debias report compare audit-output/standard audit-output/dbvae --out audit-output/compare
     """
     from debias.audit.engine import audit_table, compare_audits
-    from debias.report.outputs import write_outputs
+    from debias.report.outputs import prepare_audit_dir, write_outputs
 
     cfg = _audit_config(by, "test", threshold, target_fpr, "largest", n_boot, min_n, seed, 256, "cpu", 64, 0.5, False)
     _check_fail_on_syntax(fail_on)
     try:
-        result = audit_table(compare_audits(dirs), cfg)
+        pred = compare_audits(dirs)
+        prepare_audit_dir(out)
+        result = audit_table(pred, cfg)
     except (KeyError, ValueError, FileNotFoundError) as e:
         fail(str(e).strip('"'))
     write_outputs(result, out, cfg, title="Face detection fairness: comparison")
@@ -853,11 +861,12 @@ def report_merge(
         debias report merge shards/* --out audit
     """
     from debias.audit.engine import audit_table, merge_predictions
-    from debias.report.outputs import write_outputs
+    from debias.report.outputs import prepare_audit_dir, write_outputs
 
     cfg = _audit_config(by, "test", threshold, target_fpr, "largest", n_boot, min_n, seed, 256, "cpu", 64, 0.5, False)
     try:
         pred, skipped, files = merge_predictions(dirs)
+        prepare_audit_dir(out)
         result = audit_table(pred, cfg)
     except (KeyError, ValueError, FileNotFoundError) as e:
         fail(str(e).strip('"'))

@@ -14,7 +14,6 @@ Every adapter's ``score(images)`` takes a list of (H, W, 3) uint8 RGB arrays of 
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 
 from debias.data.manifest import host_batch, on_device
 from debias.errors import DebiasError
+from debias.files import sha256_file  # noqa: F401 - imported from here by callers
 
 from debias.detect.base import DETECTOR_KINDS
 from debias.detect.classic import HAAR
@@ -36,14 +36,6 @@ UNKNOWN_SPEC = ("model spec {spec!r} is not understood. Use run:RUN_DIR, torchsc
 BAD_OUTPUT = ("{kind} model {path} returned shape {shape} for a batch of {b} images; expected ({b},) or ({b}, 1) "
               "face scores.")
 NO_ONNX = "onnx:{path} needs onnxruntime, which is not installed. Install it with: pip install -e '.[onnx]'"
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _resize_batch(images: Sequence[np.ndarray], size: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from debias.audit.metrics import TOO_FEW, audit_model
 from debias.audit.paired import paired_comparison
 from debias.config import AuditConfig
 from debias.errors import DebiasError
+from debias.files import check_set
 
 FAIL_ON = re.compile(r"^\s*(detection_rate_gap|max_min_gap|miss_rate_gap)\s*>\s*([0-9]*\.?[0-9]+)\s*$")
 
@@ -122,7 +123,7 @@ def merge_predictions(dirs: Sequence[str | Path]) -> tuple[pd.DataFrame, pd.Data
         if not (d / "predictions.csv").exists() or not (d / "shard.json").exists():
             raise FileNotFoundError(f"{d} has no predictions.csv and shard.json; is it a folder written by "
                                     f"a sharded audit (`shard` K/N)?")
-        metas.append((d, json.loads((d / "shard.json").read_text())))
+        metas.append((d, check_set(d, "shard.json", ("predictions.csv", "skipped.csv"))))
         preds.append(pd.read_csv(d / "predictions.csv", low_memory=False))
         if (d / "skipped.csv").exists():
             skips.append(pd.read_csv(d / "skipped.csv"))
@@ -201,7 +202,7 @@ def compare_audits(dirs: Sequence[str | Path]) -> pd.DataFrame:
         if not (d / "predictions.csv").exists():
             raise FileNotFoundError(f"{d} has no predictions.csv; is it a folder written by `debias audit`?")
         p = pd.read_csv(d / "predictions.csv", low_memory=False)
-        s = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else {}
+        s = check_set(d, "summary.json", ("predictions.csv",))
         if p["model"].nunique() == 1 and len(dirs) > 1:
             p["model"] = label
         for m in dict.fromkeys(p["model"].astype(str)):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -168,6 +169,10 @@ def test_merge_refuses_missing_and_mixed_shards(tiny_synth, tmp_path):
                              "--out", str(tmp_path / "m")]), "different models")
     _err(runner.invoke(app, ["report", "merge", str(tmp_path / "s0"), str(tmp_path / "s0"), *FAST[:2],
                              "--out", str(tmp_path / "m")]), "missing 1/2", "given twice 0/2")
+    p = pd.read_csv(tmp_path / "s1" / "predictions.csv")  # a shard whose predictions its shard.json does not describe
+    p.assign(y_score=1 - p.y_score).to_csv(tmp_path / "s1" / "predictions.csv", index=False)
+    _err(runner.invoke(app, ["report", "merge", str(tmp_path / "s0"), str(tmp_path / "s1"), *FAST[:2],
+                             "--out", str(tmp_path / "m")]), "s1/predictions.csv is not the file that", "shard.json")
 
 
 # ---- 7. every option is validated before any work ------------------------------------------------
@@ -564,7 +569,7 @@ def test_a_predictions_column_that_contradicts_the_manifest_is_refused(tiny_synt
     r = runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), *FAST,
                             "--out", str(tmp_path / "o")])
     _err(r, "p.csv", f"line {nonface + 2}", repr(column), "manifest")
-    assert not (tmp_path / "o").exists()
+    assert not list((tmp_path / "o").iterdir())
 
 
 def test_a_group_spelled_two_ways_in_predictions_is_refused(tiny_synth, tmp_path, preds):
@@ -579,3 +584,84 @@ def test_a_group_spelled_two_ways_in_predictions_is_refused(tiny_synth, tmp_path
     p["skin_group"] = p.skin_group.where(np.arange(len(p)) % 3 > 0, p.skin_group.str.capitalize() + " ")
     with pytest.raises(debias.DebiasError, match="column 'skin_group' spells one group several ways"):
         debias.Audit.from_predictions(p, groups=["skin_group"], threshold=0.5)
+
+
+def test_an_audit_removes_only_its_own_files_whatever_an_old_summary_lists(tiny_synth, tmp_path):
+    """A summary.json already in --out made the audit delete every file it listed (a user's thesis.docx)."""
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "thesis.docx").write_text("years of work")
+    (tmp_path / "outside.txt").write_text("not the audit's")
+    (out / "summary.json").write_text(json.dumps({"outputs": ["thesis.docx", "../outside.txt", str(tmp_path / "outside.txt")]}))
+    _ok(runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--out", str(out)]))
+    assert (out / "thesis.docx").read_text() == "years of work"
+    assert (tmp_path / "outside.txt").read_text() == "not the audit's"
+
+
+def _compare(tmp_path, *dirs):
+    return runner.invoke(app, ["report", "compare", *map(str, dirs), *FAST[:6], "--threshold", "0.4",
+                               "--out", str(tmp_path / "c")])
+
+
+def test_compare_refuses_predictions_that_its_summary_does_not_describe(tiny_synth, tmp_path):
+    """After a crash, new predictions.csv sat beside the old summary.json and compare used them together."""
+    run_audit(tiny_synth, [FAKE], CFG, tmp_path / "a")
+    run_audit(tiny_synth, [FAKE], CFG, tmp_path / "b")
+    old = (tmp_path / "b" / "summary.json").read_text()
+    run_audit(tiny_synth, [LOGIT], CFG, tmp_path / "b")
+    (tmp_path / "b" / "summary.json").write_text(old)  # the old seal beside the new set, as a crash left them
+    _err(_compare(tmp_path, tmp_path / "a", tmp_path / "b"), "predictions.csv is not the file that",
+         "summary.json describes", "Re-run the audit")
+    s = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert set(s["outputs_sha256"]) == set(s["outputs"]) - {"summary.json"}
+
+
+def test_a_crash_while_an_audit_replaces_its_outputs_leaves_no_summary_beside_a_mixed_set(tiny_synth, tmp_path,
+                                                                                        monkeypatch):
+    import debias.files as files
+
+    run_audit(tiny_synth, [FAKE], CFG, tmp_path / "a")
+    real, moved = files.os.replace, []
+
+    def killed_after_two(src, dst):
+        if Path(dst).parent != tmp_path / "a":  # a file written into the staging folder
+            return real(src, dst)
+        if len(moved) == 2:
+            raise KeyboardInterrupt  # the process dies part-way through moving the new files in
+        moved.append(dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_audit(tiny_synth, [LOGIT], CFG, tmp_path / "a")
+    monkeypatch.undo()
+    assert not (tmp_path / "a" / "summary.json").exists()  # no seal: nothing claims the mixed folder is one audit
+    assert not list((tmp_path / "a").glob(".staging-*"))
+
+
+def test_an_audit_into_a_folder_another_audit_is_writing_is_refused(tiny_synth, tmp_path):
+    from debias.files import exclusive
+
+    (tmp_path / "o").mkdir()
+    with exclusive(tmp_path / "o", "audit"):
+        _err(runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--out", str(tmp_path / "o")]),
+             "another process is writing an audit", "choose another --out")
+
+
+@pytest.mark.parametrize("cmd", ["audit", "box", "compare"])
+def test_an_out_that_is_a_file_is_refused_before_any_image_is_scored(tiny_synth, tmp_path, cmd):
+    """--out naming a file gave a traceback, and only after every image had been scored."""
+    (tmp_path / "f").write_text("a file")
+    out = ["--out", str(tmp_path / "f")]
+    if cmd == "audit":
+        r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, *out])
+    elif cmd == "box":
+        r = runner.invoke(app, ["audit", str(tiny_synth), "-m", "opencv:haar-frontal-default", "--iou", "0.5", *out])
+    else:
+        run_audit(tiny_synth, [FAKE], CFG, tmp_path / "a")
+        run_audit(tiny_synth, [LOGIT], CFG, tmp_path / "b")
+        r = runner.invoke(app, ["report", "compare", str(tmp_path / "a"), str(tmp_path / "b"), *FAST[:6], *out])
+    _err(r, f"{tmp_path / 'f'} is a file, not a folder")
+    assert "scoring" not in r.output and "detecting" not in r.output
+    r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--out", str(tmp_path / "f" / "sub")])
+    _err(r, "cannot create the output folder", "choose a writable --out")
