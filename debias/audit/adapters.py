@@ -33,8 +33,8 @@ from debias.detect.classic import HAAR
 UNKNOWN_SPEC = ("model spec {spec!r} is not understood. Use run:RUN_DIR, torchscript:FILE, onnx:FILE, "
                 "python:module:function, or a detector: opencv:{haar}, skimage:lbp-frontal, dlib:hog, mtcnn, "
                 "sliding:RUN_DIR.")
-BAD_OUTPUT = ("{kind} model {path} returned shape {shape} for a batch of {b} images; expected ({b},) or ({b}, 1) "
-              "face scores.")
+BAD_OUTPUT = ("model {spec} returned shape {shape} for a batch of {b} images; expected ({b},) or ({b}, 1): one face "
+              "score per image, so that no image's score depends on the others in its batch.")
 NO_ONNX = "onnx:{path} needs onnxruntime, which is not installed. Install it with: pip install -e '.[onnx]'"
 
 
@@ -87,8 +87,17 @@ class Adapter:
     output: str = "auto"  # what ``fn`` returns: logit | prob | auto (decided over the whole split)
 
     def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Raw outputs (B,); :func:`to_probability` maps a whole split of them to probabilities."""
-        return np.asarray(self.fn(images), dtype=np.float64).reshape(-1)
+        """Raw outputs (B,); :func:`to_probability` maps a whole split of them to probabilities.
+
+        Raises DebiasError, naming the model, for an output of another shape than (B,) or (B, 1)."""
+        out = np.asarray(self.fn(images))
+        if out.shape not in ((len(images),), (len(images), 1)):
+            raise DebiasError(BAD_OUTPUT.format(spec=self.spec, shape=tuple(out.shape), b=len(images)))
+        try:
+            return out.astype(np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise DebiasError(f"model {self.spec} returned {out.dtype} values, not numbers; return one face score "
+                              f"(a number) per image.") from None
 
 
 BAD_NORM = ("`{name}` {value} must be three finite numbers, one per channel (R,G,B){extra}, for example "
@@ -111,8 +120,8 @@ def check_normalisation(mean: Sequence[float], std: Sequence[float]) -> tuple[tu
     return out[0], out[1]
 
 
-def _torch_fn(module: Callable, size: int, mean: Sequence[float], std: Sequence[float], device: torch.device,
-              kind: str, path: Path) -> Callable:
+def _torch_fn(module: Callable, size: int, mean: Sequence[float], std: Sequence[float],
+              device: torch.device) -> Callable:
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1).to(device)
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1).to(device)
     identity = bool((m == 0).all() and (s == 1).all())  # skip two full-batch copies that change nothing
@@ -123,10 +132,7 @@ def _torch_fn(module: Callable, size: int, mean: Sequence[float], std: Sequence[
         out = module(x if identity else (x - m) / s)
         if isinstance(out, (tuple, list)):
             out = out[0]
-        out = out.float().cpu().numpy()
-        if out.shape not in ((len(images),), (len(images), 1)):
-            raise ValueError(BAD_OUTPUT.format(kind=kind, path=path, shape=tuple(out.shape), b=len(images)))
-        return out.reshape(-1)
+        return out.float().cpu().numpy()  # (B,) or (B, 1), as Adapter.score checks
 
     return fn
 
@@ -195,7 +201,7 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
         from debias.models.run import load_run
 
         model, arch = load_run(rest, device)
-        fn = _torch_fn(model, arch["size"], (0, 0, 0), (1, 1, 1), device, "run", Path(rest))
+        fn = _torch_fn(model, arch["size"], (0, 0, 0), (1, 1, 1), device)
         return Adapter(spec, Path(rest).name, fn, (Path(rest) / "model.pt",), output="logit")
     if kind == "torchscript":
         path = Path(rest)
@@ -209,7 +215,7 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
                 module = torch.jit.load(str(path), map_location=device).eval()
         except Exception as e:  # noqa: BLE001 - any load failure gets the same message
             raise ValueError(f"torchscript file {path} could not be loaded: {e}") from e
-        fn = _torch_fn(module, size, mean, std, device, "torchscript", path)
+        fn = _torch_fn(module, size, mean, std, device)
         return Adapter(spec, path.stem, fn, (path,), output=scores)
     if kind == "onnx":
         path = Path(rest)
@@ -228,10 +234,7 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
 
         def fn(images):
             x = _resize_batch(images, size).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-            out = np.asarray(sess.run(None, {inp: (x - m) / s})[0])
-            if out.shape not in ((len(images),), (len(images), 1)):
-                raise ValueError(BAD_OUTPUT.format(kind="onnx", path=path, shape=tuple(out.shape), b=len(images)))
-            return out.reshape(-1).astype(np.float64)
+            return np.asarray(sess.run(None, {inp: (x - m) / s})[0])  # (B,) or (B, 1), as Adapter.score checks
 
         return Adapter(spec, path.stem, fn, (path,), output=scores)
     if kind == "python":

@@ -665,3 +665,25 @@ def test_an_out_that_is_a_file_is_refused_before_any_image_is_scored(tiny_synth,
     assert "scoring" not in r.output and "detecting" not in r.output
     r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--out", str(tmp_path / "f" / "sub")])
     _err(r, "cannot create the output folder", "choose a writable --out")
+
+
+@pytest.mark.parametrize("model,shape", [("one_per_batch", "(1,)"), ("two_columns", "(8, 2)")])
+def test_a_python_model_must_return_one_score_per_image_and_is_named_when_it_does_not(tiny_synth, tmp_path, model,
+                                                                                     shape):
+    """One value per batch was copied to every image (scores that depend on the batch size); a (B, 2) output was
+    flattened to 2B scores and failed without naming the model."""
+    spec = f"python:fake_models:{model}"
+    r = runner.invoke(app, ["audit", str(tiny_synth), "-m", spec, *FAST, "--batch-size", "8",
+                            "--out", str(tmp_path / "o")])
+    _err(r, f"model {spec} returned shape {shape} for a batch of 8 images", "one face score per image")
+
+
+def test_a_model_pt_without_arch_is_named_with_what_to_do(tmp_path):
+    import torch
+
+    (tmp_path / "run").mkdir()
+    torch.save({"conv.weight": torch.zeros(2, 3)}, tmp_path / "run" / "model.pt")  # a bare state_dict
+    (tmp_path / "manifest.csv").write_text("image,label,split,x\n0,1,test,a\n")
+    r = runner.invoke(app, ["audit", str(tmp_path), "-m", f"run:{tmp_path / 'run'}", "--by", "x",
+                            "--out", str(tmp_path / "o")])
+    _err(r, "model.pt has no 'arch' and 'state_dict' entries", "conv.weight", "torchscript:FILE")
