@@ -540,15 +540,15 @@ def _normalisation(mean: str, std: str) -> tuple[tuple[float, ...], tuple[float,
 
 
 def _check_fail_on_syntax(expr: Optional[str]) -> None:
-    """Reject a malformed --fail-on before any work is done."""
-    from debias.audit.engine import FAIL_ON
+    """Reject a malformed --fail-on, or a bound no gap can exceed, before any work is done."""
+    from debias.audit.engine import parse_fail_on
 
-    if expr is not None and not FAIL_ON.match(expr):
-        fail(f"--fail-on {expr!r} is not understood; use for example 'detection_rate_gap>0.05' or 'max_min_gap>0.1'.")
+    if expr is not None:
+        parse_fail_on(expr)
 
 
 def _finish_audit(result, out: Path, fail_on: Optional[str]) -> None:
-    from debias.audit.engine import check_fail_on
+    from debias.audit.engine import check_fail_on, fail_on_judged
     from debias.report.text import headline, verdicts
 
     for line in verdicts(result.paired):
@@ -576,9 +576,15 @@ def _finish_audit(result, out: Path, fail_on: Optional[str]) -> None:
             if len(failed) > 12:
                 console.print(f"  ... and {len(failed) - 12} more (see disparities.csv)")
             raise typer.Exit(3)
+        if not fail_on_judged(result, fail_on):
+            console.print(f"[bold yellow]fairness gate not judged[/] ({fail_on}): no group had --min-n faces "
+                          f"(or no grouping two such groups), so no gap could be measured; audit more faces, or "
+                          f"lower --min-n knowingly.")
+            raise typer.Exit(NOT_JUDGED)
         console.print(f"fairness gate passed ({fail_on})")
 
 
+NOT_JUDGED = 4  # the exit code of a --fail-on gate that could judge no gap (3: it failed)
 BY_HELP = "Comma-separated attribute columns; intersections of all of them are audited too."
 
 
@@ -667,7 +673,8 @@ def audit(
     thumbnails: bool = typer.Option(True, "--thumbnails/--no-thumbnails", help="Gallery of worst-missed faces (turn off for private data)."),
     shard: str = typer.Option("0/1", help="K/N: only predict the K-th of N shards; merge with `debias report merge`."),
     fail_on: Optional[str] = typer.Option(None, help="Exit with code 3 when e.g. 'detection_rate_gap>0.05' holds "
-                                          "for a group's lower 95% bound."),
+                                          "for a group's lower 95% bound (bounds from 0 to 1; code 4 when no group "
+                                          "has --min-n faces, so nothing could be judged)."),
     allow_code: bool = typer.Option(False, "--allow-code", help="Let a --recipe name python: models (they run code)."),
     iou: Optional[float] = typer.Option(None, help="Box-level audit: a face is found when a box overlaps its true box "
                                         "with at least this IoU (0.5 is the usual). Needs box_x/y/w/h in the manifest "

@@ -57,32 +57,63 @@ def audit_table(pred: pd.DataFrame, cfg: AuditConfig, *, progress: Callable | No
                        estimated=tuple(c for c in by if c.endswith("_est")))
 
 
+FAIL_ON_SYNTAX = "`fail_on` {expr!r} is not understood; use for example 'detection_rate_gap>0.05' or 'max_min_gap>0.1'."
+FAIL_ON_RANGE = ("`fail_on` {expr!r}: the bound {bound:g} can never be exceeded, as gaps are fractions between 0 and 1; "
+                 "give a bound from 0 up to (not including) 1: 5 points is 0.05.")
+
+
+def parse_fail_on(expr: str) -> tuple[str, float]:
+    """(gap name, bound) of a ``fail_on`` expression such as ``detection_rate_gap>0.05``. Raises DebiasError for
+    one that is not understood, or a bound outside [0, 1) that no gap could exceed."""
+    m = FAIL_ON.match(expr)
+    if not m:
+        raise DebiasError(FAIL_ON_SYNTAX.format(expr=expr))
+    bound = float(m.group(2))
+    if not 0 <= bound < 1:
+        raise DebiasError(FAIL_ON_RANGE.format(expr=expr, bound=bound))
+    return m.group(1), bound
+
+
+def _gate_rows(result: AuditResult, name: str) -> list[tuple]:
+    """What a gate on ``name`` judges: (model, grouping, group, gap, lower bound, reference or worst group), for
+    each group with at least ``min_n`` faces (a gap to its reference) or each grouping with two such groups."""
+    if name in ("detection_rate_gap", "miss_rate_gap"):
+        d = result.disparities
+        if d.empty:
+            return []
+        d = d[(d["flag"] != TOO_FEW) & (d["group"] != d["reference"]) & d["gap_ci_low"].notna()]
+        return [(r["model"], r["grouping"], r["group"], r["gap"], r["gap_ci_low"], r["reference"])
+                for _, r in d.iterrows()]
+    return [(model, grouping, None, v["max_min_gap"], v["max_min_gap_ci"][0], v["worst_group"])
+            for model, s in result.summary["models"].items() for grouping, v in s.items()
+            if isinstance(v, dict) and v.get("max_min_gap_ci") is not None]
+
+
 def check_fail_on(result: AuditResult, expr: str) -> list[str]:
     """Groups whose named gap has a lower 95% bound above the bound in ``expr``; [] if none.
 
     ``detection_rate_gap>B`` (or ``miss_rate_gap``, the same gap): any group's gap to its reference.
-    ``max_min_gap>B``: a grouping's best-minus-worst gap.
+    ``max_min_gap>B``: a grouping's best-minus-worst gap. Whether anything could be judged at all is
+    :func:`fail_on_judged`'s to say.
     """
-    m = FAIL_ON.match(expr)
-    if not m:
-        raise ValueError(f"`fail_on` {expr!r} is not understood; use for example 'detection_rate_gap>0.05' or "
-                         f"'max_min_gap>0.1'.")
-    name, bound = m.group(1), float(m.group(2))
+    name, bound = parse_fail_on(expr)
     failed = []
-    if name in ("detection_rate_gap", "miss_rate_gap"):
-        d = result.disparities
-        bad = d[(d["flag"] != TOO_FEW) & (d["gap_ci_low"] > bound)]
-        for _, r in bad.iterrows():
-            failed.append(f"{r['model']}: {r['grouping']} = {r['group']} is detected {100 * r['gap']:.1f} points below "
-                          f"{r['reference']} (95% CI lower bound {100 * r['gap_ci_low']:.1f} > {100 * bound:.1f})")
-    else:
-        for model, s in result.summary["models"].items():
-            for grouping, v in s.items():
-                if isinstance(v, dict) and "max_min_gap_ci" in v and v["max_min_gap_ci"][0] > bound:
-                    failed.append(f"{model}: {grouping} max-min gap {100 * v['max_min_gap']:.1f} points, worst group "
-                                  f"{v['worst_group']} (95% CI lower bound {100 * v['max_min_gap_ci'][0]:.1f} > "
-                                  f"{100 * bound:.1f})")
+    for model, grouping, group, gap, low, other in _gate_rows(result, name):
+        if not low > bound:
+            continue
+        if group is not None:
+            failed.append(f"{model}: {grouping} = {group} is detected {100 * gap:.1f} points below {other} "
+                          f"(95% CI lower bound {100 * low:.1f} > {100 * bound:.1f})")
+        else:
+            failed.append(f"{model}: {grouping} max-min gap {100 * gap:.1f} points, worst group {other} "
+                          f"(95% CI lower bound {100 * low:.1f} > {100 * bound:.1f})")
     return failed
+
+
+def fail_on_judged(result: AuditResult, expr: str) -> int:
+    """How many gaps the gate ``expr`` judged; 0 when every group is too small (fewer than ``min_n`` faces), and
+    a gate that judged nothing has not passed."""
+    return len(_gate_rows(result, parse_fail_on(expr)[0]))
 
 
 def score_models(data: str | Path, models: Sequence[str], cfg: AuditConfig, *, torch_device: str = "cpu",
@@ -229,5 +260,5 @@ def compare_audits(dirs: Sequence[str | Path]) -> pd.DataFrame:
     return pd.concat(preds, ignore_index=True)
 
 
-__all__ = ["AuditResult", "audit_table", "check_fail_on", "merge_predictions", "concat_shards", "compare_audits",
+__all__ = ["AuditResult", "audit_table", "check_fail_on", "fail_on_judged", "parse_fail_on", "merge_predictions", "concat_shards", "compare_audits",
            "score_models"]

@@ -687,3 +687,21 @@ def test_a_model_pt_without_arch_is_named_with_what_to_do(tmp_path):
     r = runner.invoke(app, ["audit", str(tmp_path), "-m", f"run:{tmp_path / 'run'}", "--by", "x",
                             "--out", str(tmp_path / "o")])
     _err(r, "model.pt has no 'arch' and 'state_dict' entries", "conv.weight", "torchscript:FILE")
+
+
+@pytest.mark.parametrize("gate", ["detection_rate_gap>5", "max_min_gap>1", "miss_rate_gap>1.5"])
+def test_a_fail_on_bound_no_gap_can_exceed_is_refused_before_scoring(tiny_synth, tmp_path, gate):
+    """Gaps are fractions: 'detection_rate_gap>5' could never fail, and the gate said "passed"."""
+    r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--fail-on", gate, "--out", str(tmp_path / "o")])
+    _err(r, f"--fail-on {gate!r}", "between 0 and 1", "5 points is 0.05")
+    assert "scoring" not in r.output
+
+
+@pytest.mark.parametrize("gate", ["detection_rate_gap>0", "max_min_gap>0"])
+def test_a_gate_that_could_judge_no_group_says_so_and_does_not_pass(tiny_synth, tmp_path, gate):
+    """With every group under --min-n faces nothing was judged, and the gate said "passed" (exit 0)."""
+    r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, "--by", "skin_group", "--n-boot", "50",
+                            "--min-n", "1000", "--no-thumbnails", "--threshold", "0.35", "--fail-on", gate,
+                            "--out", str(tmp_path / "o")])
+    assert r.exit_code == 4, r.output
+    assert "fairness gate not judged" in r.output and "passed" not in r.output
