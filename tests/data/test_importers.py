@@ -290,3 +290,22 @@ def test_ppb_metadata_matches_by_path_and_refuses_a_name_two_images_share(tmp_pa
 
     with pytest.raises(DebiasError, match=r"meta.csv, line 2: '1.png' matches 2 images \(LF/1.png, LM/1.png\)"):
         importers.get("ppb").run(src, tmp_path / "out2", csv=tmp_path / "meta.csv")
+
+
+@pytest.mark.parametrize("content,needles", [
+    ("path,gender,gender\nLF/1.png,female,male\n", ["two columns named 'gender'"]),
+    ("path;gender\nLF/1.png;female\n", ["separated by ';', not commas"]),
+    (None, ["is a folder, not a CSV file"]),
+])
+def test_a_labels_csv_that_cannot_be_read_as_meant_is_named(tmp_path, content, needles):
+    """A labels CSV with a column twice was read with the second renamed and ignored; a ;-separated one failed as
+    'no path column'; --csv naming a folder gave an IsADirectoryError traceback."""
+    faces = _two_ones(tmp_path)
+    csv = tmp_path / "labels.csv"
+    if content is None:
+        csv.mkdir()
+    else:
+        csv.write_text(content)
+    r = CliRunner().invoke(app, ["data", "import", "folder", "--faces", str(faces), "--csv", str(csv),
+                                 "--out", str(tmp_path / "out")])
+    _refused(r, "labels.csv", *needles)
