@@ -137,6 +137,42 @@ def _torch_fn(module: Callable, size: int, mean: Sequence[float], std: Sequence[
     return fn
 
 
+ONNX_SIZE = ("onnx model {path} takes inputs of shape {shape}, not {size} x {size} images; pass `size` {want} (and "
+             "check that its input is (B, 3, H, W) RGB in [0, 1], normalised with `mean` and `std`).")
+
+
+def _onnx_fn(sess, path: Path, size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
+    """Scores from an onnxruntime session. A model exported with a fixed batch size (often 1) is run that many
+    images at a time; a fixed image size other than ``size`` is refused before any image is scored."""
+    info = sess.get_inputs()[0]
+    shape = list(info.shape)  # a dimension is an int when fixed, a name (or None) when free
+    fixed = [d if isinstance(d, int) and d > 0 else None for d in shape]
+    if len(shape) != 4 or fixed[1] not in (None, 3) or any(d not in (None, size) for d in fixed[2:]):
+        want = next((d for d in fixed[2:] if d is not None), size)
+        raise DebiasError(ONNX_SIZE.format(path=path, shape=tuple(shape), size=size, want=want))
+    step = fixed[0]
+    m, s = np.asarray(mean, np.float32).reshape(1, 3, 1, 1), np.asarray(std, np.float32).reshape(1, 3, 1, 1)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        try:
+            return np.asarray(sess.run(None, {info.name: x})[0])
+        except Exception as e:  # noqa: BLE001 - onnxruntime's errors have no common public base class
+            raise DebiasError(f"onnx model {path} failed on a batch of shape {x.shape}: {str(e)[:300]}") from None
+
+    def fn(images):
+        x = (_resize_batch(images, size).transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - m) / s  # (B, 3, S, S)
+        if step is None:
+            return run(x)  # (B,) or (B, 1), as Adapter.score checks
+        n = len(x)
+        x = np.concatenate([x, np.repeat(x[-1:], -n % step, axis=0)])  # the last chunk filled up to the fixed size
+        outs = [run(x[i:i + step]) for i in range(0, len(x), step)]
+        if any(o.shape[:1] != (step,) for o in outs):
+            return outs[0]  # not one score per image: Adapter.score names the shape
+        return np.concatenate(outs)[:n]
+
+    return fn
+
+
 def _detector_fn(det, pad: float) -> Callable:
     """Crop-level scores from a box detector: each crop gets a replicated context border of ``pad`` x its
     longer side (cascades need context around a tight crop), and scores the best box whose centre lies
@@ -229,14 +265,7 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
             sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001
             raise ValueError(f"onnx file {path} could not be loaded: {e}") from e
-        inp = sess.get_inputs()[0].name
-        m, s = np.asarray(mean, np.float32).reshape(1, 3, 1, 1), np.asarray(std, np.float32).reshape(1, 3, 1, 1)
-
-        def fn(images):
-            x = _resize_batch(images, size).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-            return np.asarray(sess.run(None, {inp: (x - m) / s})[0])  # (B,) or (B, 1), as Adapter.score checks
-
-        return Adapter(spec, path.stem, fn, (path,), output=scores)
+        return Adapter(spec, path.stem, _onnx_fn(sess, path, size, mean, std), (path,), output=scores)
     if kind == "python":
         mod, _, func = rest.rpartition(":")
         if not mod or not func:

@@ -309,3 +309,27 @@ def test_a_labels_csv_that_cannot_be_read_as_meant_is_named(tmp_path, content, n
     r = CliRunner().invoke(app, ["data", "import", "folder", "--faces", str(faces), "--csv", str(csv),
                                  "--out", str(tmp_path / "out")])
     _refused(r, "labels.csv", *needles)
+
+
+def _png_header(path, width, height):
+    """A PNG that declares width x height pixels (a decompression bomb's header; no pixel data is needed)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+
+
+def test_a_decompression_bomb_is_listed_as_unreadable_not_a_traceback(tmp_path):
+    faces = tmp_path / "faces"
+    _img(faces / "ok.png")
+    _png_header(faces / "bomb.png", 30000, 30000)
+    r = CliRunner().invoke(app, ["data", "import", "folder", "--faces", str(faces), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    assert "imported 1 images" in r.output
+    rep = pd.read_csv(tmp_path / "out" / "import_report.csv")
+    assert rep.item.str.endswith("bomb.png").all() and rep.problem.str.contains("too large to decode safely").all()

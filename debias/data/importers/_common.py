@@ -74,13 +74,23 @@ def match_rows(keys: Sequence[object], rel: Sequence[str], csv: str | Path) -> l
     return row_of
 
 
+TOO_LARGE = ("too large to decode safely (more than {limit} pixels, which PIL treats as a possible decompression "
+             "bomb); resize it first")
+
+
 def unreadable(path: Path) -> str | None:
     """Why an image file cannot be decoded (its header read by PIL), or None when it can."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im.size  # noqa: B018 - the header is parsed here
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.size  # noqa: B018 - the header is parsed here
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return TOO_LARGE.format(limit=Image.MAX_IMAGE_PIXELS)
     except (UnidentifiedImageError, OSError, ValueError) as e:
         return f"not a readable image ({type(e).__name__})"
     return None
