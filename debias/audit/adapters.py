@@ -62,7 +62,7 @@ def to_probability(raw: np.ndarray, scores: str, what: str = "the model's output
     never per batch, so a score never depends on which images it was batched with.
     """
     if scores not in SCORES:
-        raise ValueError(f"scores={scores!r} is not one of {', '.join(SCORES)}.")
+        raise DebiasError(f"scores={scores!r} is not one of {', '.join(SCORES)}.")
     raw = np.asarray(raw, dtype=np.float64)
     finite = raw[np.isfinite(raw)]
     if scores == "auto":
@@ -70,7 +70,7 @@ def to_probability(raw: np.ndarray, scores: str, what: str = "the model's output
     if scores == "prob":
         bad = (finite < 0) | (finite > 1)
         if bad.any():
-            raise ValueError(NOT_PROB.format(what=what, value=float(finite[bad][0])))
+            raise DebiasError(NOT_PROB.format(what=what, value=float(finite[bad][0])))
         return raw, "prob"
     return 1.0 / (1.0 + np.exp(-np.clip(raw, -60, 60))), "logit"
 
@@ -205,7 +205,7 @@ def _import_code(mod: str):
 
         path = Path(mod)
         if not path.is_file():
-            raise FileNotFoundError(f"python model file {path} does not exist.")
+            raise DebiasError(f"python model file {path} does not exist; give the path of the model file.")
         spec = importlib_util.spec_from_file_location(f"debias_user_model_{path.stem}", path)
         module = importlib_util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -242,7 +242,7 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
     if kind == "torchscript":
         path = Path(rest)
         if not path.is_file():
-            raise FileNotFoundError(f"torchscript file {path} does not exist.")
+            raise DebiasError(f"torchscript file {path} does not exist; give the path of the model file.")
         try:
             import warnings
 
@@ -250,7 +250,7 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still the format users have
                 module = torch.jit.load(str(path), map_location=device).eval()
         except Exception as e:  # noqa: BLE001 - any load failure gets the same message
-            raise ValueError(f"torchscript file {path} could not be loaded: {e}") from e
+            raise DebiasError(f"torchscript file {path} could not be loaded: {e}") from e
         fn = _torch_fn(module, size, mean, std, device)
         return Adapter(spec, path.stem, fn, (path,), output=scores)
     if kind == "onnx":
@@ -260,19 +260,19 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
         except ImportError as e:
             raise ImportError(NO_ONNX.format(path=path)) from e
         if not path.is_file():
-            raise FileNotFoundError(f"onnx file {path} does not exist.")
+            raise DebiasError(f"onnx file {path} does not exist; give the path of the model file.")
         try:
             sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001
-            raise ValueError(f"onnx file {path} could not be loaded: {e}") from e
+            raise DebiasError(f"onnx file {path} could not be loaded: {e}") from e
         return Adapter(spec, path.stem, _onnx_fn(sess, path, size, mean, std), (path,), output=scores)
     if kind == "python":
         mod, _, func = rest.rpartition(":")
         if not mod or not func:
-            raise ValueError(f"python spec {spec!r} must be python:module:function or python:file.py:function.")
+            raise DebiasError(f"python spec {spec!r} must be python:module:function or python:file.py:function.")
         f = getattr(_import_code(mod), func, None)
         if f is None:
-            raise ValueError(f"python spec {spec!r}: {mod} has no function {func!r}.")
+            raise DebiasError(f"python spec {spec!r}: {mod} has no function {func!r}.")
         return Adapter(spec, func, lambda images: np.asarray(f(_resize_batch(images, size))), output=scores)
     if kind in DETECTOR_KINDS:
         from debias.detect import load_detector
@@ -280,4 +280,4 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
         det = load_detector(spec, device=str(device))
         return Adapter(spec, det.name, _detector_fn(det, pad), det.files, native_threshold=det.native_threshold,
                        output="prob")
-    raise ValueError(UNKNOWN_SPEC.format(spec=spec, haar="|".join(HAAR)))
+    raise DebiasError(UNKNOWN_SPEC.format(spec=spec, haar="|".join(HAAR)))
