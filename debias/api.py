@@ -27,6 +27,10 @@ BY_GROUP_COLUMNS = ["model", "grouping", "group", "value", "ci_low", "ci_high", 
 RATE_METRICS = {"detection_rate", "accuracy", "miss_rate"}
 
 
+MODEL_TWICE = ("`model`={model!r} was given, but the predictions' model column names {models}; one name would "
+               "replace the others and merge their rows. Leave out `model`, or drop the model column.")
+
+
 class Audit:
     """A subgroup audit of one or more models: tidy tables, gaps with intervals, paired comparisons.
 
@@ -154,6 +158,8 @@ class Audit:
         if not (label == 1).any():
             raise DebiasError(f"the predictions hold no face (no row with {y_true} 1{' and no rows at all' * df.empty}); "
                               f"an audit measures how often faces are found, so it needs face rows.")
+        if model is not None and "model" in df.columns and set(df["model"].astype(str)) != {str(model)}:
+            raise DebiasError(MODEL_TWICE.format(model=model, models=", ".join(map(str, dict.fromkeys(df["model"])))))
         prob, _ = to_probability(raw, scores, what=f"column {y_score!r}")
         names = df["model"].astype(str).to_numpy() if "model" in df.columns and model is None else (model or "model")
         pred = pd.DataFrame({"row": np.arange(len(df)), "image": df["image"] if "image" in df else np.arange(len(df)),

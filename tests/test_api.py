@@ -201,3 +201,10 @@ def test_from_models_takes_one_column_name_as_by(tiny_synth):
     spec = f"python:{Path(__file__).parent / 'audit' / 'fake_models.py'}:centre_brightness"
     a = debias.Audit.from_models(tiny_synth, [spec], by="skin_group", n_boot=20, min_n=5, threshold=0.4)
     assert set(a.metrics.grouping) == {"overall", "skin_group"}
+
+
+def test_a_model_name_given_beside_a_model_column_is_refused_not_used_for_every_row(toy):
+    """model="m" renamed every row of a two-model table to "m": both models' rows audited as one."""
+    two = pd.concat([toy.assign(model="a"), toy.assign(model="b")], ignore_index=True)
+    with pytest.raises(debias.DebiasError, match="`model`='m' was given, but the predictions' model column names a, b"):
+        debias.Audit.from_predictions(two, model="m", threshold=0.5)

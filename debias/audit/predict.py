@@ -381,6 +381,10 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
         p = p.rename(columns={"label": "y_true"})
     if "model" not in p.columns:
         p["model"] = model or Path(path).stem
+    elif model is not None and set(p["model"].astype(str)) != {str(model)}:
+        raise PredictionsError(f"predictions file {path}: `model`={model!r} was given, but its model column names "
+                               f"{', '.join(map(str, dict.fromkeys(p['model'])))}; leave out `model`, or drop the "
+                               f"column.")
     p["image"] = p["image"].astype(str)
     check_one_row_per_image(p, f"predictions file {path}")
     check_spellings(p.drop(columns=["model"]), f"predictions file {path}")
