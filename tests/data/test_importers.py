@@ -333,3 +333,21 @@ def test_a_decompression_bomb_is_listed_as_unreadable_not_a_traceback(tmp_path):
     assert "imported 1 images" in r.output
     rep = pd.read_csv(tmp_path / "out" / "import_report.csv")
     assert rep.item.str.endswith("bomb.png").all() and rep.problem.str.contains("too large to decode safely").all()
+
+
+def test_a_dataset_another_process_is_writing_is_not_written_into(tmp_path):
+    """Imports, packing and annotation took no lock: two writers into one folder mixed their files."""
+    from debias.errors import DebiasError
+    from debias.files import exclusive
+
+    _img(tmp_path / "faces" / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    with exclusive(out, "dataset"):
+        with pytest.raises(DebiasError, match="another process is writing a dataset"):
+            importers.run("folder", tmp_path / "faces", out)
+    importers.run("folder", tmp_path / "faces", out)
+    with exclusive(out, "dataset"):
+        with pytest.raises(DebiasError, match="another process is writing a dataset"):
+            pack(out, size=8)
+    assert not (out / "images.npy").exists() and len(read_manifest(out)) == 1

@@ -11,6 +11,7 @@ import pandas as pd
 
 from debias.data.manifest import SPLITS, check_spellings
 from debias.errors import DebiasError
+from debias.files import write_csv
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 SOURCE_MISSING = ("{what} not found at {path}. {hint} See datasets/{card}/README.md for the layout expected.")
@@ -125,7 +126,7 @@ def write(out: str | Path, rows: pd.DataFrame, problems: list[dict]) -> ImportRe
     rows["image"] = [os.path.relpath(Path(p).resolve(), out.resolve()) for p in rows["image"]]
     first = ["image", "label", "split"]
     rows = rows[first + [c for c in rows.columns if c not in first]]
-    rows.to_csv(out / "manifest.csv", index=False)
     report = pd.DataFrame(problems, columns=["item", "problem"])
-    report.to_csv(out / "import_report.csv", index=False)
+    write_csv(report, out / "import_report.csv")
+    write_csv(rows, out / "manifest.csv")  # last, and whole: a dataset's manifest marks it complete
     return ImportResult(rows, report)
