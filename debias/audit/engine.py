@@ -257,8 +257,10 @@ def compare_audits(dirs: Sequence[str | Path]) -> pd.DataFrame:
                                  f"comparison needs the same test set.")
         seen.append((d, s, ids))
         preds.append(p)
-    return pd.concat(preds, ignore_index=True)
+    # pair faces by image id, never by a row number that another audit may give another image
+    row_of = dict(zip(preds[0]["image"].astype(str), preds[0]["row"]))
+    return pd.concat([p.assign(row=p["image"].astype(str).map(row_of)) for p in preds], ignore_index=True)
 
 
-__all__ = ["AuditResult", "audit_table", "check_fail_on", "fail_on_judged", "parse_fail_on", "merge_predictions", "concat_shards", "compare_audits",
-           "score_models"]
+__all__ = ["AuditResult", "audit_table", "check_fail_on", "fail_on_judged", "parse_fail_on", "merge_predictions",
+           "concat_shards", "compare_audits", "score_models"]

@@ -705,3 +705,15 @@ def test_a_gate_that_could_judge_no_group_says_so_and_does_not_pass(tiny_synth, 
                             "--out", str(tmp_path / "o")])
     assert r.exit_code == 4, r.output
     assert "fairness gate not judged" in r.output and "passed" not in r.output
+
+
+def test_compare_pairs_faces_by_image_id_not_by_row_number(tiny_synth, tmp_path):
+    """Two audits that number the same images differently (a hand-made predictions.csv) were paired row by row:
+    each face compared with another face."""
+    run_audit(tiny_synth, [FAKE], CFG, tmp_path / "a")
+    p = pd.read_csv(tmp_path / "a" / "predictions.csv")
+    (tmp_path / "b").mkdir()
+    p.assign(row=p.row.to_numpy()[::-1], model="b").to_csv(tmp_path / "b" / "predictions.csv", index=False)
+    both = compare_audits([tmp_path / "a", tmp_path / "b"])
+    a, b = (both[both.model == m].set_index("row").sort_index() for m in ("a", "b"))
+    assert (a.image == b.image).all() and np.allclose(a.y_score, b.y_score)  # the same face, the same score
