@@ -409,9 +409,9 @@ def test_default_by_keeps_the_columns_the_manifest_has_and_a_named_missing_colum
                                     "--out", str(tmp_path / "p")]), "--by: attribute column(s) 'pose' not in",
                 "audit by columns it has")
     assert "`" not in text and not (tmp_path / "p").exists()
-    from debias import Audit
+    from debias import Audit, DebiasError
 
-    with pytest.raises(KeyError, match="`by`: attribute column"):
+    with pytest.raises(DebiasError, match="`by`: attribute column"):  # the documented error, not a KeyError
         Audit.from_models(data, [FAKE], by=["pose"])
     monkeypatch.undo()
     a = Audit.from_models(data, [FAKE], min_n=5, n_boot=20)  # the Python default adapts the same way
