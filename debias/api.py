@@ -156,8 +156,9 @@ class Audit:
         if not label.isin([0, 1]).all():
             raise DebiasError(f"column {y_true!r} must hold 0 (non-face) or 1 (face) only.")
         if not (label == 1).any():
-            raise DebiasError(f"the predictions hold no face (no row with {y_true} 1{' and no rows at all' * df.empty}); "
-                              f"an audit measures how often faces are found, so it needs face rows.")
+            none = " and no rows at all" if df.empty else ""
+            raise DebiasError(f"the predictions hold no face (no row with {y_true} 1{none}); an audit measures how "
+                              f"often faces are found, so it needs face rows.")
         if model is not None and "model" in df.columns and set(df["model"].astype(str)) != {str(model)}:
             raise DebiasError(MODEL_TWICE.format(model=model, models=", ".join(map(str, dict.fromkeys(df["model"])))))
         prob, _ = to_probability(raw, scores, what=f"column {y_score!r}")

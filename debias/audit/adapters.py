@@ -25,7 +25,6 @@ import torch
 
 from debias.data.manifest import host_batch, on_device
 from debias.errors import DebiasError
-from debias.files import sha256_file  # noqa: F401 - imported from here by callers
 
 from debias.detect.base import DETECTOR_KINDS
 from debias.detect.classic import HAAR

@@ -5,7 +5,6 @@ the headline, the HTML and the CSV/JSON outputs.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from debias.audit.metrics import TOO_FEW, audit_model
 from debias.audit.paired import paired_comparison
 from debias.config import AuditConfig
 from debias.errors import DebiasError
-from debias.files import check_set
+from debias.files import check_set, sha256_file
 
 FAIL_ON = re.compile(r"^\s*(detection_rate_gap|max_min_gap|miss_rate_gap)\s*>\s*([0-9]*\.?[0-9]+)\s*$")
 
@@ -58,8 +57,8 @@ def audit_table(pred: pd.DataFrame, cfg: AuditConfig, *, progress: Callable | No
 
 
 FAIL_ON_SYNTAX = "`fail_on` {expr!r} is not understood; use for example 'detection_rate_gap>0.05' or 'max_min_gap>0.1'."
-FAIL_ON_RANGE = ("`fail_on` {expr!r}: the bound {bound:g} can never be exceeded, as gaps are fractions between 0 and 1; "
-                 "give a bound from 0 up to (not including) 1: 5 points is 0.05.")
+FAIL_ON_RANGE = ("`fail_on` {expr!r}: the bound {bound:g} can never be exceeded, as gaps are fractions between 0 "
+                 "and 1; give a bound from 0 up to (not including) 1: 5 points is 0.05.")
 
 
 def parse_fail_on(expr: str) -> tuple[str, float]:
@@ -123,7 +122,7 @@ def score_models(data: str | Path, models: Sequence[str], cfg: AuditConfig, *, t
 
     Returns (predictions, skipped images, sha256 of every model file by spec).
     """
-    from debias.audit.adapters import load_adapter, sha256_file
+    from debias.audit.adapters import load_adapter
     from debias.audit.predict import manifest_columns, predict, resolve_by
 
     columns = manifest_columns(data)

@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from debias.audit.adapters import Adapter, sha256_file, to_probability
+from debias.audit.adapters import Adapter, to_probability
 from debias.data.manifest import (check_spellings, is_packed, load_image, open_packed, read_manifest, read_rows,
                                   select_split)
 from debias.errors import DebiasError
-from debias.files import atomic_write
+from debias.files import atomic_write, sha256_file
 
 COVARIATES = ("width", "height", "brightness", "contrast", "sharpness")
 
@@ -288,9 +288,9 @@ def pair_rows(p: pd.DataFrame, where: str) -> np.ndarray:
     return pos.loc[image.to_numpy()].to_numpy()
 
 
-DISAGREES = ("predictions file {path}, line {line}: column {col!r} says {value!r} for image {image!r}, but the manifest "
-             "{manifest} says {truth!r}. The manifest decides labels and groups; drop the column from the predictions "
-             "file, or fix the manifest.")
+DISAGREES = ("predictions file {path}, line {line}: column {col!r} says {value!r} for image {image!r}, but the "
+             "manifest {manifest} says {truth!r}. The manifest decides labels and groups; drop the column from the "
+             "predictions file, or fix the manifest.")
 
 
 def _check_agrees(p: pd.DataFrame, m: pd.DataFrame, columns: Sequence[str], path, root) -> None:
@@ -317,6 +317,32 @@ def _cell(x):
     if isinstance(x, float):
         return "" if np.isnan(x) else int(x) if x.is_integer() else x
     return x
+
+
+def _join_manifest(p: pd.DataFrame, path, root, split: str, allow_missing: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Predictions ``p`` with the manifest's label and attributes joined on ``image``, and the images of the split
+    that a model has no row for; raises PredictionsError for an image not in the split, a column that disagrees
+    with the manifest, or (unless ``allow_missing``) a missing row."""
+    m = select_split(read_manifest(root, check_files=False), split)
+    m = m.assign(row=m.index, image=m["image"].astype(str))
+    unknown = ~p["image"].isin(set(m["image"])).to_numpy()
+    if unknown.any():
+        raise PredictionsError(f"predictions file {path}: {int(unknown.sum())} image id(s) are not in the {split} "
+                               f"split of {root} (line(s) {_lines(unknown)}, first {p['image'][unknown].iloc[0]!r}). "
+                               f"Use the manifest's image ids, and `split` to audit another split.")
+    m = m.rename(columns={"label": "y_true"})
+    shared = [c for c in p.columns if c in m.columns and c != "image"]
+    _check_agrees(p, m, shared, path, root)
+    p = p.drop(columns=shared).merge(m, on="image", how="left")
+    unscored = _unscored(p, m)
+    if len(unscored) and not allow_missing:
+        raise PredictionsError(
+            f"predictions file {path}: model {unscored['model'].iloc[0]!r} has no row for "
+            f"{int((unscored['model'] == unscored['model'].iloc[0]).sum())} of the {len(m)} images of the {split} "
+            f"split of {root} (first {unscored['image'].iloc[0]!r}). A missing row is "
+            f"not a miss: give every image a row, with score 0 (or prediction 0) where the detector found no face. "
+            f"To audit only the images each model scored, pass --allow-missing (the rest are listed in the report).")
+    return p, unscored
 
 
 def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: str = "test",
@@ -390,25 +416,7 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
     check_spellings(p.drop(columns=["model"]), f"predictions file {path}")
     unscored = pd.DataFrame(columns=["row", "image", "model", "reason"])
     if root is not None:
-        m = select_split(read_manifest(root, check_files=False), split)
-        m = m.assign(row=m.index, image=m["image"].astype(str))
-        unknown = ~p["image"].isin(set(m["image"])).to_numpy()
-        if unknown.any():
-            raise PredictionsError(f"predictions file {path}: {int(unknown.sum())} image id(s) are not in the {split} "
-                                   f"split of {root} (line(s) {_lines(unknown)}, first {p['image'][unknown].iloc[0]!r}). "
-                                   f"Use the manifest's image ids, and `split` to audit another split.")
-        m = m.rename(columns={"label": "y_true"})
-        shared = [c for c in p.columns if c in m.columns and c != "image"]
-        _check_agrees(p, m, shared, path, root)
-        p = p.drop(columns=shared).merge(m, on="image", how="left")
-        unscored = _unscored(p, m)
-        if len(unscored) and not allow_missing:
-            raise PredictionsError(
-                f"predictions file {path}: model {unscored['model'].iloc[0]!r} has no row for "
-                f"{int((unscored['model'] == unscored['model'].iloc[0]).sum())} of the {len(m)} images of the {split} "
-                f"split of {root} (first {unscored['image'].iloc[0]!r}). A missing row is "
-                f"not a miss: give every image a row, with score 0 (or prediction 0) where the detector found no face. "
-                f"To audit only the images each model scored, pass --allow-missing (the rest are listed in the report).")
+        p, unscored = _join_manifest(p, path, root, split, allow_missing)
     if "y_true" not in p.columns:
         raise PredictionsError(f"predictions file {path} has no y_true/label column and no dataset was given to "
                                f"take it from.")

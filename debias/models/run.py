@@ -59,7 +59,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[n
         model.load_state_dict(blob["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise RunError(f"{path}: its weights do not fit the architecture it records ({type(e).__name__}: "
-                       f"{str(e)[:160]}); the file is damaged or was edited. Re-train, or export the run again.") from None
+                       f"{str(e)[:160]}); the file is damaged or was edited. Re-train the run.") from None
     return model.to(device).eval(), blob["arch"]
 
 

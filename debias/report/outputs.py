@@ -75,6 +75,7 @@ def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, dat
     from debias.report.html import render_report
 
     out = Path(out)
+    manifest = Path(data) / "manifest.csv" if data else None
     with audit_set(out, locked=locked) as (put, seal):
         put("predictions.csv", lambda t: _with_decision(result).to_csv(t, index=False, float_format="%.6g"))
         put("metrics.csv", lambda t: result.metrics.to_csv(t, index=False, float_format="%.6g"))
@@ -85,7 +86,7 @@ def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, dat
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "versions": versions(), "config": asdict(cfg), "seed": cfg.seed,
             "data": str(data) if data else None,
-            "manifest_sha256": sha256_file(Path(data) / "manifest.csv") if data and (Path(data) / "manifest.csv").exists() else None,
+            "manifest_sha256": sha256_file(manifest) if manifest and manifest.exists() else None,
             "model_files_sha256": model_files or {},
             "skipped_images": {"count": len(result.skipped), "images": result.skipped.to_dict("records")},
             "estimated_groupings": list(result.estimated),

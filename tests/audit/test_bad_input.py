@@ -592,7 +592,8 @@ def test_an_audit_removes_only_its_own_files_whatever_an_old_summary_lists(tiny_
     out.mkdir()
     (out / "thesis.docx").write_text("years of work")
     (tmp_path / "outside.txt").write_text("not the audit's")
-    (out / "summary.json").write_text(json.dumps({"outputs": ["thesis.docx", "../outside.txt", str(tmp_path / "outside.txt")]}))
+    listed = ["thesis.docx", "../outside.txt", str(tmp_path / "outside.txt")]
+    (out / "summary.json").write_text(json.dumps({"outputs": listed}))
     _ok(runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--out", str(out)]))
     assert (out / "thesis.docx").read_text() == "years of work"
     assert (tmp_path / "outside.txt").read_text() == "not the audit's"
@@ -692,7 +693,8 @@ def test_a_model_pt_without_arch_is_named_with_what_to_do(tmp_path):
 @pytest.mark.parametrize("gate", ["detection_rate_gap>5", "max_min_gap>1", "miss_rate_gap>1.5"])
 def test_a_fail_on_bound_no_gap_can_exceed_is_refused_before_scoring(tiny_synth, tmp_path, gate):
     """Gaps are fractions: 'detection_rate_gap>5' could never fail, and the gate said "passed"."""
-    r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--fail-on", gate, "--out", str(tmp_path / "o")])
+    r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--fail-on", gate,
+                            "--out", str(tmp_path / "o")])
     _err(r, f"--fail-on {gate!r}", "between 0 and 1", "5 points is 0.05")
     assert "scoring" not in r.output
 

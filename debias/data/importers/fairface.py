@@ -28,8 +28,9 @@ def run(src: str | Path, out: str | Path) -> ImportResult:
         if not path.exists():
             continue
         found_any = True
-        df = read_csv_checked(path, "FairFace labels {path} have no rows{detail}; they need a header and one row per "
-                              "image.", "FairFace labels {path} are not UTF-8 text (line {line}: {reason}).", DebiasError)
+        df = read_csv_checked(path, "FairFace labels {path} have no rows{detail}; they need a header and one row "
+                              "per image.", "FairFace labels {path} are not UTF-8 text (line {line}: {reason}).",
+                              DebiasError)
         missing = [c for c in ("file", "age", "gender", "race") if c not in df.columns]
         if missing:
             raise KeyError(f"{path} lacks column(s) {', '.join(missing)} (columns: {', '.join(df.columns)}).")

@@ -13,7 +13,8 @@ from debias.data.importers._common import ImportResult, list_images, match_rows,
 from debias.data.manifest import SPLITS, read_csv_checked
 from debias.errors import DebiasError
 
-EMPTY_CSV = "attribute CSV {path} has no rows{detail}; it needs a header (with the image path column) and one row per image."
+EMPTY_CSV = ("attribute CSV {path} has no rows{detail}; it needs a header (with the image path column) and one row "
+             "per image.")
 NOT_UTF8_CSV = "attribute CSV {path} is not UTF-8 text (line {line}: {reason}); save it as UTF-8."
 BAD_CSV_LABEL = ("attribute CSV {csv}, line {line}: label {value!r} is not 0 or 1. Write 1 for a face and 0 for a "
                  "non-face, or leave it empty to keep the folder's (--faces 1, --non-faces 0).")

@@ -45,13 +45,14 @@ def fitzpatrick(v) -> str | None:
 def run(src: str | Path, out: str | Path, *, csv: str | Path | None = None, split: str = "test") -> ImportResult:
     src = Path(src)
     meta_path = Path(csv) if csv else src / "PPB-2017-metadata.csv"
-    meta = read_csv_checked(require(meta_path, "PPB metadata CSV", "ppb", "Pass it as `csv`."), EMPTY_META, NOT_UTF8_META,
-                            DebiasError)
+    meta = read_csv_checked(require(meta_path, "PPB metadata CSV", "ppb", "Pass it as `csv`."), EMPTY_META,
+                            NOT_UTF8_META, DebiasError)
     fcol = _col(meta, ("file", "filename", "image", "path"), "file name", meta_path)
     gcol = _col(meta, ("gender", "sex"), "gender", meta_path)
     tcol = _col(meta, ("fitzpatrick", "numeric", "skin_type", "skin type"), "Fitzpatrick type", meta_path)
     files = list_images(src)
-    row_of = match_rows(meta[fcol].tolist(), [p.relative_to(src).as_posix() for p in files], f"PPB metadata {meta_path}")
+    rel = [p.relative_to(src).as_posix() for p in files]
+    row_of = match_rows(meta[fcol].tolist(), rel, f"PPB metadata {meta_path}")
     rows, problems = [], []
     for p, i in zip(files, row_of):
         if i is None:
