@@ -27,6 +27,10 @@ BY_GROUP_COLUMNS = ["model", "grouping", "group", "value", "ci_low", "ci_high", 
 RATE_METRICS = {"detection_rate", "accuracy", "miss_rate"}
 
 
+MODEL_TWICE = ("`model`={model!r} was given, but the predictions' model column names {models}; one name would "
+               "replace the others and merge their rows. Leave out `model`, or drop the model column.")
+
+
 class Audit:
     """A subgroup audit of one or more models: tidy tables, gaps with intervals, paired comparisons.
 
@@ -74,8 +78,10 @@ class Audit:
 
         if isinstance(models, str):
             models = [models]
-        if not models:
-            raise DebiasError("give at least one model spec, e.g. ['run:runs/standard'].")
+        if not models or not all(isinstance(m, str) for m in models):
+            raise DebiasError(f"`models`={models!r} must be one or more model specs (strings), e.g. "
+                              f"['run:runs/standard'].")
+        by = [by] if isinstance(by, str) else by
         if by is None:
             from debias.audit.predict import DEFAULT_BY, manifest_columns, resolve_by
 
@@ -84,8 +90,11 @@ class Audit:
         cfg = AuditConfig(by=tuple(by), split=split, threshold=threshold, target_fpr=target_fpr, reference=reference,
                           n_boot=n_boot, min_n=min_n, seed=random_state, batch_size=batch_size, device=device,
                           size=size, pad=pad, scores=scores)
-        pred, skipped, files = score_models(data, models, cfg, torch_device=str(resolve_device(device)), mean=mean,
-                                            std=std, progress=progress)
+        try:
+            pred, skipped, files = score_models(data, models, cfg, torch_device=str(resolve_device(device)),
+                                                mean=mean, std=std, progress=progress)
+        except KeyError as e:  # a `by` column the manifest lacks; str() of a KeyError is its quoted repr
+            raise DebiasError(e.args[0]) from None
         result = audit_table(pred, cfg)
         result.skipped = skipped
         return cls(result, cfg, data=data, model_files=files)
@@ -115,20 +124,30 @@ class Audit:
         from debias.audit.adapters import to_probability
         from debias.audit.engine import audit_table
         from debias.audit.predict import check_one_row_per_image, pair_rows
+        from debias.data.manifest import check_spellings
 
+        groups = [groups] if isinstance(groups, str) else groups
+        if not isinstance(groups, (list, tuple)) or not all(isinstance(g, str) for g in groups):
+            raise DebiasError(f"`groups`={groups!r} must be a list of column names, e.g. ['skin_group'].")
+        cfg = AuditConfig(by=tuple(groups), split="all", threshold=threshold, target_fpr=target_fpr,
+                          reference=reference, n_boot=n_boot, min_n=min_n, seed=random_state, scores=scores)
         if isinstance(predictions, (str, Path)):
             from debias.data.manifest import read_csv_checked
 
             df = read_csv_checked(Path(predictions), "predictions file {path} has no rows{detail}; it needs a header "
                                   "and one row per image.", "predictions file {path} is not UTF-8 text (line {line}: "
                                   "{reason}); save it as UTF-8.", DebiasError)
-        else:
+        elif isinstance(predictions, pd.DataFrame):
             df = predictions
-        groups = [groups] if isinstance(groups, str) else list(groups)
+        else:
+            raise DebiasError(f"`predictions` must be a DataFrame or the path of a CSV file, not a "
+                              f"{type(predictions).__name__}.")
+        groups = list(groups)
         missing = [c for c in (y_true, y_score, *groups) if c not in df.columns]
         if missing:
             raise DebiasError(f"the predictions have no column(s) {', '.join(map(repr, missing))} (columns: "
                               f"{', '.join(map(str, df.columns))}); name them with y_true=, y_score= and groups=.")
+        check_spellings(df[groups], "the predictions")
         raw = pd.to_numeric(df[y_score], errors="coerce").to_numpy(float)
         if not np.isfinite(raw).all():
             raise DebiasError(f"column {y_score!r} has {int((~np.isfinite(raw)).sum())} missing or non-finite "
@@ -136,6 +155,12 @@ class Audit:
         label = pd.to_numeric(df[y_true], errors="coerce")
         if not label.isin([0, 1]).all():
             raise DebiasError(f"column {y_true!r} must hold 0 (non-face) or 1 (face) only.")
+        if not (label == 1).any():
+            none = " and no rows at all" if df.empty else ""
+            raise DebiasError(f"the predictions hold no face (no row with {y_true} 1{none}); an audit measures how "
+                              f"often faces are found, so it needs face rows.")
+        if model is not None and "model" in df.columns and set(df["model"].astype(str)) != {str(model)}:
+            raise DebiasError(MODEL_TWICE.format(model=model, models=", ".join(map(str, dict.fromkeys(df["model"])))))
         prob, _ = to_probability(raw, scores, what=f"column {y_score!r}")
         names = df["model"].astype(str).to_numpy() if "model" in df.columns and model is None else (model or "model")
         pred = pd.DataFrame({"row": np.arange(len(df)), "image": df["image"] if "image" in df else np.arange(len(df)),
@@ -146,8 +171,6 @@ class Audit:
             check_one_row_per_image(pred, "the predictions")
         if "model" in df.columns and model is None:  # equal rows = the same image, across models
             pred["row"] = pair_rows(pred if "image" in df else pred.drop(columns="image"), "the predictions")
-        cfg = AuditConfig(by=tuple(groups), split="all", threshold=threshold, target_fpr=target_fpr,
-                          reference=reference, n_boot=n_boot, min_n=min_n, seed=random_state, scores=scores)
         return cls(audit_table(pred, cfg), cfg)
 
     # ---- tables ------------------------------------------------------------------------------
@@ -334,7 +357,10 @@ def fit(data: str | Path, *, out: str | Path, method: str = "dbvae", resume: boo
     unknown = sorted(set(options) - set(TrainConfig.__dataclass_fields__))
     if unknown:
         raise DebiasError(f"unknown training option(s) {', '.join(unknown)}; see debias.TrainConfig for the options.")
-    cfg = TrainConfig(method=method, **options)
+    try:
+        cfg = TrainConfig(method=method, **options)
+    except (ValueError, TypeError) as e:  # an option's value: one DebiasError, as the documentation says
+        raise DebiasError(str(e)) from None
     hist = _fit(data, cfg, out, resume=resume, overwrite=overwrite, log=log)
     return Run(Path(out), cfg, hist)
 

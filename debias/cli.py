@@ -497,16 +497,29 @@ def _audit_config(by, split, threshold, target_fpr, reference, n_boot, min_n, se
         fail(str(e))
 
 
-def _check_fail_on_syntax(expr: Optional[str]) -> None:
-    """Reject a malformed --fail-on before any work is done."""
-    from debias.audit.engine import FAIL_ON
+def _normalisation(mean: str, std: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """--mean and --std as numbers, checked (three each, std > 0) before anything is scored."""
+    from debias.audit.adapters import check_normalisation
 
-    if expr is not None and not FAIL_ON.match(expr):
-        fail(f"--fail-on {expr!r} is not understood; use for example 'detection_rate_gap>0.05' or 'max_min_gap>0.1'.")
+    values = []
+    for name, v in (("mean", mean), ("std", std)):
+        try:
+            values.append([float(x) for x in _csv(v)])
+        except ValueError:
+            fail(f"--{name} {v!r} must be three numbers, one per channel, e.g. --{name} 0.5,0.5,0.5.")
+    return check_normalisation(*values)
+
+
+def _check_fail_on_syntax(expr: Optional[str]) -> None:
+    """Reject a malformed --fail-on, or a bound no gap can exceed, before any work is done."""
+    from debias.audit.engine import parse_fail_on
+
+    if expr is not None:
+        parse_fail_on(expr)
 
 
 def _finish_audit(result, out: Path, fail_on: Optional[str]) -> None:
-    from debias.audit.engine import check_fail_on
+    from debias.audit.engine import check_fail_on, fail_on_judged
     from debias.report.text import headline, verdicts
 
     for line in verdicts(result.paired):
@@ -534,9 +547,15 @@ def _finish_audit(result, out: Path, fail_on: Optional[str]) -> None:
             if len(failed) > 12:
                 console.print(f"  ... and {len(failed) - 12} more (see disparities.csv)")
             raise typer.Exit(3)
+        if not fail_on_judged(result, fail_on):
+            console.print(f"[bold yellow]fairness gate not judged[/] ({fail_on}): no group had --min-n faces "
+                          f"(or no grouping two such groups), so no gap could be measured; audit more faces, or "
+                          f"lower --min-n knowingly.")
+            raise typer.Exit(NOT_JUDGED)
         console.print(f"fairness gate passed ({fail_on})")
 
 
+NOT_JUDGED = 4  # the exit code of a --fail-on gate that could judge no gap (3: it failed)
 BY_HELP = "Comma-separated attribute columns; intersections of all of them are audited too."
 
 
@@ -625,7 +644,8 @@ def audit(
     thumbnails: bool = typer.Option(True, "--thumbnails/--no-thumbnails", help="Gallery of worst-missed faces (turn off for private data)."),
     shard: str = typer.Option("0/1", help="K/N: only predict the K-th of N shards; merge with `debias report merge`."),
     fail_on: Optional[str] = typer.Option(None, help="Exit with code 3 when e.g. 'detection_rate_gap>0.05' holds "
-                                          "for a group's lower 95% bound."),
+                                          "for a group's lower 95% bound (bounds from 0 to 1; code 4 when no group "
+                                          "has --min-n faces, so nothing could be judged)."),
     allow_code: bool = typer.Option(False, "--allow-code", help="Let a --recipe name python: models (they run code)."),
     iou: Optional[float] = typer.Option(None, help="Box-level audit: a face is found when a box overlaps its true box "
                                         "with at least this IoU (0.5 is the usual). Needs box_x/y/w/h in the manifest "
@@ -665,6 +685,10 @@ def audit(
     cfg = _audit_config(by, split, threshold, target_fpr, reference, n_boot, min_n, seed, batch_size, device, size,
                         pad, thumbnails, shard, scores)
     _check_fail_on_syntax(fail_on)
+    mean, std = _normalisation(mean, std)
+    from debias.report.outputs import prepare_audit_dir
+
+    prepare_audit_dir(out)  # a file, or a folder that cannot be written, fails before anything is scored
     result, world, gather = _scored_audit(data, model, cfg, out, predictions, device, mean, std, allow_missing)
     if result is None:  # a torchrun rank other than 0: its shard went to rank 0
         return
@@ -729,8 +753,8 @@ def _scored_audit(data, model, cfg, out, predictions, device, mean, std, allow_m
             if gather:
                 cfg = dataclasses.replace(cfg, shard=(rank, world))
             return run_audit(data, model, cfg, out, predictions_csv=predictions, progress=advance,
-                             torch_device=str(resolve_device(dev)), mean=[float(v) for v in _csv(mean)],
-                             std=[float(v) for v in _csv(std)], gather=gather, allow_missing=allow_missing), world, gather
+                             torch_device=str(resolve_device(dev)), mean=mean,
+                             std=std, gather=gather, allow_missing=allow_missing), world, gather
     except (ManifestError, KeyError, ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
         fail(str(e).strip('"'))
 
@@ -744,6 +768,9 @@ def _box_audit(data, models, out, *, by, iou, fppi, split, device, n_boot, seed,
     if not models:
         fail("a box-level audit (--iou) needs at least one detector: -m mtcnn, -m dlib:hog, -m opencv:haar-frontal-"
              "default, -m skimage:lbp-frontal or -m sliding:RUN_DIR.")
+    from debias.report.outputs import prepare_audit_dir
+
+    prepare_audit_dir(out)  # a file, or a folder that cannot be written, fails before any image is read
     try:
         with progress_bar("detecting", None) as advance:  # run_box_audit sets the total once it has read the data
             result = run_box_audit(data, models, by=by, iou=iou, fppi=fppi, split=split,
@@ -778,12 +805,14 @@ def report_compare(
         debias report compare audit-output/standard audit-output/dbvae --out audit-output/compare
     """
     from debias.audit.engine import audit_table, compare_audits
-    from debias.report.outputs import write_outputs
+    from debias.report.outputs import prepare_audit_dir, write_outputs
 
     cfg = _audit_config(by, "test", threshold, target_fpr, "largest", n_boot, min_n, seed, 256, "cpu", 64, 0.5, False)
     _check_fail_on_syntax(fail_on)
     try:
-        result = audit_table(compare_audits(dirs), cfg)
+        pred = compare_audits(dirs)
+        prepare_audit_dir(out)
+        result = audit_table(pred, cfg)
     except (KeyError, ValueError, FileNotFoundError) as e:
         fail(str(e).strip('"'))
     write_outputs(result, out, cfg, title="Face detection fairness: comparison")
@@ -810,11 +839,12 @@ def report_merge(
         debias report merge shards/* --out audit
     """
     from debias.audit.engine import audit_table, merge_predictions
-    from debias.report.outputs import write_outputs
+    from debias.report.outputs import prepare_audit_dir, write_outputs
 
     cfg = _audit_config(by, "test", threshold, target_fpr, "largest", n_boot, min_n, seed, 256, "cpu", 64, 0.5, False)
     try:
         pred, skipped, files = merge_predictions(dirs)
+        prepare_audit_dir(out)
         result = audit_table(pred, cfg)
     except (KeyError, ValueError, FileNotFoundError) as e:
         fail(str(e).strip('"'))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,22 @@ class AuditConfig:
     scores: str = "auto"  # what torchscript/onnx/python models and prediction CSVs output: auto | prob | logit
 
     def __post_init__(self) -> None:
+        from debias.errors import DebiasError
+
+        try:
+            self._check()
+        except (ValueError, TypeError) as e:  # a user's value: one DebiasError, whatever the check tripped on
+            raise DebiasError(str(e)) from None
+
+    def _check(self) -> None:
+        for name in ("threshold", "target_fpr", "pad", "n_boot", "min_n", "seed", "batch_size", "size"):
+            v, integer = getattr(self, name), name not in ("threshold", "target_fpr", "pad")
+            if (v is None and name == "threshold") or (
+                    not isinstance(v, bool) and isinstance(v, numbers.Integral if integer else numbers.Real)):
+                continue
+            raise TypeError(f"`{name}`={v!r} must be {'an integer' if integer else 'a number'}.")
+        if isinstance(self.by, str) or not all(isinstance(c, str) for c in self.by):
+            raise TypeError(f"`by`={self.by!r} must be a list of attribute column names, e.g. ['skin_group'].")
         if not self.by or any(not c for c in self.by):
             raise ValueError(f"`by`={self.by!r} must name at least one attribute column, e.g. skin_group,gender.")
         if self.threshold is not None and not 0 <= self.threshold <= 1:

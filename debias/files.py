@@ -6,15 +6,26 @@ or a kill leaves the previous file (or none), never a truncated one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from debias.errors import DebiasError
 
 UNDEFINED = "not defined for this data (its denominator is empty, e.g. no non-faces in the audited split)"
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
@@ -106,24 +117,104 @@ def prepare_dataset_dir(out: str | Path, *, overwrite: bool) -> Path:
 
 @contextlib.contextmanager
 def exclusive(out: str | Path, what: str) -> Iterator[None]:
-    """Hold ``out/.lock`` for the duration; a second writer into the same folder gets a clear error."""
+    """Hold ``out/.lock`` for the duration; a second writer into the same folder gets a clear error.
+
+    Only the process that holds the lock removes the file, while still holding it. A writer that opened the
+    file just before the holder removed it finds that the file it locked is no longer ``out/.lock`` and
+    tries again, so two writers never hold two different files at once.
+    """
     import fcntl
 
     path = Path(out) / ".lock"
-    f = open(path, "w")
-    try:
+    while True:
+        f = open(path, "a")  # "a": a refused writer must not truncate the holder's pid
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise DebiasError(f"another process is writing a {what} into {out} right now; wait for it or choose "
-                              f"another `out`.") from None
+            f.close()
+            article = "an" if what[:1] in "aeiou" else "a"
+            raise DebiasError(f"another process is writing {article} {what} into {out} right now; wait for it or "
+                              f"choose another `out`.") from None
+        try:
+            if os.fstat(f.fileno()).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        f.close()  # the holder removed the file we opened before we locked it: lock the one there now
+    try:
+        f.truncate(0)
         f.write(str(os.getpid()))
         f.flush()
         yield
     finally:
-        f.close()
         path.unlink(missing_ok=True)
+        f.close()
 
 
-__all__ = ["atomic_write", "write_text", "write_csv", "write_json", "strict", "check_out_dir", "prepare_dataset_dir",
-           "exclusive"]
+STAGING = ".staging-"
+
+
+@contextlib.contextmanager
+def output_set(out: str | Path, *, seal: str, known: Iterable[str]) -> Iterator[Path]:
+    """Replace the set of outputs in ``out`` by a new one, as one set.
+
+    Yields a staging folder inside ``out``: write every file of the new set there, the ``seal`` among them (the
+    file that describes the others: summary.json, shard.json). Nothing in ``out`` changes until the block ends
+    without an error. Then the old seal goes first, the new files move in, the files of the old set that the new
+    one lacks are removed, and the new seal moves in last: a folder with a seal holds the set it describes, and a
+    kill part-way leaves no seal, never an old seal beside new files. Only names in ``known`` that the old
+    seal's ``outputs`` list are ever removed, so no other file in ``out`` (nor outside it) is touched. The
+    caller holds :func:`exclusive` on ``out``.
+    """
+    out = Path(out)
+    for old in out.glob(STAGING + "*"):  # left by a writer that was killed: the lock we hold says none is running
+        shutil.rmtree(old, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=out))
+    try:
+        yield staging
+        names = {p.name for p in staging.iterdir()}
+        stale = (set(listed_outputs(out / seal)) & set(known)) - names
+        (out / seal).unlink(missing_ok=True)
+        for name in sorted(names - {seal}):
+            os.replace(staging / name, out / name)
+        for name in stale:
+            if (out / name).is_file():
+                (out / name).unlink()
+        os.replace(staging / seal, out / seal)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def listed_outputs(seal: Path) -> list[str]:
+    """The ``outputs`` a seal (summary.json, shard.json) lists; [] when there is none or it cannot be read."""
+    try:
+        listed = json.loads(seal.read_text()).get("outputs", [])
+    except (ValueError, OSError, AttributeError):
+        return []
+    return [n for n in listed if isinstance(n, str) and "/" not in n and "\\" not in n and n not in ("", ".", "..")]
+
+
+def check_set(folder: str | Path, seal: str, names: Iterable[str]) -> dict:
+    """The seal of ``folder`` (its JSON), after checking that each of ``names`` there is the file the seal
+    recorded (``outputs_sha256``). Raises DebiasError for a file that is not: an interrupted write, or an edit.
+    A folder without a seal gives {}; a seal from before hashes were recorded is taken as it is."""
+    folder = Path(folder)
+    if not (folder / seal).exists():
+        return {}
+    try:
+        meta = json.loads((folder / seal).read_text())
+    except ValueError:
+        raise DebiasError(f"{folder / seal} is not valid JSON; re-run the audit that wrote {folder}.") from None
+    recorded = meta.get("outputs_sha256", {})
+    for name in names:
+        if name in recorded and (folder / name).exists() and sha256_file(folder / name) != recorded[name]:
+            raise DebiasError(NOT_THE_SET.format(file=folder / name, seal=folder / seal))
+    return meta
+
+
+NOT_THE_SET = ("{file} is not the file that {seal} describes: an audit into that folder was interrupted, or the file "
+               "was edited afterwards. Re-run the audit into it (or into a new folder).")
+
+
+__all__ = ["sha256_file", "atomic_write", "write_text", "write_csv", "write_json", "strict", "check_out_dir",
+           "prepare_dataset_dir", "exclusive", "output_set", "listed_outputs", "check_set"]

@@ -175,3 +175,36 @@ def test_hard_decisions_as_scores_are_refused_at_a_target_fpr_not_audited_as_det
     # at a target the ties allow (5% of non-faces score 1), the threshold is met and faces are detected
     met = debias.Audit.from_predictions(df, groups=["skin_group"], min_n=5, n_boot=50, target_fpr=0.05)
     assert met.result.summary["models"]["model"]["false_positive_rate"] == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda t: debias.Audit.from_predictions(t.iloc[:0], threshold=0.5), "no face.*no rows at all"),
+    (lambda t: debias.Audit.from_predictions(t[t.label == 0], threshold=0.5), "hold no face"),
+    (lambda t: debias.Audit.from_predictions(t, n_boot=0), "`n_boot`=0 must be at least 1"),
+    (lambda t: debias.Audit.from_predictions(t, groups=5), "`groups`=5 must be a list of column names"),
+    (lambda t: debias.Audit.from_predictions([1, 2]), "DataFrame or the path of a CSV file, not a list"),
+    (lambda t: debias.Audit.from_predictions(t, scores="probability"), "'probability' is not one of auto, prob"),
+    (lambda t: debias.Audit.from_predictions(t, threshold="x"), "`threshold`='x' must be a number"),
+    (lambda t: debias.Audit.from_models("nowhere", "nonsense:spec"), "model spec 'nonsense:spec' is not understood"),
+    (lambda t: debias.Audit.from_models("nowhere", [3]), "must be one or more model specs"),
+    (lambda t: debias.fit("nowhere", out="nowhere/run", epochs=-1), "`epochs`=-1 must be at least 1"),
+])
+def test_bad_api_input_is_a_debias_error_that_names_it(toy, call, match):
+    """An empty frame or one of non-faces only raised pandas' 'No objects to concatenate' or numpy's 'need at least
+    one array to stack'; bad arguments raised ValueError, TypeError or AttributeError, not DebiasError."""
+    with pytest.raises(debias.DebiasError, match=match):
+        call(toy)
+
+
+def test_from_models_takes_one_column_name_as_by(tiny_synth):
+    """by="skin_group" was read letter by letter: "attribute column(s) 's', 'k', 'i', ... not in the manifest"."""
+    spec = f"python:{Path(__file__).parent / 'audit' / 'fake_models.py'}:centre_brightness"
+    a = debias.Audit.from_models(tiny_synth, [spec], by="skin_group", n_boot=20, min_n=5, threshold=0.4)
+    assert set(a.metrics.grouping) == {"overall", "skin_group"}
+
+
+def test_a_model_name_given_beside_a_model_column_is_refused_not_used_for_every_row(toy):
+    """model="m" renamed every row of a two-model table to "m": both models' rows audited as one."""
+    two = pd.concat([toy.assign(model="a"), toy.assign(model="b")], ignore_index=True)
+    with pytest.raises(debias.DebiasError, match="`model`='m' was given, but the predictions' model column names a, b"):
+        debias.Audit.from_predictions(two, model="m", threshold=0.5)

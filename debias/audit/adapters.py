@@ -14,7 +14,6 @@ Every adapter's ``score(images)`` takes a list of (H, W, 3) uint8 RGB arrays of 
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from debias.data.manifest import host_batch, on_device
+from debias.errors import DebiasError
 
 from debias.detect.base import DETECTOR_KINDS
 from debias.detect.classic import HAAR
@@ -32,17 +32,9 @@ from debias.detect.classic import HAAR
 UNKNOWN_SPEC = ("model spec {spec!r} is not understood. Use run:RUN_DIR, torchscript:FILE, onnx:FILE, "
                 "python:module:function, or a detector: opencv:{haar}, skimage:lbp-frontal, dlib:hog, mtcnn, "
                 "sliding:RUN_DIR.")
-BAD_OUTPUT = ("{kind} model {path} returned shape {shape} for a batch of {b} images; expected ({b},) or ({b}, 1) "
-              "face scores.")
+BAD_OUTPUT = ("model {spec} returned shape {shape} for a batch of {b} images; expected ({b},) or ({b}, 1): one face "
+              "score per image, so that no image's score depends on the others in its batch.")
 NO_ONNX = "onnx:{path} needs onnxruntime, which is not installed. Install it with: pip install -e '.[onnx]'"
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _resize_batch(images: Sequence[np.ndarray], size: int) -> np.ndarray:
@@ -69,7 +61,7 @@ def to_probability(raw: np.ndarray, scores: str, what: str = "the model's output
     never per batch, so a score never depends on which images it was batched with.
     """
     if scores not in SCORES:
-        raise ValueError(f"scores={scores!r} is not one of {', '.join(SCORES)}.")
+        raise DebiasError(f"scores={scores!r} is not one of {', '.join(SCORES)}.")
     raw = np.asarray(raw, dtype=np.float64)
     finite = raw[np.isfinite(raw)]
     if scores == "auto":
@@ -77,7 +69,7 @@ def to_probability(raw: np.ndarray, scores: str, what: str = "the model's output
     if scores == "prob":
         bad = (finite < 0) | (finite > 1)
         if bad.any():
-            raise ValueError(NOT_PROB.format(what=what, value=float(finite[bad][0])))
+            raise DebiasError(NOT_PROB.format(what=what, value=float(finite[bad][0])))
         return raw, "prob"
     return 1.0 / (1.0 + np.exp(-np.clip(raw, -60, 60))), "logit"
 
@@ -94,12 +86,41 @@ class Adapter:
     output: str = "auto"  # what ``fn`` returns: logit | prob | auto (decided over the whole split)
 
     def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Raw outputs (B,); :func:`to_probability` maps a whole split of them to probabilities."""
-        return np.asarray(self.fn(images), dtype=np.float64).reshape(-1)
+        """Raw outputs (B,); :func:`to_probability` maps a whole split of them to probabilities.
+
+        Raises DebiasError, naming the model, for an output of another shape than (B,) or (B, 1)."""
+        out = np.asarray(self.fn(images))
+        if out.shape not in ((len(images),), (len(images), 1)):
+            raise DebiasError(BAD_OUTPUT.format(spec=self.spec, shape=tuple(out.shape), b=len(images)))
+        try:
+            return out.astype(np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise DebiasError(f"model {self.spec} returned {out.dtype} values, not numbers; return one face score "
+                              f"(a number) per image.") from None
 
 
-def _torch_fn(module: Callable, size: int, mean: Sequence[float], std: Sequence[float], device: torch.device,
-              kind: str, path: Path) -> Callable:
+BAD_NORM = ("`{name}` {value} must be three finite numbers, one per channel (R,G,B){extra}, for example "
+            "{example}.")
+
+
+def check_normalisation(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The (mean, std) that torchscript and onnx inputs are normalised with, checked: three finite values each,
+    every std > 0 (a std of 0 divides by zero). Raises DebiasError naming the option."""
+    out = []
+    for name, v, example, positive in (("mean", mean, "0.485,0.456,0.406", False),
+                                       ("std", std, "0.229,0.224,0.225", True)):
+        v = tuple(float(x) for x in np.atleast_1d(np.asarray(v, dtype=np.float64)))
+        ok = len(v) == 3 and all(np.isfinite(v)) and (not positive or min(v) > 0)
+        if not ok:
+            shown = ",".join(f"{x:g}" for x in v)
+            raise DebiasError(BAD_NORM.format(name=name, value=shown, example=example,
+                                              extra=", each greater than 0" if positive else ""))
+        out.append(v)
+    return out[0], out[1]
+
+
+def _torch_fn(module: Callable, size: int, mean: Sequence[float], std: Sequence[float],
+              device: torch.device) -> Callable:
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1).to(device)
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1).to(device)
     identity = bool((m == 0).all() and (s == 1).all())  # skip two full-batch copies that change nothing
@@ -110,10 +131,43 @@ def _torch_fn(module: Callable, size: int, mean: Sequence[float], std: Sequence[
         out = module(x if identity else (x - m) / s)
         if isinstance(out, (tuple, list)):
             out = out[0]
-        out = out.float().cpu().numpy()
-        if out.shape not in ((len(images),), (len(images), 1)):
-            raise ValueError(BAD_OUTPUT.format(kind=kind, path=path, shape=tuple(out.shape), b=len(images)))
-        return out.reshape(-1)
+        return out.float().cpu().numpy()  # (B,) or (B, 1), as Adapter.score checks
+
+    return fn
+
+
+ONNX_SIZE = ("onnx model {path} takes inputs of shape {shape}, not {size} x {size} images; pass `size` {want} (and "
+             "check that its input is (B, 3, H, W) RGB in [0, 1], normalised with `mean` and `std`).")
+
+
+def _onnx_fn(sess, path: Path, size: int, mean: Sequence[float], std: Sequence[float]) -> Callable:
+    """Scores from an onnxruntime session. A model exported with a fixed batch size (often 1) is run that many
+    images at a time; a fixed image size other than ``size`` is refused before any image is scored."""
+    info = sess.get_inputs()[0]
+    shape = list(info.shape)  # a dimension is an int when fixed, a name (or None) when free
+    fixed = [d if isinstance(d, int) and d > 0 else None for d in shape]
+    if len(shape) != 4 or fixed[1] not in (None, 3) or any(d not in (None, size) for d in fixed[2:]):
+        want = next((d for d in fixed[2:] if d is not None), size)
+        raise DebiasError(ONNX_SIZE.format(path=path, shape=tuple(shape), size=size, want=want))
+    step = fixed[0]
+    m, s = np.asarray(mean, np.float32).reshape(1, 3, 1, 1), np.asarray(std, np.float32).reshape(1, 3, 1, 1)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        try:
+            return np.asarray(sess.run(None, {info.name: x})[0])
+        except Exception as e:  # noqa: BLE001 - onnxruntime's errors have no common public base class
+            raise DebiasError(f"onnx model {path} failed on a batch of shape {x.shape}: {str(e)[:300]}") from None
+
+    def fn(images):
+        x = (_resize_batch(images, size).transpose(0, 3, 1, 2).astype(np.float32) / 255.0 - m) / s  # (B, 3, S, S)
+        if step is None:
+            return run(x)  # (B,) or (B, 1), as Adapter.score checks
+        n = len(x)
+        x = np.concatenate([x, np.repeat(x[-1:], -n % step, axis=0)])  # the last chunk filled up to the fixed size
+        outs = [run(x[i:i + step]) for i in range(0, len(x), step)]
+        if any(o.shape[:1] != (step,) for o in outs):
+            return outs[0]  # not one score per image: Adapter.score names the shape
+        return np.concatenate(outs)[:n]
 
     return fn
 
@@ -150,7 +204,7 @@ def _import_code(mod: str):
 
         path = Path(mod)
         if not path.is_file():
-            raise FileNotFoundError(f"python model file {path} does not exist.")
+            raise DebiasError(f"python model file {path} does not exist; give the path of the model file.")
         spec = importlib_util.spec_from_file_location(f"debias_user_model_{path.stem}", path)
         module = importlib_util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -176,17 +230,18 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
     over the whole split). A ``run:`` model always outputs logits; a cascade, its own confidence.
     """
     kind, _, rest = spec.partition(":")
+    mean, std = check_normalisation(mean, std)
     device = torch.device(device)
     if kind == "run":
         from debias.models.run import load_run
 
         model, arch = load_run(rest, device)
-        fn = _torch_fn(model, arch["size"], (0, 0, 0), (1, 1, 1), device, "run", Path(rest))
+        fn = _torch_fn(model, arch["size"], (0, 0, 0), (1, 1, 1), device)
         return Adapter(spec, Path(rest).name, fn, (Path(rest) / "model.pt",), output="logit")
     if kind == "torchscript":
         path = Path(rest)
         if not path.is_file():
-            raise FileNotFoundError(f"torchscript file {path} does not exist.")
+            raise DebiasError(f"torchscript file {path} does not exist; give the path of the model file.")
         try:
             import warnings
 
@@ -194,8 +249,8 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still the format users have
                 module = torch.jit.load(str(path), map_location=device).eval()
         except Exception as e:  # noqa: BLE001 - any load failure gets the same message
-            raise ValueError(f"torchscript file {path} could not be loaded: {e}") from e
-        fn = _torch_fn(module, size, mean, std, device, "torchscript", path)
+            raise DebiasError(f"torchscript file {path} could not be loaded: {e}") from e
+        fn = _torch_fn(module, size, mean, std, device)
         return Adapter(spec, path.stem, fn, (path,), output=scores)
     if kind == "onnx":
         path = Path(rest)
@@ -204,29 +259,19 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
         except ImportError as e:
             raise ImportError(NO_ONNX.format(path=path)) from e
         if not path.is_file():
-            raise FileNotFoundError(f"onnx file {path} does not exist.")
+            raise DebiasError(f"onnx file {path} does not exist; give the path of the model file.")
         try:
             sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001
-            raise ValueError(f"onnx file {path} could not be loaded: {e}") from e
-        inp = sess.get_inputs()[0].name
-        m, s = np.asarray(mean, np.float32).reshape(1, 3, 1, 1), np.asarray(std, np.float32).reshape(1, 3, 1, 1)
-
-        def fn(images):
-            x = _resize_batch(images, size).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-            out = np.asarray(sess.run(None, {inp: (x - m) / s})[0])
-            if out.shape not in ((len(images),), (len(images), 1)):
-                raise ValueError(BAD_OUTPUT.format(kind="onnx", path=path, shape=tuple(out.shape), b=len(images)))
-            return out.reshape(-1).astype(np.float64)
-
-        return Adapter(spec, path.stem, fn, (path,), output=scores)
+            raise DebiasError(f"onnx file {path} could not be loaded: {e}") from e
+        return Adapter(spec, path.stem, _onnx_fn(sess, path, size, mean, std), (path,), output=scores)
     if kind == "python":
         mod, _, func = rest.rpartition(":")
         if not mod or not func:
-            raise ValueError(f"python spec {spec!r} must be python:module:function or python:file.py:function.")
+            raise DebiasError(f"python spec {spec!r} must be python:module:function or python:file.py:function.")
         f = getattr(_import_code(mod), func, None)
         if f is None:
-            raise ValueError(f"python spec {spec!r}: {mod} has no function {func!r}.")
+            raise DebiasError(f"python spec {spec!r}: {mod} has no function {func!r}.")
         return Adapter(spec, func, lambda images: np.asarray(f(_resize_batch(images, size))), output=scores)
     if kind in DETECTOR_KINDS:
         from debias.detect import load_detector
@@ -234,4 +279,4 @@ def load_adapter(spec: str, *, size: int = 64, device: str | torch.device = "cpu
         det = load_detector(spec, device=str(device))
         return Adapter(spec, det.name, _detector_fn(det, pad), det.files, native_threshold=det.native_threshold,
                        output="prob")
-    raise ValueError(UNKNOWN_SPEC.format(spec=spec, haar="|".join(HAAR)))
+    raise DebiasError(UNKNOWN_SPEC.format(spec=spec, haar="|".join(HAAR)))

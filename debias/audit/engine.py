@@ -5,7 +5,6 @@ the headline, the HTML and the CSV/JSON outputs.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,8 @@ import pandas as pd
 from debias.audit.metrics import TOO_FEW, audit_model
 from debias.audit.paired import paired_comparison
 from debias.config import AuditConfig
+from debias.errors import DebiasError
+from debias.files import check_set, sha256_file
 
 FAIL_ON = re.compile(r"^\s*(detection_rate_gap|max_min_gap|miss_rate_gap)\s*>\s*([0-9]*\.?[0-9]+)\s*$")
 
@@ -55,32 +56,63 @@ def audit_table(pred: pd.DataFrame, cfg: AuditConfig, *, progress: Callable | No
                        estimated=tuple(c for c in by if c.endswith("_est")))
 
 
+FAIL_ON_SYNTAX = "`fail_on` {expr!r} is not understood; use for example 'detection_rate_gap>0.05' or 'max_min_gap>0.1'."
+FAIL_ON_RANGE = ("`fail_on` {expr!r}: the bound {bound:g} can never be exceeded, as gaps are fractions between 0 "
+                 "and 1; give a bound from 0 up to (not including) 1: 5 points is 0.05.")
+
+
+def parse_fail_on(expr: str) -> tuple[str, float]:
+    """(gap name, bound) of a ``fail_on`` expression such as ``detection_rate_gap>0.05``. Raises DebiasError for
+    one that is not understood, or a bound outside [0, 1) that no gap could exceed."""
+    m = FAIL_ON.match(expr)
+    if not m:
+        raise DebiasError(FAIL_ON_SYNTAX.format(expr=expr))
+    bound = float(m.group(2))
+    if not 0 <= bound < 1:
+        raise DebiasError(FAIL_ON_RANGE.format(expr=expr, bound=bound))
+    return m.group(1), bound
+
+
+def _gate_rows(result: AuditResult, name: str) -> list[tuple]:
+    """What a gate on ``name`` judges: (model, grouping, group, gap, lower bound, reference or worst group), for
+    each group with at least ``min_n`` faces (a gap to its reference) or each grouping with two such groups."""
+    if name in ("detection_rate_gap", "miss_rate_gap"):
+        d = result.disparities
+        if d.empty:
+            return []
+        d = d[(d["flag"] != TOO_FEW) & (d["group"] != d["reference"]) & d["gap_ci_low"].notna()]
+        return [(r["model"], r["grouping"], r["group"], r["gap"], r["gap_ci_low"], r["reference"])
+                for _, r in d.iterrows()]
+    return [(model, grouping, None, v["max_min_gap"], v["max_min_gap_ci"][0], v["worst_group"])
+            for model, s in result.summary["models"].items() for grouping, v in s.items()
+            if isinstance(v, dict) and v.get("max_min_gap_ci") is not None]
+
+
 def check_fail_on(result: AuditResult, expr: str) -> list[str]:
     """Groups whose named gap has a lower 95% bound above the bound in ``expr``; [] if none.
 
     ``detection_rate_gap>B`` (or ``miss_rate_gap``, the same gap): any group's gap to its reference.
-    ``max_min_gap>B``: a grouping's best-minus-worst gap.
+    ``max_min_gap>B``: a grouping's best-minus-worst gap. Whether anything could be judged at all is
+    :func:`fail_on_judged`'s to say.
     """
-    m = FAIL_ON.match(expr)
-    if not m:
-        raise ValueError(f"`fail_on` {expr!r} is not understood; use for example 'detection_rate_gap>0.05' or "
-                         f"'max_min_gap>0.1'.")
-    name, bound = m.group(1), float(m.group(2))
+    name, bound = parse_fail_on(expr)
     failed = []
-    if name in ("detection_rate_gap", "miss_rate_gap"):
-        d = result.disparities
-        bad = d[(d["flag"] != TOO_FEW) & (d["gap_ci_low"] > bound)]
-        for _, r in bad.iterrows():
-            failed.append(f"{r['model']}: {r['grouping']} = {r['group']} is detected {100 * r['gap']:.1f} points below "
-                          f"{r['reference']} (95% CI lower bound {100 * r['gap_ci_low']:.1f} > {100 * bound:.1f})")
-    else:
-        for model, s in result.summary["models"].items():
-            for grouping, v in s.items():
-                if isinstance(v, dict) and "max_min_gap_ci" in v and v["max_min_gap_ci"][0] > bound:
-                    failed.append(f"{model}: {grouping} max-min gap {100 * v['max_min_gap']:.1f} points, worst group "
-                                  f"{v['worst_group']} (95% CI lower bound {100 * v['max_min_gap_ci'][0]:.1f} > "
-                                  f"{100 * bound:.1f})")
+    for model, grouping, group, gap, low, other in _gate_rows(result, name):
+        if not low > bound:
+            continue
+        if group is not None:
+            failed.append(f"{model}: {grouping} = {group} is detected {100 * gap:.1f} points below {other} "
+                          f"(95% CI lower bound {100 * low:.1f} > {100 * bound:.1f})")
+        else:
+            failed.append(f"{model}: {grouping} max-min gap {100 * gap:.1f} points, worst group {other} "
+                          f"(95% CI lower bound {100 * low:.1f} > {100 * bound:.1f})")
     return failed
+
+
+def fail_on_judged(result: AuditResult, expr: str) -> int:
+    """How many gaps the gate ``expr`` judged; 0 when every group is too small (fewer than ``min_n`` faces), and
+    a gate that judged nothing has not passed."""
+    return len(_gate_rows(result, parse_fail_on(expr)[0]))
 
 
 def score_models(data: str | Path, models: Sequence[str], cfg: AuditConfig, *, torch_device: str = "cpu",
@@ -90,7 +122,7 @@ def score_models(data: str | Path, models: Sequence[str], cfg: AuditConfig, *, t
 
     Returns (predictions, skipped images, sha256 of every model file by spec).
     """
-    from debias.audit.adapters import load_adapter, sha256_file
+    from debias.audit.adapters import load_adapter
     from debias.audit.predict import manifest_columns, predict, resolve_by
 
     columns = manifest_columns(data)
@@ -121,7 +153,7 @@ def merge_predictions(dirs: Sequence[str | Path]) -> tuple[pd.DataFrame, pd.Data
         if not (d / "predictions.csv").exists() or not (d / "shard.json").exists():
             raise FileNotFoundError(f"{d} has no predictions.csv and shard.json; is it a folder written by "
                                     f"a sharded audit (`shard` K/N)?")
-        metas.append((d, json.loads((d / "shard.json").read_text())))
+        metas.append((d, check_set(d, "shard.json", ("predictions.csv", "skipped.csv"))))
         preds.append(pd.read_csv(d / "predictions.csv", low_memory=False))
         if (d / "skipped.csv").exists():
             skips.append(pd.read_csv(d / "skipped.csv"))
@@ -167,21 +199,46 @@ def _check_shards(metas: list[tuple[Path, dict]]) -> None:
                                  f"merge shards of one audit.")
 
 
+SAME_AUDIT_TWICE = ("audit folder {d} is given twice; a model compared with itself would be counted twice. "
+                    "Give each audit once.")
+SAME_MODEL_NAME = ("audits {a} and {b} both hold a model named {model!r}; its predictions would be merged into one "
+                   "model. Re-run one of them with the model under another name, or compare them one model each.")
+
+
+def audit_labels(dirs: Sequence[Path]) -> list[str]:
+    """A short name for each audit folder: its own name, or as many of its parent folders as keep the names
+    apart (``x/std`` and ``y/std``). Raises DebiasError when a folder is given twice."""
+    full = [Path(d).resolve() for d in dirs]
+    for i, f in enumerate(full):
+        if f in full[:i]:
+            raise DebiasError(SAME_AUDIT_TWICE.format(d=dirs[i]))
+    for k in range(1, max(len(f.parts) for f in full) + 1):
+        labels = ["/".join(f.parts[-k:]) for f in full]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [str(f) for f in full]
+
+
 def compare_audits(dirs: Sequence[str | Path]) -> pd.DataFrame:
     """Stack several audits' predictions (model names made unique by folder) for a paired comparison.
 
     Pairing is only meaningful on the same images: the audits must share the manifest (by hash, when
     their summary.json records it), the split, and the exact set of image ids.
     """
-    preds, seen = [], []
-    for d in dirs:
-        d = Path(d)
+    dirs = [Path(d) for d in dirs]
+    labels = audit_labels(dirs)
+    preds, seen, owner = [], [], {}
+    for d, label in zip(dirs, labels):
         if not (d / "predictions.csv").exists():
             raise FileNotFoundError(f"{d} has no predictions.csv; is it a folder written by `debias audit`?")
         p = pd.read_csv(d / "predictions.csv", low_memory=False)
-        s = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else {}
-        if p["model"].nunique() == 1:
-            p["model"] = d.name if len(dirs) > 1 else p["model"]
+        s = check_set(d, "summary.json", ("predictions.csv",))
+        if p["model"].nunique() == 1 and len(dirs) > 1:
+            p["model"] = label
+        for m in dict.fromkeys(p["model"].astype(str)):
+            if m in owner:
+                raise DebiasError(SAME_MODEL_NAME.format(model=m, a=owner[m], b=d))
+            owner[m] = d
         ids = frozenset(p["image"].astype(str))
         for d0, s0, ids0 in seen:  # pairwise: a hash or split may be missing from some summaries
             h, h0 = s.get("manifest_sha256"), s0.get("manifest_sha256")
@@ -199,8 +256,10 @@ def compare_audits(dirs: Sequence[str | Path]) -> pd.DataFrame:
                                  f"comparison needs the same test set.")
         seen.append((d, s, ids))
         preds.append(p)
-    return pd.concat(preds, ignore_index=True)
+    # pair faces by image id, never by a row number that another audit may give another image
+    row_of = dict(zip(preds[0]["image"].astype(str), preds[0]["row"]))
+    return pd.concat([p.assign(row=p["image"].astype(str).map(row_of)) for p in preds], ignore_index=True)
 
 
-__all__ = ["AuditResult", "audit_table", "check_fail_on", "merge_predictions", "concat_shards", "compare_audits",
-           "score_models"]
+__all__ = ["AuditResult", "audit_table", "check_fail_on", "fail_on_judged", "parse_fail_on", "merge_predictions",
+           "concat_shards", "compare_audits", "score_models"]

@@ -12,10 +12,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from debias.audit.adapters import Adapter, sha256_file, to_probability
-from debias.data.manifest import is_packed, load_image, open_packed, read_manifest, read_rows, select_split
+from debias.audit.adapters import Adapter, to_probability
+from debias.data.manifest import (check_spellings, is_packed, load_image, open_packed, read_manifest, read_rows,
+                                  select_split)
 from debias.errors import DebiasError
-from debias.files import atomic_write
+from debias.files import atomic_write, sha256_file
 
 COVARIATES = ("width", "height", "brightness", "contrast", "sharpness")
 
@@ -25,6 +26,9 @@ class PredictionsError(DebiasError):
 
 
 DEFAULT_BY = ("skin_group", "pose", "gender")
+NON_FINITE = ("model {spec} returned {k} non-finite score(s) (NaN or infinite) of the {n} images it scored (first "
+              "{value} for image {image!r}); an image without a score cannot be audited as found or missed. Fix the "
+              "model so that every image gets a finite score (0, or a low logit, where it finds no face).")
 
 
 def resolve_by(columns: Sequence[str], by: Sequence[str] | None = None, *, where: str = "the manifest",
@@ -164,6 +168,7 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
     attr_cols = [c for c in frame.columns if c not in ("image", "label", "split", "row", "path")]
     scores = {a.name: np.full(len(frame), np.nan) for a in adapters}
     cov = np.full((len(frame), len(COVARIATES)), np.nan)
+    done = np.zeros(len(frame), bool)  # images read and scored (the rest were skipped as unreadable)
     skipped = []
     if progress:
         progress(0, total=len(frame), description="scoring")
@@ -189,6 +194,7 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
             else:
                 for j, im in zip(pos, imgs):
                     cov[j] = image_covariates(im)
+            done[pos] = True
             for a in adapters:
                 scores[a.name][pos] = a.score(imgs)
         if progress:
@@ -199,6 +205,12 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
         first = "; ".join(f"{d['image']} ({d['reason']})" for d in skipped[:3])
         raise PredictionsError(f"none of the {len(frame)} images of the {split} split of {root} could be read; "
                                f"first: {first}. Check the image files and the manifest's paths.")
+    for a in adapters:
+        bad = done & ~np.isfinite(scores[a.name])
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise PredictionsError(NON_FINITE.format(spec=a.spec, k=int(bad.sum()), n=int(done.sum()),
+                                                     value=scores[a.name][j], image=images[j]))
     parts = []
     for a in adapters:
         prob, _ = to_probability(scores[a.name], a.output, what=f"model {a.spec}")
@@ -276,6 +288,63 @@ def pair_rows(p: pd.DataFrame, where: str) -> np.ndarray:
     return pos.loc[image.to_numpy()].to_numpy()
 
 
+DISAGREES = ("predictions file {path}, line {line}: column {col!r} says {value!r} for image {image!r}, but the "
+             "manifest {manifest} says {truth!r}. The manifest decides labels and groups; drop the column from the "
+             "predictions file, or fix the manifest.")
+
+
+def _check_agrees(p: pd.DataFrame, m: pd.DataFrame, columns: Sequence[str], path, root) -> None:
+    """Refuse a predictions column that the manifest ``m`` also has (label as y_true, an attribute) where their
+    values differ: one source must never silently replace the other."""
+    truth = p[["image"]].merge(m[["image", *columns]], on="image", how="left")
+    for c in columns:
+        a, b = p[c].reset_index(drop=True), truth[c]
+        na, nb = pd.to_numeric(a, errors="coerce"), pd.to_numeric(b, errors="coerce")
+        numeric = (na.notna() | a.isna()).all() and (nb.notna() | b.isna()).all()
+        same = (np.isclose(na, nb) | (na.isna() & nb.isna())) if numeric else \
+            ((a.astype(str) == b.astype(str)) | (a.isna() & b.isna()))
+        if not same.all():
+            i = int(np.flatnonzero(~same.to_numpy())[0])
+            shown = {k: _cell(v[i]) for k, v in (("value", a), ("truth", b))}
+            raise PredictionsError(DISAGREES.format(path=path, line=i + 2, col="label" if c == "y_true" else c,
+                                                    image=p["image"].iloc[i], manifest=Path(root) / "manifest.csv",
+                                                    **shown))
+
+
+def _cell(x):
+    """A value as a CSV writes it: numpy scalars as plain numbers, a whole float as an integer, NaN as empty."""
+    x = x.item() if hasattr(x, "item") else x
+    if isinstance(x, float):
+        return "" if np.isnan(x) else int(x) if x.is_integer() else x
+    return x
+
+
+def _join_manifest(p: pd.DataFrame, path, root, split: str, allow_missing: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Predictions ``p`` with the manifest's label and attributes joined on ``image``, and the images of the split
+    that a model has no row for; raises PredictionsError for an image not in the split, a column that disagrees
+    with the manifest, or (unless ``allow_missing``) a missing row."""
+    m = select_split(read_manifest(root, check_files=False), split)
+    m = m.assign(row=m.index, image=m["image"].astype(str))
+    unknown = ~p["image"].isin(set(m["image"])).to_numpy()
+    if unknown.any():
+        raise PredictionsError(f"predictions file {path}: {int(unknown.sum())} image id(s) are not in the {split} "
+                               f"split of {root} (line(s) {_lines(unknown)}, first {p['image'][unknown].iloc[0]!r}). "
+                               f"Use the manifest's image ids, and `split` to audit another split.")
+    m = m.rename(columns={"label": "y_true"})
+    shared = [c for c in p.columns if c in m.columns and c != "image"]
+    _check_agrees(p, m, shared, path, root)
+    p = p.drop(columns=shared).merge(m, on="image", how="left")
+    unscored = _unscored(p, m)
+    if len(unscored) and not allow_missing:
+        raise PredictionsError(
+            f"predictions file {path}: model {unscored['model'].iloc[0]!r} has no row for "
+            f"{int((unscored['model'] == unscored['model'].iloc[0]).sum())} of the {len(m)} images of the {split} "
+            f"split of {root} (first {unscored['image'].iloc[0]!r}). A missing row is "
+            f"not a miss: give every image a row, with score 0 (or prediction 0) where the detector found no face. "
+            f"To audit only the images each model scored, pass --allow-missing (the rest are listed in the report).")
+    return p, unscored
+
+
 def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: str = "test",
                          model: str | None = None, scores: str = "auto",
                          allow_missing: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -338,29 +407,16 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
         p = p.rename(columns={"label": "y_true"})
     if "model" not in p.columns:
         p["model"] = model or Path(path).stem
+    elif model is not None and set(p["model"].astype(str)) != {str(model)}:
+        raise PredictionsError(f"predictions file {path}: `model`={model!r} was given, but its model column names "
+                               f"{', '.join(map(str, dict.fromkeys(p['model'])))}; leave out `model`, or drop the "
+                               f"column.")
     p["image"] = p["image"].astype(str)
     check_one_row_per_image(p, f"predictions file {path}")
+    check_spellings(p.drop(columns=["model"]), f"predictions file {path}")
     unscored = pd.DataFrame(columns=["row", "image", "model", "reason"])
     if root is not None:
-        m = select_split(read_manifest(root, check_files=False), split)
-        m = m.assign(row=m.index, image=m["image"].astype(str))
-        unknown = ~p["image"].isin(set(m["image"])).to_numpy()
-        if unknown.any():
-            raise PredictionsError(f"predictions file {path}: {int(unknown.sum())} image id(s) are not in the {split} "
-                                   f"split of {root} (line(s) {_lines(unknown)}, first {p['image'][unknown].iloc[0]!r}). "
-                                   f"Use the manifest's image ids, and `split` to audit another split.")
-        keep = [c for c in m.columns if c not in p.columns or c == "image"]
-        m = m[keep].rename(columns={"label": "y_true"}) if "y_true" not in p.columns else m[keep].drop(
-            columns=["label"], errors="ignore")
-        p = p.merge(m, on="image", how="left")
-        unscored = _unscored(p, m)
-        if len(unscored) and not allow_missing:
-            raise PredictionsError(
-                f"predictions file {path}: model {unscored['model'].iloc[0]!r} has no row for "
-                f"{int((unscored['model'] == unscored['model'].iloc[0]).sum())} of the {len(m)} images of the {split} "
-                f"split of {root} (first {unscored['image'].iloc[0]!r}). A missing row is "
-                f"not a miss: give every image a row, with score 0 (or prediction 0) where the detector found no face. "
-                f"To audit only the images each model scored, pass --allow-missing (the rest are listed in the report).")
+        p, unscored = _join_manifest(p, path, root, split, allow_missing)
     if "y_true" not in p.columns:
         raise PredictionsError(f"predictions file {path} has no y_true/label column and no dataset was given to "
                                f"take it from.")

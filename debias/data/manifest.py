@@ -8,6 +8,7 @@ one packed, memory-mapped ``images.npy`` array of shape (N, H, W, 3), uint8.
 """
 from __future__ import annotations
 
+import csv
 import io
 import itertools
 import os
@@ -48,6 +49,8 @@ BAD_BOX = ("manifest {path}, line {row}: box ({value}) is not a face box; box_x 
            "and box_h numbers > 0 (pixels), all four given or all four empty.")
 NONFACE_BOX = ("manifest {path}, line {row}: a non-face row (label 0) has a box; only face rows have boxes. An image "
                "without faces has one label-0 row with empty box columns.")
+DUPLICATE_COLUMN = ("{path} has two columns named {name!r} (columns {a} and {b} of its header); which one holds the "
+                    "values is not clear. Remove or rename one of them.")
 EMPTY_MANIFEST = "manifest {path} has no rows{detail}; it needs a header image,label,split and one row per image."
 NOT_UTF8 = ("manifest {path} is not UTF-8 text (line {line}: {reason}). Save it as UTF-8 (for example "
             "`iconv -f latin1 -t utf-8`) and try again.")
@@ -178,13 +181,18 @@ def _check_boxes(df: pd.DataFrame, path: Path) -> None:
 
 
 def read_csv_checked(path: Path, empty: str, not_utf8: str, error: type | None = None) -> pd.DataFrame:
-    """``pd.read_csv`` with one clear error for an empty or header-only file and for non-UTF-8 text.
+    """``pd.read_csv`` with one clear error for a folder or a missing file, an empty or header-only file, non-UTF-8
+    text, a column name given twice, and a file separated by another character than commas.
 
     ``empty`` and ``not_utf8`` are message templates with ``{path}``, ``{detail}``, ``{line}`` and
     ``{reason}`` fields. Line numbers are 1-based, as an editor shows them. ``error`` is the
     exception class raised (default :class:`ManifestError`).
     """
     error = error or ManifestError
+    if Path(path).is_dir():
+        raise error(f"{path} is a folder, not a CSV file; give the path of the CSV file itself.")
+    if not Path(path).is_file():
+        raise error(f"{path} does not exist; give the path of an existing CSV file.")
     raw = Path(path).read_bytes()
     try:
         raw.decode("utf-8")
@@ -193,6 +201,12 @@ def read_csv_checked(path: Path, empty: str, not_utf8: str, error: type | None =
         raise error(not_utf8.format(path=path, line=line, reason=f"byte 0x{raw[e.start]:02x}")) from None
     if not raw.strip():
         raise error(empty.format(path=path, detail=" (the file is empty)"))
+    header = next(csv.reader(io.StringIO(raw.decode("utf-8-sig").split("\n", 1)[0])), [])
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header):
+        if name.strip() in seen:  # pandas would rename the second one (label.1) and every reader would ignore it
+            raise error(DUPLICATE_COLUMN.format(path=path, name=name.strip(), a=seen[name.strip()] + 1, b=i + 1))
+        seen[name.strip()] = i
     df = pd.read_csv(io.BytesIO(raw), low_memory=False)  # the bytes already read: the file is read once
     if df.empty:
         raise error(empty.format(path=path, detail=" (only a header)"))

@@ -16,6 +16,7 @@ import pandas as pd
 from PIL import Image
 
 from debias.data.manifest import PACKED, read_manifest, to_rgb8
+from debias.files import exclusive, write_csv
 
 CHUNK = 256
 
@@ -51,6 +52,11 @@ def pack(root: str | Path, *, size: int = 64, mode: str = "center", workers: int
     if mode not in ("center", "letterbox"):
         raise ValueError(f"crop mode {mode!r} is not one of center, letterbox.")
     root = Path(root)
+    with exclusive(root, "dataset"):
+        return _pack(root, size, mode, workers, progress)
+
+
+def _pack(root: Path, size: int, mode: str, workers: int, progress: Callable | None) -> pd.DataFrame:
     m = read_manifest(root, check_files=False)
     if "path" in m.columns and pd.api.types.is_integer_dtype(m["image"]):
         raise ValueError(f"{root} is already packed (manifest image column holds indices).")
@@ -78,19 +84,20 @@ def pack(root: str | Path, *, size: int = 64, mode: str = "center", workers: int
     del arr
     if k < n:  # drop the unused tail so images.npy has exactly one row per kept image
         src = np.load(tmp, mmap_mode="r")
-        dst = np.lib.format.open_memmap(root / PACKED, mode="w+", dtype=np.uint8, shape=(k, size, size, 3))
+        dst = np.lib.format.open_memmap(str(tmp) + ".kept", mode="w+", dtype=np.uint8, shape=(k, size, size, 3))
         for s in range(0, k, 4096):
             dst[s:s + 4096] = src[s:min(k, s + 4096)]
         dst.flush()
         del dst, src
-        os.remove(tmp)
-    else:
-        os.replace(tmp, root / PACKED)
+        os.replace(str(tmp) + ".kept", tmp)
     new = m.iloc[keep].copy()
     new.insert(1, "path", new["image"])
     new["image"] = np.arange(k)
-    new.to_csv(root / "manifest.csv", index=False)
     report_path = root / "import_report.csv"
     old = pd.read_csv(report_path) if report_path.exists() else pd.DataFrame(columns=["item", "problem"])
-    pd.concat([old, pd.DataFrame(problems, columns=["item", "problem"])]).to_csv(report_path, index=False)
+    write_csv(pd.concat([old, pd.DataFrame(problems, columns=["item", "problem"])]), report_path)
+    # the array whole first, then the manifest that indexes it: a kill between leaves a manifest of file paths
+    # beside a packed array, which read_manifest refuses (an index that is not a number), never a silent mix
+    os.replace(tmp, root / PACKED)
+    write_csv(new, root / "manifest.csv")
     return new

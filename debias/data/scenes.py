@@ -26,6 +26,7 @@ import pandas as pd
 from debias.config import SynthConfig
 from debias.data.groups import GENDERS, POSES, SKIN_GROUPS
 from debias.data.synth import _background, _face_attributes, _nonface_attributes, _photometry, render_chunk
+from debias.files import write_csv
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,6 @@ def generate_scenes(cfg: SceneConfig, out: str | Path, *,
     manifest = pd.DataFrame(rows)
     manifest["n_faces"] = manifest.groupby("image")["label"].transform("sum")
     manifest["skin_tone"] = manifest["skin_tone"].astype("Int64")
-    manifest.to_csv(out / "manifest.csv", index=False)
     to_json(cfg, out / "config.json", generator="debias.data.scenes")
+    write_csv(manifest, out / "manifest.csv")  # last, and whole: a dataset's manifest marks it complete
     return manifest

@@ -108,14 +108,15 @@ def annotate_manifest(root, *, progress: Callable | None = None) -> pd.Series:
     from pathlib import Path
 
     from debias.data.manifest import ManifestDataset, read_manifest
-    from debias.files import write_csv
+    from debias.files import exclusive, write_csv
 
     root = Path(root)
-    m = read_manifest(root)
-    ds = ManifestDataset(root, "all", frame=m, size=None)
-    faces = np.flatnonzero(m["label"].to_numpy() == 1)
-    est = annotate(lambda pos: ds.images_uint8(faces[pos]), len(faces), progress=progress)
-    for c in est.columns:
-        m[c] = pd.Series(est[c].to_numpy(), index=m.index[faces]).reindex(m.index)
-    write_csv(m, root / "manifest.csv")
+    with exclusive(root, "dataset"):  # another writer's manifest is never overwritten with this one's older copy
+        m = read_manifest(root)
+        ds = ManifestDataset(root, "all", frame=m, size=None)
+        faces = np.flatnonzero(m["label"].to_numpy() == 1)
+        est = annotate(lambda pos: ds.images_uint8(faces[pos]), len(faces), progress=progress)
+        for c in est.columns:
+            m[c] = pd.Series(est[c].to_numpy(), index=m.index[faces]).reindex(m.index)
+        write_csv(m, root / "manifest.csv")
     return est["skin_group_est"].value_counts()

@@ -26,6 +26,7 @@ import pandas as pd
 
 from debias.config import SynthConfig
 from debias.data.groups import GENDERS, MST_RGB, POSES, SKIN_GROUPS
+from debias.files import write_csv
 
 NONFACE_KINDS = ("clutter", "texture", "skin-oval", "scrambled", "object")
 HAIR_RGB = np.array([[20, 15, 12], [45, 30, 20], [90, 60, 35], [150, 110, 60], [200, 170, 110],
@@ -495,6 +496,6 @@ def generate(cfg: SynthConfig, out: str | Path, *, progress: Callable[[int], Non
         for i, p in enumerate(paths):
             Image.fromarray(np.asarray(arr[i])).save(out / p, optimize=False, compress_level=1)
         manifest["path"] = paths
-    manifest.to_csv(out / "manifest.csv", index=False)
     to_json(cfg, out / "config.json", generator="debias.data.synth")
+    write_csv(manifest, out / "manifest.csv")  # last, and whole: a dataset's manifest marks it complete
     return manifest

@@ -18,6 +18,10 @@ INSTALL = {
 }
 
 
+BAD_DETECTIONS = ("detector {spec} returned boxes of shape {boxes} and scores of shape {scores}; a detector must give "
+                  "(N, 4) finite boxes (x, y, w, h in pixels) and (N,) finite scores in [0, 1], none NaN or infinite.")
+
+
 class DetectorUnavailable(DebiasError):
     """The package that holds a detector's weights is not installed; the message says how to get it."""
 
@@ -62,10 +66,18 @@ class Detector:
     files: tuple[Path, ...] = ()
 
     def detect(self, image: np.ndarray) -> Detections:
+        """The boxes found in an (H, W, 3) uint8 RGB image; raises DebiasError, naming the detector, for boxes
+        that are not (N, 4) finite pixels or scores that are not (N,) finite values in [0, 1]."""
         image = np.ascontiguousarray(image, dtype=np.uint8)
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"{self.name}: expected an (H, W, 3) RGB image, got shape {image.shape}.")
-        return self.fn(image)
+        d = self.fn(image)
+        boxes, scores = np.asarray(d.boxes, dtype=np.float64), np.asarray(d.scores, dtype=np.float64)
+        ok = boxes.ndim == 2 and boxes.shape[1:] == (4,) and scores.shape == (len(boxes),)
+        if not ok or not (np.isfinite(boxes).all() and np.isfinite(scores).all()) or (
+                len(scores) and not (scores.min() >= 0 and scores.max() <= 1)):
+            raise DebiasError(BAD_DETECTIONS.format(spec=self.spec, boxes=boxes.shape, scores=scores.shape))
+        return d
 
 
 def crop_score(det: Detections, height: int, width: int, region: float = 0.5) -> float:

@@ -52,14 +52,25 @@ def model_from_arch(arch: dict) -> nn.Module:
     return FaceClassifier(arch=arch["arch"], width=arch["width"], size=arch["size"])
 
 
+NOT_A_RUN_MODEL = ("{path} has no 'arch' and 'state_dict' entries (its keys: {keys}), so it is not a model written "
+                   "by `debias train`. Audit your own PyTorch model as torchscript:FILE (save it with "
+                   "torch.jit.script(model).save(FILE)) or as python:FILE.py:FUNCTION.")
+
+
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Load ``RUN_DIR/model.pt`` (weights-only safe). Returns (model in eval mode, arch dict)."""
     path = Path(run_dir) / "model.pt"
     if not path.exists():
         raise RunError(f"{path} does not exist; is {run_dir} a folder written by `debias train`?")
     blob = load_weights(path, device)
-    model = model_from_arch(blob["arch"])
-    model.load_state_dict(blob["state_dict"])
+    if not isinstance(blob.get("arch"), dict) or "state_dict" not in blob:
+        raise RunError(NOT_A_RUN_MODEL.format(path=path, keys=", ".join(map(str, list(blob)[:6])) or "none"))
+    try:
+        model = model_from_arch(blob["arch"])
+        model.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise RunError(f"{path}: its weights do not fit the architecture it records ({type(e).__name__}: "
+                       f"{str(e)[:160]}); the file is damaged or was edited. Re-train the run.") from None
     return model.to(device).eval(), blob["arch"]
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 
 from debias.audit import boxes
-from debias.files import write_csv, write_json, write_text
 from debias.report import plots
 from debias.report.html import _env
 from debias.report.text import pct
@@ -73,15 +72,11 @@ def write_box_outputs(result: boxes.BoxAuditResult, out: str | Path, *, title: s
     """Write by_group.csv, gaps.csv, summary.json, detections.csv, faces.csv and report.html into ``out``.
 
     ``images`` (see :func:`debias.report.outputs.image_reader`) adds a gallery of each detector's missed faces to the report."""
+    from debias.report.outputs import audit_set
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(result.by_group, out / "by_group.csv")
-    write_csv(result.gaps, out / "gaps.csv")
-    write_csv(result.detections, out / "detections.csv")
-    write_csv(result.faces, out / "faces.csv")
     summary = [{k: v for k, v in r.items() if not (k.endswith("_note") and v is None)}  # notes only where they apply
                for r in result.summary.replace({np.nan: None}).to_dict("records")]
-    write_json(out / "summary.json", {"detectors": summary, "methods": boxes.__doc__})
     long = result.long()
     figures = []
     with plots.report_style():
@@ -103,5 +98,10 @@ def write_box_outputs(result: boxes.BoxAuditResult, out: str | Path, *, title: s
         if images is not None and len(result.by_group) else [],
         rows=result.by_group.to_dict("records"), gaps=result.gaps.to_dict("records"), pct=pct,
         methods=[p.strip().replace("\n", " ") for p in boxes.__doc__.split("\n\n")[1:]])
-    write_text(out / "report.html", html)
+    with audit_set(out) as (put, seal):  # one set: summary.json, last, lists every file with its sha256
+        for name, frame in (("by_group.csv", result.by_group), ("gaps.csv", result.gaps),
+                            ("detections.csv", result.detections), ("faces.csv", result.faces)):
+            put(name, lambda t, f=frame: f.to_csv(t, index=False))
+        put("report.html", lambda t: t.write_text(html, encoding="utf-8"))
+        seal({"detectors": summary, "methods": boxes.__doc__})
     return out / "report.html"

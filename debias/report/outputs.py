@@ -5,20 +5,20 @@ predictions CSV), compute the statistics (:mod:`debias.audit`), then write every
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
-from debias.audit.adapters import sha256_file
 from debias.audit.engine import AuditResult, audit_table, concat_shards, score_models
 from debias.audit.metrics import TOO_FEW
 from debias.config import AuditConfig
-from debias.files import atomic_write, write_csv, write_json
+from debias.files import atomic_write, check_out_dir, exclusive, output_set, sha256_file, write_json
 from debias.report.text import headline
 
 
@@ -36,44 +36,68 @@ def versions() -> dict:
             "opencv": cv2.__version__}
 
 
+# every file an audit (crop, box or shard) can write into its folder: the only names it ever removes there
+AUDIT_OUTPUTS = ("predictions.csv", "metrics.csv", "disparities.csv", "paired.csv", "model_card.json", "report.html",
+                 "summary.json", "skipped.csv", "shard.json", "by_group.csv", "gaps.csv", "detections.csv", "faces.csv")
+
+
+def prepare_audit_dir(out: str | Path) -> Path:
+    """``out`` checked (a folder, or one that can be made, and writable) before any image is scored."""
+    return check_out_dir(out, what="audit", marker="summary.json", overwrite=True)
+
+
+@contextlib.contextmanager
+def audit_set(out: str | Path, seal: str = "summary.json", *, locked: bool = False) -> Iterator[Callable]:
+    """Write an audit's files into ``out`` as one set (:func:`~debias.files.output_set`), under the folder's lock
+    unless the caller holds it (``locked``). Yields ``put(name, write)``, which writes one file of the set
+    (``write(path)``), and ``seal(obj)``, which writes the seal (JSON) with the list and sha256 of every file put."""
+    out = prepare_audit_dir(out)
+    with (contextlib.nullcontext() if locked else exclusive(out, "audit")), \
+            output_set(out, seal=seal, known=AUDIT_OUTPUTS) as staging:
+        written = {}
+
+        def put(name: str, write: Callable[[Path], object]) -> None:
+            atomic_write(staging / name, write)
+            written[name] = sha256_file(staging / name)
+
+        def seal_with(obj: dict) -> None:
+            write_json(staging / seal, {**obj, "outputs": [*written, seal], "outputs_sha256": written})
+
+        yield put, seal_with
+
+
 def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, data: str | Path | None = None,
                   model_files: dict | None = None, title: str = "Face detection fairness audit",
                   images: Callable | None = None, extra_sections: Sequence[dict] = (),
-                  lead: tuple[str, str] | None = None) -> Path:
-    """Write predictions.csv, metrics.csv, disparities.csv, paired.csv, model_card.json, summary.json, report.html."""
+                  lead: tuple[str, str] | None = None, locked: bool = False) -> Path:
+    """Write predictions.csv, metrics.csv, disparities.csv, paired.csv, model_card.json, summary.json, report.html
+    into ``out``, as one set: summary.json, written last, lists every file with its sha256."""
     from debias.report.html import render_report
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-
-    def put(name: str, write) -> None:
-        atomic_write(out / name, write)
-        written.append(name)
-
-    put("predictions.csv", lambda t: _with_decision(result).to_csv(t, index=False, float_format="%.6g"))
-    put("metrics.csv", lambda t: result.metrics.to_csv(t, index=False, float_format="%.6g"))
-    put("disparities.csv", lambda t: result.disparities.to_csv(t, index=False, float_format="%.6g"))
-    if len(result.paired):
-        put("paired.csv", lambda t: result.paired.to_csv(t, index=False, float_format="%.6g"))
-    summary = {
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": versions(), "config": asdict(cfg), "seed": cfg.seed,
-        "data": str(data) if data else None,
-        "manifest_sha256": sha256_file(Path(data) / "manifest.csv") if data and (Path(data) / "manifest.csv").exists() else None,
-        "model_files_sha256": model_files or {},
-        "skipped_images": {"count": len(result.skipped), "images": result.skipped.to_dict("records")},
-        "estimated_groupings": list(result.estimated),
-        "headline": headline(result),
-        **result.summary,
-    }
-    put("model_card.json", lambda t: t.write_text(json.dumps(model_cards(result, data), indent=1) + "\n"))
-    html = render_report(result, cfg, title=title, images=images, extra_sections=extra_sections, summary=summary,
-                         lead=lead)
-    put("report.html", lambda t: t.write_text(html, encoding="utf-8"))
-    summary["outputs"] = [*written, "summary.json"]
-    _remove_stale(out, set(summary["outputs"]))
-    write_json(out / "summary.json", summary)
+    manifest = Path(data) / "manifest.csv" if data else None
+    with audit_set(out, locked=locked) as (put, seal):
+        put("predictions.csv", lambda t: _with_decision(result).to_csv(t, index=False, float_format="%.6g"))
+        put("metrics.csv", lambda t: result.metrics.to_csv(t, index=False, float_format="%.6g"))
+        put("disparities.csv", lambda t: result.disparities.to_csv(t, index=False, float_format="%.6g"))
+        if len(result.paired):
+            put("paired.csv", lambda t: result.paired.to_csv(t, index=False, float_format="%.6g"))
+        summary = {
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "versions": versions(), "config": asdict(cfg), "seed": cfg.seed,
+            "data": str(data) if data else None,
+            "manifest_sha256": sha256_file(manifest) if manifest and manifest.exists() else None,
+            "model_files_sha256": model_files or {},
+            "skipped_images": {"count": len(result.skipped), "images": result.skipped.to_dict("records")},
+            "estimated_groupings": list(result.estimated),
+            "headline": headline(result),
+            **result.summary,
+        }
+        put("model_card.json", lambda t: t.write_text(json.dumps(model_cards(result, data), indent=1) + "\n"))
+        html = render_report(result, cfg, title=title, images=images, extra_sections=extra_sections, summary=summary,
+                             lead=lead)
+        put("report.html", lambda t: t.write_text(html, encoding="utf-8"))
+        seal(summary)
     return out
 
 
@@ -119,20 +143,6 @@ def _with_decision(result: AuditResult) -> pd.DataFrame:
     return p
 
 
-def _remove_stale(out: Path, keep: set[str]) -> None:
-    """Remove files an earlier audit into ``out`` wrote (listed in its summary.json) that this one did not."""
-    old = out / "summary.json"
-    if not old.exists():
-        return
-    try:
-        listed = json.loads(old.read_text()).get("outputs", [])
-    except (ValueError, OSError):
-        return
-    for name in listed:
-        if name not in keep and "/" not in name and (out / name).is_file():
-            (out / name).unlink()
-
-
 def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: str | Path, *,
               predictions_csv: str | Path | None = None, progress: Callable | None = None,
               torch_device: str = "cpu", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
@@ -151,6 +161,15 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
     every rank scores its shard and rank 0 gathers the predictions, runs the statistics and writes;
     the other ranks return None.
     """
+    out = prepare_audit_dir(out)  # a file, or a folder that cannot be written, fails before anything is scored
+    # the folder stays locked from scoring to the last write; under torchrun rank 0 locks it only to write
+    with contextlib.nullcontext() if gather else exclusive(out, "audit"):
+        return _run_audit(data, models, cfg, out, predictions_csv, progress, torch_device, mean, std, title,
+                          extra_sections, lead, gather, allow_missing)
+
+
+def _run_audit(data, models, cfg, out, predictions_csv, progress, torch_device, mean, std, title, extra_sections,
+               lead, gather, allow_missing) -> AuditResult | None:
     from debias.audit.predict import predictions_from_csv
 
     files = {}
@@ -169,21 +188,19 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
             return None
         cfg = replace(cfg, shard=(0, 1))
     elif cfg.shard != (0, 1):  # a shard only predicts; statistics run on the merged table
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_csv(pred, out / "predictions.csv", float_format="%.6g")
-        write_csv(skipped, out / "skipped.csv")
         manifest = Path(data) / "manifest.csv" if data else None
-        write_json(out / "shard.json", ({
-            "shard": list(cfg.shard), "data": str(Path(data).resolve()) if data else None,
-            "manifest_sha256": sha256_file(manifest) if manifest and manifest.exists() else None,
-            "models": list(models) or [str(predictions_csv)], "model_files_sha256": files}))
+        with audit_set(out, "shard.json", locked=True) as (put, seal):
+            put("predictions.csv", lambda t: pred.to_csv(t, index=False, float_format="%.6g"))
+            put("skipped.csv", lambda t: skipped.to_csv(t, index=False))
+            seal({"shard": list(cfg.shard), "data": str(Path(data).resolve()) if data else None,
+                  "manifest_sha256": sha256_file(manifest) if manifest and manifest.exists() else None,
+                  "models": list(models) or [str(predictions_csv)], "model_files_sha256": files})
         return AuditResult(pred, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, skipped)
     result = audit_table(pred, cfg)
     result.skipped = skipped
     images = thumbnail_reader(data) if cfg.thumbnails and data is not None else None
     write_outputs(result, out, cfg, data=data, model_files=files, images=images, title=title,
-                  extra_sections=extra_sections, lead=lead)
+                  extra_sections=extra_sections, lead=lead, locked=not gather)
     return result
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -168,6 +169,10 @@ def test_merge_refuses_missing_and_mixed_shards(tiny_synth, tmp_path):
                              "--out", str(tmp_path / "m")]), "different models")
     _err(runner.invoke(app, ["report", "merge", str(tmp_path / "s0"), str(tmp_path / "s0"), *FAST[:2],
                              "--out", str(tmp_path / "m")]), "missing 1/2", "given twice 0/2")
+    p = pd.read_csv(tmp_path / "s1" / "predictions.csv")  # a shard whose predictions its shard.json does not describe
+    p.assign(y_score=1 - p.y_score).to_csv(tmp_path / "s1" / "predictions.csv", index=False)
+    _err(runner.invoke(app, ["report", "merge", str(tmp_path / "s0"), str(tmp_path / "s1"), *FAST[:2],
+                             "--out", str(tmp_path / "m")]), "s1/predictions.csv is not the file that", "shard.json")
 
 
 # ---- 7. every option is validated before any work ------------------------------------------------
@@ -404,9 +409,9 @@ def test_default_by_keeps_the_columns_the_manifest_has_and_a_named_missing_colum
                                     "--out", str(tmp_path / "p")]), "--by: attribute column(s) 'pose' not in",
                 "audit by columns it has")
     assert "`" not in text and not (tmp_path / "p").exists()
-    from debias import Audit
+    from debias import Audit, DebiasError
 
-    with pytest.raises(KeyError, match="`by`: attribute column"):
+    with pytest.raises(DebiasError, match="`by`: attribute column"):  # the documented error, not a KeyError
         Audit.from_models(data, [FAKE], by=["pose"])
     monkeypatch.undo()
     a = Audit.from_models(data, [FAKE], min_n=5, n_boot=20)  # the Python default adapts the same way
@@ -486,3 +491,231 @@ def test_recipe_values_are_converted_as_the_command_line_would(tiny_synth, tmp_p
     import json
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert s["config"]["n_boot"] == 20 and s["config"]["threshold"] == 1.0
+
+
+# ---- hostile inputs, second round ------------------------------------------------------------------
+
+CFG = AuditConfig(by=("skin_group",), n_boot=50, min_n=5, thumbnails=False, threshold=0.4)
+
+
+def test_compare_keeps_audits_whose_folders_share_a_name_apart(tiny_synth, tmp_path):
+    """x/std and y/std were merged as one model "std": every face counted twice, no paired test."""
+    run_audit(tiny_synth, [FAKE], CFG, tmp_path / "x" / "std")
+    run_audit(tiny_synth, [LOGIT], CFG, tmp_path / "y" / "std")
+    r = runner.invoke(app, ["report", "compare", str(tmp_path / "x" / "std"), str(tmp_path / "y" / "std"), *FAST[:6],
+                            "--threshold", "0.4", "--out", str(tmp_path / "c")])
+    _ok(r)
+    m = pd.read_csv(tmp_path / "c" / "metrics.csv")
+    faces = m[(m.grouping == "overall") & (m.group == "all faces") & (m.metric == "detection_rate")]
+    n_test_faces = int(((pd.read_csv(tiny_synth / "manifest.csv").split == "test")
+                        & (pd.read_csv(tiny_synth / "manifest.csv").label == 1)).sum())
+    assert sorted(faces.model) == ["x/std", "y/std"] and (faces.n == n_test_faces).all()
+    paired = pd.read_csv(tmp_path / "c" / "paired.csv")
+    assert (paired.baseline == "x/std").all() and (paired.model == "y/std").all()
+
+
+def test_compare_refuses_the_same_audit_twice(tiny_synth, tmp_path):
+    run_audit(tiny_synth, [FAKE], CFG, tmp_path / "a")
+    r = runner.invoke(app, ["report", "compare", str(tmp_path / "a"), str(tmp_path / "." / "a"), *FAST[:6],
+                            "--out", str(tmp_path / "c")])
+    _err(r, "given twice", str(tmp_path / "a"))
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("model,needles", [
+    ("nan_for_some", ["python:fake_models:nan_for_some", "non-finite", "of the 216 images"]),
+    ("all_nan", ["python:fake_models:all_nan", "216 non-finite", "of the 216 images"]),
+    ("all_inf", ["python:fake_models:all_inf", "216 non-finite", "of the 216 images"]),
+])
+def test_a_model_that_returns_non_finite_scores_is_refused_naming_it_and_nothing_is_written(tiny_synth, tmp_path,
+                                                                                           model, needles):
+    """NaN images were dropped from the audit (faces n 73 of 90) with 0 skipped; all-NaN gave ZeroDivisionError;
+    all +inf was read as a probability, with partial CSVs left behind."""
+    r = runner.invoke(app, ["audit", str(tiny_synth), "-m", f"python:fake_models:{model}", *FAST,
+                            "--out", str(tmp_path / "o")])
+    _err(r, *needles)
+    assert not list((tmp_path / "o").glob("*.csv")) if (tmp_path / "o").exists() else True
+
+
+@pytest.mark.parametrize("opt,value,needles", [
+    ("--std", "0,0,0", ["--std", "0,0,0", "greater than 0"]),
+    ("--std", "1,nan,1", ["--std", "greater than 0"]),
+    ("--mean", "0.5", ["--mean", "0.5", "three finite numbers", "R,G,B"]),
+    ("--mean", "a,b,c", ["--mean", "'a,b,c'", "three numbers"]),
+])
+def test_bad_normalisation_values_are_refused_before_scoring(tiny_synth, tmp_path, opt, value, needles):
+    """--std 0,0,0 divided by zero (NaN scores); --mean 0.5 gave torch's 'shape [1, 3, 1, 1] is invalid'."""
+    r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, opt, value, "--out", str(tmp_path / "o")])
+    _err(r, *needles)
+    assert not (tmp_path / "o").exists()
+
+
+def _with_manifest(tiny_synth, preds):
+    m = pd.read_csv(tiny_synth / "manifest.csv")
+    m = m[m.split == "test"].assign(image=lambda d: d.image.astype(str))
+    return preds.assign(image=preds.image.astype(str)).merge(m, on="image")
+
+
+@pytest.mark.parametrize("column", ["label", "skin_group"])
+def test_a_predictions_column_that_contradicts_the_manifest_is_refused(tiny_synth, tmp_path, preds, column):
+    """A label column turned non-faces into faces and an attribute column replaced the manifest's groups, silently."""
+    p = _with_manifest(tiny_synth, preds)[["image", "score", "label", "skin_group"]]
+    p.to_csv(tmp_path / "agree.csv", index=False)  # the same values as the manifest: audited as without them
+    a, _ = predictions_from_csv(tmp_path / "agree.csv", tiny_synth)
+    assert (a.y_true == p.label.to_numpy()).all()
+    nonface = int(np.flatnonzero(p.label.to_numpy() == 0)[0])
+    p.loc[nonface, column] = 1 if column == "label" else "lighter"
+    p.to_csv(tmp_path / "p.csv", index=False)
+    r = runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), *FAST,
+                            "--out", str(tmp_path / "o")])
+    _err(r, "p.csv", f"line {nonface + 2}", repr(column), "manifest")
+    assert not list((tmp_path / "o").iterdir())
+
+
+def test_a_group_spelled_two_ways_in_predictions_is_refused(tiny_synth, tmp_path, preds):
+    """'darker' and 'Darker ' were audited as two groups, in a predictions file and in Audit.from_predictions."""
+    import debias
+
+    p = _with_manifest(tiny_synth, preds)
+    p["camera"] = np.where(np.arange(len(p)) % 2, "phone", "Phone ")  # a column the manifest does not have
+    p[["image", "score", "camera"]].to_csv(tmp_path / "p.csv", index=False)
+    with pytest.raises(debias.DebiasError, match="column 'camera' spells one group several ways"):
+        predictions_from_csv(tmp_path / "p.csv", tiny_synth)
+    p["skin_group"] = p.skin_group.where(np.arange(len(p)) % 3 > 0, p.skin_group.str.capitalize() + " ")
+    with pytest.raises(debias.DebiasError, match="column 'skin_group' spells one group several ways"):
+        debias.Audit.from_predictions(p, groups=["skin_group"], threshold=0.5)
+
+
+def test_an_audit_removes_only_its_own_files_whatever_an_old_summary_lists(tiny_synth, tmp_path):
+    """A summary.json already in --out made the audit delete every file it listed (a user's thesis.docx)."""
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "thesis.docx").write_text("years of work")
+    (tmp_path / "outside.txt").write_text("not the audit's")
+    listed = ["thesis.docx", "../outside.txt", str(tmp_path / "outside.txt")]
+    (out / "summary.json").write_text(json.dumps({"outputs": listed}))
+    _ok(runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--out", str(out)]))
+    assert (out / "thesis.docx").read_text() == "years of work"
+    assert (tmp_path / "outside.txt").read_text() == "not the audit's"
+
+
+def _compare(tmp_path, *dirs):
+    return runner.invoke(app, ["report", "compare", *map(str, dirs), *FAST[:6], "--threshold", "0.4",
+                               "--out", str(tmp_path / "c")])
+
+
+def test_compare_refuses_predictions_that_its_summary_does_not_describe(tiny_synth, tmp_path):
+    """After a crash, new predictions.csv sat beside the old summary.json and compare used them together."""
+    run_audit(tiny_synth, [FAKE], CFG, tmp_path / "a")
+    run_audit(tiny_synth, [FAKE], CFG, tmp_path / "b")
+    old = (tmp_path / "b" / "summary.json").read_text()
+    run_audit(tiny_synth, [LOGIT], CFG, tmp_path / "b")
+    (tmp_path / "b" / "summary.json").write_text(old)  # the old seal beside the new set, as a crash left them
+    _err(_compare(tmp_path, tmp_path / "a", tmp_path / "b"), "predictions.csv is not the file that",
+         "summary.json describes", "Re-run the audit")
+    s = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert set(s["outputs_sha256"]) == set(s["outputs"]) - {"summary.json"}
+
+
+def test_a_crash_while_an_audit_replaces_its_outputs_leaves_no_summary_beside_a_mixed_set(tiny_synth, tmp_path,
+                                                                                        monkeypatch):
+    import debias.files as files
+
+    run_audit(tiny_synth, [FAKE], CFG, tmp_path / "a")
+    real, moved = files.os.replace, []
+
+    def killed_after_two(src, dst):
+        if Path(dst).parent != tmp_path / "a":  # a file written into the staging folder
+            return real(src, dst)
+        if len(moved) == 2:
+            raise KeyboardInterrupt  # the process dies part-way through moving the new files in
+        moved.append(dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_audit(tiny_synth, [LOGIT], CFG, tmp_path / "a")
+    monkeypatch.undo()
+    assert not (tmp_path / "a" / "summary.json").exists()  # no seal: nothing claims the mixed folder is one audit
+    assert not list((tmp_path / "a").glob(".staging-*"))
+
+
+def test_an_audit_into_a_folder_another_audit_is_writing_is_refused(tiny_synth, tmp_path):
+    from debias.files import exclusive
+
+    (tmp_path / "o").mkdir()
+    with exclusive(tmp_path / "o", "audit"):
+        _err(runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--out", str(tmp_path / "o")]),
+             "another process is writing an audit", "choose another --out")
+
+
+@pytest.mark.parametrize("cmd", ["audit", "box", "compare"])
+def test_an_out_that_is_a_file_is_refused_before_any_image_is_scored(tiny_synth, tmp_path, cmd):
+    """--out naming a file gave a traceback, and only after every image had been scored."""
+    (tmp_path / "f").write_text("a file")
+    out = ["--out", str(tmp_path / "f")]
+    if cmd == "audit":
+        r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, *out])
+    elif cmd == "box":
+        r = runner.invoke(app, ["audit", str(tiny_synth), "-m", "opencv:haar-frontal-default", "--iou", "0.5", *out])
+    else:
+        run_audit(tiny_synth, [FAKE], CFG, tmp_path / "a")
+        run_audit(tiny_synth, [LOGIT], CFG, tmp_path / "b")
+        r = runner.invoke(app, ["report", "compare", str(tmp_path / "a"), str(tmp_path / "b"), *FAST[:6], *out])
+    _err(r, f"{tmp_path / 'f'} is a file, not a folder")
+    assert "scoring" not in r.output and "detecting" not in r.output
+    r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--out", str(tmp_path / "f" / "sub")])
+    _err(r, "cannot create the output folder", "choose a writable --out")
+
+
+@pytest.mark.parametrize("model,shape", [("one_per_batch", "(1,)"), ("two_columns", "(8, 2)")])
+def test_a_python_model_must_return_one_score_per_image_and_is_named_when_it_does_not(tiny_synth, tmp_path, model,
+                                                                                     shape):
+    """One value per batch was copied to every image (scores that depend on the batch size); a (B, 2) output was
+    flattened to 2B scores and failed without naming the model."""
+    spec = f"python:fake_models:{model}"
+    r = runner.invoke(app, ["audit", str(tiny_synth), "-m", spec, *FAST, "--batch-size", "8",
+                            "--out", str(tmp_path / "o")])
+    _err(r, f"model {spec} returned shape {shape} for a batch of 8 images", "one face score per image")
+
+
+def test_a_model_pt_without_arch_is_named_with_what_to_do(tmp_path):
+    import torch
+
+    (tmp_path / "run").mkdir()
+    torch.save({"conv.weight": torch.zeros(2, 3)}, tmp_path / "run" / "model.pt")  # a bare state_dict
+    (tmp_path / "manifest.csv").write_text("image,label,split,x\n0,1,test,a\n")
+    r = runner.invoke(app, ["audit", str(tmp_path), "-m", f"run:{tmp_path / 'run'}", "--by", "x",
+                            "--out", str(tmp_path / "o")])
+    _err(r, "model.pt has no 'arch' and 'state_dict' entries", "conv.weight", "torchscript:FILE")
+
+
+@pytest.mark.parametrize("gate", ["detection_rate_gap>5", "max_min_gap>1", "miss_rate_gap>1.5"])
+def test_a_fail_on_bound_no_gap_can_exceed_is_refused_before_scoring(tiny_synth, tmp_path, gate):
+    """Gaps are fractions: 'detection_rate_gap>5' could never fail, and the gate said "passed"."""
+    r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--fail-on", gate,
+                            "--out", str(tmp_path / "o")])
+    _err(r, f"--fail-on {gate!r}", "between 0 and 1", "5 points is 0.05")
+    assert "scoring" not in r.output
+
+
+@pytest.mark.parametrize("gate", ["detection_rate_gap>0", "max_min_gap>0"])
+def test_a_gate_that_could_judge_no_group_says_so_and_does_not_pass(tiny_synth, tmp_path, gate):
+    """With every group under --min-n faces nothing was judged, and the gate said "passed" (exit 0)."""
+    r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, "--by", "skin_group", "--n-boot", "50",
+                            "--min-n", "1000", "--no-thumbnails", "--threshold", "0.35", "--fail-on", gate,
+                            "--out", str(tmp_path / "o")])
+    assert r.exit_code == 4, r.output
+    assert "fairness gate not judged" in r.output and "passed" not in r.output
+
+
+def test_compare_pairs_faces_by_image_id_not_by_row_number(tiny_synth, tmp_path):
+    """Two audits that number the same images differently (a hand-made predictions.csv) were paired row by row:
+    each face compared with another face."""
+    run_audit(tiny_synth, [FAKE], CFG, tmp_path / "a")
+    p = pd.read_csv(tmp_path / "a" / "predictions.csv")
+    (tmp_path / "b").mkdir()
+    p.assign(row=p.row.to_numpy()[::-1], model="b").to_csv(tmp_path / "b" / "predictions.csv", index=False)
+    both = compare_audits([tmp_path / "a", tmp_path / "b"])
+    a, b = (both[both.model == m].set_index("row").sort_index() for m in ("a", "b"))
+    assert (a.image == b.image).all() and np.allclose(a.y_score, b.y_score)  # the same face, the same score

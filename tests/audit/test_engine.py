@@ -265,3 +265,34 @@ def test_every_shipped_recipe_reads_with_the_audit_options():
     for r in recipes:
         v = read_recipe(r, RECIPE_KEYS)
         assert v["data"] and v["model"] and v["out"], r.name
+
+
+def _mean_onnx(path, shape):
+    """An ONNX 'detector' whose score is each image's mean value, exported with the input shape ``shape``."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("ReduceMean", ["x"], ["y"], axes=[1, 2, 3], keepdims=0)
+    graph = helper.make_graph([node], "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape[:1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def test_an_onnx_model_with_a_fixed_batch_size_scores_every_image(tmp_path):
+    """A model exported for batches of 1 failed with onnxruntime's InvalidArgument traceback on a batch of 5."""
+    _mean_onnx(tmp_path / "m.onnx", [1, 3, 16, 16])
+    imgs = [np.full((16, 16, 3), 51 * i, np.uint8) for i in range(5)]
+    scores = load_adapter(f"onnx:{tmp_path / 'm.onnx'}", size=16).score(imgs)
+    assert np.allclose(scores, [0.0, 0.2, 0.4, 0.6, 0.8])  # 51 i / 255, by hand
+
+
+def test_an_onnx_model_of_another_fixed_image_size_is_named_before_scoring(tmp_path):
+    from debias.errors import DebiasError
+
+    _mean_onnx(tmp_path / "m.onnx", [1, 3, 112, 112])
+    with pytest.raises(DebiasError, match=r"m.onnx takes inputs of shape \(1, 3, 112, 112\), not 64 x 64 images; "
+                                          r"pass `size` 112"):
+        load_adapter(f"onnx:{tmp_path / 'm.onnx'}", size=64)

@@ -190,3 +190,164 @@ def test_an_option_the_format_does_not_take_is_refused_not_ignored(tmp_path):
     assert r.exit_code == 2 and "ppb does not take --map; it takes --csv, --split" in " ".join(r.output.split())
     r = CliRunner().invoke(app, ["data", "import", "utkface", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "utkface needs a SRC argument" in r.output
+
+
+# ---- CSV rows are matched to images by their path, never loosely ----------------------------------
+
+def _two_ones(tmp_path):
+    """LF/1.png and LM/1.png: two images that share a bare file name."""
+    faces = tmp_path / "faces"
+    _img(faces / "LF" / "1.png")
+    _img(faces / "LM" / "1.png")
+    return faces
+
+
+def _import(tmp_path, faces, rows, **kw):
+    pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
+    return CliRunner().invoke(app, ["data", "import", "folder", "--faces", str(faces), "--csv",
+                                    str(tmp_path / "labels.csv"), "--out", str(tmp_path / "out"), *kw.get("args", [])])
+
+
+def _refused(r, *needles):
+    assert r.exit_code == 2, r.output
+    text = " ".join(r.output.split())
+    assert "Traceback" not in text
+    for n in needles:
+        assert n in text, (n, text)
+    return text
+
+
+def test_csv_paths_written_with_a_leading_dot_slash_label_their_own_images(tmp_path):
+    """./LF/1.png was matched by its bare name 1.png, which LM/1.png's row also has: LF/1.png was relabelled."""
+    faces = _two_ones(tmp_path)
+    r = _import(tmp_path, faces, {"path": ["./LF/1.png", "./LM/1.png"], "gender": ["female", "male"]})
+    assert r.exit_code == 0, r.output
+    m = read_manifest(tmp_path / "out")
+    assert dict(zip(m.image.str.split("/").str[-2], m.gender)) == {"LF": "female", "LM": "male"}
+    assert len(pd.read_csv(tmp_path / "out" / "import_report.csv")) == 0
+
+
+def test_a_csv_row_naming_a_file_name_shared_by_two_images_is_refused(tmp_path):
+    """One row "1.png" labelled both LF/1.png and LM/1.png."""
+    faces = _two_ones(tmp_path)
+    _refused(_import(tmp_path, faces, {"path": ["1.png"], "gender": ["female"]}),
+             "line 2", "'1.png'", "LF/1.png", "LM/1.png")
+    assert not (tmp_path / "out" / "manifest.csv").exists()
+
+
+def test_two_csv_rows_for_one_image_are_refused(tmp_path):
+    faces = _two_ones(tmp_path)
+    _refused(_import(tmp_path, faces, {"path": ["LF/1.png", "LM/1.png", "./LF/1.png"], "gender": ["f", "m", "m"]}),
+             "lines 2 and 4", "LF/1.png")
+
+
+@pytest.mark.parametrize("column,value,needles", [
+    ("label", 0.7, ["line 3", "label 0.7 is not 0 or 1"]),
+    ("label", "no", ["line 3", "label 'no' is not 0 or 1"]),
+    ("label", 2, ["line 3", "label 2 is not 0 or 1"]),
+    ("split", "Test", ["line 3", "split 'Test' is not one of train, val, test"]),
+])
+def test_a_label_or_split_the_manifest_would_refuse_is_refused_at_import_naming_the_line(tmp_path, column, value,
+                                                                                          needles):
+    """0.7 became 0, 'no' became the folder's label, 2 was kept, and 'Test' became a split of its own."""
+    faces = _two_ones(tmp_path)
+    good = {"label": 1, "split": "test"}[column]
+    _refused(_import(tmp_path, faces, {"path": ["LF/1.png", "LM/1.png"], column: [good, value]}),
+             "labels.csv", *needles)
+    assert not (tmp_path / "out" / "manifest.csv").exists()
+
+
+def test_an_image_under_a_face_and_a_non_face_folder_is_refused(tmp_path):
+    faces = _two_ones(tmp_path)
+    r = CliRunner().invoke(app, ["data", "import", "folder", "--faces", str(faces), "--non-faces", str(faces / "LM"),
+                                 "--out", str(tmp_path / "out")])
+    _refused(r, "LM/1.png", "listed twice", "--faces and --non-faces")
+    assert not (tmp_path / "out" / "manifest.csv").exists()
+
+
+def test_every_importer_writes_only_a_manifest_that_reads_back(tmp_path):
+    """The last check before manifest.csv is written: a split the manifest refuses never reaches the disk."""
+    from debias.data.importers._common import write
+    from debias.errors import DebiasError
+
+    _img(tmp_path / "a.png")
+    rows = pd.DataFrame({"image": [tmp_path / "a.png"], "label": [1], "split": ["Train"]})
+    with pytest.raises(DebiasError, match="a.png.*split 'Train'"):
+        write(tmp_path / "out", rows, [])
+    assert not (tmp_path / "out" / "manifest.csv").exists()
+
+
+def test_ppb_metadata_matches_by_path_and_refuses_a_name_two_images_share(tmp_path):
+    """PPB matched its metadata by bare file name: of LF/1.png and LM/1.png one silently took the other's row."""
+    src = _two_ones(tmp_path)
+    meta = pd.DataFrame({"filename": ["./LF/1.png", "LM/1.png"], "gender": ["Female", "Male"], "numeric": [1, 5]})
+    meta.to_csv(tmp_path / "meta.csv", index=False)
+    m = importers.get("ppb").run(src, tmp_path / "out", csv=tmp_path / "meta.csv").manifest
+    assert dict(zip(m.image.map(lambda p: Path(p).parent.name), zip(m.gender, m.skin_group))) == {
+        "LF": ("female", "lighter"), "LM": ("male", "darker")}
+    meta.assign(filename=["1.png", "LM/1.png"]).to_csv(tmp_path / "meta.csv", index=False)
+    from debias.errors import DebiasError
+
+    with pytest.raises(DebiasError, match=r"meta.csv, line 2: '1.png' matches 2 images \(LF/1.png, LM/1.png\)"):
+        importers.get("ppb").run(src, tmp_path / "out2", csv=tmp_path / "meta.csv")
+
+
+@pytest.mark.parametrize("content,needles", [
+    ("path,gender,gender\nLF/1.png,female,male\n", ["two columns named 'gender'"]),
+    ("path;gender\nLF/1.png;female\n", ["separated by ';', not commas"]),
+    (None, ["is a folder, not a CSV file"]),
+])
+def test_a_labels_csv_that_cannot_be_read_as_meant_is_named(tmp_path, content, needles):
+    """A labels CSV with a column twice was read with the second renamed and ignored; a ;-separated one failed as
+    'no path column'; --csv naming a folder gave an IsADirectoryError traceback."""
+    faces = _two_ones(tmp_path)
+    csv = tmp_path / "labels.csv"
+    if content is None:
+        csv.mkdir()
+    else:
+        csv.write_text(content)
+    r = CliRunner().invoke(app, ["data", "import", "folder", "--faces", str(faces), "--csv", str(csv),
+                                 "--out", str(tmp_path / "out")])
+    _refused(r, "labels.csv", *needles)
+
+
+def _png_header(path, width, height):
+    """A PNG that declares width x height pixels (a decompression bomb's header; no pixel data is needed)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+
+
+def test_a_decompression_bomb_is_listed_as_unreadable_not_a_traceback(tmp_path):
+    faces = tmp_path / "faces"
+    _img(faces / "ok.png")
+    _png_header(faces / "bomb.png", 30000, 30000)
+    r = CliRunner().invoke(app, ["data", "import", "folder", "--faces", str(faces), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    assert "imported 1 images" in r.output
+    rep = pd.read_csv(tmp_path / "out" / "import_report.csv")
+    assert rep.item.str.endswith("bomb.png").all() and rep.problem.str.contains("too large to decode safely").all()
+
+
+def test_a_dataset_another_process_is_writing_is_not_written_into(tmp_path):
+    """Imports, packing and annotation took no lock: two writers into one folder mixed their files."""
+    from debias.errors import DebiasError
+    from debias.files import exclusive
+
+    _img(tmp_path / "faces" / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    with exclusive(out, "dataset"):
+        with pytest.raises(DebiasError, match="another process is writing a dataset"):
+            importers.run("folder", tmp_path / "faces", out)
+    importers.run("folder", tmp_path / "faces", out)
+    with exclusive(out, "dataset"):
+        with pytest.raises(DebiasError, match="another process is writing a dataset"):
+            pack(out, size=8)
+    assert not (out / "images.npy").exists() and len(read_manifest(out)) == 1

@@ -171,3 +171,22 @@ def test_folder_import_refuses_a_group_spelled_two_ways(tmp_path):
     with pytest.raises(ManifestError, match="column 'gender' spells one group several ways"):
         importers.get("folder").run(None, tmp_path / "o", faces=[tmp_path / "f"], csv=tmp_path / "a.csv")
     assert not (tmp_path / "o" / "manifest.csv").exists()
+
+
+def test_a_column_named_twice_is_refused_in_every_csv_read(tmp_path):
+    """pandas renamed the second 'label' to 'label.1', which every reader ignored, so the first silently won."""
+    from debias.data.manifest import read_csv_checked
+
+    (tmp_path / "manifest.csv").write_text("image,label,split,label\na.png,1,test,0\n")
+    with pytest.raises(ManifestError, match=r"two columns named 'label' \(columns 2 and 4 of its header\)"):
+        read_manifest(tmp_path, check_files=False)
+    (tmp_path / "p.csv").write_text("image, score,score\n1,0.2,0.9\n")
+    with pytest.raises(ManifestError, match="two columns named 'score'"):
+        read_csv_checked(tmp_path / "p.csv", "{path}{detail}", "{path}{line}{reason}")
+
+
+def test_a_folder_given_as_a_csv_is_named(tmp_path):
+    from debias.data.manifest import read_csv_checked
+
+    with pytest.raises(ManifestError, match="is a folder, not a CSV file"):
+        read_csv_checked(tmp_path, "{path}{detail}", "{path}{line}{reason}")

@@ -118,3 +118,15 @@ def test_cli_box_audit_on_scenes_and_clear_error_without_boxes(tmp_path, tiny_sy
     r = CliRunner().invoke(app, ["audit", str(tiny_synth), "-m", "opencv:haar-frontal-default", "--iou", "0.5",
                                  "--out", str(tmp_path / "b")])
     assert r.exit_code == 2 and "no face boxes" in r.output and "Traceback" not in r.output
+
+
+def test_a_detector_that_returns_nan_scores_is_refused_naming_it():
+    """Detector outputs went unchecked: a NaN score was matched and ranked as if it were a score."""
+    from debias.detect.base import Detections, Detector
+    from debias.errors import DebiasError
+
+    nan = Detector("test:nan", "nan", lambda im: Detections(np.array([[0.0, 0, 4, 4]]), np.array([np.nan])), 0.5)
+    with pytest.raises(DebiasError, match=r"detector test:nan returned boxes of shape \(1, 4\).*none NaN"):
+        nan.detect(np.zeros((8, 8, 3), np.uint8))
+    ok = Detector("test:ok", "ok", lambda im: Detections(np.array([[0.0, 0, 4, 4]]), np.array([0.7])), 0.5)
+    assert ok.detect(np.zeros((8, 8, 3), np.uint8)).scores.tolist() == [0.7]

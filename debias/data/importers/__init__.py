@@ -28,7 +28,7 @@ def run(fmt: str, src, out, *, overwrite: bool = False, **options) -> ImportResu
     (``split`` given to celeba, whose split comes from its own partition file, say)."""
     import inspect
 
-    from debias.files import prepare_dataset_dir
+    from debias.files import exclusive, prepare_dataset_dir
 
     mod = get(fmt)
     params = inspect.signature(mod.run).parameters
@@ -40,7 +40,8 @@ def run(fmt: str, src, out, *, overwrite: bool = False, **options) -> ImportResu
     if src is None and fmt not in NO_SRC_NEEDED:
         raise ValueError(f"{fmt} needs a SRC argument: the folder or file to import.")
     prepare_dataset_dir(out, overwrite=overwrite)
-    return mod.run(src, out, **options)
+    with exclusive(out, "dataset"):
+        return mod.run(src, out, **options)
 
 
 __all__ = ["FORMATS", "get", "run", "ImportResult"]

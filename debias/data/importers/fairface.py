@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from debias.data.importers._common import ImportResult, require, write
+from debias.data.manifest import read_csv_checked
+from debias.errors import DebiasError
 
 PARTS = {"train": "train", "val": "test"}
 
@@ -26,7 +28,9 @@ def run(src: str | Path, out: str | Path) -> ImportResult:
         if not path.exists():
             continue
         found_any = True
-        df = pd.read_csv(path)
+        df = read_csv_checked(path, "FairFace labels {path} have no rows{detail}; they need a header and one row "
+                              "per image.", "FairFace labels {path} are not UTF-8 text (line {line}: {reason}).",
+                              DebiasError)
         missing = [c for c in ("file", "age", "gender", "race") if c not in df.columns]
         if missing:
             raise KeyError(f"{path} lacks column(s) {', '.join(missing)} (columns: {', '.join(df.columns)}).")

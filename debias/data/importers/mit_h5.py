@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from debias.data.importers._common import ImportResult, require
+from debias.files import write_csv
 
 NO_H5PY = "mit-h5 needs h5py, which is not installed. Install it with: pip install -e '.[h5]'"
 
@@ -42,7 +43,7 @@ def run(src: str | Path, out: str | Path, *, val_fraction: float = 0.1, seed: in
     rng = np.random.default_rng(seed)
     split = np.where(rng.random(n) < val_fraction, "val", "train")
     m = pd.DataFrame({"image": np.arange(n), "label": labels.astype(int), "split": split})
-    m.to_csv(out / "manifest.csv", index=False)
     report = pd.DataFrame(columns=["item", "problem"])
-    report.to_csv(out / "import_report.csv", index=False)
+    write_csv(report, out / "import_report.csv")
+    write_csv(m, out / "manifest.csv")  # last, and whole: a dataset's manifest marks it complete
     return ImportResult(m, report)
