@@ -341,12 +341,16 @@ def fit(data: str | Path, *, out: str | Path, method: str = "dbvae", resume: boo
         log: Callable[[str], None] | None = None, **options) -> Run:
     """Train a face classifier (``standard``) or a debiased one (``dbvae``, ``balanced``, ``group-dro``, ...).
 
+    ``method="dbvae"`` with no other option trains what ``debias train DATA --out RUN`` trains: the two-stage
+    recipe (a DB-VAE's latent weights, then a classifier with sharpness-aware minimisation drawing its faces by
+    them, both in ``out``); ``recipe="paper"`` trains the published DB-VAE.
+
     Parameters
     ----------
     data : dataset folder with manifest.csv and a packed images.npy.
     out : run folder to write (refused if it holds a run, unless ``resume`` or ``overwrite``).
-    method : standard | dbvae | vae-uniform | balanced | group-dro | jtt | loss-resample.
-    **options : any :class:`debias.TrainConfig` field, e.g. ``epochs=6``, ``seed=1``, ``augment=False``.
+    method : dbvae | standard | vae-uniform | balanced | group-dro | jtt | loss-resample.
+    **options : any :class:`debias.TrainConfig` field, e.g. ``epochs=6``, ``seed=1``, ``recipe="paper"``.
 
     Returns
     -------

@@ -200,7 +200,7 @@ def loss_weights(loss: np.ndarray, min_ess: float = 0.3) -> Weights:
 
     The loss is each face's own (its label is 'face', never a group). Faces of a group the model
     serves badly have high loss whatever the representation encodes, so this needs no latent that
-    separates the group (the DB-VAE's does not separate pose: benchmarks/RESULTS.md). In the spirit of
+    separates the group (a DB-VAE latent need not separate pose). In the spirit of
     learning without demographics by upweighting high-loss examples (Hashimoto et al., ICML 2018);
     refreshed every epoch, so faces the model has learned give their mass back.
 

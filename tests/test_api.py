@@ -1,4 +1,4 @@
-"""The Python front door (issue 11): the README's block runs, import stays light, tables match by hand."""
+"""The Python front door: the README's block runs, import stays light, tables match by hand."""
 from __future__ import annotations
 
 import re

@@ -332,7 +332,7 @@ def test_cluster_diagnostic_reads_clusters_back_as_groups_of_equal_weight(load_b
 
 def test_pair_table_measures_the_share_closed_on_the_gap_of_the_setting(bench_debiasing):
     """On `pose` the share closed is of the frontal-profile gap. pair_table read `skin_gap` for every setting, so on
-    `pose` it printed loss-resample closing 84% of the pose gap where it closed -2% (session 34)."""
+    `pose` it printed loss-resample closing 84% of the pose gap where it closed -2%."""
     bench = bench_debiasing
     pose = {"standard": 0.10, "intrinsic": 0.01, "x": 0.04}   # pose gap: 9 points of representation gap, x closes 6
     skin = {"standard": 0.02, "intrinsic": 0.00, "x": 0.02}   # skin gap: x closes nothing

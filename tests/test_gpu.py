@@ -50,7 +50,7 @@ def test_training_on_cuda_and_its_scores_match_the_cpu(tiny_synth, tmp_path, met
 def test_mixed_precision_training_on_cuda(tiny_synth, tmp_path, precision):
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bfloat16")
-    hist = fit(tiny_synth, TrainConfig(method="dbvae", device="cuda", precision=precision, **FAST), tmp_path)
+    hist = fit(tiny_synth, TrainConfig(method="dbvae", recipe="paper", device="cuda", precision=precision, **FAST), tmp_path)
     assert np.isfinite(hist["loss"]).all() and (tmp_path / "model.pt").exists()
 
 

@@ -50,21 +50,21 @@ def test_every_method_trains_and_writes_its_run_folder(tiny_synth, tmp_path, met
 
 
 def test_dbvae_mass_is_a_diagnostic_of_its_weights(tiny_synth, tmp_path):
-    hist = fit(tiny_synth, TrainConfig(method="dbvae", **FAST), tmp_path)
+    hist = fit(tiny_synth, TrainConfig(method="dbvae", recipe="paper", **FAST), tmp_path)
     w = pd.read_csv(tmp_path / "sampling_weights.csv")
     share = w.groupby("skin_group")["p"].sum()
     assert hist["mass[skin_group=darker]"].iloc[-1] == pytest.approx(share["darker"], abs=1e-4)
 
 
 def test_same_seed_same_history(tiny_synth, tmp_path):
-    cfg = TrainConfig(method="dbvae", **FAST)
+    cfg = TrainConfig(method="dbvae", recipe="paper", **FAST)
     fit(tiny_synth, cfg, tmp_path / "a")
     fit(tiny_synth, cfg, tmp_path / "b")
     assert (tmp_path / "a" / "history.csv").read_bytes() == (tmp_path / "b" / "history.csv").read_bytes()
 
 
 def test_resume_after_a_kill_mid_epoch_gives_the_same_weights(tiny_synth, tmp_path):
-    cfg = TrainConfig(method="dbvae", **{**FAST, "epochs": 3})
+    cfg = TrainConfig(method="dbvae", recipe="paper", **{**FAST, "epochs": 3})
     fit(tiny_synth, cfg, tmp_path / "full")
     calls = {"n": 0}
 
@@ -77,7 +77,7 @@ def test_resume_after_a_kill_mid_epoch_gives_the_same_weights(tiny_synth, tmp_pa
         fit(tiny_synth, cfg, tmp_path / "cut", progress=kill_in_epoch_two)
     assert not (tmp_path / "cut" / "model.pt").exists()
     with pytest.raises(TrainingError, match="option.s. lr differ"):
-        fit(tiny_synth, TrainConfig(method="dbvae", **{**FAST, "epochs": 3, "lr": 1e-3}), tmp_path / "cut", resume=True)
+        fit(tiny_synth, TrainConfig(method="dbvae", recipe="paper", **{**FAST, "epochs": 3, "lr": 1e-3}), tmp_path / "cut", resume=True)
     fit(tiny_synth, cfg, tmp_path / "cut", resume=True)
     a, b = _state(tmp_path / "full"), _state(tmp_path / "cut")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -108,17 +108,14 @@ def test_non_finite_loss_stops_with_clear_error_and_keeps_checkpoint(tiny_synth,
     assert not (tmp_path / "model.pt").exists()  # no finished-looking run from a diverged one
 
 
-@pytest.mark.parametrize("norm", ["none", "local"])
-def test_cli_train_export_and_script_loads(tiny_synth, tmp_path, norm):
+def test_cli_train_export_and_script_loads(tiny_synth, tmp_path):
     r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "run"), "--method", "standard",
-                                 "--epochs", "1", "--width", "4", "--max-train", "128", "--batch-size", "32", "--no-compile",
-                                 "--input-norm", norm])
+                                 "--epochs", "1", "--width", "4", "--max-train", "128", "--batch-size", "32", "--no-compile"])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--torchscript", str(tmp_path / "m.pt")])
     assert r.exit_code == 0, r.output
     scripted = torch.jit.load(str(tmp_path / "m.pt"))
     model, arch = load_run(tmp_path / "run")
-    assert arch["input_norm"] == norm and any(type(m).__name__ == "LocalContrast" for m in model.modules()) == (norm == "local")
     x = torch.rand(3, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(scripted(x), model(x), atol=1e-6)
@@ -130,8 +127,8 @@ def test_cli_train_bad_method_and_missing_balance_column(tiny_synth, tmp_path):
     r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path), "--method", "balanced",
                                  "--balance-by", "ethnicity", "--epochs", "1"])
     assert r.exit_code == 2 and "ethnicity" in r.output
-    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path), "--input-norm", "global"])
-    assert r.exit_code == 2 and "--input-norm='global' is not one of none, local" in r.output
+    r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path), "--recipe", "tilted"])
+    assert r.exit_code == 2 and "--recipe='tilted' is not one of two-stage, paper" in r.output
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[
@@ -163,7 +160,7 @@ def test_compile_failure_falls_back_to_eager(tiny_synth, tmp_path, monkeypatch):
         return run
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    monkeypatch.setattr("debias.train.COMPILE_MIN_IMAGES", 0)  # compile even this tiny run
+    monkeypatch.setattr("debias.train.loop.COMPILE_MIN_IMAGES", 0)  # compile even this tiny run
     logs = []
     fit(tiny_synth, TrainConfig(method="standard", **{**FAST, "compile": True}), tmp_path, log=logs.append)
     assert any("torch.compile failed (RuntimeError: no C++ compiler); running eagerly" in m for m in logs)
@@ -171,7 +168,7 @@ def test_compile_failure_falls_back_to_eager(tiny_synth, tmp_path, monkeypatch):
 
 
 def test_latent_cli_on_a_dbvae_run(tiny_synth, tmp_path):
-    fit(tiny_synth, TrainConfig(method="dbvae", **FAST), tmp_path / "run")
+    fit(tiny_synth, TrainConfig(method="dbvae", recipe="paper", **FAST), tmp_path / "run")
     r = CliRunner().invoke(app, ["latent", str(tmp_path / "run"), str(tiny_synth), "--out", str(tmp_path / "lat")])
     assert r.exit_code == 0, r.output
     for f in ("traversals.png", "prior_samples.png", "rare_faces.png", "common_faces.png", "latent_correlation.csv",
@@ -190,7 +187,7 @@ def test_latent_cli_on_a_dbvae_run(tiny_synth, tmp_path):
 def test_latent_reads_a_runs_weights_as_training_does_and_refuses_bad_ones_with_exit_2(tiny_synth, tmp_path):
     """`debias latent` read sampling_weights.csv with a row count as its only check: a negative or non-numeric p, or
     weights that do not sum to 1, went into its mass shares (or crashed with a traceback)."""
-    fit(tiny_synth, TrainConfig(method="dbvae", **{**FAST, "epochs": 1}), tmp_path / "run")
+    fit(tiny_synth, TrainConfig(method="dbvae", recipe="paper", **{**FAST, "epochs": 1}), tmp_path / "run")
     f = tmp_path / "run" / "sampling_weights.csv"
     w = pd.read_csv(f)
     darker = (w.skin_group == "darker").to_numpy()
@@ -293,12 +290,12 @@ def test_short_runs_train_eagerly_and_say_so(tiny_synth, tmp_path, monkeypatch):
 
 
 def test_freeze_weights_keeps_the_first_resampling_weights_across_epochs_and_resume(tiny_synth, tmp_path):
-    cfg = TrainConfig(method="dbvae", refresh_weights=False, **{**FAST, "epochs": 3})
+    cfg = TrainConfig(method="dbvae", recipe="paper", refresh_weights=False, **{**FAST, "epochs": 3})
     hist = fit(tiny_synth, cfg, tmp_path / "full")
     mass = hist.filter(like="mass[").to_numpy()
     assert not np.allclose(mass[0], mass[1])  # epoch 0 is uniform, epoch 1 resamples
     np.testing.assert_array_equal(mass[1], mass[2])  # and epoch 2 keeps epoch 1's weights
-    refreshed = fit(tiny_synth, TrainConfig(method="dbvae", **{**FAST, "epochs": 3}), tmp_path / "refresh")
+    refreshed = fit(tiny_synth, TrainConfig(method="dbvae", recipe="paper", **{**FAST, "epochs": 3}), tmp_path / "refresh")
     assert not np.allclose(refreshed.filter(like="mass[").to_numpy()[2], mass[2])
     with pytest.raises(KeyboardInterrupt):
         fit(tiny_synth, cfg, tmp_path / "cut", progress=_killer(after_steps=16 + 3))  # 3 steps into epoch three
@@ -312,7 +309,7 @@ def test_channels_last_and_bf16_steps_match_float32_within_their_precision(tiny_
     arithmetic in another memory layout (equal to float rounding); bf16 autocast keeps ~3 significant
     digits, and every loss is returned in float32."""
     from debias.data.manifest import read_manifest, to_tensor
-    from debias.train import _Step, build_model
+    from debias.train.loop import _Step, build_model
 
     m = read_manifest(tiny_synth)
     m = m[m.split == "train"].iloc[:32]
@@ -341,7 +338,7 @@ def test_channels_last_and_bf16_steps_match_float32_within_their_precision(tiny_
 
 
 def test_bf16_channels_last_training_runs_and_fp16_needs_cuda(tiny_synth, tmp_path):
-    hist = fit(tiny_synth, TrainConfig(method="dbvae", precision="bf16", channels_last=True, **FAST), tmp_path / "bf")
+    hist = fit(tiny_synth, TrainConfig(method="dbvae", recipe="paper", precision="bf16", channels_last=True, **FAST), tmp_path / "bf")
     assert np.isfinite(hist.loss).all()
     model, _ = load_run(tmp_path / "bf")  # a float32 model, whatever it trained in
     assert next(model.parameters()).dtype == torch.float32
@@ -358,13 +355,14 @@ def test_bf16_channels_last_training_runs_and_fp16_needs_cuda(tiny_synth, tmp_pa
 
 def test_loss_resample_weights_are_each_faces_cross_entropy(tiny_synth):
     from debias import train as T
+    from debias.train.samplers import _loss_weights
 
     cfg = TrainConfig(method="loss-resample", min_ess=1e-6, **FAST)
     ts = T.load_train_set(tiny_synth, cfg)
     torch.manual_seed(0)
     model = T.build_model(cfg, ts.size).eval()
     s, _ = T.predict_scores(model, lambda pos: ts.images(ts.face_pos[pos]), len(ts.face_pos), torch.device("cpu"))
-    p = T._loss_weights(s, cfg, 1, lambda m: None)
+    p = _loss_weights(s, cfg, 1, lambda m: None)
     # independently: binary cross-entropy of every training face against the label "face", normalised
     x = torch.from_numpy(np.asarray(ts.images(ts.face_pos))).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
@@ -431,7 +429,7 @@ class _RecordingStep(torch.nn.Module):
 def test_augmentation_ranges_reach_the_training_step(tiny_synth, tmp_path, monkeypatch):
     """--aug-rotate/--aug-scale/--aug-translate travel from the command line to the batches the model sees: the
     images the step receives equal augment() called directly with the same generator and ranges."""
-    import debias.train as train_mod
+    import debias.train.fitting as train_mod
     from debias.data.augment import AugmentConfig, augment
 
     imgs = np.random.default_rng(1).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
@@ -472,7 +470,7 @@ def test_group_dro_on_a_dbvae_weighs_groups_by_classification_loss_not_reconstru
 
     from debias.data.manifest import read_manifest, to_tensor
     from debias.sampling import GroupDRO
-    from debias.train import _Step, build_model, train_one_epoch
+    from debias.train.loop import _Step, build_model, train_one_epoch
 
     m = read_manifest(tiny_synth)
     m = m[m.split == "train"]
@@ -481,7 +479,7 @@ def test_group_dro_on_a_dbvae_weighs_groups_by_classification_loss_not_reconstru
     labels = m.label.to_numpy().astype(np.float32)
     groups = np.full(len(m), 2)
     groups[pos[:8:2]], groups[pos[1:8:2]] = 0, 1  # two face groups, non-faces the third
-    cfg = TrainConfig(method="dbvae", **FAST)
+    cfg = TrainConfig(method="dbvae", recipe="paper", **FAST)
     torch.manual_seed(0)
     model = build_model(cfg, 64)
     with torch.no_grad():  # train mode, as in the step: BatchNorm uses this batch's statistics either way
@@ -509,24 +507,23 @@ def test_resuming_a_run_whose_config_predates_a_new_option_takes_the_options_def
     with pytest.raises(KeyboardInterrupt):
         fit(tiny_synth, cfg, tmp_path, progress=_killer(8 + 3))
     conf = json.loads((tmp_path / "config.json").read_text())
-    del conf["weight_decay"]  # as written before the option existed
+    del conf["swa_from"]  # as written before the option existed
     (tmp_path / "config.json").write_text(json.dumps(conf))
-    fit(tiny_synth, cfg, tmp_path, resume=True)  # used to fail: "option(s) weight_decay differ"
+    fit(tiny_synth, cfg, tmp_path, resume=True)  # used to fail: "option(s) swa_from differ"
     assert (tmp_path / "model.pt").exists()
-    with pytest.raises(TrainingError, match="weight_decay differ"):  # a real change is still refused
-        fit(tiny_synth, TrainConfig(method="standard", weight_decay=0.1, **FAST), tmp_path, resume=True)
+    with pytest.raises(TrainingError, match="swa_from differ"):  # a real change is still refused
+        fit(tiny_synth, TrainConfig(method="standard", swa_from=1, **FAST), tmp_path, resume=True)
 
 
 @pytest.mark.parametrize("flag, value, says", [
     ("--min-ess", "0", "--min-ess=0.0 must be in (0, 1]"),
     ("--smooth-k", "-1", "--smooth-k=-1 must be >= 0"),
-    ("--latent-dro", "1", "--latent-dro=1 must be 0 (off) or at least 2 clusters"),
     ("--face-ratio", "0", "--face-ratio=0.0 must be in (0, 1]"),
     ("--batch-size", "1", "--batch-size=1 must be at least 2"),
     ("--epochs", "0", "--epochs=0 must be at least 1"),
     ("--beta", "-1", "--beta=-1.0"),
     ("--max-train", "-5", "--max-train=-5"),
-    ("--margin", "-1", "--margin=-1.0 must be >= 0"),
+    ("--sam-rho", "-1", "--sam-rho=-1.0 must be >= 0"),
 ])
 def test_every_bad_train_option_is_named_by_its_flag(tiny_synth, tmp_path, flag, value, says):
     # before: range errors printed the keyword (min_ess=0.0), which is not what the user typed
@@ -538,10 +535,11 @@ def test_every_bad_train_option_is_named_by_its_flag(tiny_synth, tmp_path, flag,
 def _count_steps(monkeypatch):
     """Count optimisation steps, and record the count (``latent_at``) and the means read (``latent``) whenever the
     latent means are read (the DB-VAE's weights)."""
-    import debias.train as train_mod
+    import debias.train.fitting as fit_mod
+    import debias.train.samplers as samplers_mod
 
     seen = {"steps": 0, "latent_at": [], "latent": []}
-    real_make, real_predict = train_mod.make_optimizer, train_mod.predict_scores
+    real_make, real_predict = fit_mod.make_optimizer, samplers_mod.predict_scores
 
     def make(model, cfg):
         opt = real_make(model, cfg)
@@ -559,13 +557,13 @@ def _count_steps(monkeypatch):
             seen["latent_at"].append(seen["steps"])
             seen["latent"].append(out[1])
         return out
-    monkeypatch.setattr(train_mod, "make_optimizer", make)
-    monkeypatch.setattr(train_mod, "predict_scores", predict)
+    monkeypatch.setattr(fit_mod, "make_optimizer", make)
+    monkeypatch.setattr(samplers_mod, "predict_scores", predict)
     return seen
 
 
 def test_freeze_after_reads_the_latent_after_that_many_images_and_resumes_exactly(tiny_synth, tmp_path, monkeypatch):
-    frozen = dict(method="dbvae", refresh_weights=False, **{**FAST, "epochs": 3})  # 256 images / 32 = 8 steps an epoch
+    frozen = dict(method="dbvae", recipe="paper", refresh_weights=False, **{**FAST, "epochs": 3})  # 256 images / 32 = 8 steps an epoch
     seen = _count_steps(monkeypatch)
     fit(tiny_synth, TrainConfig(freeze_after=96, **frozen), tmp_path / "mid")
     assert seen["latent_at"] == [3]  # 96 images = 3 steps into the first epoch, read once, then kept
@@ -591,14 +589,13 @@ def test_freeze_after_reads_the_latent_after_that_many_images_and_resumes_exactl
     assert all(torch.equal(mid[k], c[k]) for k in mid)
 
 
-def test_freeze_after_needs_frozen_dbvae_weights(tiny_synth, tmp_path):
-    for args, says in ((["--freeze-after", "100", "--method", "dbvae"], "--freeze-after sets when"),
-                       (["--freeze-after", "100", "--method", "standard", "--freeze-weights"],
-                        "--method='dbvae' (not 'standard')"),
-                       (["--method", "dbvae", "--freeze-weights", "--freeze-after", "-1"], "--freeze-after=-1")):
-        r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), *args])
-        assert r.exit_code == 2 and says in " ".join(r.output.split()) and "Traceback" not in r.output, r.output
-    assert not (tmp_path / "r").exists()
+def test_freeze_after_needs_kept_dbvae_weights():
+    for kw, says in ((dict(method="dbvae", recipe="paper"), "`freeze_after` sets when"),
+                     (dict(method="standard", refresh_weights=False), "needs `method`='dbvae'")):
+        with pytest.raises(ValueError, match=says):
+            TrainConfig(freeze_after=100, **kw)
+    with pytest.raises(ValueError, match="freeze_after`=-1"):
+        TrainConfig(freeze_after=-1)
 
 
 @pytest.mark.parametrize("freeze_after, steps", [(0, 8), (96, 3)])
@@ -607,7 +604,7 @@ def test_weights_only_saves_a_full_runs_weights_and_trains_only_until_they_are_c
     """The recipe's first command: ``weights_only`` stops once the kept weights are computed (at the start of epoch 2,
     8 steps of 32 into 256 images, or 3 steps in with ``freeze_after`` 96) and saves the weights a full 3-epoch run of
     the same options samples by from epoch 2 on; its history's last row reports them as that run's epoch 2 does."""
-    frozen = dict(method="dbvae", refresh_weights=False, freeze_after=freeze_after, **{**FAST, "epochs": 3})
+    frozen = dict(method="dbvae", recipe="paper", refresh_weights=False, freeze_after=freeze_after, **{**FAST, "epochs": 3})
     fit(tiny_synth, TrainConfig(**frozen), tmp_path / "full")
     seen = _count_steps(monkeypatch)
     logs = []
@@ -623,7 +620,7 @@ def test_weights_only_saves_a_full_runs_weights_and_trains_only_until_they_are_c
     only_hist = pd.read_csv(tmp_path / "only" / "history.csv")  # both as written (6 significant digits)
     assert only_hist["epoch"].tolist() == [0, 1]
     assert only_hist[cols].iloc[1].tolist() == full_hist[cols].iloc[1].tolist()
-    assert any(f"stopped after {steps * 32} training images" in m for m in logs), logs
+    assert any(f"computed after {steps * 32} training images" in m for m in logs), logs
     # the second command reads them as it reads a full run's
     fit(tiny_synth, TrainConfig(method="standard", weights_from=str(tmp_path / "only"), **{**FAST, "epochs": 1}),
         tmp_path / "second")
@@ -635,48 +632,43 @@ def test_weights_only_resumed_after_its_last_checkpoint_reports_the_images_it_tr
     """A ``weights_only`` run stopped mid-epoch by ``freeze_after`` (3 steps of 32), killed after that epoch's
     checkpoint and before its run folder is written, then resumed: it reports the 96 images it trained, as the
     uninterrupted run does, not the whole epoch's 256 (the stopping step was not in the checkpoint)."""
-    import debias.train as train
+    import debias.train.fitting as train
 
-    cfg = TrainConfig(method="dbvae", refresh_weights=False, freeze_after=96, weights_only=True,
+    cfg = TrainConfig(method="dbvae", recipe="paper", refresh_weights=False, freeze_after=96, weights_only=True,
                       **{**FAST, "epochs": 3})
-    real = train._weights_row
+    real = train.weights_row
 
     def killed(*a, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "_weights_row", killed)
+    monkeypatch.setattr(train, "weights_row", killed)
     with pytest.raises(KeyboardInterrupt):
         fit(tiny_synth, cfg, tmp_path / "cut")
     assert (tmp_path / "cut" / "checkpoint.pt").exists() and not (tmp_path / "cut" / "model.pt").exists()
-    monkeypatch.setattr(train, "_weights_row", real)
+    monkeypatch.setattr(train, "weights_row", real)
     logs = []
     fit(tiny_synth, cfg, tmp_path / "cut", resume=True, log=logs.append)
-    assert any("stopped after 96 training images" in m for m in logs), logs
+    assert any("computed after 96 training images" in m for m in logs), logs
     fit(tiny_synth, cfg, tmp_path / "full")
     assert (pd.read_csv(tmp_path / "cut" / "sampling_weights.csv")["p"].tolist()
             == pd.read_csv(tmp_path / "full" / "sampling_weights.csv")["p"].tolist())
 
 
-def test_weights_only_without_weights_to_keep_is_refused_by_its_flag(tiny_synth, tmp_path):
-    for args, says in ((["--method", "standard"], "--method='dbvae' (not 'standard')"),
-                       (["--method", "dbvae"], "refresh_weights=False (--freeze-weights)"),
-                       (["--method", "dbvae", "--freeze-weights", "--loss-tilt"], "no --loss-tilt"),
-                       (["--method", "dbvae", "--freeze-weights", "--epochs", "1"],
-                        "--resample-from (1) below --epochs (1)"),
-                       # both act on the network's epochs after the weights, which it does not train
-                       (["--method", "dbvae", "--freeze-weights", "--keep", "best"], "not a network to use"),
-                       (["--method", "dbvae", "--freeze-weights", "--epochs", "3", "--swa-from", "1"],
-                        "not a network to use")):
-        r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "r"), "--weights-only", *args])
-        assert r.exit_code == 2 and says in " ".join(r.output.split()) and "Traceback" not in r.output, r.output
-        assert "--weights-only" in r.output
-    assert not (tmp_path / "r").exists()
+def test_weights_only_without_weights_to_keep_is_refused():
+    for kw, says in ((dict(method="standard"), "needs `method`='dbvae'"),
+                     (dict(method="dbvae", recipe="paper"), "refresh_weights=False"),
+                     (dict(method="dbvae", recipe="paper", refresh_weights=False, epochs=1),
+                      "`resample_from` \\(1\\) below `epochs` \\(1\\)"),
+                     (dict(method="dbvae", recipe="paper", refresh_weights=False, epochs=3, swa_from=1),
+                      "not a network to use")):
+        with pytest.raises(ValueError, match=says):
+            TrainConfig(weights_only=True, **kw)
 
 
 def test_latent_weights_name_a_rare_labelled_group_they_draw_less_often_than_uniform_by_hand():
     """20 faces: 1 darker (5%) and 1 profile (5%), 10 female (50%, not rare). The weights put half the mass on the
     darker face and 1% on the profile one: both are reported beside their 5% share, and only profile is named."""
-    from debias.train import _rare_group_note
+    from debias.train.samplers import rare_group_note as _rare_group_note
 
     faces = pd.DataFrame({"skin_group": ["darker"] + ["lighter"] * 19,
                           "pose": ["frontal"] * 19 + ["profile"],
@@ -697,7 +689,7 @@ def test_latent_weights_name_a_rare_labelled_group_they_draw_less_often_than_uni
 
 def test_a_dbvae_run_reports_its_weights_mass_on_rare_labelled_groups(tiny_synth, tmp_path):
     logs = []
-    fit(tiny_synth, TrainConfig(method="dbvae", refresh_weights=False, **FAST), tmp_path, log=logs.append)
+    fit(tiny_synth, TrainConfig(method="dbvae", recipe="paper", refresh_weights=False, **FAST), tmp_path, log=logs.append)
     line = next(m for m in logs if m.startswith("latent weights' mass on the rare labelled groups"))
     sw = pd.read_csv(tmp_path / "sampling_weights.csv")  # the kept weights, read back independently
     checked = 0
@@ -771,7 +763,7 @@ def test_export_of_a_folder_that_is_not_a_run_is_an_error_not_a_traceback(tmp_pa
 def test_worst_group_loss_is_the_largest_groups_log_loss_by_hand():
     from sklearn.metrics import log_loss
 
-    from debias.train import worst_group_loss
+    from debias.train.loop import worst_group_loss
 
     s = np.array([0.9, 0.6, 0.2, 0.1, 0.7, 1.0])
     y = np.array([1, 1, 1, 0, 0, 0])
@@ -795,7 +787,7 @@ def _val_worst_group_loss(data, run, groups_of):
 
 
 def test_weights_from_draws_a_plain_classifiers_faces_by_another_runs_weights(tiny_synth, tmp_path):
-    cfg = TrainConfig(method="dbvae", refresh_weights=False, **{**FAST, "epochs": 3})
+    cfg = TrainConfig(method="dbvae", recipe="paper", refresh_weights=False, **{**FAST, "epochs": 3})
     fit(tiny_synth, cfg, tmp_path / "first")
     # the README's recipe: a frozen DB-VAE trained 2 epochs saves the very weights its longer run samples by
     fit(tiny_synth, dataclasses.replace(cfg, epochs=2), tmp_path / "short")
@@ -847,8 +839,100 @@ def test_weights_from_refuses_weights_that_do_not_fit_the_run_with_exit_2(tiny_s
 
 def test_weights_from_is_refused_for_methods_that_choose_their_own_weights_and_missing_files(tiny_synth, tmp_path):
     with pytest.raises(ValueError, match="use it with `method`='standard', not 'dbvae'"):
-        TrainConfig(method="dbvae", weights_from="runs/x")
+        TrainConfig(method="dbvae", recipe="paper", weights_from="runs/x")
     r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "run"), "--method", "standard",
                                  "--weights-from", str(tmp_path / "nowhere"), "--epochs", "1", "--no-compile"])
     out = " ".join(r.output.split())
     assert r.exit_code == 2 and f"{tmp_path / 'nowhere'} does not exist" in out and "Traceback" not in out
+
+
+# ------------------------------------------------------------------------------------------------
+# the default recipe: `debias train DATA --out RUN` with no other option
+# ------------------------------------------------------------------------------------------------
+
+def test_the_recipe_resolves_by_hand_for_the_size_of_the_data():
+    from debias.train.recipes import latent_stage, resolve
+
+    dbvae = TrainConfig()
+    # the effective-sample-size floor: 10% of the faces, and never fewer than 1,000 faces
+    assert resolve(dbvae, n_faces=10_000).min_ess == pytest.approx(0.1)
+    assert resolve(dbvae, n_faces=50_000).min_ess == pytest.approx(0.1)
+    assert resolve(dbvae, n_faces=4_000).min_ess == pytest.approx(0.25)
+    assert resolve(dbvae, n_faces=500).min_ess == 1.0
+    r = resolve(dbvae, n_faces=10_000)
+    assert (r.rec_region, r.refresh_weights, r.smooth_k, r.sam_rho, r.freeze_after) == ("center", False, 50, 0.05,
+                                                                                        20_000)
+    # the latent is read after ~20,000 training images: at the start of the nearest epoch, or mid-epoch
+    for epoch_images, resample_from, freeze_after in ((19_968, 1, 0), (99_968, 1, 20_000), (7_936, 3, 20_000)):
+        first = latent_stage(r, epoch_images=epoch_images)
+        assert (first.resample_from, first.freeze_after, first.weights_only) == (resample_from, freeze_after, True)
+        assert first.epochs == resample_from + 1
+    # what the user sets is kept; the paper's recipe and the other methods take the paper's values
+    assert resolve(TrainConfig(min_ess=0.5, sam_rho=0.0), n_faces=10_000).min_ess == 0.5
+    assert resolve(TrainConfig(min_ess=0.5, sam_rho=0.0), n_faces=10_000).sam_rho == 0.0
+    paper = resolve(TrainConfig(recipe="paper"), n_faces=10_000)
+    assert (paper.rec_region, paper.min_ess, paper.refresh_weights, paper.smooth_k, paper.sam_rho) == (
+        "full", 0.3, True, 0, 0.0)
+    assert resolve(TrainConfig(method="standard"), n_faces=10_000).sam_rho == 0.0
+    with pytest.raises(ValueError, match="two-stage recipe keeps the latent weights"):
+        TrainConfig(refresh_weights=True)
+
+
+TWO_STAGE_FAST = dict(FAST, freeze_after=256, min_ess=0.3)  # a tiny set: the latent read after one epoch
+
+
+def test_the_default_trains_both_stages_in_one_run_as_the_two_commands_do(tiny_synth, tmp_path):
+    """`debias train DATA --out RUN` against its two stages run by hand: a DB-VAE that saves its kept latent weights,
+    then a plain classifier with SAM drawing by them. Same weights, same model, and one config.json that records
+    both."""
+    import json
+
+    fit(tiny_synth, TrainConfig(**TWO_STAGE_FAST), tmp_path / "default")
+    by_hand = dict(TWO_STAGE_FAST, recipe="paper", rec_region="center", smooth_k=50)
+    fit(tiny_synth, TrainConfig(method="dbvae", refresh_weights=False, weights_only=True, resample_from=1,
+                                sam_rho=0.05, **{**by_hand, "freeze_after": 0}), tmp_path / "first")
+    fit(tiny_synth, TrainConfig(method="standard", sam_rho=0.05, weights_from=str(tmp_path / "first"), **FAST),
+        tmp_path / "second")
+    run = tmp_path / "default"
+    for a, b in ((run / "latent" / "sampling_weights.csv", tmp_path / "first" / "sampling_weights.csv"),
+                 (run / "sampling_weights.csv", tmp_path / "second" / "sampling_weights.csv")):
+        assert a.read_bytes() == b.read_bytes()
+    mine, want = load_run(run)[0].state_dict(), load_run(tmp_path / "second")[0].state_dict()
+    assert all(torch.equal(mine[k], want[k]) for k in want)
+    conf = json.loads((run / "config.json").read_text())
+    assert (conf["method"], conf["recipe"], conf["sam_rho"], conf["min_ess"]) == ("dbvae", "two-stage", 0.05, 0.3)
+    assert conf["stages"]["latent"]["weights_only"] and conf["stages"]["classifier"]["method"] == "standard"
+
+
+def test_a_resumed_default_run_keeps_its_first_stage_and_finishes_the_second(tiny_synth, tmp_path):
+    cfg = TrainConfig(**{**TWO_STAGE_FAST, "epochs": 3})
+    with pytest.raises(KeyboardInterrupt):  # 8 steps an epoch: stage 1 stops after 8, stage 2 is cut in its 2nd epoch
+        fit(tiny_synth, cfg, tmp_path / "cut", progress=_killer(8 + 8 + 3))
+    weights = (tmp_path / "cut" / "latent" / "sampling_weights.csv").read_bytes()
+    logs = []
+    fit(tiny_synth, cfg, tmp_path / "cut", resume=True, log=logs.append)
+    assert any("kept the latent weights already in" in m for m in logs), logs
+    assert (tmp_path / "cut" / "latent" / "sampling_weights.csv").read_bytes() == weights
+    fit(tiny_synth, cfg, tmp_path / "full")
+    a, b = load_run(tmp_path / "cut")[0].state_dict(), load_run(tmp_path / "full")[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_a_set_too_small_to_resample_says_so_and_samples_uniformly(tiny_synth, tmp_path):
+    logs = []
+    fit(tiny_synth, TrainConfig(**{**FAST, "freeze_after": 256, "epochs": 1}), tmp_path, log=logs.append)
+    assert any("leaves sampling uniform" in m for m in logs), logs
+    p = pd.read_csv(tmp_path / "sampling_weights.csv")["p"]
+    np.testing.assert_allclose(p, 1 / len(p), rtol=1e-4)
+
+
+def test_train_help_lists_only_options_kept_and_groups_them():
+    r = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0
+    for gone in ("--mixup", "--input-norm", "--keep", "--margin", "--max-weight", "--flatten-clusters",
+                 "--latent-dro", "--dro-resample", "--latent-groups", "--dro-adjust", "--rec-target", "--density",
+                 "--weight-decay", "--lr-schedule", "--loss-tilt"):
+        assert gone not in r.output, gone
+    for panel in ("Essentials", "DB-VAE", "Labelled references", "Optimisation", "Hardware"):
+        assert panel in r.output
+    assert r.output.index("─ Essentials") < r.output.index("─ DB-VAE ─") and "RESULTS" not in r.output

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from debias.models.run import load_run, predict_scores, resolve_device
 from debias.train.export import export_onnx, export_torchscript
-from debias.train.fit import fit
+from debias.train.fitting import fit
 from debias.train.loop import COMPILE_MIN_IMAGES, build_model, evaluate, train_one_epoch
 from debias.train.recipes import resolve
 from debias.train.samplers import read_face_weights

@@ -1,4 +1,4 @@
-"""Inputs that used to give silently wrong statistics now give a correct result or a clear error (issue 10)."""
+"""Inputs that used to give silently wrong statistics now give a correct result or a clear error."""
 from __future__ import annotations
 
 import json

@@ -202,7 +202,7 @@ def test_onnx_export_and_audit_match_the_run(tiny_synth, tmp_path, norm):
     from debias.config import TrainConfig
     from debias.train import fit
 
-    fit(tiny_synth, TrainConfig(method="dbvae", epochs=1, width=4, latent_dim=8, max_train=128, compile=False,
+    fit(tiny_synth, TrainConfig(method="dbvae", recipe="paper", epochs=1, width=4, latent_dim=8, max_train=128, compile=False,
                                 input_norm=norm), tmp_path / "run")
     r = runner.invoke(app, ["export", str(tmp_path / "run"), "--onnx", str(tmp_path / "m.onnx"),
                             "--torchscript", str(tmp_path / "m.pt")])

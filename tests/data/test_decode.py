@@ -1,4 +1,4 @@
-"""Every image mode a user may bring decodes to the right 8-bit RGB value (issue 10, case 2)."""
+"""Every image mode a user may bring decodes to the right 8-bit RGB value."""
 from __future__ import annotations
 
 import numpy as np
