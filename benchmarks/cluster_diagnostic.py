@@ -1,4 +1,4 @@
-"""How the latent clusters of Group DRO without labels hold the darker faces (session 29; issue 9).
+"""How the latent clusters of Group DRO without labels hold the darker faces.
 
     PYTHONPATH=. .venv/bin/python benchmarks/cluster_diagnostic.py --seeds 0 1 2 3 4 \
         --methods "dbvae center ess0.1 frozen cluster-dro resample fixed" "dbvae center ess0.1 frozen cluster-dro20 resample"

@@ -1,4 +1,4 @@
-"""Why does the frozen smoothed DB-VAE put <1% of its mass on darker faces at 100,000 images? (session 13, seed 0)
+"""Why does the frozen smoothed DB-VAE put <1% of its mass on darker faces at 100,000 images? (seed 0)
 
     PYTHONPATH=. .venv/bin/python benchmarks/freeze_diagnostic.py /tmp/debias-bench/skin_seed0_n100000 /tmp/diag
 

@@ -1,4 +1,4 @@
-"""How the DB-VAE's frozen sampling weights spread over the darker faces (session 22; issue 9).
+"""How the DB-VAE's frozen sampling weights spread over the darker faces.
 
     PYTHONPATH=. .venv/bin/python benchmarks/weights_diagnostic.py --settings skin-cos skin-cos-darker6 \
         --seeds 0 1 2 3 4 --methods "dbvae center ess0.1 frozen smooth50" "dbvae center ess0.1 frozen smooth50 cap10"
