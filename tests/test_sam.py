@@ -105,7 +105,7 @@ def test_sam_is_refused_where_it_cannot_work(tiny_synth, tmp_path):
 
 
 @pytest.mark.parametrize("method, extra", [("group-dro", {}),
-                                           ("dbvae", dict(latent_dro=3, dro_resample=True, refresh_weights=False))])
+                                           ("dbvae", dict(recipe="paper", refresh_weights=False))])
 def test_a_sam_run_trains_and_moves_differently(tiny_synth, tmp_path, method, extra):
     """A short run with SAM finishes with finite losses (compiled-step path included where the run compiles) and its
     weights differ from the same run without it."""
