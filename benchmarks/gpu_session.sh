@@ -1,9 +1,9 @@
 #!/bin/bash
-# Every GPU measurement of this project, for a session that is lent a GPU (the `device` tool's `run`, from the
+# Every GPU measurement of this project, for a machine with a GPU (the `device` tool's `run`, from the
 # repository root; its machine has torch, pytest and the other dependencies, and $OUT comes back):
 #
-#   bash benchmarks/gpu_session.sh checks   # ~6 min: nvidia-smi, pytest -m gpu, speed.py gpu  (issue 13)
-#   bash benchmarks/gpu_session.sh scale    # <= 9 min a call: the scale setting, 200,000 training images (issue 9);
+#   bash benchmarks/gpu_session.sh checks   # ~6 min: nvidia-smi, pytest -m gpu, speed.py gpu
+#   bash benchmarks/gpu_session.sh scale    # <= 9 min a call: the scale setting, 200,000 training images;
 #                                           # resumable: call again (with the returned runs CSV put back) to go on
 #
 # Results: $OUT/speed.csv and $OUT/debiasing_runs.csv (the repository's tables with the new rows appended; copy
@@ -20,16 +20,16 @@ case "${1:-checks}" in
     cp benchmarks/results/speed.csv "$OUT/"
     ;;
   scale)
-    # the issue's CelebA-like size: the same 2% darker share as the default, 200,000 training images (100,000 ran
-    # on CPU, sessions 13-48), 12 epochs, the length that converged at 100,000. `standard` and `intrinsic` give the
-    # representation gap; Group DRO is the labelled reference; the two-stage recipe (its first stage frozen after
-    # 20,000 images, as the README advises on large sets) and SAM alone are the label-free result and its control.
+    # a CelebA-like size: the same 2% darker share as the default, 200,000 training images (100,000 ran on CPU),
+    # 12 epochs, the length that converged at 100,000. `standard` and `intrinsic` give the representation gap; Group
+    # DRO is the labelled reference; the default command (the two-stage recipe, its latent read after 20,000 images)
+    # and SAM alone are the label-free result and its control.
     # Four runs at a time share the GPU; rows already in the CSV are skipped, so each call goes on from the last.
     # A fresh machine's /tmp is empty, so each cold call renders its sets again: with 4 processes a run (the 16
     # cores) rather than 1, the same images.
     timeout 520 python3 benchmarks/debiasing.py run --settings skin --n-train 200000 --epochs 12 --device cuda \
       --workers 4 --render-workers 4 --cache /tmp/debias-bench --seeds 0 1 2 3 4 --long-seeds \
-      --methods standard intrinsic "standard sam0.05 dbvae-weights at20k" group-dro "standard sam0.05" \
+      --methods standard intrinsic default group-dro "standard sam0.05" \
       2>&1 | tee "$OUT/scale.txt"
     python3 benchmarks/debiasing.py summary --n-train 200000 --epochs 12 > /dev/null 2>&1
     cp benchmarks/results/debiasing_runs.csv benchmarks/results/*_n200000* "$OUT/" 2>/dev/null

@@ -388,7 +388,7 @@ def bench_gpu(tmp):
     cpu_rows = pd.read_csv(debiasing.RUNS)
     (tmp / "bench").mkdir(exist_ok=True)
     debiasing._data(0, 20_000, debiasing.SETTINGS["skin"], tmp / "bench", "skin")  # rendered once, not timed
-    for method in ("standard", "dbvae center ess0.1 frozen smooth50 loss"):
+    for method in ("standard", "default"):
         job = dict(setting="skin", method=method, seed=0, epochs=6, n_train=20_000, cache=str(tmp / "bench"),
                    device="cuda")
         row = debiasing._one(job)
