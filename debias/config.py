@@ -165,6 +165,8 @@ class TrainConfig:
     max_train: int = 0  # use at most this many training images (0 = all); for quick runs
 
     def __post_init__(self) -> None:
+        if isinstance(self.balance_by, str):  # balance_by="pose" names one column, not four letters
+            object.__setattr__(self, "balance_by", tuple(c.strip() for c in self.balance_by.split(",")))
         self._check_choices()
         self._check_numbers()
         self._check_combinations()

@@ -936,3 +936,9 @@ def test_train_help_lists_only_options_kept_and_groups_them():
     for panel in ("Essentials", "DB-VAE", "Labelled references", "Optimisation", "Hardware"):
         assert panel in r.output
     assert r.output.index("─ Essentials") < r.output.index("─ DB-VAE ─") and "RESULTS" not in r.output
+
+
+def test_balance_by_given_as_one_name_is_one_column_not_its_letters():
+    """`debias.fit(..., balance_by="pose")` read the string letter by letter ('p', 'o', 's', 'e')."""
+    assert TrainConfig(balance_by="pose").balance_by == ("pose",)
+    assert TrainConfig(balance_by="skin_group, pose").balance_by == ("skin_group", "pose")
