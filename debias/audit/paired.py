@@ -59,7 +59,8 @@ def paired_comparison(pred: pd.DataFrame, by: Sequence[str], thresholds: dict[st
             raw = gap(boot.sums[b]) - gap(boot.sums[a])
             diff = raw - np.median(raw) + d
             lo, hi = percentile_ci(diff)
-            p_boot = float(min(1.0, 2 * min((diff <= 0).mean(), (diff >= 0).mean())))
+            # never 0: a bootstrap with B resamples resolves p only down to 1/(B + 1) (Phipson & Smyth 2010)
+            p_boot = float(min(1.0, 2 * (min((diff <= 0).sum(), (diff >= 0).sum()) + 1) / (len(diff) + 1)))
             out.append(dict(baseline=a, model=b, grouping=col, statistic="max_min_gap",
                             baseline_value=float(point[a]), model_value=float(point[b]),
                             difference=d, ci_low=float(lo), ci_high=float(hi),
