@@ -294,8 +294,9 @@ def data_annotate(
 ) -> None:
     """Add estimated attributes to a manifest: skin_tone_est, skin_group_est (ITA) with a confidence.
 
-    Estimates are labelled as such in every report. ITA is sensitive to lighting; see
-    datasets/synthfaces/README.md for how well it tracks true tone.
+    Estimates are labelled as such in every report. ITA is sensitive to lighting: on the embedded benchmark it
+    recovers the true skin group for most faces but not all (the synthfaces dataset card in the source repository
+    gives the figures).
 
     Example:
 

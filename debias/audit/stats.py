@@ -5,7 +5,7 @@ faces, and the non-faces as one stratum), so every group keeps its size in every
 coarser groups and gaps are recomputed from the same resampled cells. It is written here rather than
 taken from fairlearn's ``MetricFrame(n_boot=...)`` because that one re-evaluates every metric with
 pandas per resample; here one vectorised draw per cell serves every metric, group and gap at once
-(``benchmarks/speed.py bootstrap`` times both on the same data).
+(the repository's speed benchmark times both on the same data: docs/performance.md there).
 """
 from __future__ import annotations
 

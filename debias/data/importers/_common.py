@@ -14,7 +14,8 @@ from debias.errors import DebiasError
 from debias.files import write_csv
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-SOURCE_MISSING = ("{what} not found at {path}. {hint} See datasets/{card}/README.md for the layout expected.")
+SOURCE_MISSING = ("{what} not found at {path}. {hint} The {card} dataset card (datasets/{card}/README.md in the "
+                  "debias source repository) describes the layout expected.")
 
 
 @dataclass
