@@ -24,8 +24,8 @@ from debias.train import load_train_set, fit, load_run
 torch.set_num_threads(1)
 data, out = Path(sys.argv[1]), Path(sys.argv[2])
 out.mkdir(exist_ok=True)
-cfg = TrainConfig(method="dbvae", rec_region="center", min_ess=0.1, refresh_weights=False, smooth_k=50, epochs=1,
-                  seed=0, compile=False, device="cpu")
+cfg = TrainConfig(method="dbvae", recipe="paper", rec_region="center", min_ess=0.1, refresh_weights=False, smooth_k=50,
+                  epochs=1, seed=0, compile=False, device="cpu")
 ts = load_train_set(data, cfg)  # every training face of the set, as training reads them
 faces = ts.face_frame.reset_index(drop=True)
 dark, prof = (faces.skin_group == "darker").to_numpy(), (faces.pose == "profile").to_numpy()

@@ -114,7 +114,7 @@ def bench_train_and_resample(tmp):
     from debias.config import TrainConfig
     from debias.train import fit
 
-    fit(tmp / "d", TrainConfig(method="dbvae", epochs=3, compile=False), tmp / "r")
+    fit(tmp / "d", TrainConfig(method="dbvae", recipe="paper", epochs=3, compile=False), tmp / "r")
     tm = pd.read_csv(tmp / "r" / "timing.csv")
     share = (tm.resample_s / tm.epoch_s)[tm.resample_s > 0].mean()
     print(f"resampling pass: {share:.1%} of a DB-VAE epoch (20,000 images, k=100, 10 bins)")
@@ -178,14 +178,14 @@ def bench_precision(tmp, steps=200, bs=64):
     """Training throughput of `debias train` in bf16 autocast and channels_last against float32, same data,
     same process, interleaved (fp32 first and last to bracket drift); eager and compiled; and augmentation's
     share of the step time (float32 eager, augment on vs off)."""
-    import debias.train as tr
+    import debias.train.loop as tr
     from debias.config import TrainConfig
     from train_speed import second_epoch_rate
 
     tr.COMPILE_MIN_IMAGES = 0  # compile even these short runs; the first (compiling) epoch is not timed
 
     def rate(name, **kw) -> float:
-        cfg = TrainConfig(epochs=2, batch_size=bs, max_train=steps * bs, resample_from=1, seed=0, **kw)
+        cfg = TrainConfig(recipe="paper", epochs=2, batch_size=bs, max_train=steps * bs, resample_from=1, seed=0, **kw)
         return second_epoch_rate(tmp / "d", cfg, tmp / "p" / name)
 
     for method in ("standard", "dbvae"):
@@ -232,7 +232,8 @@ def bench_memory(tmp, n=200_000, steps=300):
     if not (data / "images.npy").exists():
         generate(SynthConfig(n_train=n, n_val=0, n_test_per_cell=1), data)
     code = (f"import resource; from debias.config import TrainConfig; from debias.train import fit; "
-            f"fit('{data}', TrainConfig(method='dbvae', epochs=1, batch_size=64, compile=False), '{tmp / 'bigrun'}'); "
+            f"fit('{data}', TrainConfig(method='dbvae', recipe='paper', epochs=1, batch_size=64, compile=False), "
+            f"'{tmp / 'bigrun'}'); "
             f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     t = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

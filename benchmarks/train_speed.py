@@ -67,7 +67,7 @@ def second_epoch_rate(data: Path, cfg: TrainConfig, out: Path) -> float:
 
 
 def debias_fit(data: Path, method: str, steps: int, bs: int, compile: bool, out: Path) -> float:
-    cfg = TrainConfig(method=method, epochs=2, batch_size=bs, max_train=steps * bs, compile=compile,
+    cfg = TrainConfig(method=method, recipe="paper", epochs=2, batch_size=bs, max_train=steps * bs, compile=compile,
                       resample_from=1)
     return second_epoch_rate(data, cfg, out)
 

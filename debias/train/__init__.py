@@ -23,11 +23,11 @@ from __future__ import annotations
 from debias.models.run import load_run, predict_scores, resolve_device
 from debias.train.export import export_onnx, export_torchscript
 from debias.train.fitting import fit
-from debias.train.loop import COMPILE_MIN_IMAGES, build_model, evaluate, train_one_epoch
+from debias.train.loop import build_model, evaluate, train_one_epoch
 from debias.train.recipes import resolve
 from debias.train.samplers import read_face_weights
 from debias.train.trainset import TrainingError, TrainSet, load_train_set
 
 __all__ = ["fit", "train_one_epoch", "evaluate", "predict_scores", "load_run", "export_torchscript", "export_onnx",
            "TrainingError", "resolve_device", "load_train_set", "read_face_weights", "build_model", "resolve",
-           "TrainSet", "COMPILE_MIN_IMAGES"]
+           "TrainSet"]

@@ -92,8 +92,7 @@ def _train_stages(data: Path, cfg: TrainConfig, out: Path, ts: TrainSet, *, resu
     if not recipes.is_two_stage(cfg):
         return _fit_one(data, cfg, out, ts, record=record, resume=resume, rank=rank, world=world,
                         progress=progress, log=log)
-    n_batches = max(1, len(ts.ds) // cfg.batch_size)
-    first = recipes.latent_stage(cfg, epoch_images=n_batches * cfg.batch_size)
+    first = recipes.latent_stage(cfg, epoch_images=ts.n_batches(cfg.batch_size) * cfg.batch_size)
     latent = out / recipes.LATENT_DIR
     if cfg.min_ess >= 1.0:
         log(f"note: with {len(ts.face_pos):,} training faces, the recipe's floor of {recipes.MIN_EFFECTIVE_FACES:,} "
@@ -191,7 +190,7 @@ def _start(data: Path, cfg: TrainConfig, out: Path, ts: TrainSet, *, record: dic
         log(f"resumed from {ckpt} after epoch {st.epoch - 1}")
     # JTT trains its identification model for jtt_epochs first, then the final model for `epochs`
     total_epochs = cfg.epochs + (cfg.jtt_epochs if cfg.method == "jtt" else 0)
-    n_batches = max(1, len(ts.ds) // cfg.batch_size)
+    n_batches = ts.n_batches(cfg.batch_size)
     n_images = total_epochs * len(ts.ds)
     if cfg.weights_only:  # it trains only until its weights are computed
         n_images = min(cfg.resample_from * n_batches * cfg.batch_size, cfg.freeze_after or n_images)

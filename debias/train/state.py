@@ -97,7 +97,7 @@ def swa_into_model(st: State, cfg: TrainConfig, ts: TrainSet, batches, device: t
     """
     gen = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.seed, 17]).generate_state(1)[0]))
     if batches is None:
-        batches = np.array_split(np.arange(len(ts.ds)), max(1, len(ts.ds) // cfg.batch_size))
+        batches = np.array_split(np.arange(len(ts.ds)), ts.n_batches(cfg.batch_size))
 
     def inputs():
         for pos in batches:

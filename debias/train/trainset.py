@@ -39,6 +39,10 @@ class TrainSet:
     def face_frame(self) -> pd.DataFrame:
         return self.ds.frame.iloc[self.face_pos]
 
+    def n_batches(self, batch_size: int) -> int:
+        """Optimisation steps in an epoch: whole batches of the training split (at least one)."""
+        return max(1, len(self.ds) // batch_size)
+
 
 def load_train_set(data: Path, cfg: TrainConfig) -> TrainSet:
     """The training set exactly as ``fit`` reads it for ``cfg`` (its ``max_train`` subsample, faces and non-faces,

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from debias.data.manifest import SPLITS, check_spellings
+from debias.data.manifest import check_spellings, first_refused_row
 from debias.errors import DebiasError
 from debias.files import write_csv
 
@@ -104,12 +104,11 @@ NOT_A_MANIFEST_ROW = ("the import into {path} would give image {image} {what} {v
 
 def _check_rows(rows: pd.DataFrame, path: Path) -> None:
     """Refuse rows that :func:`~debias.data.manifest.read_manifest` would refuse, before they are written."""
-    for col, allowed in (("label", (0, 1)), ("split", SPLITS)):
-        bad = ~rows[col].isin(allowed)
-        if bad.any():
-            i = int(bad.to_numpy().argmax())
-            raise DebiasError(NOT_A_MANIFEST_ROW.format(path=path, image=rows["image"].iloc[i], what=col,
-                                                        value=rows[col].iloc[i]))
+    refused = first_refused_row(rows)
+    if refused is not None:
+        col, i = refused
+        raise DebiasError(NOT_A_MANIFEST_ROW.format(path=path, image=rows["image"].iloc[i], what=col,
+                                                    value=rows[col].iloc[i]))
 
 
 def write(out: str | Path, rows: pd.DataFrame, problems: list[dict]) -> ImportResult:
