@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from debias.audit.discover import Discovery
 from debias.audit.metrics import TOO_FEW, audit_model
 from debias.audit.paired import paired_comparison
 from debias.config import AuditConfig
@@ -32,6 +33,7 @@ class AuditResult:
     skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["row", "image", "reason"]))
     by: tuple[str, ...] = ()  # the attribute columns audited (every combination is a grouping)
     estimated: tuple[str, ...] = ()  # grouping columns that are estimates (e.g. skin_group_est)
+    discovery: Discovery | None = None  # slices found without labels (``debias audit --discover K``)
 
 
 def audit_table(pred: pd.DataFrame, cfg: AuditConfig, *, progress: Callable | None = None) -> AuditResult:

@@ -448,7 +448,8 @@ def _render_task(args):
     return render_chunk(rows, size, noise, seed)
 
 
-def generate(cfg: SynthConfig, out: str | Path, *, progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+def generate(cfg: SynthConfig, out: str | Path, *, progress: Callable[[int], None] | None = None,
+             attributes: pd.DataFrame | None = None) -> pd.DataFrame:
     """Render the benchmark into ``out`` (manifest.csv, images.npy, config.json, optional PNGs).
 
     Parameters
@@ -456,6 +457,8 @@ def generate(cfg: SynthConfig, out: str | Path, *, progress: Callable[[int], Non
     cfg : SynthConfig
     out : output folder, created if missing.
     progress : optional callback called with the number of images finished after each chunk.
+    attributes : the rows to render, as :func:`synth_attributes` returns them (default: ``synth_attributes(cfg)``);
+        edit its columns to render a composition the shares cannot express, e.g. dim light that is rare in training.
 
     Returns
     -------
@@ -465,7 +468,7 @@ def generate(cfg: SynthConfig, out: str | Path, *, progress: Callable[[int], Non
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    attrs = synth_attributes(cfg)
+    attrs = synth_attributes(cfg) if attributes is None else attributes.reset_index(drop=True)
     n = len(attrs)
     images = np.lib.format.open_memmap(out / "images.npy", mode="w+", dtype=np.uint8,
                                        shape=(n, cfg.size, cfg.size, 3))

@@ -19,7 +19,7 @@ from debias.audit.engine import AuditResult, audit_table, concat_shards, score_m
 from debias.audit.metrics import TOO_FEW
 from debias.config import AuditConfig
 from debias.files import atomic_write, check_out_dir, exclusive, output_set, sha256_file, write_json
-from debias.report.text import headline
+from debias.report.text import discovery_summary, headline
 
 
 def versions() -> dict:
@@ -38,7 +38,8 @@ def versions() -> dict:
 
 # every file an audit (crop, box or shard) can write into its folder: the only names it ever removes there
 AUDIT_OUTPUTS = ("predictions.csv", "metrics.csv", "disparities.csv", "paired.csv", "model_card.json", "report.html",
-                 "summary.json", "skipped.csv", "shard.json", "by_group.csv", "gaps.csv", "detections.csv", "faces.csv")
+                 "summary.json", "skipped.csv", "shard.json", "by_group.csv", "gaps.csv", "detections.csv", "faces.csv",
+                 "slices.csv", "rarity.csv")
 
 
 def prepare_audit_dir(out: str | Path) -> Path:
@@ -82,6 +83,9 @@ def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, dat
         put("disparities.csv", lambda t: result.disparities.to_csv(t, index=False, float_format="%.6g"))
         if len(result.paired):
             put("paired.csv", lambda t: result.paired.to_csv(t, index=False, float_format="%.6g"))
+        if result.discovery is not None:
+            put("slices.csv", lambda t: result.discovery.slices.to_csv(t, index=False, float_format="%.6g"))
+            put("rarity.csv", lambda t: result.discovery.rarity.to_csv(t, index=False, float_format="%.6g"))
         summary = {
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "versions": versions(), "config": asdict(cfg), "seed": cfg.seed,
@@ -92,6 +96,7 @@ def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, dat
             "estimated_groupings": list(result.estimated),
             "headline": headline(result),
             **result.summary,
+            **({"discovery": discovery_summary(result.discovery)} if result.discovery is not None else {}),
         }
         put("model_card.json", lambda t: t.write_text(json.dumps(model_cards(result, data), indent=1) + "\n"))
         html = render_report(result, cfg, title=title, images=images, extra_sections=extra_sections, summary=summary,
@@ -140,6 +145,9 @@ def _with_decision(result: AuditResult) -> pd.DataFrame:
     t = p["model"].map(result.summary.get("thresholds", {})).astype(float)
     y_pred = (p["y_score"] >= t).astype("Int64").where(p["y_score"].notna())
     p.insert(p.columns.get_loc("y_score") + 1, "y_pred", y_pred)
+    if result.discovery is not None:  # every audited face's slice and rarity; other rows left empty
+        p = p.merge(result.discovery.faces, on=["row", "model"], how="left", validate="many_to_one")
+        p["slice"] = p["slice"].astype("Int64")
     return p
 
 
@@ -148,7 +156,8 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
               torch_device: str = "cpu", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
               title: str = "Face detection fairness audit", extra_sections: Sequence[dict] = (),
               lead: tuple[str, str] | None = None, gather: bool = False,
-              allow_missing: bool = False) -> AuditResult | None:
+              allow_missing: bool = False, discover: Callable[[AuditResult], object] | None = None
+              ) -> AuditResult | None:
     """Audit ``models`` (adapter specs) or a predictions CSV on dataset ``data``; write ``out``.
 
     ``title`` and ``extra_sections`` go to the HTML report (the demo adds its latent analysis there);
@@ -156,6 +165,9 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
 
     ``allow_missing``: a predictions CSV may leave out images of the split; they are not audited and are listed
     with the skipped images (by default a missing row is an error: see ``predictions_from_csv``).
+
+    ``discover``: a function of the audit's result that returns its :class:`~debias.audit.discover.Discovery`
+    (``debias.discovery.discover_in_audit`` bound to its options); its slices go into the outputs.
 
     ``gather``: under ``torchrun`` (the process group initialised, ``cfg.shard`` = (rank, world)),
     every rank scores its shard and rank 0 gathers the predictions, runs the statistics and writes;
@@ -165,11 +177,11 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
     # the folder stays locked from scoring to the last write; under torchrun rank 0 locks it only to write
     with contextlib.nullcontext() if gather else exclusive(out, "audit"):
         return _run_audit(data, models, cfg, out, predictions_csv, progress, torch_device, mean, std, title,
-                          extra_sections, lead, gather, allow_missing)
+                          extra_sections, lead, gather, allow_missing, discover)
 
 
 def _run_audit(data, models, cfg, out, predictions_csv, progress, torch_device, mean, std, title, extra_sections,
-               lead, gather, allow_missing) -> AuditResult | None:
+               lead, gather, allow_missing, discover=None) -> AuditResult | None:
     from debias.audit.predict import predictions_from_csv
 
     files = {}
@@ -198,6 +210,8 @@ def _run_audit(data, models, cfg, out, predictions_csv, progress, torch_device, 
         return AuditResult(pred, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, skipped)
     result = audit_table(pred, cfg)
     result.skipped = skipped
+    if discover is not None:
+        result.discovery = discover(result)
     images = thumbnail_reader(data) if cfg.thumbnails and data is not None else None
     write_outputs(result, out, cfg, data=data, model_files=files, images=images, title=title,
                   extra_sections=extra_sections, lead=lead, locked=not gather)

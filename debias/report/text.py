@@ -86,3 +86,33 @@ def verdicts(paired: pd.DataFrame, lead: tuple[str, str] | None = None) -> list[
 
 
 __all__ = ["pct", "headline", "verdicts"]
+
+
+def slice_sentences(discovery) -> list[str]:
+    """Per model: its worst discovered slice, and its detection rate among the rarest and the most typical faces.
+
+    ``discovery`` is a :class:`~debias.audit.discover.Discovery`.
+    """
+    lines = []
+    for m, s in discovery.slices.groupby("model", sort=False):
+        w = s.iloc[0]  # slice 1, the worst
+        overall = s["detected"].sum() / s["n"].sum()
+        made_of = f"; where labelled, it holds {w['description']}" if w["description"] else ""
+        lines.append(f"{m}: slice {w['slice']} of {len(s)} ({w['n']} faces) is detected least: "
+                     f"{pct(w['detection_rate'], '%')} (95% CI {pct(w['ci_low'])} to {pct(w['ci_high'])}) against "
+                     f"{pct(overall, '%')} over all audited faces; its faces are on average rarer than "
+                     f"{w['rarity']:.0%} of the training faces{made_of}.")
+        r = discovery.rarity[discovery.rarity["model"] == m]
+        auc = discovery.auc.get(m, float("nan"))
+        if len(r) >= 2:
+            lines.append(f"{m}: the rarest tenth of faces is detected at {pct(r['detection_rate'].iloc[-1], '%')}, "
+                         f"the most typical tenth at {pct(r['detection_rate'].iloc[0], '%')}"
+                         + (f" (AUC of rarity against a miss {auc:.2f}; 0.5 would mean rarity says nothing)."
+                            if np.isfinite(auc) else "."))
+    return lines
+
+
+def discovery_summary(discovery) -> dict:
+    """summary.json's record of a discovery: where its latent came from, the sentences and the AUC per model."""
+    return {"latent": discovery.source, "slices": int(discovery.slices.groupby("model").size().max()),
+            "rarity_miss_auc": discovery.auc, "findings": slice_sentences(discovery)}

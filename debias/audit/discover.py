@@ -1,0 +1,192 @@
+"""Slice discovery without group labels: where a model misses faces, and how rare those faces were in training.
+
+Every audited face is placed in the latent space of a generative model of the *training* faces (a DB-VAE's
+encoder means, standardised and reduced to their leading principal components, whitened). There:
+
+- **rarity** is the face's k-nearest-neighbour density under the training faces, read as the share of
+  training faces that lie in denser neighbourhoods (0: as typical as the most typical training face, 1: rarer
+  than every training face). The k-NN density estimate is p(x) ~ k / (n V r_k(x)^d), so ranking by the
+  distance r_k to the k-th nearest training face ranks by density.
+- **slices** are the components of a diagonal Gaussian mixture fitted to the faces' latent coordinates plus
+  their miss indicator (times ``miss_weight``): error-aware, as in Domino (Eyuboglu et al., ICLR 2022), so a
+  slice gathers faces that look alike *and* share an outcome.
+
+Nothing here reads images or trains anything: the caller gives the latents (:mod:`debias.discovery` computes
+them); this module returns tidy tables.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from debias.audit.stats import wilson_interval
+
+# label columns that describe a slice's make-up when the manifest has them, in this order
+DESCRIBE = ("skin_group", "pose", "gender", "glasses")
+MIN_LIFT = 1.25  # a level is named in a slice's description when its share there is at least this times overall
+
+
+@dataclass(frozen=True)
+class DiscoverConfig:
+    """Slice discovery (``debias audit --discover K``)."""
+
+    k: int = 8  # slices the audited faces are cut into, per model
+    n_dims: int = 16  # leading principal components of the latent kept for slicing and rarity
+    n_neighbors: int = 10  # the k of the k-nearest-neighbour density behind the rarity score
+    miss_weight: float = 2.0  # weight of the miss indicator beside the whitened latent coordinates (0: not error-aware)
+    seed: int = 0  # mixture initialisation
+
+    def __post_init__(self) -> None:
+        from debias.errors import DebiasError
+
+        if not (isinstance(self.k, int) and 2 <= self.k <= 50):
+            raise DebiasError(f"`discover`={self.k!r} slices: give a whole number from 2 to 50 (8 is a good start).")
+        if self.n_dims < 1 or self.n_neighbors < 1 or not self.miss_weight >= 0:
+            raise DebiasError(f"`n_dims`={self.n_dims}, `n_neighbors`={self.n_neighbors} must be >= 1 and "
+                              f"`miss_weight`={self.miss_weight} >= 0.")
+
+
+@dataclass
+class Discovery:
+    """What discovery found, as tables (one model per ``model`` value)."""
+
+    slices: pd.DataFrame  # model, slice (1 = worst), n, detected, detection_rate, ci_low, ci_high, rarity, description, share columns
+    rarity: pd.DataFrame  # model, decile (10 = rarest), n, detection_rate, ci_low, ci_high, rarity_low, rarity_high
+    faces: pd.DataFrame  # row, model, slice, rarity: one per audited face
+    auc: dict = field(default_factory=dict)  # model -> AUC of rarity against a miss (0.5: rarity says nothing)
+    source: str = ""  # which latent the faces were placed in
+
+
+def knn_radius(reference: np.ndarray, query: np.ndarray, k: int, *, exclude_self: bool = False) -> np.ndarray:
+    """Distance from each query point to its k-th nearest reference point, shape (len(query),)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(k, len(reference) - int(exclude_self))
+    nn = NearestNeighbors(n_neighbors=k + int(exclude_self)).fit(reference)
+    return nn.kneighbors(query)[0][:, -1]
+
+
+def knn_rarity(train: np.ndarray, query: np.ndarray, k: int = 10) -> np.ndarray:
+    """Share of training points whose own k-NN radius (themselves left out) is smaller than the query's.
+
+    Parameters
+    ----------
+    train : (n, d) latent coordinates of the training faces.
+    query : (m, d) coordinates of the faces to score.
+
+    Returns
+    -------
+    (m,) rarity in [0, 1]; higher is rarer (a lower k-NN density under the training faces).
+    """
+    own = np.sort(knn_radius(train, train, k, exclude_self=True))
+    return np.searchsorted(own, knn_radius(train, query, k), side="left") / len(own)
+
+
+class LatentSpace:
+    """The training faces' latent, standardised and reduced to whitened principal components."""
+
+    def __init__(self, train_mu: np.ndarray, *, n_dims: int = 16) -> None:
+        from sklearn.decomposition import PCA
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        n_dims = max(1, min(n_dims, train_mu.shape[1], len(train_mu) - 1))
+        self.pipeline = make_pipeline(StandardScaler(), PCA(n_dims, whiten=True, random_state=0)).fit(train_mu)
+        self.train = self.pipeline.transform(train_mu)
+
+    def transform(self, mu: np.ndarray) -> np.ndarray:
+        return self.pipeline.transform(mu)
+
+
+def error_aware_slices(z: np.ndarray, miss: np.ndarray, k: int, *, miss_weight: float = 2.0,
+                       random_state: int = 0) -> np.ndarray:
+    """Mixture component of each face (0..k-1), from its coordinates ``z`` (n, d) and miss indicator (n,)."""
+    from sklearn.mixture import GaussianMixture
+
+    x = np.column_stack([z, miss_weight * np.asarray(miss, float)])
+    k = min(k, len(x))
+    gm = GaussianMixture(k, covariance_type="diag", n_init=3, reg_covar=1e-3, random_state=random_state)
+    return gm.fit(x).predict(x)
+
+
+def _rate_table(hit: pd.Series, keys: pd.Series) -> pd.DataFrame:
+    g = hit.groupby(keys.to_numpy())
+    t = pd.DataFrame({"n": g.size(), "detected": g.sum()})
+    t["detection_rate"] = t["detected"] / t["n"]
+    t["ci_low"], t["ci_high"] = wilson_interval(t["detected"].to_numpy(), t["n"].to_numpy())
+    return t
+
+
+def describe(frame: pd.DataFrame, labels: pd.Series, columns=DESCRIBE) -> pd.DataFrame:
+    """Per slice (rows), the share of each labelled level (columns ``attribute=level``) and a description naming
+    the levels over-represented by at least :data:`MIN_LIFT` ("68% darker (33% overall)")."""
+    shares, names = {}, {}
+    for c in columns:
+        if c not in frame or frame[c].isna().all():
+            continue
+        values = frame[c].astype(str).where(frame[c].notna())
+        overall = values.value_counts(normalize=True)
+        table = pd.crosstab(labels.to_numpy(), values.to_numpy(), normalize="index")
+        for level in overall.index:
+            col = table[level] if level in table else pd.Series(0.0, index=table.index)
+            shares[f"{c}={level}"] = col
+            for s, v in col.items():
+                if v >= MIN_LIFT * overall[level] and v >= 0.2:
+                    names.setdefault(s, []).append((v / overall[level], f"{v:.0%} {level} ({overall[level]:.0%} overall)"))
+    out = pd.DataFrame(shares, index=pd.Index(sorted(labels.unique()), name="slice"))
+    out.insert(0, "description", [", ".join(t for _, t in sorted(names.get(s, []), reverse=True)) for s in out.index])
+    return out
+
+
+def discover(faces: pd.DataFrame, z: np.ndarray, space: LatentSpace, thresholds: dict, cfg: DiscoverConfig,
+             *, source: str = "") -> Discovery:
+    """Slices, rarity deciles and per-face results for the audited faces of every model.
+
+    Parameters
+    ----------
+    faces : predictions of the audited faces (``y_true`` 1): ``row``, ``model``, ``y_score`` and any labels.
+    z : (len(faces), latent) encoder means, in the order of ``faces``.
+    space : the training faces' latent (:class:`LatentSpace`).
+    thresholds : model -> the audit's decision threshold.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    coords = space.transform(z)
+    rarity = knn_rarity(space.train, coords, cfg.n_neighbors)
+    slices, deciles, per_face, auc = [], [], [], {}
+    for m, idx in faces.groupby("model", sort=False).indices.items():
+        d = faces.iloc[idx]
+        hit = (d["y_score"] >= thresholds[m]).astype(int).reset_index(drop=True)
+        labels = pd.Series(error_aware_slices(coords[idx], 1 - hit.to_numpy(), cfg.k, miss_weight=cfg.miss_weight,
+                                              random_state=cfg.seed))
+        t = _rate_table(hit, labels).sort_values(["detection_rate", "n"], ascending=[True, False])
+        renumber = {old: new for new, old in enumerate(t.index, start=1)}  # slice 1 is the worst
+        labels = labels.map(renumber)
+        t.index = t.index.map(renumber)
+        t["rarity"] = pd.Series(rarity[idx]).groupby(labels.to_numpy()).mean()
+        t = t.join(describe(d.reset_index(drop=True), labels))
+        slices.append(t.rename_axis("slice").reset_index().assign(model=m))
+        deciles.append(_deciles(hit, rarity[idx]).assign(model=m))
+        auc[m] = float(roc_auc_score(1 - hit, rarity[idx])) if 0 < hit.sum() < len(hit) else float("nan")
+        per_face.append(pd.DataFrame({"row": d["row"].to_numpy(), "model": m, "slice": labels.to_numpy(),
+                                      "rarity": rarity[idx]}))
+    first = ["model", "slice", "n", "detected", "detection_rate", "ci_low", "ci_high", "rarity", "description"]
+    s = pd.concat(slices, ignore_index=True)
+    return Discovery(s[first + [c for c in s.columns if c not in first]],
+                     pd.concat(deciles, ignore_index=True), pd.concat(per_face, ignore_index=True), auc, source)
+
+
+def _deciles(hit: pd.Series, rarity: np.ndarray) -> pd.DataFrame:
+    """Detection rate by decile of rarity among the audited faces (1: most typical, 10: rarest)."""
+    n_bins = min(10, len(hit))
+    dec = pd.Series(pd.qcut(pd.Series(rarity).rank(method="first"), n_bins, labels=False) + 1)
+    t = _rate_table(hit, dec)
+    r = pd.Series(rarity).groupby(dec.to_numpy())
+    t["rarity_low"], t["rarity_high"] = r.min(), r.max()
+    return t.rename_axis("decile").reset_index()
+
+
+__all__ = ["DiscoverConfig", "Discovery", "LatentSpace", "describe", "discover", "error_aware_slices",
+           "knn_radius", "knn_rarity"]

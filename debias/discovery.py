@@ -1,0 +1,111 @@
+"""The latent that slice discovery places faces in: a DB-VAE run the user names, or one fitted on the dataset's
+training faces and cached beside its manifest.
+
+:mod:`debias.audit.discover` does the statistics; this module reads images, trains and encodes.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from debias.audit.discover import DiscoverConfig, Discovery, LatentSpace, discover
+from debias.data.manifest import ManifestDataset, read_manifest
+from debias.errors import DebiasError
+from debias.files import sha256_file
+
+CACHE = ".debias"  # folder beside manifest.csv that holds the fitted latent, one subfolder per manifest version
+IMAGES_SEEN = 20_000  # training images the fitted latent sees, whatever the size of the set
+NO_IMAGES = ("slice discovery reads the audited images, and {data} is no dataset folder with manifest.csv; give "
+             "the dataset the predictions are for.")
+NOT_WRITABLE = ("cannot cache a fitted latent in {cache} ({err}); train one yourself with `debias train {data} "
+                "--method vae-uniform --out RUN` and give it with --latent-run RUN.")
+
+
+def fitted_latent(data: str | Path, *, seed: int = 0, device: str = "auto", progress: Callable | None = None,
+                  log: Callable[[str], None] = lambda s: None) -> Path:
+    """The run folder of a DB-VAE fitted (``vae-uniform``) on the training faces of ``data``, trained on first use
+    and cached in ``data/.debias/latent-<manifest sha256>-<seed>``. Returns the run folder."""
+    from debias.config import TrainConfig
+    from debias.train import fit
+    from debias.train.trainset import TrainingError
+
+    data = Path(data)
+    cache = data / CACHE / f"latent-{sha256_file(data / 'manifest.csv')[:12]}-{seed}"
+    if (cache / "model.pt").exists():
+        return cache
+    m = read_manifest(data, check_files=False)
+    n_train = int((m["split"] == "train").sum())
+    if n_train == 0:
+        raise DebiasError(f"{data} has no training images to fit a latent on; give a DB-VAE run of the faces the "
+                          f"model was trained on with --latent-run RUN.")
+    epochs = int(np.clip(round(IMAGES_SEEN / n_train), 1, 30))
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DebiasError(NOT_WRITABLE.format(cache=cache.parent, err=e.strerror or e, data=data)) from None
+    log(f"fitting a latent of the {n_train:,} training images of {data} ({epochs} epoch(s)); cached in {cache}")
+    cfg = TrainConfig(method="vae-uniform", epochs=epochs, seed=seed, device=device)
+    try:
+        fit(data, cfg, cache, overwrite=True, progress=progress)
+    except TrainingError as e:
+        raise DebiasError(str(e)) from None
+    return cache
+
+
+def encode_rows(run: str | Path, data: str | Path, rows: np.ndarray, *, split: str = "all",
+                device: str = "cpu") -> np.ndarray:
+    """Encoder means (len(rows), latent) of manifest rows ``rows`` of ``data`` under the DB-VAE of ``run``."""
+    from debias.latent import NOT_A_DBVAE
+    from debias.models.dbvae import DBVAE
+    from debias.models.run import latent_run, load_run, predict_scores, resolve_device
+
+    run = latent_run(run)
+    dev = resolve_device(device)
+    model, arch = load_run(run, dev)
+    if not isinstance(model, DBVAE):
+        raise DebiasError(NOT_A_DBVAE.format(run=run, kind=arch["kind"]))
+    ds = ManifestDataset(data, "all", size=64)
+    pos = np.asarray(rows, int)
+    _, mu = predict_scores(model, lambda p: ds.images_uint8(pos[p]), len(pos), dev, with_latent=True)
+    return mu
+
+
+def discover_in_audit(pred: pd.DataFrame, thresholds: dict, data: str | Path | None, cfg: DiscoverConfig, *,
+                      latent_run: str | Path | None = None, device: str = "auto", progress: Callable | None = None,
+                      log: Callable[[str], None] = lambda s: None) -> Discovery:
+    """Discovery on an audit's predictions: its faces placed in the latent of ``latent_run`` (default: one fitted
+    on the training faces of ``data``), sliced per model, each given a rarity among the training faces."""
+    if data is None or not (Path(data) / "manifest.csv").exists():
+        raise DebiasError(NO_IMAGES.format(data=data))
+    run = Path(latent_run) if latent_run is not None else fitted_latent(data, seed=cfg.seed, device=device,
+                                                                       progress=progress, log=log)
+    m = read_manifest(data, check_files=False)
+    train_rows = np.flatnonzero(((m["split"] == "train") & (m["label"] == 1)).to_numpy())
+    faces = pred[(pred["y_true"] == 1) & pred["y_score"].notna()].reset_index(drop=True)
+    if len(train_rows) < 2 or faces.empty:
+        raise DebiasError(f"slice discovery needs training faces in {data} and audited faces with scores; found "
+                          f"{len(train_rows)} and {len(faces)}.")
+    face_rows = faces["row"].astype(int).to_numpy()
+    unique, inverse = np.unique(face_rows, return_inverse=True)
+    with torch.no_grad():
+        z_train = encode_rows(run, data, train_rows, device=device)
+        z = encode_rows(run, data, unique, device=device)[inverse]
+    space = LatentSpace(z_train, n_dims=cfg.n_dims)
+    return discover(faces, z, space, thresholds, cfg, source=_source(run, latent_run is None, len(train_rows)))
+
+
+def _source(run: Path, fitted: bool, n_train: int) -> str:
+    how = "fitted on" if fitted else "the DB-VAE of run " + str(run) + ", compared with"
+    try:
+        epochs = json.loads((Path(run) / "config.json").read_text()).get("epochs")
+    except (OSError, ValueError):
+        epochs = None
+    return f"latent: {how} the {n_train:,} training faces" + (f" ({epochs} epochs)" if fitted and epochs else "")
+
+
+__all__ = ["discover_in_audit", "encode_rows", "fitted_latent"]
