@@ -292,6 +292,30 @@ class Audit:
                               f"{', '.join(sorted(g for g in known if g != 'overall'))}).")
         return name
 
+    def discover(self, k: int = 8, *, latent_run: str | Path | None = None, random_state: int = 0,
+                 device: str = "auto", progress: Callable | None = None) -> pd.DataFrame:
+        """Cut the audited faces into ``k`` slices without group labels, and give each face a rarity.
+
+        Faces are placed in a generative latent of the training faces: the DB-VAE of ``latent_run``, or by
+        default one fitted on the training faces of the audited dataset on first use (cached in
+        ``DATA/.debias/``). Slices are error-aware mixture components; rarity is the share of training faces
+        in denser latent neighbourhoods (1: rarer than every training face). :meth:`save` then writes
+        slices.csv, rarity.csv and the report's "Discovered slices".
+
+        Returns
+        -------
+        slices : one row per (model, slice), worst first: n, detected, detection_rate, ci_low, ci_high, mean
+            rarity, a description of the labelled levels it over-represents, and the share of each level.
+            ``audit.result.discovery`` holds the rarity deciles, per-face results and AUCs too.
+        """
+        from debias.audit.discover import DiscoverConfig
+        from debias.discovery import discover_in_audit
+
+        cfg = DiscoverConfig(k=k, seed=random_state)
+        self.result.discovery = discover_in_audit(self.predictions, self.result.summary["thresholds"], self.data,
+                                                  cfg, latent_run=latent_run, device=device, progress=progress)
+        return self.result.discovery.slices
+
     def __repr__(self) -> str:
         return f"Audit(models={self.models}, by={list(self.config.by)}, split={self.config.split!r})"
 
@@ -321,6 +345,23 @@ class AuditPlot:
         from debias.report import plots
 
         return plots.calibration_by_group(self.audit.predictions, model or self.audit.models[0], by, ax=ax)
+
+    def slices(self, model: str | None = None, ax=None):
+        """Detection rate of each slice :meth:`Audit.discover` found, worst first."""
+        from debias.report import plots
+
+        return plots.slice_bars(self._discovery().slices, model or self.audit.models[0], ax=ax)
+
+    def rarity(self, ax=None):
+        """Detection rate by rarity decile, one line per model (after :meth:`Audit.discover`)."""
+        from debias.report import plots
+
+        return plots.rarity_curve(self._discovery().rarity, ax=ax)
+
+    def _discovery(self):
+        if self.audit.result.discovery is None:
+            raise DebiasError("no slices yet: call audit.discover(k) first.")
+        return self.audit.result.discovery
 
 
 @dataclass(frozen=True)

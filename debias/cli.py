@@ -535,7 +535,14 @@ def _finish_audit(result, out: Path, fail_on: Optional[str]) -> None:
         parts = [f"{len(reasons) - unscored} unreadable image(s) skipped"] * (unscored < len(reasons)) + \
             [f"{unscored} image(s) without a prediction not audited"] * (unscored > 0)
         console.print(f"[yellow]{'; '.join(parts)}; listed in summary.json and the report[/]")
-    console.print(f"wrote {out}/report.html, metrics.csv, disparities.csv, predictions.csv, summary.json")
+    if result.discovery is not None:
+        from debias.report.text import slice_sentences
+
+        console.print(f"[bold]discovered slices[/], in {result.discovery.source}:", highlight=False)
+        for line in slice_sentences(result.discovery):
+            console.print(f"  {line}", highlight=False, markup=False)
+    console.print(f"wrote {out}/report.html, metrics.csv, disparities.csv, predictions.csv, summary.json"
+                  + (", slices.csv, rarity.csv" if result.discovery is not None else ""))
     if fail_on:
         try:
             failed = check_fail_on(result, fail_on)
@@ -562,7 +569,7 @@ BY_HELP = "Comma-separated attribute columns; intersections of all of them are a
 
 RECIPE_KEYS = ("data", "model", "predictions", "out", "by", "split", "threshold", "target_fpr", "reference", "n_boot",
                "min_n", "seed", "batch_size", "device", "size", "mean", "std", "pad", "thumbnails", "shard", "fail_on",
-               "iou", "fppi", "allow_missing")
+               "iou", "fppi", "allow_missing", "discover", "latent_run")
 
 
 def _apply_recipe(ctx: typer.Context, recipe: Path, values: dict) -> dict:
@@ -655,6 +662,13 @@ def audit(
     scores: str = typer.Option("auto", help="What torchscript/onnx/python models and --predictions scores are: "
                                "prob, logit, or auto (probabilities if every value of the whole file or split lies in "
                                "[0, 1], else logits)."),
+    discover: int = typer.Option(0, "--discover", metavar="K", help="Also cut the audited faces into K slices "
+                                 "without group labels, in a generative latent of the training faces, and score each "
+                                 "face's rarity among them: slices.csv, rarity.csv and a report section. 0: off."),
+    latent_run: Optional[Path] = typer.Option(None, "--latent-run", help="With --discover: the DB-VAE run whose latent "
+                                              "to use (a run of --method dbvae or vae-uniform on the model's training "
+                                              "faces). Default: one fitted on DATA's training faces on first use and "
+                                              "cached in DATA/.debias/."),
 ) -> None:
     """Audit one or more face classifiers by subgroup: rates, intervals, gaps, tests and an HTML report.
 
@@ -669,16 +683,19 @@ def audit(
         debias audit --recipe audits/ppb-sample-haar.toml
 
         debias audit data/scenes -m mtcnn -m dlib:hog -m sliding:runs/std --iou 0.5 --fppi 0.1
+
+        debias audit data/synthfaces -m run:runs/std --discover 8   # where it fails, without labels
     """
     if recipe is not None:
         (data, model, predictions, out, by, split, threshold, target_fpr, reference, n_boot, min_n, seed, batch_size,
-         device, size, mean, std, pad, thumbnails, shard, fail_on, iou, fppi, allow_missing) = _audit_recipe(
-            ctx, recipe, dict(locals()))
+         device, size, mean, std, pad, thumbnails, shard, fail_on, iou, fppi, allow_missing, discover,
+         latent_run) = _audit_recipe(ctx, recipe, dict(locals()))
     if data is None:
         fail("give the dataset folder DATA (or a --recipe that names it).")
     if predictions is not None and not predictions.is_file():
         fail(f"predictions file {predictions} does not exist (or is not a file); give the CSV's path.")
     by = _resolve_by(by, data, predictions)
+    discovery = _discovery(data, discover, latent_run, seed, iou, shard, device)
     if iou is not None:
         _box_audit(data, model, out, by=_csv(by), iou=iou, fppi=fppi, split=split, device=device, n_boot=n_boot,
                    seed=seed, thumbnails=thumbnails)
@@ -690,7 +707,8 @@ def audit(
     from debias.report.outputs import prepare_audit_dir
 
     prepare_audit_dir(out)  # a file, or a folder that cannot be written, fails before anything is scored
-    result, world, gather = _scored_audit(data, model, cfg, out, predictions, device, mean, std, allow_missing)
+    result, world, gather = _scored_audit(data, model, cfg, out, predictions, device, mean, std, allow_missing,
+                                          discovery)
     if result is None:  # a torchrun rank other than 0: its shard went to rank 0
         return
     if gather:
@@ -738,7 +756,32 @@ def _audit_recipe(ctx: typer.Context, recipe: Path, values: dict) -> tuple:
     return tuple(v[k] for k in RECIPE_KEYS)
 
 
-def _scored_audit(data, model, cfg, out, predictions, device, mean, std, allow_missing=False):
+def _discovery(data: Path, k: int, latent_run: Optional[Path], seed: int, iou, shard: str, device: str):
+    """--discover checked before anything is scored; None when off, else ``discover(result, progress)`` for
+    run_audit."""
+    if not k:
+        if latent_run is not None:
+            fail("--latent-run is the latent of slice discovery; give --discover K with it.")
+        return None
+    if iou is not None or shard != "0/1":
+        fail("--discover works on whole crop audits: leave out " + ("--iou" if iou is not None else "--shard") + ".")
+    if latent_run is not None and not (latent_run / "model.pt").exists() and not (latent_run / "latent").is_dir():
+        fail(f"--latent-run {latent_run} holds no trained run (no model.pt); give the folder of a DB-VAE run.")
+    from debias.audit.discover import DiscoverConfig
+    from debias.discovery import discover_in_audit
+
+    try:
+        cfg = DiscoverConfig(k=k, seed=seed)
+    except ValueError as e:
+        fail(str(e))
+
+    def run(result, progress=None):
+        return discover_in_audit(result.predictions, result.summary["thresholds"], data, cfg, latent_run=latent_run,
+                                 device=device, progress=progress, log=lambda s: console.print(s, highlight=False))
+    return run
+
+
+def _scored_audit(data, model, cfg, out, predictions, device, mean, std, allow_missing=False, discovery=None):
     """run_audit under a progress bar; under torchrun every rank scores a shard and rank 0 gathers them and runs
     the statistics. Returns (result, world size, gathered); result is None on ranks other than 0."""
     import dataclasses
@@ -749,13 +792,15 @@ def _scored_audit(data, model, cfg, out, predictions, device, mean, std, allow_m
 
     try:
         with distributed(device) as (rank, world, dev), \
-                (progress_bar("scoring", None) if rank == 0 and predictions is None else contextlib.nullcontext()) as advance:
+                (progress_bar("scoring", None) if rank == 0 and (predictions is None or discovery is not None)
+                 else contextlib.nullcontext()) as advance:
             gather = world > 1 and predictions is None
             if gather:
                 cfg = dataclasses.replace(cfg, shard=(rank, world))
+            discover = None if discovery is None else (lambda result: discovery(result, advance))
             return run_audit(data, model, cfg, out, predictions_csv=predictions, progress=advance,
                              torch_device=str(resolve_device(dev)), mean=mean,
-                             std=std, gather=gather, allow_missing=allow_missing), world, gather
+                             std=std, gather=gather, allow_missing=allow_missing, discover=discover), world, gather
     except (ManifestError, KeyError, ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
         fail(str(e).strip('"'))
 

@@ -100,12 +100,14 @@ def discover_in_audit(pred: pd.DataFrame, thresholds: dict, data: str | Path | N
 
 
 def _source(run: Path, fitted: bool, n_train: int) -> str:
-    how = "fitted on" if fitted else "the DB-VAE of run " + str(run) + ", compared with"
+    """Where the latent came from, as the report and the console say it."""
+    if not fitted:
+        return f"the DB-VAE of {run}, rarity among the {n_train:,} training faces"
     try:
         epochs = json.loads((Path(run) / "config.json").read_text()).get("epochs")
     except (OSError, ValueError):
         epochs = None
-    return f"latent: {how} the {n_train:,} training faces" + (f" ({epochs} epochs)" if fitted and epochs else "")
+    return f"a DB-VAE fitted on the {n_train:,} training faces" + (f" for {epochs} epochs" if epochs else "")
 
 
 __all__ = ["discover_in_audit", "encode_rows", "fitted_latent"]

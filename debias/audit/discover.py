@@ -42,7 +42,7 @@ class DiscoverConfig:
         from debias.errors import DebiasError
 
         if not (isinstance(self.k, int) and 2 <= self.k <= 50):
-            raise DebiasError(f"`discover`={self.k!r} slices: give a whole number from 2 to 50 (8 is a good start).")
+            raise DebiasError(f"`discover`={self.k!r}: give a number of slices from 2 to 50 (8 is a good start).")
         if self.n_dims < 1 or self.n_neighbors < 1 or not self.miss_weight >= 0:
             raise DebiasError(f"`n_dims`={self.n_dims}, `n_neighbors`={self.n_neighbors} must be >= 1 and "
                               f"`miss_weight`={self.miss_weight} >= 0.")

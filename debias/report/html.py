@@ -12,7 +12,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from debias.audit.metrics import TOO_FEW
 from debias.report import plots
-from debias.report.text import headline, pct, verdicts
+from debias.report.text import headline, pct, slice_sentences, verdicts
 
 METHODS = [
     "Scores are thresholded once per model with the same threshold for every group: either the value given "
@@ -87,6 +87,32 @@ def _figures(pred: pd.DataFrame, metrics: pd.DataFrame, by: list, models: list, 
     return figs
 
 
+def _discovery(result, images: Callable | None, thumbnails: bool, per_slice: int = 8, worst: int = 3) -> dict | None:
+    """The "Discovered slices" section: sentences, a table and a bar chart per model, the rarity curve and, with
+    thumbnails, the missed faces of each model's worst slices."""
+    d = result.discovery
+    if d is None:
+        return None
+    pred = result.predictions.merge(d.faces, on=["row", "model"])
+    thresholds = result.summary.get("thresholds", {})
+    models, galleries = list(dict.fromkeys(d.slices["model"])), []
+    figs = [(f"{m}: slices", plots.fig_to_base64(plots.slice_bars(d.slices, m))) for m in models]
+    figs.append(("detection by rarity", plots.fig_to_base64(plots.rarity_curve(d.rarity))))
+    for m in models if images is not None and thumbnails else ():
+        for _, s in d.slices[d.slices["model"] == m].head(worst).iterrows():
+            faces = pred[(pred["model"] == m) & (pred["slice"] == s["slice"])]
+            faces = faces.assign(missed=faces["y_score"] < thresholds.get(m, 0.5)).sort_values(
+                ["missed", "y_score"], ascending=[False, True]).head(per_slice)
+            thumbs = [{"b64": plots.image_to_base64(im), "caption": f"{r['image']} score {r['y_score']:.2f}"}
+                      for _, r in faces.iterrows() if (im := images(int(r["row"]))) is not None]
+            galleries.append({"title": f"{m}, slice {s['slice']}: {pct(s['detection_rate'], '%')} detected of "
+                              f"{s['n']}", "thumbs": thumbs})
+    rows = [{"model": r["model"], "slice": r["slice"], "n": r["n"], "dr": pct(r["detection_rate"]),
+             "ci": f"{pct(r['ci_low'])} to {pct(r['ci_high'])}", "rarity": f"{r['rarity']:.2f}",
+             "made_of": r["description"] or "-"} for _, r in d.slices.iterrows()]
+    return {"source": d.source, "sentences": slice_sentences(d), "rows": rows, "figs": figs, "galleries": galleries}
+
+
 def render_report(result, cfg, *, title: str, images: Callable | None = None, extra_sections: Sequence[dict] = (),
                   summary: dict | None = None, lead: tuple[str, str] | None = None) -> str:
     """HTML text of the report for an AuditResult.
@@ -99,6 +125,7 @@ def render_report(result, cfg, *, title: str, images: Callable | None = None, ex
     thresholds = result.summary.get("thresholds", {})
     with plots.report_style():  # the report's look, never the caller's global matplotlib state
         figs = _figures(pred, metrics, by, models, thresholds)
+        discovery = _discovery(result, images, cfg.thumbnails)
     full = " x ".join(by)
     cov = metrics[(metrics["metric"] == "detection_rate") & (metrics["grouping"] == full) & (metrics["model"] == models[0])]
     coverage = [{"group": r["group"], "n": int(r["n"]), "flag": r["flag"]} for _, r in cov.iterrows()]
@@ -135,5 +162,5 @@ def render_report(result, cfg, *, title: str, images: Callable | None = None, ex
         title=title, headline=headline(result), verdicts=verdicts(result.paired, lead=lead), estimated=result.estimated,
         skipped=result.skipped.to_dict("records"),
         figs=figs, coverage=coverage, summaries=summaries, disp_rows=disp_rows, galleries=galleries, paired=paired,
-        model_info=model_info, methods=METHODS, too_few=TOO_FEW, cfg=cfg, extra_sections=list(extra_sections),
+        model_info=model_info, methods=METHODS, discovery=discovery, too_few=TOO_FEW, cfg=cfg, extra_sections=list(extra_sections),
         versions=(summary or {}).get("versions", {}), created=(summary or {}).get("created", ""), pct=pct)

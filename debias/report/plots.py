@@ -174,6 +174,43 @@ def covariates(pred: pd.DataFrame, col: str, names: Sequence[str] = ("width", "b
     return fig
 
 
+def slice_bars(slices: pd.DataFrame, model: str, ax=None):
+    """Detection rate of each discovered slice of ``model`` (worst first), with its Wilson interval and size."""
+    d = slices[slices["model"] == model]
+    _, ax = _figure(ax, max(4.5, 0.55 * len(d) + 1.5), 3.2)
+    x = np.arange(len(d))
+    v = d["detection_rate"].to_numpy(float)
+    err = np.vstack([v - d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float) - v])
+    colors = _plt()[0].get_cmap("magma")(0.15 + 0.7 * d["rarity"].to_numpy(float))
+    ax.bar(x, v, 0.7, color=colors, yerr=np.clip(err, 0, None), capsize=3)
+    for xi, n, top in zip(x, d["n"], d["ci_high"]):
+        ax.text(xi, min(top + 0.02, 0.9), f"n={n}", rotation=90, fontsize=7, ha="center", va="bottom")
+    ax.set_xticks(x, [str(s) for s in d["slice"]])
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("slice (worst first; darker bar: rarer faces on average)")
+    ax.set_ylabel("detection rate")
+    ax.set_title(f"{short(model)}: discovered slices (95% Wilson CI)")
+    return ax.figure
+
+
+def rarity_curve(rarity: pd.DataFrame, ax=None):
+    """Detection rate by rarity decile (1: most typical faces, 10: rarest), one line per model, with intervals."""
+    _, sns = _plt()
+    _, ax = _figure(ax, 5.5, 3.2)
+    models = list(dict.fromkeys(rarity["model"]))
+    for color, m in zip(sns.color_palette("colorblind", len(models)), models):
+        d = rarity[rarity["model"] == m]
+        ax.plot(d["decile"], d["detection_rate"], marker="o", color=color, label=short(m))
+        ax.fill_between(d["decile"], d["ci_low"], d["ci_high"], color=color, alpha=0.2, linewidth=0)
+    ax.set_xticks(range(1, int(rarity["decile"].max()) + 1))
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("rarity decile among the audited faces (10: rarest in the training faces' latent)")
+    ax.set_ylabel("detection rate")
+    ax.set_title("detection by rarity (95% Wilson CI)")
+    ax.legend(fontsize=7, frameon=False)
+    return ax.figure
+
+
 def fig_to_base64(fig) -> str:
     import base64
     import io

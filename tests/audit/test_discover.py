@@ -1,0 +1,101 @@
+"""Slice discovery: rarity, slices and their make-up, checked by hand, with scipy and with pandas."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import binomtest
+
+from debias.audit.discover import DiscoverConfig, LatentSpace, discover, error_aware_slices, knn_rarity
+from debias.errors import DebiasError
+
+
+def test_rarity_of_a_known_outlier_in_a_2d_latent_by_hand():
+    # training faces on a line at x = 0, 1, 2, 4, 8; each one's nearest other face is 1, 1, 1, 2, 4 away
+    train = np.array([[0, 0], [1, 0], [2, 0], [4, 0], [8, 0]], float)
+    query = np.array([[20, 0],  # the outlier: 12 from its nearest training face, farther than any training face is
+                      [6, 0],  # 2 from 4 and 8: three training faces (radius 1) lie in denser neighbourhoods
+                      [1.5, 0]])  # 0.5 away: denser than every training face
+    np.testing.assert_allclose(knn_rarity(train, query, k=1), [5 / 5, 3 / 5, 0 / 5])
+
+
+def test_the_rarest_faces_are_the_ones_far_from_the_training_cloud():
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(500, 2))
+    query = np.vstack([rng.normal(size=(50, 2)), [[6, 6]]])
+    r = knn_rarity(train, query, k=10)
+    assert r[-1] == 1.0 and np.argmax(r) == 50
+    assert np.median(r[:50]) < 0.8
+
+
+def _planted(seed=0, n=600):
+    """Faces of three looks in a 6-D latent; the 'darker' look (a third) is mostly missed."""
+    rng = np.random.default_rng(seed)
+    group = rng.choice(["lighter", "medium", "darker"], n)
+    centre = {"lighter": 0.0, "medium": 3.0, "darker": 6.0}
+    z = rng.normal(size=(n, 6)) + np.array([centre[g] for g in group])[:, None] * np.eye(6)[0]
+    hit = np.where(group == "darker", rng.random(n) < 0.2, rng.random(n) < 0.9)
+    faces = pd.DataFrame({"row": np.arange(n) + 1000, "model": "m", "y_true": 1, "y_score": np.where(hit, 0.9, 0.1),
+                          "skin_group": group, "pose": rng.choice(["frontal", "profile"], n)})
+    train = rng.normal(size=(2000, 6)) + rng.choice([0.0, 3.0], 2000)[:, None] * np.eye(6)[0]  # no darker look
+    return faces, z, train, hit
+
+
+def test_slices_rates_intervals_and_make_up_recomputed_by_hand():
+    faces, z, train, hit = _planted()
+    d = discover(faces, z, LatentSpace(train, n_dims=6), {"m": 0.5}, DiscoverConfig(k=4, seed=1))
+    s, per_face = d.slices, d.faces
+    assert list(s["slice"]) == [1, 2, 3, 4] and s["detection_rate"].is_monotonic_increasing
+    joined = faces.merge(per_face, on=["row", "model"])
+    assert len(joined) == len(faces)
+    for _, r in s.iterrows():
+        inside = joined[joined["slice"] == r["slice"]]
+        k, n = int((inside["y_score"] >= 0.5).sum()), len(inside)
+        assert (r["n"], r["detected"]) == (n, k)
+        ci = binomtest(k, n).proportion_ci(method="wilson")
+        assert r["ci_low"] == pytest.approx(ci.low, abs=1e-9) and r["ci_high"] == pytest.approx(ci.high, abs=1e-9)
+        shares = inside["skin_group"].value_counts(normalize=True)
+        for g in ("lighter", "medium", "darker"):
+            assert r[f"skin_group={g}"] == pytest.approx(shares.get(g, 0.0))
+        assert r["rarity"] == pytest.approx(inside["rarity"].mean())
+    worst = s.iloc[0]
+    assert worst["skin_group=darker"] > 0.8  # the planted group is found, and named
+    assert worst["description"].startswith(f"{worst['skin_group=darker']:.0%} darker")
+    assert d.auc["m"] > 0.7  # the missed faces are the rare ones: the training faces never had that look
+
+
+def test_rarity_deciles_recomputed_with_pandas():
+    faces, z, train, hit = _planted(seed=2)
+    d = discover(faces, z, LatentSpace(train, n_dims=6), {"m": 0.5}, DiscoverConfig(k=3))
+    joined = faces.merge(d.faces, on="row")
+    dec = pd.qcut(joined["rarity"].rank(method="first"), 10, labels=False) + 1
+    expected = (joined["y_score"] >= 0.5).groupby(dec).mean()
+    np.testing.assert_allclose(d.rarity["detection_rate"], expected.to_numpy())
+    assert d.rarity["n"].sum() == len(faces) and d.rarity["detection_rate"].iloc[-1] < d.rarity["detection_rate"].iloc[0]
+
+
+def test_slicing_is_deterministic_for_a_seed():
+    faces, z, train, hit = _planted(seed=3)
+    a = error_aware_slices(z, ~hit, 5, random_state=4)
+    b = error_aware_slices(z, ~hit, 5, random_state=4)
+    np.testing.assert_array_equal(a, b)
+    space = LatentSpace(train, n_dims=6)
+    one = discover(faces, z, space, {"m": 0.5}, DiscoverConfig(k=5, seed=4))
+    two = discover(faces, z, space, {"m": 0.5}, DiscoverConfig(k=5, seed=4))
+    pd.testing.assert_frame_equal(one.slices, two.slices)
+    pd.testing.assert_frame_equal(one.faces, two.faces)
+
+
+def test_error_aware_slices_separate_misses_from_hits_of_the_same_look():
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(400, 3))  # one look
+    miss = rng.random(400) < 0.3
+    labels = error_aware_slices(z, miss, 2, miss_weight=5.0)
+    purity = pd.crosstab(labels, miss, normalize="index").max(axis=1)
+    assert (purity > 0.95).all()
+
+
+@pytest.mark.parametrize("k", [1, 0, 51, 2.5])
+def test_a_number_of_slices_out_of_range_is_refused(k):
+    with pytest.raises(DebiasError, match="number of slices from 2 to 50"):
+        DiscoverConfig(k=k)

@@ -1,0 +1,140 @@
+"""`debias audit --discover K` and `Audit.discover`, end to end on a tiny set."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from debias.cli import app
+
+runner = CliRunner()
+FAKE = "python:fake_models:centre_brightness"
+FAST = ["--by", "skin_group", "--min-n", "5", "--n-boot", "50"]
+
+
+def _ok(r):
+    assert r.exit_code == 0, r.output
+    return r
+
+
+@pytest.fixture(scope="module")
+def latent(tiny_synth, tmp_path_factory):
+    """A DB-VAE of the tiny set's training faces, one short epoch."""
+    from debias.config import TrainConfig
+    from debias.train import fit
+
+    out = tmp_path_factory.mktemp("latent") / "run"
+    fit(tiny_synth, TrainConfig(method="vae-uniform", epochs=1, compile=False, device="cpu", latent_dim=8), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def audits(tiny_synth, latent, tmp_path_factory):
+    root = tmp_path_factory.mktemp("audits")
+    _ok(runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--out", str(root / "plain")]))
+    r = _ok(runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--out", str(root / "found"),
+                                "--discover", "4", "--latent-run", str(latent)]))
+    return root, r.output
+
+
+def test_the_audit_without_discover_is_unchanged_by_it(audits):
+    root, _ = audits
+    plain, found = root / "plain", root / "found"
+    for name in ("metrics.csv", "disparities.csv", "model_card.json"):
+        assert (plain / name).read_bytes() == (found / name).read_bytes(), name
+    p, f = pd.read_csv(plain / "predictions.csv"), pd.read_csv(found / "predictions.csv")
+    assert list(f.columns) == [*p.columns, "slice", "rarity"]
+    pd.testing.assert_frame_equal(p, f[p.columns])
+    assert not (plain / "slices.csv").exists() and "Discovered slices" not in (plain / "report.html").read_text()
+    assert "discovery" not in json.loads((plain / "summary.json").read_text())
+
+
+def test_discover_writes_slices_rarity_and_a_report_section(audits, tiny_synth):
+    root, output = audits
+    out = root / "found"
+    pred, slices = pd.read_csv(out / "predictions.csv"), pd.read_csv(out / "slices.csv")
+    faces = pred[pred["y_true"] == 1]
+    assert faces["slice"].notna().all() and pred.loc[pred["y_true"] == 0, "slice"].isna().all()
+    assert faces["rarity"].between(0, 1).all()
+    # each slice's numbers recomputed from predictions.csv by hand
+    by_hand = faces.groupby("slice").agg(n=("y_pred", "size"), detected=("y_pred", "sum"),
+                                         rarity=("rarity", "mean"))
+    s = slices.set_index("slice")
+    assert list(s.index) == sorted(by_hand.index) and len(s) <= 4
+    np.testing.assert_array_equal(s["n"], by_hand.loc[s.index, "n"])
+    np.testing.assert_array_equal(s["detected"], by_hand.loc[s.index, "detected"])
+    np.testing.assert_allclose(s["rarity"], by_hand.loc[s.index, "rarity"], atol=1e-4)
+    assert s["detection_rate"].is_monotonic_increasing  # worst first
+    html = (out / "report.html").read_text()
+    assert "Discovered slices" in html and "slice 1 of" in html and "detection by rarity" in html
+    summary = json.loads((out / "summary.json").read_text())["discovery"]
+    assert "slices.csv" in json.loads((out / "summary.json").read_text())["outputs"]
+    assert summary["findings"][0] in " ".join(output.split()) or "slice 1 of" in output
+    assert len(pd.read_csv(out / "rarity.csv")) == 10
+
+
+def test_discover_on_a_predictions_file_with_the_fitted_default_latent(tiny_synth, tmp_path, monkeypatch, audits):
+    import shutil
+
+    import debias.discovery
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_synth, data)
+    monkeypatch.setattr(debias.discovery, "IMAGES_SEEN", 600)  # one epoch of the tiny set
+    pred = pd.read_csv(audits[0] / "plain" / "predictions.csv")[["image", "y_score"]].rename(
+        columns={"y_score": "score"})
+    pred.to_csv(tmp_path / "p.csv", index=False)
+    r = _ok(runner.invoke(app, ["audit", str(data), "--predictions", str(tmp_path / "p.csv"), *FAST,
+                                "--discover", "3", "--out", str(tmp_path / "a"), "--no-thumbnails"]))
+    assert "a DB-VAE fitted on the" in r.output
+    cached = list((data / ".debias").glob("latent-*/model.pt"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    _ok(runner.invoke(app, ["audit", str(data), "--predictions", str(tmp_path / "p.csv"), *FAST,
+                            "--discover", "3", "--out", str(tmp_path / "b"), "--no-thumbnails"]))
+    assert cached[0].stat().st_mtime_ns == stamp  # the second audit reuses the fitted latent
+    a, b = pd.read_csv(tmp_path / "a" / "slices.csv"), pd.read_csv(tmp_path / "b" / "slices.csv")
+    pd.testing.assert_frame_equal(a, b)  # the same seed, the same slices
+    assert "Discovered slices" in (tmp_path / "a" / "report.html").read_text()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--discover", "1"], "number of slices from 2 to 50"),
+    (["--latent-run", "somewhere"], "give --discover K with it"),
+    (["--discover", "4", "--latent-run", "no-such-run"], "holds no trained run"),
+    (["--discover", "4", "--shard", "0/2"], "leave out --shard"),
+])
+def test_bad_discover_options_are_refused_before_scoring(tiny_synth, tmp_path, args, needle):
+    r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--out", str(tmp_path / "a"), *args])
+    assert r.exit_code == 2, r.output
+    assert needle in " ".join(r.output.split()) and "Traceback" not in r.output
+    assert not (tmp_path / "a" / "predictions.csv").exists()
+
+
+def test_a_classifier_run_is_refused_as_a_latent(tiny_synth, tmp_path):
+    from debias.config import TrainConfig
+    from debias.train import fit
+
+    fit(tiny_synth, TrainConfig(method="standard", epochs=1, compile=False, device="cpu"), tmp_path / "std")
+    r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, *FAST, "--out", str(tmp_path / "a"),
+                            "--discover", "3", "--latent-run", str(tmp_path / "std")])
+    assert r.exit_code == 2 and "needs a DB-VAE" in " ".join(r.output.split())
+
+
+def test_audit_discover_in_python_and_its_plots(tiny_synth, latent, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import debias
+
+    audit = debias.Audit.from_models(tiny_synth, [FAKE], by="skin_group", n_boot=50, min_n=5)
+    with pytest.raises(debias.DebiasError, match="discover"):
+        audit.plot.slices()
+    slices = audit.discover(3, latent_run=latent, random_state=1)
+    assert slices["slice"].tolist() == list(range(1, len(slices) + 1))
+    assert audit.plot.slices().axes and audit.plot.rarity().axes
+    audit.save(tmp_path / "a", thumbnails=False)
+    assert (tmp_path / "a" / "slices.csv").exists()
