@@ -183,8 +183,9 @@ def slice_bars(slices: pd.DataFrame, model: str, ax=None):
     err = np.vstack([v - d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float) - v])
     colors = _plt()[0].get_cmap("magma")(0.15 + 0.7 * d["rarity"].to_numpy(float))
     ax.bar(x, v, 0.7, color=colors, yerr=np.clip(err, 0, None), capsize=3)
-    for xi, n, top in zip(x, d["n"], d["ci_high"]):
-        ax.text(xi, min(top + 0.02, 0.9), f"n={n}", rotation=90, fontsize=7, ha="center", va="bottom")
+    for xi, n, top, rate in zip(x, d["n"], d["ci_high"], v):  # inside a tall bar, above a short one
+        ax.text(xi, 0.03 if rate > 0.5 else top + 0.02, f"n={n}", rotation=90, fontsize=7, ha="center", va="bottom",
+                color="white" if rate > 0.5 else "black")
     ax.set_xticks(x, [str(s) for s in d["slice"]])
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("slice (worst first; darker bar: rarer faces on average)")
