@@ -768,10 +768,12 @@ def _discovery(data: Path, k: int, latent_run: Optional[Path], seed: int, iou, s
     if latent_run is not None and not (latent_run / "model.pt").exists() and not (latent_run / "latent").is_dir():
         fail(f"--latent-run {latent_run} holds no trained run (no model.pt); give the folder of a DB-VAE run.")
     from debias.audit.discover import DiscoverConfig
-    from debias.discovery import discover_in_audit
+    from debias.discovery import check_fittable, discover_in_audit
 
     try:
         cfg = DiscoverConfig(k=k, seed=seed)
+        if latent_run is None and (data / "manifest.csv").exists():
+            check_fittable(data)
     except ValueError as e:
         fail(str(e))
 

@@ -26,6 +26,19 @@ NOT_WRITABLE = ("cannot cache a fitted latent in {cache} ({err}); train one your
                 "--method vae-uniform --out RUN` and give it with --latent-run RUN.")
 
 
+NO_TRAIN = ("{data} has no training images to fit a latent on; give a DB-VAE run of the faces the model was trained "
+            "on with --latent-run RUN (`debias train DATA --method vae-uniform --out RUN` trains one).")
+
+
+def check_fittable(data: str | Path) -> int:
+    """The number of training images of ``data``; a DebiasError when there are none to fit a latent on."""
+    m = read_manifest(data, check_files=False)
+    n_train = int((m["split"] == "train").sum())
+    if n_train == 0:
+        raise DebiasError(NO_TRAIN.format(data=data))
+    return n_train
+
+
 def fitted_latent(data: str | Path, *, seed: int = 0, device: str = "auto", progress: Callable | None = None,
                   log: Callable[[str], None] = lambda s: None) -> Path:
     """The run folder of a DB-VAE fitted (``vae-uniform``) on the training faces of ``data``, trained on first use
@@ -38,11 +51,7 @@ def fitted_latent(data: str | Path, *, seed: int = 0, device: str = "auto", prog
     cache = data / CACHE / f"latent-{sha256_file(data / 'manifest.csv')[:12]}-{seed}"
     if (cache / "model.pt").exists():
         return cache
-    m = read_manifest(data, check_files=False)
-    n_train = int((m["split"] == "train").sum())
-    if n_train == 0:
-        raise DebiasError(f"{data} has no training images to fit a latent on; give a DB-VAE run of the faces the "
-                          f"model was trained on with --latent-run RUN.")
+    n_train = check_fittable(data)
     epochs = int(np.clip(round(IMAGES_SEEN / n_train), 1, 30))
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -110,4 +119,4 @@ def _source(run: Path, fitted: bool, n_train: int) -> str:
     return f"a DB-VAE fitted on the {n_train:,} training faces" + (f" for {epochs} epochs" if epochs else "")
 
 
-__all__ = ["discover_in_audit", "encode_rows", "fitted_latent"]
+__all__ = ["check_fittable", "discover_in_audit", "encode_rows", "fitted_latent"]

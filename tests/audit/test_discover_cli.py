@@ -114,6 +114,18 @@ def test_bad_discover_options_are_refused_before_scoring(tiny_synth, tmp_path, a
     assert not (tmp_path / "a" / "predictions.csv").exists()
 
 
+def test_a_set_without_training_images_needs_a_latent_run_and_is_told_before_scoring(tiny_synth, tmp_path):
+    import shutil
+
+    data = tmp_path / "test-only"
+    shutil.copytree(tiny_synth, data)
+    m = pd.read_csv(data / "manifest.csv")
+    m[m["split"] == "test"].to_csv(data / "manifest.csv", index=False)
+    r = runner.invoke(app, ["audit", str(data), "-m", FAKE, *FAST, "--out", str(tmp_path / "a"), "--discover", "3"])
+    assert r.exit_code == 2 and "no training images" in " ".join(r.output.split()) and "--latent-run RUN" in r.output
+    assert "scoring" not in r.output
+
+
 def test_a_classifier_run_is_refused_as_a_latent(tiny_synth, tmp_path):
     from debias.config import TrainConfig
     from debias.train import fit
