@@ -20,8 +20,10 @@ from debias.files import sha256_file
 
 CACHE = ".debias"  # folder beside manifest.csv that holds the fitted latent, one subfolder per manifest version
 IMAGES_SEEN = 20_000  # training images the fitted latent sees, whatever the size of the set
-NO_IMAGES = ("slice discovery reads the audited images, and {data} is no dataset folder with manifest.csv; give "
-             "the dataset the predictions are for.")
+NO_IMAGES = ("slice discovery reads the audited images, and {data} is no dataset folder with manifest.csv; audit "
+             "the dataset the predictions are for (debias audit DATA --predictions FILE, or Audit.from_models(DATA, ...)).")
+NO_DATA = ("slice discovery reads the audited images, and this audit was built from predictions alone; audit with "
+           "the dataset they are for: Audit.from_models(DATA, ...) or debias audit DATA --predictions FILE.")
 NOT_WRITABLE = ("cannot cache a fitted latent in {cache} ({err}); train one yourself with `debias train {data} "
                 "--method vae-uniform --out RUN` and give it with --latent-run RUN.")
 
@@ -90,7 +92,7 @@ def discover_in_audit(pred: pd.DataFrame, thresholds: dict, data: str | Path | N
     """Discovery on an audit's predictions: its faces placed in the latent of ``latent_run`` (default: one fitted
     on the training faces of ``data``), sliced per model, each given a rarity among the training faces."""
     if data is None or not (Path(data) / "manifest.csv").exists():
-        raise DebiasError(NO_IMAGES.format(data=data))
+        raise DebiasError(NO_DATA if data is None else NO_IMAGES.format(data=data))
     run = Path(latent_run) if latent_run is not None else fitted_latent(data, seed=cfg.seed, device=device,
                                                                        progress=progress, log=log)
     m = read_manifest(data, check_files=False)

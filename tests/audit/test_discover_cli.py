@@ -150,3 +150,12 @@ def test_audit_discover_in_python_and_its_plots(tiny_synth, latent, tmp_path):
     assert audit.plot.slices().axes and audit.plot.rarity().axes
     audit.save(tmp_path / "a", thumbnails=False)
     assert (tmp_path / "a" / "slices.csv").exists()
+
+
+def test_an_audit_of_predictions_alone_cannot_discover_and_says_why():
+    import debias
+
+    df = pd.DataFrame({"label": [1, 0] * 20, "score": [0.9, 0.1] * 20, "skin_group": ["a"] * 20 + ["b"] * 20})
+    audit = debias.Audit.from_predictions(df, min_n=1, n_boot=10)
+    with pytest.raises(debias.DebiasError, match="built from predictions alone"):
+        audit.discover(3)
