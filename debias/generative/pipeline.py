@@ -83,8 +83,8 @@ def generate(data: str | Path, cfg: GenerateConfig, out: str | Path, *, overwrit
         else:
             images, log_rarity, made = _from_decoder(faces, cfg, latent, mu_train, logvar_train, log)
         q = _measure(faces, images, latent, mu_train, log_rarity, cfg)
-        return _write(out, data, cfg, images, log_rarity, q, {**made, "seconds": time.perf_counter() - t0,
-                                                              "n_train_faces": len(faces.train)})
+        made = {**made, "seconds": time.perf_counter() - t0, "n_train_faces": len(faces.train)}
+        return _write(out, data, cfg, images, log_rarity, q, made, _darker_share(faces.train))
 
 
 def _real_faces(data: Path, cfg: GenerateConfig) -> _Faces:
@@ -173,12 +173,20 @@ def _measure(faces: _Faces, images: np.ndarray, latent: LatentModel | None, mu_t
     if log_rarity is not None:
         rare = np.quantile(latent.log_rarity(mu_train, mu_train), RARE_QUANTILE)
         q["rare_share"] = float((log_rarity > rare).mean())  # training faces: 1 - RARE_QUANTILE
-        q["rare_share_train"] = 1.0 - RARE_QUANTILE
+        q["rare_share_train"] = round(1.0 - RARE_QUANTILE, 6)
     return q
 
 
+def _darker_share(images: np.ndarray) -> float:
+    """The share of ``images`` whose skin tone estimated from pixels (ITA) is darker: the yardstick, measured the same
+    way, for the generated faces' estimated share."""
+    from debias.data.skin_tone import annotate
+
+    return float((annotate(lambda pos: images[pos], len(images))["skin_group_est"] == "darker").mean())
+
+
 def _write(out: Path, data: Path, cfg: GenerateConfig, images: np.ndarray, log_rarity: np.ndarray | None,
-           q: dict, made: dict) -> GenerateResult:
+           q: dict, made: dict, train_darker: float) -> GenerateResult:
     """images.npy, manifest.csv (last: it marks the dataset complete), config.json, quality.json, gallery.png."""
     from debias.data.skin_tone import annotate
     from debias.files import atomic_write
@@ -196,6 +204,7 @@ def _write(out: Path, data: Path, cfg: GenerateConfig, images: np.ndarray, log_r
     for c in ("skin_group_est", "skin_tone_est", "skin_tone_confidence"):
         m[c] = est[c].to_numpy()
     q["skin_group_est_darker_share"] = float((est["skin_group_est"] == "darker").mean())
+    q["skin_group_est_darker_share_train"] = train_darker
     gallery = write_gallery(images, log_rarity, out / "gallery.png", title=_title(cfg, log_rarity is not None))
     write_json(out / "quality.json", q)
     to_json(cfg, out / "config.json", data=str(data.resolve()), generated_by="debias.generative", **made)
