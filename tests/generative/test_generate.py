@@ -181,3 +181,14 @@ def test_extra_is_refused_where_it_is_not_supported_and_must_be_generated_faces(
     r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "x"), "--method", "jtt", "--extra",
                                  "g", "--extra-share", "0.2"])
     assert r.exit_code == 2 and "--extra adds generated faces" in _text(r)
+
+
+def test_the_python_api_generates_and_names_unknown_options(tiny_synth, tmp_path):
+    import debias
+
+    r = debias.generate(tiny_synth, out=tmp_path / "g", n=12, **TINY)
+    assert len(r.manifest) == 12 and r.gallery.exists() and callable(debias.generate)
+    with pytest.raises(DebiasError, match="unknown generation option.*colour"):
+        debias.generate(tiny_synth, out=tmp_path / "h", colour=True)
+    with pytest.raises(DebiasError, match="`n`=0 must be at least 1"):
+        debias.generate(tiny_synth, out=tmp_path / "h", n=0)
