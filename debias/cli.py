@@ -872,7 +872,8 @@ def generate(
                                    "DCGAN's faces are drawn uniformly and quality uses a pixel PCA."),
     n: int = typer.Option(2000, help="Faces to generate."),
     epochs: int = typer.Option(25, help="DCGAN training epochs."),
-    width: int = typer.Option(32, help="DCGAN base width (channels of its widest-resolution layers)."),
+    width: int = typer.Option(32, help="DCGAN base width: channels of its 32 x 32 layers (the others have 2, 4 and 8 "
+                              "times as many)."),
     pool: int = typer.Option(4, help="With --latent-run: draw the faces from pool x n generated ones, by rarity."),
     max_train: int = typer.Option(0, help="Train on at most this many training faces (0 = all)."),
     seed: int = typer.Option(0, help="Seed for the generator, the drawing and the quality subsets."),

@@ -275,7 +275,7 @@ class GenerateConfig:
     n: int = 2_000  # generated faces to write
     epochs: int = 25  # DCGAN training epochs over the training faces
     batch_size: int = 64  # DCGAN batch
-    width: int = 32  # DCGAN base width: the generator's last and the discriminator's first conv have this many channels
+    width: int = 32  # DCGAN base width: channels of its 32 x 32 layers (the others have 2, 4 and 8 times as many)
     nz: int = 100  # DCGAN noise size
     lr: float = 2e-4  # Adam learning rate of both DCGAN networks (betas 0.5, 0.999, as in the paper)
     pool: int = 4  # dcgan with a latent run: draw the n faces from pool * n generated ones, weighted by rarity

@@ -4,7 +4,8 @@ As in the paper: the generator is a stack of strided transposed convolutions wit
 output; the discriminator strided convolutions with BatchNorm (none on its first layer) and LeakyReLU 0.2; weights
 drawn from N(0, 0.02) (BatchNorm scales from N(1, 0.02)); Adam at 2e-4 with betas (0.5, 0.999); the generator
 trained with the non-saturating loss -log D(G(z)). Images are scaled to [-1, 1]. ``width`` (the paper's 128) is
-the channel count of the widest-resolution layer; 32 keeps it trainable on a CPU.
+the channel count of the 32 x 32 layers (the others have 2, 4 and 8 times as many); 32 keeps it trainable on a
+CPU.
 """
 from __future__ import annotations
 

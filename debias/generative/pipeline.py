@@ -120,7 +120,8 @@ def _check_sizes(faces: _Faces, cfg: GenerateConfig, latent: LatentModel | None,
 
 
 def _from_dcgan(faces: _Faces, cfg: GenerateConfig, latent: LatentModel | None, mu_train: np.ndarray | None,
-                device: torch.device, progress: Callable | None, log: Log) -> tuple[np.ndarray, np.ndarray | None, dict]:
+                device: torch.device, progress: Callable | None,
+                log: Log) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """Train the DCGAN, then draw ``cfg.n`` of its faces: by rarity from a pool with a latent run, else its first."""
     log(f"training a DCGAN (width {cfg.width}) on {len(faces.train):,} training faces for {cfg.epochs} epochs")
     gen, hist = dcgan.train_dcgan(faces.train, epochs=cfg.epochs, batch_size=cfg.batch_size, nz=cfg.nz,
