@@ -182,7 +182,7 @@ def write_figures(a: LatentAnalysis, out: str | Path) -> dict[str, Path]:
     save("traversals", fig)
     for name, imgs, title in (("prior_samples", a.prior, "new faces decoded from z ~ N(0, I)"),
                               ("rare_region_samples", a.rare_samples,
-                               "new faces decoded around training faces drawn by the weights (rare regions most often)"),
+                               "faces decoded around training faces drawn by the weights (rare regions most often)"),
                               ("rare_faces", a.rare, "most upweighted training faces (rare to the model)"),
                               ("common_faces", a.common, "least upweighted training faces (common to the model)")):
         fig, ax = plt.subplots(figsize=(8, 8 * int(np.ceil(len(imgs) / 8)) / 8 + 0.5))
