@@ -5,7 +5,8 @@
   nearest generated one. Precision: the share of generated faces inside some real ball (realistic). Recall: the share
   of real faces inside some generated ball (the real variety the generator reaches). Density: how many real balls
   hold a generated face, on average, over k (1 when generated faces sit where real ones do; above 1 where they crowd
-  the densest regions). Coverage: the share of real faces whose ball holds a generated face (robust to outliers on both sides).
+  the densest regions). Coverage: the share of real faces whose ball holds a generated face (robust to outliers on
+  both sides).
 - a real-versus-generated probe: the cross-validated ROC AUC of a logistic regression told to separate the two on the
   same embedding. 0.5: indistinguishable there; 1: any model can learn "generated" as a shortcut.
 
