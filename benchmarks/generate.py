@@ -201,8 +201,8 @@ def summary_tables(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                   f"{cell['accuracy']} | {cell['worst_group_rate']} | {mem} |")
         rows += [{**r, "after": after} for r in diffs.values()]
     q = runs[runs["method"].str.endswith("+gen")].drop_duplicates("seed")
-    if len(q):
-        cols = [c for c in q.columns if c.startswith("q_")] + ["gan_epoch_s", "gen_seconds"]
+    cols = [c for c in q.columns if c.startswith("q_") or c in ("gan_epoch_s", "gen_seconds")]
+    if len(q) and cols:
         md += ["", "Generated faces, per seed (quality on the DB-VAE latent means against held-out real faces):", "",
                "| seed | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
         md += [f"| {r.seed} | " + " | ".join(f"{getattr(r, c):.3g}" for c in cols) + " |" for r in q.itertuples()]

@@ -71,6 +71,10 @@ def load_train_set(data: Path, cfg: TrainConfig) -> TrainSet:
         read_manifest(data, check_files=False)  # a folder with no manifest is told how to make one, not to pack it
         raise ManifestError(NOT_PACKED.format(root=data))
     manifest = read_manifest(data)
+    if generated_mask(manifest).any():
+        raise ManifestError(f"{data / 'manifest.csv'} holds generated faces (`generated` true, line "
+                            f"{int(np.flatnonzero(generated_mask(manifest))[0]) + 2}); train on a real dataset and add "
+                            f"generated faces with `extra` and `extra_share`.")
     ds = ManifestDataset(data, "train", frame=manifest)
     if cfg.max_train and len(ds) > cfg.max_train:
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(ds), cfg.max_train, replace=False))

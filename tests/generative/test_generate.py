@@ -167,7 +167,7 @@ def test_training_with_extra_mixes_generated_faces_into_each_batch_by_count(tiny
     assert cfg["stages"]["latent"]["extra"] == "" and cfg["stages"]["classifier"]["extra_share"] == 0.5
 
 
-def test_extra_is_refused_where_it_is_not_supported_and_must_be_generated_faces(tiny_synth, tmp_path):
+def test_extra_is_refused_where_it_is_not_supported_and_must_be_generated_faces(tiny_synth, gen, tmp_path):
     with pytest.raises(ValueError, match="not `method`='balanced'"):
         TrainConfig(method="balanced", extra="g", extra_share=0.2)
     with pytest.raises(ValueError, match="with `recipe`='paper'"):
@@ -176,6 +176,8 @@ def test_extra_is_refused_where_it_is_not_supported_and_must_be_generated_faces(
         TrainConfig(method="standard", extra="g")
     with pytest.raises(ValueError, match=r"must be in \[0, 1\)"):
         TrainConfig(method="standard", extra="g", extra_share=1.0)
+    with pytest.raises(ManifestError, match="holds generated faces .* add generated faces with `extra`"):
+        fit(gen, TrainConfig(method="standard", **FAST), tmp_path / "g")
     with pytest.raises(TrainingError, match="not a generated training face"):
         fit(tiny_synth, TrainConfig(method="standard", extra=str(tiny_synth), extra_share=0.2, **FAST), tmp_path / "r")
     r = CliRunner().invoke(app, ["train", str(tiny_synth), "--out", str(tmp_path / "x"), "--method", "jtt", "--extra",
