@@ -82,6 +82,7 @@ def generate(data: str | Path, cfg: GenerateConfig, out: str | Path, *, overwrit
             images, log_rarity, made = _from_dcgan(faces, cfg, latent, mu_train, device, progress, log)
         else:
             images, log_rarity, made = _from_decoder(faces, cfg, latent, mu_train, logvar_train, log)
+        log(f"measuring quality against {len(faces.held_out):,} held-out real faces, estimating skin tone (ITA)")
         q = _measure(faces, images, latent, mu_train, log_rarity, cfg)
         made = {**made, "seconds": time.perf_counter() - t0, "n_train_faces": len(faces.train)}
         return _write(out, data, cfg, images, log_rarity, q, made, _darker_share(faces.train))
