@@ -24,6 +24,7 @@ from debias.generative import dcgan, quality
 from debias.generative.decoder import decoder_samples
 from debias.generative.gallery import write_gallery
 from debias.generative.rarity import LatentModel, draw_by_rarity, load_latent
+from debias.models.run import resolve_device
 
 Log = Callable[[str], None]
 RARE_QUANTILE = 0.9  # a face is in a "rare region" when its log-rarity exceeds this quantile of the training faces'
@@ -67,8 +68,8 @@ def generate(data: str | Path, cfg: GenerateConfig, out: str | Path, *, overwrit
     not a DB-VAE).
     """
     data, out, log = Path(data), Path(out), log or (lambda msg: None)
-    from debias.models.run import resolve_device
-
+    if out.resolve() == data.resolve():
+        raise DebiasError(f"`out` {out} is the dataset the faces are generated from; choose a new folder.")
     device = resolve_device(cfg.device)
     faces = _real_faces(data, cfg)
     latent = load_latent(cfg.latent_run, device) if cfg.latent_run else None

@@ -112,6 +112,9 @@ def test_bad_generate_options_exit_2_naming_the_flag(tiny_synth, tmp_path, args,
 def test_generate_from_a_folder_without_manifest_or_a_run_that_is_not_a_dbvae_exits_2(tiny_synth, tmp_path):
     r = CliRunner().invoke(app, ["generate", str(tmp_path), "--out", str(tmp_path / "g")])
     assert r.exit_code == 2 and "No manifest.csv" in _text(r)
+    r = CliRunner().invoke(app, ["generate", str(tiny_synth), "--out", str(tiny_synth), "--overwrite"])
+    assert r.exit_code == 2 and "is the dataset the faces are generated from" in _text(r)
+    assert (tiny_synth / "manifest.csv").exists()
     fit(tiny_synth, TrainConfig(method="standard", **{**FAST, "epochs": 1}), tmp_path / "std")
     r = CliRunner().invoke(app, ["generate", str(tiny_synth), "--out", str(tmp_path / "g"), "--latent-run",
                                  str(tmp_path / "std"), "--device", "cpu"])
