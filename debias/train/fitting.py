@@ -217,8 +217,8 @@ def _one_epoch(r: _Run, epoch: int, batches, p_face: np.ndarray, resample_s: flo
         aug = torch.Generator().manual_seed(int(aug_seed))
     dro = r.fixed.dro
     losses = train_one_epoch(r.step, st.opt, batches, ts.batch_images, ts.batch_labels, r.device, rank=r.rank,
-                             world=r.world, workers=cfg.workers, aug=aug, groups=r.fixed.groups, dro=dro, scaler=r.scaler,
-                             progress=progress, aug_cfg=cfg.augmentation(),
+                             world=r.world, workers=cfg.workers, aug=aug, groups=r.fixed.groups, dro=dro,
+                             scaler=r.scaler, progress=progress, aug_cfg=cfg.augmentation(),
                              on_step=freeze_hook(cfg, ts, st, epoch, r.n_batches, r.device, log),
                              sam_rho=cfg.sam_rho)
     train_s = time.perf_counter() - tt
