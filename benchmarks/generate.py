@@ -6,6 +6,7 @@ seed; resumable.
     .venv/bin/python benchmarks/generate.py summary                  # paired differences, shares closed, quality
     .venv/bin/python benchmarks/generate.py run --epochs 6 --n-train 8000 --seeds 0 1 --workers 2   # the CPU pilot
     .venv/bin/python benchmarks/generate.py summary --epochs 6 --n-train 8000
+    .venv/bin/python benchmarks/generate.py pixel-quality DATA GEN   # quality.json's measures on the pixel PCA
 
 ``run`` trains, per seed, the arms ``default`` (its run folder kept in the cache: its latent/ stage weighs the
 generated faces), ``standard``, ``intrinsic`` (the skin-balanced composition, for the representation gap), then one
@@ -219,6 +220,20 @@ def summary(a) -> None:
     print(md)
 
 
+def pixel_quality(a) -> None:
+    """Quality of a GEN folder on the pixel PCA (the embedding `debias generate` uses without a latent run) against
+    DATA's held-out real faces: the same subsets and measures as quality.json."""
+    from debias.data.manifest import ManifestDataset, read_manifest
+    from debias.generative.quality import pixel_embedding, quality
+
+    ds = ManifestDataset(a.data, "all", frame=read_manifest(a.data))
+    held = np.flatnonzero(((ds.frame.label == 1) & (ds.frame.split != "train")).to_numpy())
+    held = np.sort(np.random.default_rng([0, 1]).choice(held, min(2000, len(held)), replace=False))
+    fake = np.load(a.gen / "images.npy")
+    fake = fake[np.sort(np.random.default_rng([0, 2]).choice(len(fake), min(2000, len(fake)), replace=False))]
+    print(json.dumps(quality(*pixel_embedding(ds.images_uint8(held), fake)), indent=1))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -231,8 +246,11 @@ def main() -> None:
         s.add_argument("--workers", type=int, default=2)
         s.add_argument("--device", default="auto")
         s.add_argument("--cache", type=Path, default=Path(os.environ.get("DEBIAS_BENCH_CACHE", "/tmp/debias-bench")))
+    q = sub.add_parser("pixel-quality")
+    q.add_argument("data", type=Path)
+    q.add_argument("gen", type=Path)
     a = p.parse_args()
-    {"run": run, "summary": summary}[a.cmd](a)
+    {"run": run, "summary": summary, "pixel-quality": pixel_quality}[a.cmd](a)
 
 
 if __name__ == "__main__":
