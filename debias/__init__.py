@@ -13,10 +13,12 @@ from __future__ import annotations
 from debias.errors import DebiasError
 
 __version__ = "0.1.0"
-__all__ = ["Audit", "fit", "Run", "DebiasError", "AuditConfig", "TrainConfig", "SynthConfig", "__version__"]
+__all__ = ["Audit", "fit", "generate", "Run", "DebiasError", "AuditConfig", "TrainConfig", "SynthConfig",
+           "GenerateConfig", "__version__"]
 
-_LAZY = {"Audit": "debias.api", "fit": "debias.api", "Run": "debias.api", "AuditConfig": "debias.config",
-         "TrainConfig": "debias.config", "SynthConfig": "debias.config"}
+_LAZY = {"Audit": "debias.api", "fit": "debias.api", "generate": "debias.api", "Run": "debias.api",
+         "AuditConfig": "debias.config", "TrainConfig": "debias.config", "SynthConfig": "debias.config",
+         "GenerateConfig": "debias.config"}
 
 
 def __getattr__(name: str):

@@ -1,5 +1,5 @@
 """The Python front door: :class:`Audit` (fairlearn's MetricFrame shape, scikit-learn's Display
-constructors) and :func:`fit`.
+constructors), :func:`fit` and :func:`generate`.
 
     import debias
     audit = debias.Audit.from_models("data/ppb", ["opencv:haar-frontal-default"], by=["skin_group", "gender"])
@@ -124,7 +124,7 @@ class Audit:
         from debias.audit.adapters import to_probability
         from debias.audit.engine import audit_table
         from debias.audit.predict import check_one_row_per_image, pair_rows
-        from debias.data.manifest import check_spellings
+        from debias.data.manifest import check_spellings, refuse_generated
 
         groups = [groups] if isinstance(groups, str) else groups
         if not isinstance(groups, (list, tuple)) or not all(isinstance(g, str) for g in groups):
@@ -148,6 +148,7 @@ class Audit:
             raise DebiasError(f"the predictions have no column(s) {', '.join(map(repr, missing))} (columns: "
                               f"{', '.join(map(str, df.columns))}); name them with y_true=, y_score= and groups=.")
         check_spellings(df[groups], "the predictions")
+        refuse_generated(df, "the predictions")
         raw = pd.to_numeric(df[y_score], errors="coerce").to_numpy(float)
         if not np.isfinite(raw).all():
             raise DebiasError(f"column {y_score!r} has {int((~np.isfinite(raw)).sum())} missing or non-finite "
@@ -410,4 +411,35 @@ def fit(data: str | Path, *, out: str | Path, method: str = "dbvae", resume: boo
     return Run(Path(out), cfg, hist)
 
 
-__all__ = ["Audit", "AuditPlot", "Run", "fit"]
+def generate(data: str | Path, *, out: str | Path, generator: str = "dcgan", latent_run: str | Path | None = None,
+             overwrite: bool = False, log: Callable[[str], None] | None = None, **options):
+    """New training faces from a generative model, as ``debias generate DATA --out GEN`` writes them.
+
+    Parameters
+    ----------
+    data : dataset folder; its training faces teach the generator, its val and test faces measure quality.
+    out : the new dataset folder (manifest.csv, images.npy, config.json, quality.json, gallery.png).
+    generator : ``dcgan`` (trained on the training faces) or ``decoder`` (the DB-VAE's own; needs ``latent_run``).
+    latent_run : a DB-VAE run folder (a default run's ``latent/`` is found): faces are drawn toward its rare latent
+        regions and quality is measured on its latent means.
+    **options : any :class:`debias.GenerateConfig` field, e.g. ``n=2000``, ``epochs=25``, ``seed=1``.
+
+    Returns
+    -------
+    debias.generative.GenerateResult: ``out``, ``manifest``, ``quality`` (dict) and ``gallery`` (path). Train with
+    the faces: ``debias.fit(data, out=RUN, method="standard", extra=str(out), extra_share=0.25)``.
+    """
+    from debias.config import GenerateConfig
+    from debias.generative import generate as _generate
+
+    unknown = sorted(set(options) - set(GenerateConfig.__dataclass_fields__))
+    if unknown:
+        raise DebiasError(f"unknown generation option(s) {', '.join(unknown)}; see debias.GenerateConfig.")
+    try:
+        cfg = GenerateConfig(generator=generator, latent_run=str(latent_run or ""), **options)
+    except (ValueError, TypeError) as e:
+        raise DebiasError(str(e)) from None
+    return _generate(data, cfg, out, overwrite=overwrite, log=log)
+
+
+__all__ = ["Audit", "AuditPlot", "Run", "fit", "generate"]

@@ -163,6 +163,10 @@ class TrainConfig:
     jtt_epochs: int = 2  # epochs of the first (identification) model for method=jtt, before the `epochs` of the final one
     jtt_lambda: float = 5.0  # upweighting factor for the first model's training errors
     max_train: int = 0  # use at most this many training images (0 = all); for quick runs
+    # a dataset folder of generated faces (``debias generate``) whose faces replace a share `extra_share` of the faces
+    # of every batch, drawn uniformly from it; with method='standard' or the two-stage recipe's classifier. '' = off
+    extra: str = ""
+    extra_share: float = 0.0  # share of each batch's faces taken from `extra` (rounded per batch), in [0, 1)
 
     def __post_init__(self) -> None:
         if isinstance(self.balance_by, str):  # balance_by="pose" names one column, not four letters
@@ -212,6 +216,7 @@ class TrainConfig:
             raise ValueError(f"`balance_by`={self.balance_by!r} must name at least one manifest column.")
 
     def _check_combinations(self) -> None:
+        self._check_extra()
         if self.sam_rho and self.precision == "fp16":
             raise ValueError("`sam_rho` is not supported with `precision`='fp16' (its loss scaling would have to be "
                              "undone between the two passes); use 'bf16' or 'fp32'.")
@@ -236,9 +241,72 @@ class TrainConfig:
             raise ValueError("`weights_only` saves sampling weights, not a network to use, and stops before the epochs "
                              "that `swa_from` would average; leave it out.")
 
+    def _check_extra(self) -> None:
+        if not (math.isfinite(self.extra_share) and 0 <= self.extra_share < 1):
+            raise ValueError(f"`extra_share`={self.extra_share} must be in [0, 1): the share of each batch's faces "
+                             f"taken from `extra`.")
+        if bool(self.extra) != (self.extra_share > 0):
+            raise ValueError("`extra` (a folder of generated faces) and `extra_share` (the share of each batch's faces "
+                             "taken from it, > 0) go together: give both or neither.")
+        two_stage = self.method == "dbvae" and self.recipe == "two-stage"
+        if self.extra and self.method != "standard" and not two_stage:
+            raise ValueError(f"`extra` adds generated faces to a plain classifier's batches: use it with "
+                             f"`method`='standard' or the default two-stage recipe (`method`='dbvae', whose second "
+                             f"stage is that classifier), not `method`={self.method!r}"
+                             + (f" with `recipe`={self.recipe!r}." if self.method == "dbvae" else "."))
+
     def augmentation(self) -> AugmentConfig:
         """The ranges of the training augmentation (used when ``augment`` is on)."""
         return AugmentConfig(scale=self.aug_scale, translate=self.aug_translate, rotate=self.aug_rotate)
+
+
+GENERATORS = ("dcgan", "decoder")
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """New training faces from a generative model (``debias generate``): a DCGAN trained on the training faces, or
+    a DB-VAE's decoder sampled around them, drawn more often where the DB-VAE's latent finds faces rare."""
+
+    generator: str = "dcgan"  # dcgan (Radford et al. 2016, trained here) | decoder (the DB-VAE's own; blurry)
+    # a DB-VAE run folder (a two-stage run's latent/ is found): its encoder weighs generated faces by how rare their
+    # latent region is among the training faces, and embeds faces for the quality measures. '' = none (dcgan only)
+    latent_run: str = ""
+    n: int = 2_000  # generated faces to write
+    epochs: int = 25  # DCGAN training epochs over the training faces
+    batch_size: int = 64  # DCGAN batch
+    width: int = 32  # DCGAN base width: channels of its 32 x 32 layers (the others have 2, 4 and 8 times as many)
+    nz: int = 100  # DCGAN noise size
+    lr: float = 2e-4  # Adam learning rate of both DCGAN networks (betas 0.5, 0.999, as in the paper)
+    pool: int = 4  # dcgan with a latent run: draw the n faces from pool * n generated ones, weighted by rarity
+    # floor on the effective sample size of the rarity weights over the pool, as a fraction of it: a product of
+    # inverse densities over many latent dimensions would otherwise put the mass on a handful of faces
+    min_ess: float = 0.3
+    max_train: int = 0  # train on at most this many training faces (0 = all)
+    k: int = 5  # nearest neighbours of the precision / recall / density / coverage measures (Naeem et al. use 5)
+    n_quality: int = 2_000  # at most this many real and this many generated faces enter the quality measures
+    seed: int = 0  # DCGAN init and noise, the drawing from the pool, the decoder's draws and the quality subsets
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda
+
+    def __post_init__(self) -> None:
+        if self.generator not in GENERATORS:
+            raise ValueError(f"`generator`={self.generator!r} is not one of {', '.join(GENERATORS)}.")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"`device`={self.device!r} is not one of auto, cpu, cuda.")
+        if self.generator == "decoder" and not self.latent_run:
+            raise ValueError("`generator`='decoder' decodes from a DB-VAE's latent: give the DB-VAE run folder as "
+                             "`latent_run` (a default `debias train` run folder holds one in latent/).")
+        _positive(self, "n", "epochs", "width", "nz", "pool", "k")
+        if self.batch_size < 2:
+            raise ValueError(f"`batch_size`={self.batch_size} must be at least 2 (BatchNorm needs two images).")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"`lr`={self.lr} must be a number > 0.")
+        if not 0 < self.min_ess <= 1:
+            raise ValueError(f"`min_ess`={self.min_ess} must be in (0, 1].")
+        if self.max_train < 0:
+            raise ValueError(f"`max_train`={self.max_train} must be >= 0 (0 = all).")
+        if self.n_quality < 2 * self.k + 2:
+            raise ValueError(f"`n_quality`={self.n_quality} must be at least 2 * `k` + 2 = {2 * self.k + 2}.")
 
 
 def _positive(cfg: Any, *names: str) -> None:
@@ -352,4 +420,4 @@ def read_recipe(path: str | Path, keys: tuple[str, ...]) -> dict:
     return r
 
 
-__all__ = ["SynthConfig", "TrainConfig", "RECIPES", "METHODS", "AuditConfig", "to_json", "read_recipe"]
+__all__ = ["SynthConfig", "TrainConfig", "GenerateConfig", "GENERATORS", "RECIPES", "METHODS", "AuditConfig", "to_json", "read_recipe"]

@@ -1,7 +1,7 @@
 """What a trained DB-VAE learned, and whom it considers rare.
 
 - latent traversals: decode a face while sweeping one latent variable, the others held fixed;
-- new faces decoded from prior samples z ~ N(0, I);
+- new faces decoded from prior samples z ~ N(0, I), and around training faces drawn by the weights (rare regions);
 - the most and least represented training faces by final sampling probability;
 - the correlation of every latent dimension with each known attribute;
 - the sampling-mass share per subgroup, uniform against debiased.
@@ -20,6 +20,7 @@ import torch
 from scipy.stats import spearmanr
 
 from debias.data.manifest import ManifestDataset, read_manifest
+from debias.generative.decoder import decoder_samples
 from debias.models.dbvae import DBVAE
 
 NOT_A_DBVAE = ("{run} holds a {kind} model; latent analysis needs a DB-VAE (train with `method` dbvae or "
@@ -93,6 +94,7 @@ class LatentAnalysis:
     traversal_dims: list[int]
     traversals: np.ndarray  # (D, steps, H, W, 3)
     prior: np.ndarray  # (n, H, W, 3)
+    rare_samples: np.ndarray  # (n, H, W, 3) decoded around training faces drawn by the weights (rare ones most often)
     rare: np.ndarray  # most upweighted (least represented) training faces
     common: np.ndarray  # least upweighted (most represented) training faces
     correlation: pd.DataFrame  # (k, attributes)
@@ -126,12 +128,24 @@ def analyze(run: str | Path, data: str | Path, *, n_dims: int = 6, n_gallery: in
     w = weights.loc[face_images].to_numpy()
     w = w / w.sum()
     order = np.argsort(w)
+    logvar = _logvars(model, imgs)
     return LatentAnalysis(
         traversal_dims=[int(d) for d in dims], traversals=traversals(model, mu, dims), prior=prior_samples(
             model, 32, random_state=random_state),
+        rare_samples=decoder_samples(model, mu, logvar, w, 32, random_state=random_state)[0],
         rare=imgs[order[::-1][:n_gallery]], common=imgs[order[:n_gallery]],
         correlation=latent_attribute_correlation(mu, faces.reset_index(drop=True)),
         shares=mass_shares(w, faces, ("skin_group", "pose", "gender")))
+
+
+@torch.no_grad()
+def _logvars(model: DBVAE, imgs: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """(N, k) latent log-variances of (N, H, W, 3) uint8 images."""
+    from debias.data.manifest import to_tensor
+
+    model.eval()
+    return np.concatenate([model.encode(to_tensor(imgs[s:s + batch_size]))[2].float().numpy()
+                           for s in range(0, len(imgs), batch_size)])
 
 
 def write_figures(a: LatentAnalysis, out: str | Path) -> dict[str, Path]:
@@ -167,6 +181,8 @@ def write_figures(a: LatentAnalysis, out: str | Path) -> dict[str, Path]:
     ax.set_title("latent traversals (dimensions with the largest spread)")
     save("traversals", fig)
     for name, imgs, title in (("prior_samples", a.prior, "new faces decoded from z ~ N(0, I)"),
+                              ("rare_region_samples", a.rare_samples,
+                               "faces decoded around training faces drawn by the weights (rare regions most often)"),
                               ("rare_faces", a.rare, "most upweighted training faces (rare to the model)"),
                               ("common_faces", a.common, "least upweighted training faces (common to the model)")):
         fig, ax = plt.subplots(figsize=(8, 8 * int(np.ceil(len(imgs) / 8)) / 8 + 0.5))

@@ -91,6 +91,43 @@ def smooth_log_weights(logw: np.ndarray, mu: np.ndarray, k: int) -> np.ndarray:
     return logw[nb].mean(1)
 
 
+def density_log_weights(mu: np.ndarray, query: np.ndarray | None = None, *, bins: int = 10, alpha: float = 0.01,
+                        combine: str = "product", temperature: float = 0.0) -> np.ndarray:
+    """Log-weights, rarer is higher, of the points ``query`` under the per-dimension histograms of ``mu``.
+
+    Parameters
+    ----------
+    mu : (N, k) latent means the histograms are built from (the training faces).
+    query : (M, k) points to weigh; None weighs ``mu`` itself. A point outside a dimension's histogram range
+        falls in its nearest end bin.
+    bins, alpha, combine, temperature : as :func:`latent_weights`.
+
+    Returns
+    -------
+    (M,) log-weights (unnormalised).
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    query = mu if query is None else np.asarray(query, dtype=np.float64)
+    if combine not in COMBINES:
+        raise ValueError(f"combine={combine!r} is not one of {', '.join(COMBINES)}.")
+    n, k = mu.shape
+    if query.ndim != 2 or query.shape[1] != k:
+        raise ValueError(f"query must be (M, {k}), got shape {query.shape}.")
+    inv, ref_sum = np.empty((len(query), k)), np.empty(k)
+    for j in range(k):
+        counts, edges = np.histogram(mu[:, j], bins=bins)
+        q = counts / n  # bin probability mass
+        idx = np.clip(np.searchsorted(edges, query[:, j], side="right") - 1, 0, bins - 1)
+        inv[:, j] = 1.0 / (q[idx] + alpha)
+        ref_sum[j] = (counts / (q + alpha)).sum()  # the sum of inv over the points of mu
+    if combine == "max":  # each dimension's inverse densities normalised over mu, as the lab does
+        return np.log((inv / ref_sum).max(1))
+    logw = np.log(inv).sum(1)
+    if combine == "tempered":
+        logw = logw * (temperature if temperature > 0 else 1.0 / k)
+    return logw
+
+
 def latent_weights(mu: np.ndarray, *, bins: int = 10, alpha: float = 0.01, combine: str = "product",
                    temperature: float = 0.0, min_ess: float = 0.3, smooth_k: int = 0) -> Weights:
     """Debiasing sampling probabilities from the latent means of the training faces.
@@ -119,19 +156,7 @@ def latent_weights(mu: np.ndarray, *, bins: int = 10, alpha: float = 0.01, combi
         raise ValueError(f"mu must be (N, k) with N > 0, got shape {mu.shape}.")
     if combine not in COMBINES:
         raise ValueError(f"combine={combine!r} is not one of {', '.join(COMBINES)}.")
-    n, k = mu.shape
-    inv = np.empty((n, k))
-    for j in range(k):
-        counts, edges = np.histogram(mu[:, j], bins=bins)
-        q = counts / n  # bin probability mass
-        idx = np.clip(np.searchsorted(edges, mu[:, j], side="right") - 1, 0, bins - 1)
-        inv[:, j] = 1.0 / (q[idx] + alpha)
-    if combine == "max":
-        logw = np.log((inv / inv.sum(0, keepdims=True)).max(1))
-    else:
-        logw = np.log(inv).sum(1)
-        if combine == "tempered":
-            logw = logw * (temperature if temperature > 0 else 1.0 / k)
+    logw = density_log_weights(mu, bins=bins, alpha=alpha, combine=combine, temperature=temperature)
     logw = smooth_log_weights(logw, mu, smooth_k)
     raw = ess_fraction(_from_log(logw))
     p, t = ess_guard(logw, min_ess)
@@ -262,3 +287,34 @@ class BatchPlan:
                 nf = self.nonface_pos[self.rng.choice(len(self.nonface_pos), n_non, p=self.p_nonface)]
                 f = np.concatenate([f, nf])
             yield self.rng.permutation(f)
+
+
+class MixedBatches:
+    """``batches`` of training positions with a share of each batch's faces replaced by extra (generated) faces.
+
+    In every batch, round(share * its faces) of its face positions, chosen at random, are replaced by positions
+    ``n_real`` .. ``n_real + n_extra - 1`` of extra faces drawn uniformly (without repeats within a batch while there
+    are enough). Non-faces and the batch size stay as they were. The draw is a function of (seed, epoch) only.
+    """
+
+    def __init__(self, batches, is_face: np.ndarray, *, n_real: int, n_extra: int, share: float, seed: int,
+                 epoch: int) -> None:
+        if not 0 <= share < 1 or n_extra < 1:
+            raise ValueError(f"share={share} must be in [0, 1) and n_extra={n_extra} at least 1.")
+        self.batches, self.is_face = batches, np.asarray(is_face, dtype=bool)
+        self.n_real, self.n_extra, self.share = n_real, n_extra, share
+        self.seed, self.epoch = seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch, 13])  # afresh: two passes give the same batches
+        for pos in self.batches:
+            faces = np.flatnonzero(self.is_face[pos])
+            k = int(round(self.share * len(faces)))
+            if k:
+                pos = np.array(pos, copy=True)
+                which = rng.choice(faces, k, replace=False)
+                pos[which] = self.n_real + rng.choice(self.n_extra, k, replace=k > self.n_extra)
+            yield pos

@@ -401,3 +401,19 @@ def test_pair_references_refuse_a_setting_whose_intrinsic_ran_at_another_length(
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "'skin-sam'" in err and "6 epochs" in err
+
+
+def test_generate_benchmark_pairs_each_arm_with_its_generated_faces_by_hand(load_benchmark):
+    gen = load_benchmark("generate")
+    # skin gaps (fractions) on three seeds: standard 0.10, intrinsic 0.00; default 0.06 and with faces 0.04
+    gaps = {"standard": [0.10, 0.12, 0.08], "intrinsic": [0.0, 0.02, 0.0], "default": [0.06, 0.05, 0.04],
+            "default +gen": [0.04, 0.03, 0.05], "standard +gen": [0.10, 0.12, 0.08]}
+    rows = [{"method": m, "seed": s, "skin_gap": g, "accuracy": 0.9, "worst_group_rate": 0.8, "pose_gap": 0.01,
+             "train_rate_darker": 1.0} for m, gs in gaps.items() for s, g in enumerate(gs)]
+    table, md = gen.summary_tables(pd.DataFrame(rows))
+    d = table[(table.method == "default") & (table.metric == "skin_gap")].iloc[0]
+    assert d["diff"] == pytest.approx(100 * (0.12 - 0.15) / 3)  # -1.0 point, paired by seed
+    # shares closed: (std - m) / (std - intrinsic) as a ratio of means: default (0.30-0.15)/(0.30-0.02), +gen 0.18/0.28
+    line = next(x for x in md.splitlines() if x.startswith("| default |"))
+    assert "| 54% [" in line and "| 64% [" in line and "| 11% [" in line
+    assert (table[(table.method == "standard") & (table.metric == "skin_gap")]["diff"] == 0).all()

@@ -171,7 +171,7 @@ def test_latent_cli_on_a_dbvae_run(tiny_synth, tmp_path):
     fit(tiny_synth, TrainConfig(method="dbvae", recipe="paper", **FAST), tmp_path / "run")
     r = CliRunner().invoke(app, ["latent", str(tmp_path / "run"), str(tiny_synth), "--out", str(tmp_path / "lat")])
     assert r.exit_code == 0, r.output
-    for f in ("traversals.png", "prior_samples.png", "rare_faces.png", "common_faces.png", "latent_correlation.csv",
+    for f in ("traversals.png", "prior_samples.png", "rare_region_samples.png", "rare_faces.png", "common_faces.png", "latent_correlation.csv",
               "mass_shares.csv"):
         assert (tmp_path / "lat" / f).exists(), f
     shares = pd.read_csv(tmp_path / "lat" / "mass_shares.csv")

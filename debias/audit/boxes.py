@@ -358,13 +358,15 @@ def run_box_audit(data, specs: Sequence[str], *, by: Sequence[str], iou: float =
     from pathlib import Path
 
     from debias.audit.predict import resolve_by
-    from debias.data.manifest import read_manifest, select_split
+    from debias.data.manifest import read_manifest, refuse_generated, select_split
     from debias.detect import load_detector
 
     if not 0 < iou <= 1 or not fppi >= 0:
         raise ValueError(f"`iou` {iou} must be in (0, 1] and `fppi` {fppi} >= 0.")
     path = str(Path(data) / "manifest.csv")
-    m = select_split(read_manifest(data), split)
+    m = read_manifest(data)
+    refuse_generated(m, f"manifest {path}")
+    m = select_split(m, split)
     faces, images = face_table(m, path)
     by = list(resolve_by(faces.columns, by, where=path, computed=())[0])  # no image covariates at box level
     if progress:

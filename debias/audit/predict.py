@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from debias.audit.adapters import Adapter, to_probability
-from debias.data.manifest import (check_spellings, is_packed, load_image, open_packed, read_manifest, read_rows,
-                                  select_split)
+from debias.data.manifest import (GENERATED, check_spellings, is_packed, load_image, open_packed, read_manifest,
+                                  read_rows, refuse_generated, select_split)
 from debias.errors import DebiasError
 from debias.files import atomic_write, sha256_file
 
@@ -56,12 +56,16 @@ def resolve_by(columns: Sequence[str], by: Sequence[str] | None = None, *, where
 
 def manifest_columns(root: str | Path) -> list[str]:
     """The column names of ``root/manifest.csv`` (its header only); [] when there is none or it cannot be
-    parsed, which :func:`~debias.data.manifest.read_manifest` then reports with its clear message."""
+    parsed, which :func:`~debias.data.manifest.read_manifest` then reports with its clear message. A manifest with
+    generated faces is refused here, before any option is checked against its columns."""
     path = Path(root) / "manifest.csv"
     try:
-        return list(pd.read_csv(path, nrows=0).columns) if path.exists() else []
+        columns = list(pd.read_csv(path, nrows=0).columns) if path.exists() else []
     except ValueError:  # empty, or not UTF-8 (pandas' EmptyDataError and UnicodeDecodeError are ValueErrors)
         return []
+    if GENERATED in columns:
+        refuse_generated(pd.read_csv(path, usecols=[GENERATED]), f"manifest {path}")
+    return columns
 
 
 def image_covariates(im: np.ndarray) -> tuple[int, int, float, float, float]:
@@ -159,6 +163,7 @@ def predict(root: str | Path, adapters: Sequence[Adapter], *, split: str = "test
     """
     root = Path(root)
     manifest = read_manifest(root, check_files=is_packed(root))
+    refuse_generated(manifest, f"manifest {root / 'manifest.csv'}")
     frame = select_split(manifest, split)
     frame = frame.assign(row=frame.index)
     k, n = shard
@@ -323,7 +328,9 @@ def _join_manifest(p: pd.DataFrame, path, root, split: str, allow_missing: bool)
     """Predictions ``p`` with the manifest's label and attributes joined on ``image``, and the images of the split
     that a model has no row for; raises PredictionsError for an image not in the split, a column that disagrees
     with the manifest, or (unless ``allow_missing``) a missing row."""
-    m = select_split(read_manifest(root, check_files=False), split)
+    m = read_manifest(root, check_files=False)
+    refuse_generated(m, f"manifest {Path(root) / 'manifest.csv'}")
+    m = select_split(m, split)
     m = m.assign(row=m.index, image=m["image"].astype(str))
     unknown = ~p["image"].isin(set(m["image"])).to_numpy()
     if unknown.any():

@@ -28,6 +28,7 @@ SPLITS = ("train", "val", "test")
 ATTRIBUTE_COLUMNS = ("skin_tone", "skin_group", "yaw", "pose", "gender")
 BOX_COLUMNS = ("box_x", "box_y", "box_w", "box_h")  # optional: a face's box in pixels (x, y, width, height)
 PACKED = "images.npy"
+GENERATED = "generated"  # optional column: True on a face a generative model made (``debias generate``)
 
 MISSING_MANIFEST = ("No manifest.csv in {root}. A dataset folder needs manifest.csv with columns "
                     "image,label,split; create one with `debias data synth` or `debias data import`.")
@@ -80,6 +81,30 @@ def check_spellings(df: pd.DataFrame, where: str, *, lines: bool = True) -> None
                     f"{x!r} ({int((full == x).sum())})" for x in sorted(many[0])]
             raise ManifestError(f"{where}: column {col!r} spells one group several ways: {', '.join(said)}; each "
                                 f"spelling would be audited as a group of its own. Write each group one way.")
+
+
+GENERATED_IN_AUDIT = ("{where}, line {row}: a generated face ({col} is true; {n} such row(s)). An audit "
+                      "measures how often a model finds real faces, so it never scores generated ones: audit the real "
+                      "dataset, or remove those rows.")
+
+
+def generated_mask(df: pd.DataFrame) -> np.ndarray:
+    """(N,) bool: the rows a generative model made (column ``generated`` true: True, true, 1); all False without it."""
+    if GENERATED not in df.columns:
+        return np.zeros(len(df), dtype=bool)
+    col = df[GENERATED]
+    if pd.api.types.is_bool_dtype(col):
+        return col.fillna(False).to_numpy(dtype=bool)
+    return col.astype(str).str.strip().str.lower().isin(("true", "1", "1.0", "yes")).to_numpy()
+
+
+def refuse_generated(df: pd.DataFrame, where: str) -> None:
+    """Raise ManifestError naming the first generated row of ``df`` (lines as in its file, after a header), if it
+    has one; ``where`` names the file ("manifest data/x/manifest.csv")."""
+    gen = generated_mask(df)
+    if gen.any():
+        raise ManifestError(GENERATED_IN_AUDIT.format(where=where, row=int(np.flatnonzero(gen)[0]) + 2, col=GENERATED,
+                                                      n=int(gen.sum())))
 
 
 def _v(x):

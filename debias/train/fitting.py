@@ -169,12 +169,16 @@ def _start(data: Path, cfg: TrainConfig, out: Path, ts: TrainSet, *, record: dic
     config.json."""
     device = resolve_device(cfg.device)
     fixed = fixed_sampling(cfg, ts, log)
+    if cfg.extra_share and ts.extra is not None:
+        log(f"{cfg.extra_share:.0%} of each batch's faces are generated ones, drawn from the {len(ts.extra):,} in "
+            f"{cfg.extra}")
     if resume:
         check_resume_options(record, out)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        extra = {"n_extra_faces": len(ts.extra)} if cfg.extra_share and ts.extra is not None else {}
         to_json(record, out / "config.json", data=str(data.resolve()), size=ts.size, n_train=len(ts.ds),
-                n_train_faces=len(ts.face_pos), torch=torch.__version__, world_size=world)
+                n_train_faces=len(ts.face_pos), torch=torch.__version__, world_size=world, **extra)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, ts.size).to(device)
     if cfg.channels_last:
@@ -212,9 +216,9 @@ def _one_epoch(r: _Run, epoch: int, batches, p_face: np.ndarray, resample_s: flo
         aug_seed = np.random.SeedSequence([cfg.seed, epoch, r.rank, 11]).generate_state(1)[0]
         aug = torch.Generator().manual_seed(int(aug_seed))
     dro = r.fixed.dro
-    losses = train_one_epoch(r.step, st.opt, batches, ts.images, ts.labels, r.device, rank=r.rank, world=r.world,
-                             workers=cfg.workers, aug=aug, groups=r.fixed.groups, dro=dro, scaler=r.scaler,
-                             progress=progress, aug_cfg=cfg.augmentation(),
+    losses = train_one_epoch(r.step, st.opt, batches, ts.batch_images, ts.batch_labels, r.device, rank=r.rank,
+                             world=r.world, workers=cfg.workers, aug=aug, groups=r.fixed.groups, dro=dro,
+                             scaler=r.scaler, progress=progress, aug_cfg=cfg.augmentation(),
                              on_step=freeze_hook(cfg, ts, st, epoch, r.n_batches, r.device, log),
                              sam_rho=cfg.sam_rho)
     train_s = time.perf_counter() - tt

@@ -51,8 +51,9 @@ def latent_stage(cfg: TrainConfig, *, epoch_images: int) -> TrainConfig:
     images = cfg.freeze_after or epoch_images
     read_at = max(1, round(images / max(epoch_images, 1)))
     freeze_after = images if read_at * epoch_images > images else 0
+    # the DB-VAE reads the real faces only: generated ones (`extra`) join the classifier's batches
     return dataclasses.replace(cfg, resample_from=read_at, epochs=read_at + 1, freeze_after=freeze_after,
-                               weights_only=True, swa_from=0)
+                               weights_only=True, swa_from=0, extra="", extra_share=0.0)
 
 
 def classifier_stage(cfg: TrainConfig, latent_run: Path) -> TrainConfig:

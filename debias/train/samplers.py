@@ -17,8 +17,8 @@ import torch
 
 from debias.config import TrainConfig
 from debias.models.run import RunError, predict_scores, read_sampling_weights
-from debias.sampling import (BatchPlan, GroupDRO, ess_fraction, group_balanced_weights, group_keys, jtt_weights,
-                             latent_weights, loss_weights, mass_by_group)
+from debias.sampling import (BatchPlan, GroupDRO, MixedBatches, ess_fraction, group_balanced_weights, group_keys,
+                             jtt_weights, latent_weights, loss_weights, mass_by_group)
 from debias.train.loop import build_model, make_optimizer
 from debias.train.state import State
 from debias.train.trainset import DIAGNOSTIC_COLUMNS, TrainingError, TrainSet
@@ -209,6 +209,11 @@ def epoch_batches(cfg: TrainConfig, ts: TrainSet, st: State, fixed: Sampling, ep
         p_nonface = jtt_weights(st.jtt_err[ts.nonface_pos], cfg.jtt_lambda)
     if (cfg.method == "standard" and fixed.p_face is None) or (cfg.method == "jtt" and st.jtt_err is None):
         perm = np.random.default_rng([cfg.seed, epoch, 7]).permutation(len(ts.ds))
-        return [perm[i:i + cfg.batch_size] for i in range(0, n_batches * cfg.batch_size, cfg.batch_size)], p_face, 0.0
-    return BatchPlan(ts.face_pos, p_face, ts.nonface_pos, batch_size=cfg.batch_size, face_ratio=cfg.face_ratio,
-                     n_batches=n_batches, seed=cfg.seed, epoch=epoch, p_nonface=p_nonface), p_face, resample_s
+        batches = [perm[i:i + cfg.batch_size] for i in range(0, n_batches * cfg.batch_size, cfg.batch_size)]
+    else:
+        batches = BatchPlan(ts.face_pos, p_face, ts.nonface_pos, batch_size=cfg.batch_size, face_ratio=cfg.face_ratio,
+                            n_batches=n_batches, seed=cfg.seed, epoch=epoch, p_nonface=p_nonface)
+    if cfg.extra_share and ts.extra is not None:
+        batches = MixedBatches(batches, ts.labels == 1, n_real=len(ts.ds), n_extra=len(ts.extra),
+                               share=cfg.extra_share, seed=cfg.seed, epoch=epoch)
+    return batches, p_face, resample_s

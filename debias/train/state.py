@@ -101,7 +101,7 @@ def swa_into_model(st: State, cfg: TrainConfig, ts: TrainSet, batches, device: t
 
     def inputs():
         for pos in batches:
-            x = on_device(host_batch(ts.images(pos), device), device)
+            x = on_device(host_batch(ts.batch_images(pos), device), device)
             yield augment(x, gen, cfg.augmentation()) if cfg.augment else x
 
     torch.optim.swa_utils.update_bn(inputs(), st.swa.module, device)
