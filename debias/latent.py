@@ -4,6 +4,9 @@
 - new faces decoded from prior samples z ~ N(0, I);
 - the most and least represented training faces by final sampling probability;
 - the correlation of every latent dimension with each known attribute;
+- its active units: the dimensions whose posterior q(z|x) departs from the prior N(0, I) (mean KL above
+  ``ACTIVE_KL`` nats over the faces), and which known attributes the strongest dimension, active or not,
+  tracks;
 - the sampling-mass share per subgroup, uniform against debiased.
 
 Functions here compute arrays and tables; :func:`write_figures` draws them.
@@ -19,9 +22,13 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from debias.data.manifest import ManifestDataset, read_manifest
+from debias.data.manifest import ManifestDataset, read_manifest, to_tensor
 from debias.models.dbvae import DBVAE
 
+# a latent dimension is active when its posterior's mean KL from N(0, 1) over the faces exceeds this many nats: the
+# floor of Burda, Grosse & Salakhutdinov's (2016) activity statistic, applied to the KL the loss itself penalises
+ACTIVE_KL = 0.01
+DIAGNOSTIC_COLUMNS = ("skin_group", "pose", "gender")  # the labelled groups whose sampling mass is reported
 NOT_A_DBVAE = ("{run} holds a {kind} model; latent analysis needs a DB-VAE (train with `method` dbvae or "
                "vae-uniform).")
 
@@ -52,6 +59,63 @@ def prior_samples(model: DBVAE, n: int = 32, *, random_state: int = 0) -> np.nda
     """Faces decoded from z ~ N(0, I), shape (n, H, W, 3)."""
     g = torch.Generator().manual_seed(random_state)
     return _to_uint8(model.decode(torch.randn(n, model.latent_dim, generator=g)))
+
+
+@torch.no_grad()
+def encode_faces(model: DBVAE, images: np.ndarray, *, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The posterior q(z|x) of every image: (mu, logvar), each (N, k), logvar = log sigma^2 (eval mode)."""
+    model.eval()
+    mus, logvars = [], []
+    for s in range(0, len(images), batch_size):
+        _, mu, logvar = model.encode(to_tensor(images[s:s + batch_size]))  # (B, k) each
+        mus.append(mu.double().numpy())
+        logvars.append(logvar.double().numpy())
+    return np.concatenate(mus), np.concatenate(logvars)
+
+
+def active_units(mu: np.ndarray, logvar: np.ndarray, *, floor: float = ACTIVE_KL) -> pd.DataFrame:
+    """Per latent dimension: the mean over faces of KL(q(z_d|x) || N(0, 1)) in nats (``kl``), the variance over faces
+    of the posterior mean (``mu_var``, Burda et al.'s Cov_x E[z_d|x]) and whether ``kl`` exceeds ``floor``
+    (``active``).
+
+    Parameters
+    ----------
+    mu, logvar : (N, k) posterior means and log-variances of N faces.
+
+    Returns
+    -------
+    DataFrame indexed by ``latent_dim`` (k rows).
+    """
+    mu, logvar = np.asarray(mu, np.float64), np.asarray(logvar, np.float64)
+    kl = 0.5 * (np.exp(logvar) + mu ** 2 - 1.0 - logvar).mean(0)  # (k,)
+    return pd.DataFrame({"kl": kl, "mu_var": mu.var(0), "active": kl > floor},
+                        index=pd.Index(range(mu.shape[1]), name="latent_dim"))
+
+
+def attribute_encoding(correlation: pd.DataFrame, active: pd.Series) -> pd.DataFrame:
+    """Which known attributes the latent encodes: per attribute (rows), the strongest |Spearman rho| over all
+    dimensions (``abs_rho``), its dimension (``dim``) and whether that one is active (``dim_active``), and the same
+    over the active dimensions only (``abs_rho_active``, ``dim_of_active``; NaN when none is active).
+
+    Parameters
+    ----------
+    correlation : latent dimension x attribute, as :func:`latent_attribute_correlation` returns it.
+    active : bool per latent dimension (the ``active`` column of :func:`active_units`).
+    """
+    def strongest(r: pd.Series) -> tuple[float, float]:  # (|rho|, dim), NaN for no dimension
+        return (r.max(), r.idxmax()) if len(r) else (np.nan, np.nan)
+
+    is_active = active.reindex(correlation.index, fill_value=False).to_numpy(bool)
+    rows = []
+    for a in correlation.columns:
+        r = correlation[a].abs()
+        rho, dim = strongest(r.dropna())
+        rho_a, dim_a = strongest(r[is_active].dropna())
+        rows.append({"attribute": a, "abs_rho": rho, "dim": dim, "dim_active": bool(active.get(dim, False)),
+                     "abs_rho_active": rho_a, "dim_of_active": dim_a})
+    return pd.DataFrame(rows, columns=["attribute", "abs_rho", "dim", "dim_active", "abs_rho_active",
+                                       "dim_of_active"]).set_index("attribute").astype(
+        {"dim": "Int64", "dim_of_active": "Int64"})
 
 
 def latent_attribute_correlation(mu: np.ndarray, frame: pd.DataFrame,

@@ -1,0 +1,126 @@
+"""Which factors the first stage's latent encodes, and which faces its weights favour, as the KL weight beta and the
+latent size vary. One row per (setting, beta, latent_dim, seed, n_train) appended to results/latent_factors.csv;
+runs already there are skipped, so a stopped study continues where it stopped.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/latent_factors.py --betas 5e-4 5e-3 5e-2 0.5 --latent-dims 100 16 --seeds 0
+
+Each run trains the default recipe's first stage (the DB-VAE that `debias train` trains into RUN/latent/: centre
+reconstruction, SAM 0.05, weights kept after about 20,000 training images, smoothed over 50 neighbours) on the
+setting's cached data (`benchmarks/debiasing.py` renders it), with only ``beta`` and ``latent_dim`` changed, and stops
+once its weights are saved (``weights_only``). Then, over the training faces (labels read only to report):
+
+- ``active``: the active units, mean KL(q(z_d|x) || N(0, 1)) > 0.01 nats (``active_var``: Var_x mu_d > 0.01 instead);
+- ``rho_<attr>`` / ``rho_<attr>_active``: the strongest |Spearman rho| of a latent dimension with abs_yaw,
+  skin_tone, light and gender, over all dimensions / over the active ones;
+- ``mass_profile`` / ``mass_darker``: the sampling mass the saved weights give profile / darker faces, beside their
+  share of the faces (``share_*``); ``*_active_dims``: the same weights recomputed (same options) from the active
+  dimensions of the latent means only; ``p_check``: the largest difference between the saved weights and the ones
+  recomputed here from all dimensions (a check that the recomputation is the run's own);
+- ``rec`` / ``kl``: the last epoch's mean reconstruction and KL of a face.
+
+The run folders are kept under --keep (default /tmp/debias-latent-factors), for `debias latent RUN DATA`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import debiasing as bench  # noqa: E402
+
+from debias.latent import active_units, attribute_encoding, encode_faces, latent_attribute_correlation  # noqa: E402
+from debias.models.run import load_run, read_sampling_weights  # noqa: E402
+from debias.data.manifest import ManifestDataset  # noqa: E402
+from debias.sampling import latent_weights  # noqa: E402
+from debias.train import fit, load_train_set, recipes  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "results" / "latent_factors.csv"
+KEY = ["setting", "beta", "latent_dim", "seed", "n_train"]
+ATTRIBUTES = ("abs_yaw", "skin_tone", "light", "gender")
+
+
+def first_stage(setting: str, seed: int, n_train: int, cache: Path, **opts):
+    """The data set and the default recipe's first-stage config of one run, with ``opts`` (beta, latent_dim) set."""
+    root, cfg = bench.run_setup(dict(setting=setting, method="default", seed=seed, epochs=6, n_train=n_train,
+                                     cache=cache), "cpu")
+    cfg = dataclasses.replace(cfg, **opts)
+    ts = load_train_set(root, cfg)
+    resolved = recipes.resolve(cfg, n_faces=len(ts.face_pos))
+    first = recipes.latent_stage(resolved, epoch_images=ts.n_batches(cfg.batch_size) * cfg.batch_size)
+    # every option is set, so 'paper' resolves nothing and fit trains this one network (not both stages)
+    return root, dataclasses.replace(first, recipe="paper")
+
+
+def describe(run: Path, root: Path, cfg) -> dict:
+    model, _ = load_run(run)
+    _, w = read_sampling_weights(run)
+    ds = ManifestDataset(root, "train")
+    faces = ds.frame[ds.frame.image.astype(str).isin(w.index)].reset_index(drop=True)
+    pos = np.flatnonzero(ds.frame.image.astype(str).isin(w.index).to_numpy())
+    mu, logvar = encode_faces(model, ds.images_uint8(pos))
+    p = w.loc[faces.image.astype(str)].to_numpy(np.float64)
+    p /= p.sum()
+    units = active_units(mu, logvar)
+    enc = attribute_encoding(latent_attribute_correlation(mu, faces, ATTRIBUTES), units.active)
+    opts = dict(bins=cfg.bins, alpha=cfg.alpha, combine=cfg.combine, temperature=cfg.temperature, min_ess=cfg.min_ess,
+                smooth_k=cfg.smooth_k)
+    again = latent_weights(mu, **opts)
+    act = units.active.to_numpy()
+    on_active = latent_weights(mu[:, act], **opts) if act.any() else None
+    profile, darker = (faces.pose == "profile").to_numpy(), (faces.skin_group == "darker").to_numpy()
+    row = dict(active=int(act.sum()), active_var=int((units.mu_var > 0.01).sum()))
+    for a in ATTRIBUTES:
+        row[f"rho_{a}"] = enc.abs_rho.get(a, np.nan)
+        row[f"rho_{a}_active"] = enc.abs_rho_active.get(a, np.nan)
+    for name, m in (("profile", profile), ("darker", darker)):
+        row[f"share_{name}"] = m.mean()
+        row[f"mass_{name}"] = p[m].sum()
+        row[f"mass_{name}_active_dims"] = on_active.p[m].sum() if on_active is not None else np.nan
+    row["ess_active_dims"] = on_active.ess if on_active is not None else np.nan
+    row["p_check"] = float(np.abs(again.p - p).max())
+    last = pd.read_csv(run / "history.csv").iloc[-1]
+    row.update(rec=last.get("rec", np.nan), kl=last.get("kl", np.nan))
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--setting", default="pose", choices=list(bench.SETTINGS))
+    ap.add_argument("--betas", type=float, nargs="+", default=[5e-4, 5e-3, 5e-2, 0.5])
+    ap.add_argument("--latent-dims", type=int, nargs="+", default=[100, 16])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--n-train", type=int, default=20_000)
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/debias-bench"))
+    ap.add_argument("--keep", type=Path, default=Path("/tmp/debias-latent-factors"))
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    done = pd.read_csv(OUT) if OUT.exists() else pd.DataFrame(columns=KEY)
+    have = {tuple(r) for r in done[KEY].astype(str).to_numpy()}
+    for seed in a.seeds:
+        for k in a.latent_dims:
+            for beta in a.betas:
+                key = dict(setting=a.setting, beta=beta, latent_dim=k, seed=seed, n_train=a.n_train)
+                if tuple(str(v) for v in key.values()) in have:
+                    continue
+                t = time.perf_counter()
+                root, cfg = first_stage(a.setting, seed, a.n_train, a.cache, beta=beta, latent_dim=k)
+                run = a.keep / f"{a.setting}_beta{beta:g}_k{k}_seed{seed}_n{a.n_train}"
+                shutil.rmtree(run, ignore_errors=True)
+                fit(root, cfg, run)
+                row = {**key, **describe(run, root, cfg), "seconds": round(time.perf_counter() - t, 1)}
+                print(", ".join(f"{c} {v:.4g}" if isinstance(v, float) else f"{c} {v}" for c, v in row.items()),
+                      flush=True)
+                OUT.parent.mkdir(exist_ok=True)
+                pd.DataFrame([row]).to_csv(OUT, mode="a", header=not OUT.exists(), index=False, float_format="%.4g")
+
+
+if __name__ == "__main__":
+    main()
