@@ -18,6 +18,8 @@ once its weights are saved (``weights_only``). Then, over the training faces (la
   recomputed here from all dimensions (a check that the recomputation is the run's own);
 - ``rec`` / ``kl``: the last epoch's mean reconstruction and KL of a face.
 
+``--rec-regions full`` trains the same first stage reconstructing the whole image instead of its centre.
+
 The run folders are kept under --keep (default /tmp/debias-latent-factors), for `debias latent RUN DATA`.
 """
 from __future__ import annotations
@@ -43,8 +45,8 @@ from debias.sampling import latent_weights  # noqa: E402
 from debias.train import fit, load_train_set, recipes  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "latent_factors.csv"
-KEY = ["setting", "beta", "latent_dim", "seed", "n_train"]
-ATTRIBUTES = ("abs_yaw", "skin_tone", "light", "gender")
+KEY = ["setting", "rec_region", "beta", "latent_dim", "seed", "n_train"]
+ATTRIBUTES = ("abs_yaw", "yaw", "skin_tone", "light", "gender")
 
 
 def first_stage(setting: str, seed: int, n_train: int, cache: Path, **opts):
@@ -67,7 +69,7 @@ def describe(run: Path, root: Path, cfg) -> dict:
     pos = np.flatnonzero(ds.frame.image.astype(str).isin(w.index).to_numpy())
     mu, logvar = encode_faces(model, ds.images_uint8(pos))
     p = w.loc[faces.image.astype(str)].to_numpy(np.float64)
-    p /= p.sum()
+    p = p / p.sum()
     units = active_units(mu, logvar)
     enc = attribute_encoding(latent_attribute_correlation(mu, faces, ATTRIBUTES), units.active)
     opts = dict(bins=cfg.bins, alpha=cfg.alpha, combine=cfg.combine, temperature=cfg.temperature, min_ess=cfg.min_ess,
@@ -86,7 +88,7 @@ def describe(run: Path, root: Path, cfg) -> dict:
         row[f"mass_{name}_active_dims"] = on_active.p[m].sum() if on_active is not None else np.nan
     row["ess_active_dims"] = on_active.ess if on_active is not None else np.nan
     row["p_check"] = float(np.abs(again.p - p).max())
-    last = pd.read_csv(run / "history.csv").iloc[-1]
+    last = pd.read_csv(run / "history.csv").dropna(subset=["rec"]).iloc[-1]  # not the weights-only row
     row.update(rec=last.get("rec", np.nan), kl=last.get("kl", np.nan))
     return row
 
@@ -96,6 +98,8 @@ def main() -> None:
     ap.add_argument("--setting", default="pose", choices=list(bench.SETTINGS))
     ap.add_argument("--betas", type=float, nargs="+", default=[5e-4, 5e-3, 5e-2, 0.5])
     ap.add_argument("--latent-dims", type=int, nargs="+", default=[100, 16])
+    ap.add_argument("--rec-regions", nargs="+", default=["center"], choices=["center", "full"],
+                    help="what the DB-VAE reconstructs (the recipe's: center)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--n-train", type=int, default=20_000)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/debias-bench"))
@@ -104,22 +108,22 @@ def main() -> None:
     torch.set_num_threads(1)
     done = pd.read_csv(OUT) if OUT.exists() else pd.DataFrame(columns=KEY)
     have = {tuple(r) for r in done[KEY].astype(str).to_numpy()}
-    for seed in a.seeds:
-        for k in a.latent_dims:
-            for beta in a.betas:
-                key = dict(setting=a.setting, beta=beta, latent_dim=k, seed=seed, n_train=a.n_train)
-                if tuple(str(v) for v in key.values()) in have:
-                    continue
-                t = time.perf_counter()
-                root, cfg = first_stage(a.setting, seed, a.n_train, a.cache, beta=beta, latent_dim=k)
-                run = a.keep / f"{a.setting}_beta{beta:g}_k{k}_seed{seed}_n{a.n_train}"
-                shutil.rmtree(run, ignore_errors=True)
-                fit(root, cfg, run)
-                row = {**key, **describe(run, root, cfg), "seconds": round(time.perf_counter() - t, 1)}
-                print(", ".join(f"{c} {v:.4g}" if isinstance(v, float) else f"{c} {v}" for c, v in row.items()),
-                      flush=True)
-                OUT.parent.mkdir(exist_ok=True)
-                pd.DataFrame([row]).to_csv(OUT, mode="a", header=not OUT.exists(), index=False, float_format="%.4g")
+    grid = [(seed, region, k, beta) for seed in a.seeds for region in a.rec_regions for k in a.latent_dims
+            for beta in a.betas]
+    for seed, region, k, beta in grid:
+        key = dict(setting=a.setting, rec_region=region, beta=beta, latent_dim=k, seed=seed, n_train=a.n_train)
+        if tuple(str(v) for v in key.values()) in have:
+            continue
+        t = time.perf_counter()
+        root, cfg = first_stage(a.setting, seed, a.n_train, a.cache, beta=beta, latent_dim=k, rec_region=region)
+        run = a.keep / f"{a.setting}_{region}_beta{beta:g}_k{k}_seed{seed}_n{a.n_train}"
+        shutil.rmtree(run, ignore_errors=True)
+        fit(root, cfg, run)
+        row = {**key, **describe(run, root, cfg), "seconds": round(time.perf_counter() - t, 1)}
+        print(", ".join(f"{c} {v:.4g}" if isinstance(v, float) else f"{c} {v}" for c, v in row.items()),
+              flush=True)
+        OUT.parent.mkdir(exist_ok=True)
+        pd.DataFrame([row]).to_csv(OUT, mode="a", header=not OUT.exists(), index=False, float_format="%.4g")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from debias.models.dbvae import DBVAE
 # a latent dimension is active when its posterior's mean KL from N(0, 1) over the faces exceeds this many nats: the
 # floor of Burda, Grosse & Salakhutdinov's (2016) activity statistic, applied to the KL the loss itself penalises
 ACTIVE_KL = 0.01
-DIAGNOSTIC_COLUMNS = ("skin_group", "pose", "gender")  # the labelled groups whose sampling mass is reported
 NOT_A_DBVAE = ("{run} holds a {kind} model; latent analysis needs a DB-VAE (train with `method` dbvae or "
                "vae-uniform).")
 
@@ -161,12 +160,18 @@ class LatentAnalysis:
     common: np.ndarray  # least upweighted (most represented) training faces
     correlation: pd.DataFrame  # (k, attributes)
     shares: pd.DataFrame  # attribute, group, uniform, debiased
+    units: pd.DataFrame  # (k,) kl, mu_var, active: see active_units
+    encoding: pd.DataFrame  # (attributes,) the strongest dimension per attribute: see attribute_encoding
+    notes: list[str]  # the mass on rare labelled groups, and any the weights draw less often than uniform sampling
+    traversal_labels: list[str]  # per traversed dimension, the attributes it is the strongest dimension for
 
 
 def analyze(run: str | Path, data: str | Path, *, n_dims: int = 6, n_gallery: int = 16,
             random_state: int = 0) -> LatentAnalysis:
     """Run every analysis for a DB-VAE run folder and its training dataset."""
-    from debias.models.run import RunError, latent_run, load_run, predict_scores, read_sampling_weights
+    from debias.models.run import RunError, latent_run, load_run, read_sampling_weights
+    from debias.train.samplers import rare_group_note
+    from debias.train.trainset import DIAGNOSTIC_COLUMNS
 
     run = latent_run(run)  # a two-stage run's DB-VAE is its first stage
     model, arch = load_run(run)
@@ -178,24 +183,31 @@ def analyze(run: str | Path, data: str | Path, *, n_dims: int = 6, n_gallery: in
     # the faces the run trained on (all training faces, or its --max-train subset)
     images = ds.frame["image"].astype(str)
     is_face = (ds.frame["label"] == 1) & images.isin(weights.index)
-    faces, face_images = ds.frame[is_face], images[is_face].to_numpy()
+    faces, face_images = ds.frame[is_face].reset_index(drop=True), images[is_face].to_numpy()
     if len(faces) != len(weights):
         extra = weights.index[~weights.index.isin(face_images)]
         raise RunError(f"{f} holds weights for {len(weights)} faces, {len(extra)} of them not training faces of "
                        f"{data} (e.g. image {extra[0]}); was the run trained on it?")
-    pos = np.flatnonzero(is_face.to_numpy())
-    imgs = ds.images_uint8(pos)
-    _, mu = predict_scores(model, lambda pos: imgs[pos], len(imgs), torch.device("cpu"), with_latent=True)
-    dims = list(np.argsort(mu.std(0))[::-1][:n_dims])
+    imgs = ds.images_uint8(np.flatnonzero(is_face.to_numpy()))
+    mu, logvar = encode_faces(model, imgs)
+    units = active_units(mu, logvar)
+    correlation = latent_attribute_correlation(mu, faces)
+    encoding = attribute_encoding(correlation, units.active)
+    # traverse the strongest dimension of each attribute, then the widest-spread others
+    labels = encoding.reset_index().dropna(subset="dim").groupby("dim").attribute.agg(", ".join)
+    dims = [int(d) for d in labels.index] + [int(d) for d in np.argsort(mu.std(0))[::-1] if d not in labels.index]
+    dims = dims[:max(n_dims, len(labels))]
     w = weights.loc[face_images].to_numpy()
     w = w / w.sum()
     order = np.argsort(w)
+    notes: list[str] = []
+    rare_group_note(w, faces, notes.append)
     return LatentAnalysis(
-        traversal_dims=[int(d) for d in dims], traversals=traversals(model, mu, dims), prior=prior_samples(
+        traversal_dims=dims, traversals=traversals(model, mu, dims), prior=prior_samples(
             model, 32, random_state=random_state),
-        rare=imgs[order[::-1][:n_gallery]], common=imgs[order[:n_gallery]],
-        correlation=latent_attribute_correlation(mu, faces.reset_index(drop=True)),
-        shares=mass_shares(w, faces, ("skin_group", "pose", "gender")))
+        rare=imgs[order[::-1][:n_gallery]], common=imgs[order[:n_gallery]], correlation=correlation,
+        shares=mass_shares(w, faces, DIAGNOSTIC_COLUMNS), units=units, encoding=encoding, notes=notes,
+        traversal_labels=[labels.get(d, "") for d in dims])
 
 
 def write_figures(a: LatentAnalysis, out: str | Path) -> dict[str, Path]:
@@ -226,9 +238,10 @@ def write_figures(a: LatentAnalysis, out: str | Path) -> dict[str, Path]:
     fig, ax = plt.subplots(figsize=(S * 0.8 + 1.5, D * 0.8 + 0.6))
     ax.imshow(grid(a.traversals.reshape(-1, *a.traversals.shape[2:]), S))
     h = a.traversals.shape[2] + 2
-    ax.set_yticks([i * h + h / 2 for i in range(D)], [f"z{d}" for d in a.traversal_dims])
+    ax.set_yticks([i * h + h / 2 for i in range(D)],
+                  [f"z{d} ({t})" if t else f"z{d}" for d, t in zip(a.traversal_dims, a.traversal_labels)])
     ax.set_xticks([0, (S - 1) * h + h / 2], ["-2.5 sd", "+2.5 sd"])
-    ax.set_title("latent traversals (dimensions with the largest spread)")
+    ax.set_title("latent traversals (the strongest dimension of each attribute, then the widest-spread ones)")
     save("traversals", fig)
     for name, imgs, title in (("prior_samples", a.prior, "new faces decoded from z ~ N(0, I)"),
                               ("rare_faces", a.rare, "most upweighted training faces (rare to the model)"),
@@ -245,6 +258,8 @@ def write_figures(a: LatentAnalysis, out: str | Path) -> dict[str, Path]:
         ax.set_title("Spearman correlation: latent dimension x attribute (20 most correlated dims)")
         save("latent_correlation", fig)
         a.correlation.to_csv(out / "latent_correlation.csv", float_format="%.4f")
+        a.encoding.to_csv(out / "latent_attributes.csv", float_format="%.4f")
+    a.units.to_csv(out / "latent_units.csv", float_format="%.6g")
     if not a.shares.empty:
         long = a.shares.melt(id_vars=["attribute", "group"], value_vars=["uniform", "debiased"], var_name="sampling",
                              value_name="share")
