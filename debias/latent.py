@@ -194,7 +194,7 @@ def analyze(run: str | Path, data: str | Path, *, n_dims: int = 6, n_gallery: in
     correlation = latent_attribute_correlation(mu, faces)
     encoding = attribute_encoding(correlation, units.active)
     # traverse the strongest dimension of each attribute, then the widest-spread others
-    labels = encoding.reset_index().dropna(subset="dim").groupby("dim").attribute.agg(", ".join)
+    labels = encoding.reset_index().dropna(subset="dim").groupby("dim", sort=False).attribute.agg(", ".join)
     dims = [int(d) for d in labels.index] + [int(d) for d in np.argsort(mu.std(0))[::-1] if d not in labels.index]
     dims = dims[:max(n_dims, len(labels))]
     w = weights.loc[face_images].to_numpy()
