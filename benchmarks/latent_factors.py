@@ -18,6 +18,11 @@ once its weights are saved (``weights_only``). Then, over the training faces (la
   recomputed here from all dimensions (a check that the recomputation is the run's own);
 - ``rec`` / ``kl``: the last epoch's mean reconstruction and KL of a face.
 
+``--probe`` trains nothing: for every recorded run whose folder is still under --keep, it fits a linear probe
+(ridge regression, 5-fold cross-validated R^2, scikit-learn) from the latent means to abs_yaw, skin_tone and light,
+on all dimensions and on the active ones (``r2_<attr>`` / ``r2_<attr>_active``), into results/latent_factors_probe.csv:
+a factor spread over many dimensions shows there although no single dimension tracks it.
+
 ``--rec-regions full`` trains the same first stage reconstructing the whole image instead of its centre.
 
 The run folders are kept under --keep (default /tmp/debias-latent-factors), for `debias latent RUN DATA`.
@@ -45,6 +50,7 @@ from debias.sampling import latent_weights  # noqa: E402
 from debias.train import fit, load_train_set, recipes  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "latent_factors.csv"
+PROBE = OUT.with_name("latent_factors_probe.csv")
 KEY = ["setting", "rec_region", "beta", "latent_dim", "seed", "n_train"]
 ATTRIBUTES = ("abs_yaw", "yaw", "skin_tone", "light", "gender")
 
@@ -93,6 +99,41 @@ def describe(run: Path, root: Path, cfg) -> dict:
     return row
 
 
+def probe(run: Path, root: Path) -> dict:
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold, cross_val_score
+
+    model, _ = load_run(run)
+    _, w = read_sampling_weights(run)
+    ds = ManifestDataset(root, "train")
+    is_face = ds.frame.image.astype(str).isin(w.index).to_numpy()
+    faces = ds.frame[is_face].reset_index(drop=True)
+    mu, logvar = encode_faces(model, ds.images_uint8(np.flatnonzero(is_face)))
+    act = active_units(mu, logvar).active.to_numpy()
+    row = {}
+    for a, y in (("abs_yaw", faces.yaw.abs()), ("skin_tone", faces.skin_tone), ("light", faces.light)):
+        for tag, x in (("", mu), ("_active", mu[:, act])):
+            cv = KFold(5, shuffle=True, random_state=0)
+            row[f"r2_{a}{tag}"] = (cross_val_score(RidgeCV(alphas=np.logspace(-3, 3, 7)), x, y.to_numpy(float), cv=cv)
+                                   .mean() if x.shape[1] else np.nan)
+    return row
+
+
+def run_probes(a) -> None:
+    done = pd.read_csv(OUT)
+    have = pd.read_csv(PROBE)[KEY].astype(str).apply(tuple, axis=1).tolist() if PROBE.exists() else []
+    for key in done[KEY].to_dict("records"):
+        run = a.keep / (f"{key['setting']}_{key['rec_region']}_beta{key['beta']:g}_k{key['latent_dim']}_seed{key['seed']}"
+                        f"_n{key['n_train']}")
+        if tuple(str(v) for v in key.values()) in have or not (run / "model.pt").exists():
+            continue
+        root, _ = bench.run_setup(dict(setting=key["setting"], method="default", seed=key["seed"], epochs=6,
+                                       n_train=key["n_train"], cache=a.cache), "cpu")
+        row = {**key, **probe(run, root)}
+        print(", ".join(f"{c} {v:.3g}" if isinstance(v, float) else f"{c} {v}" for c, v in row.items()), flush=True)
+        pd.DataFrame([row]).to_csv(PROBE, mode="a", header=not PROBE.exists(), index=False, float_format="%.4g")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--setting", default="pose", choices=list(bench.SETTINGS))
@@ -104,8 +145,11 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=20_000)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/debias-bench"))
     ap.add_argument("--keep", type=Path, default=Path("/tmp/debias-latent-factors"))
+    ap.add_argument("--probe", action="store_true", help="train nothing; probe the recorded runs still kept")
     a = ap.parse_args()
     torch.set_num_threads(1)
+    if a.probe:
+        return run_probes(a)
     done = pd.read_csv(OUT) if OUT.exists() else pd.DataFrame(columns=KEY)
     have = {tuple(r) for r in done[KEY].astype(str).to_numpy()}
     grid = [(seed, region, k, beta) for seed in a.seeds for region in a.rec_regions for k in a.latent_dims
