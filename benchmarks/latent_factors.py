@@ -23,7 +23,10 @@ once its weights are saved (``weights_only``). Then, over the training faces (la
 on all dimensions and on the active ones (``r2_<attr>`` / ``r2_<attr>_active``), into results/latent_factors_probe.csv:
 a factor spread over many dimensions shows there although no single dimension tracks it.
 
-``--rec-regions full`` trains the same first stage reconstructing the whole image instead of its centre.
+``--rec-regions full`` trains the same first stage reconstructing the whole image instead of its centre;
+``--c-recs`` weighs its reconstruction term otherwise (the encoder is shared with the face logit, and the
+classification loss favours features that ignore pose); ``--freeze-afters`` computes its weights after more training
+images (20,000 images is about 310 steps, when the reconstructions are still blurred).
 
 The run folders are kept under --keep (default /tmp/debias-latent-factors), for `debias latent RUN DATA`.
 """
@@ -51,7 +54,7 @@ from debias.train import fit, load_train_set, recipes  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "latent_factors.csv"
 PROBE = OUT.with_name("latent_factors_probe.csv")
-KEY = ["setting", "rec_region", "beta", "latent_dim", "seed", "n_train"]
+KEY = ["setting", "rec_region", "c_rec", "freeze_after", "beta", "latent_dim", "seed", "n_train"]
 ATTRIBUTES = ("abs_yaw", "yaw", "skin_tone", "light", "gender")
 
 
@@ -99,6 +102,13 @@ def describe(run: Path, root: Path, cfg) -> dict:
     return row
 
 
+def run_name(key: dict) -> str:
+    extra = "".join(f"_{c}{key[c]:g}" for c, default in (("c_rec", 1.0), ("freeze_after", recipes.FREEZE_IMAGES))
+                    if key[c] != default)
+    return (f"{key['setting']}_{key['rec_region']}{extra}_beta{key['beta']:g}_k{key['latent_dim']}_seed{key['seed']}"
+            f"_n{key['n_train']}")
+
+
 def probe(run: Path, root: Path) -> dict:
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold, cross_val_score
@@ -123,8 +133,7 @@ def run_probes(a) -> None:
     done = pd.read_csv(OUT)
     have = pd.read_csv(PROBE)[KEY].astype(str).apply(tuple, axis=1).tolist() if PROBE.exists() else []
     for key in done[KEY].to_dict("records"):
-        run = a.keep / (f"{key['setting']}_{key['rec_region']}_beta{key['beta']:g}_k{key['latent_dim']}_seed{key['seed']}"
-                        f"_n{key['n_train']}")
+        run = a.keep / run_name(key)
         if tuple(str(v) for v in key.values()) in have or not (run / "model.pt").exists():
             continue
         root, _ = bench.run_setup(dict(setting=key["setting"], method="default", seed=key["seed"], epochs=6,
@@ -141,6 +150,10 @@ def main() -> None:
     ap.add_argument("--latent-dims", type=int, nargs="+", default=[100, 16])
     ap.add_argument("--rec-regions", nargs="+", default=["center"], choices=["center", "full"],
                     help="what the DB-VAE reconstructs (the recipe's: center)")
+    ap.add_argument("--c-recs", type=float, nargs="+", default=[1.0],
+                    help="weights of the reconstruction term (the recipe's: 1)")
+    ap.add_argument("--freeze-afters", type=int, nargs="+", default=[recipes.FREEZE_IMAGES],
+                    help="training images before the weights are computed (the recipe's: 20,000)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--n-train", type=int, default=20_000)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/debias-bench"))
@@ -152,15 +165,16 @@ def main() -> None:
         return run_probes(a)
     done = pd.read_csv(OUT) if OUT.exists() else pd.DataFrame(columns=KEY)
     have = {tuple(r) for r in done[KEY].astype(str).to_numpy()}
-    grid = [(seed, region, k, beta) for seed in a.seeds for region in a.rec_regions for k in a.latent_dims
-            for beta in a.betas]
-    for seed, region, k, beta in grid:
-        key = dict(setting=a.setting, rec_region=region, beta=beta, latent_dim=k, seed=seed, n_train=a.n_train)
+    grid = [dict(setting=a.setting, rec_region=region, c_rec=c_rec, freeze_after=freeze, beta=beta, latent_dim=k,
+                 seed=seed, n_train=a.n_train)
+            for seed in a.seeds for region in a.rec_regions for c_rec in a.c_recs for freeze in a.freeze_afters
+            for k in a.latent_dims for beta in a.betas]
+    for key in grid:
         if tuple(str(v) for v in key.values()) in have:
             continue
         t = time.perf_counter()
-        root, cfg = first_stage(a.setting, seed, a.n_train, a.cache, beta=beta, latent_dim=k, rec_region=region)
-        run = a.keep / f"{a.setting}_{region}_beta{beta:g}_k{k}_seed{seed}_n{a.n_train}"
+        root, cfg = first_stage(a.setting, key["seed"], a.n_train, a.cache, **{c: key[c] for c in KEY[1:-2]})
+        run = a.keep / run_name(key)
         shutil.rmtree(run, ignore_errors=True)
         fit(root, cfg, run)
         row = {**key, **describe(run, root, cfg), "seconds": round(time.perf_counter() - t, 1)}
