@@ -102,6 +102,11 @@ def describe(run: Path, root: Path, cfg) -> dict:
     return row
 
 
+def _key(row: dict) -> tuple:
+    """A run's key as text, numbers in one format whether they were read back from the CSV or not."""
+    return tuple(f"{float(row[c]):g}" if isinstance(row[c], (int, float, np.number)) else str(row[c]) for c in KEY)
+
+
 def run_name(key: dict) -> str:
     extra = "".join(f"_{c}{key[c]:g}" for c, default in (("c_rec", 1.0), ("freeze_after", recipes.FREEZE_IMAGES))
                     if key[c] != default)
@@ -131,10 +136,10 @@ def probe(run: Path, root: Path) -> dict:
 
 def run_probes(a) -> None:
     done = pd.read_csv(OUT)
-    have = pd.read_csv(PROBE)[KEY].astype(str).apply(tuple, axis=1).tolist() if PROBE.exists() else []
+    have = {_key(r) for r in pd.read_csv(PROBE)[KEY].to_dict("records")} if PROBE.exists() else set()
     for key in done[KEY].to_dict("records"):
         run = a.keep / run_name(key)
-        if tuple(str(v) for v in key.values()) in have or not (run / "model.pt").exists():
+        if _key(key) in have or not (run / "model.pt").exists():
             continue
         root, _ = bench.run_setup(dict(setting=key["setting"], method="default", seed=key["seed"], epochs=6,
                                        n_train=key["n_train"], cache=a.cache), "cpu")
@@ -164,13 +169,13 @@ def main() -> None:
     if a.probe:
         return run_probes(a)
     done = pd.read_csv(OUT) if OUT.exists() else pd.DataFrame(columns=KEY)
-    have = {tuple(r) for r in done[KEY].astype(str).to_numpy()}
+    have = {_key(r) for r in done[KEY].to_dict("records")}
     grid = [dict(setting=a.setting, rec_region=region, c_rec=c_rec, freeze_after=freeze, beta=beta, latent_dim=k,
                  seed=seed, n_train=a.n_train)
             for seed in a.seeds for region in a.rec_regions for c_rec in a.c_recs for freeze in a.freeze_afters
             for k in a.latent_dims for beta in a.betas]
     for key in grid:
-        if tuple(str(v) for v in key.values()) in have:
+        if _key(key) in have:
             continue
         t = time.perf_counter()
         root, cfg = first_stage(a.setting, key["seed"], a.n_train, a.cache, **{c: key[c] for c in KEY[1:-2]})
