@@ -1,12 +1,12 @@
 """Which factors the first stage's latent encodes, and which faces its weights favour, as the KL weight beta and the
-latent size vary. One row per (setting, beta, latent_dim, seed, n_train) appended to results/latent_factors.csv;
-runs already there are skipped, so a stopped study continues where it stopped.
+latent size vary. One row per (setting, rec_region, c_rec, freeze_after, beta, latent_dim, seed, n_train) appended to
+results/latent_factors.csv; runs already there are skipped, so a stopped study continues where it stopped.
 
     PYTHONPATH=. .venv/bin/python benchmarks/latent_factors.py --betas 5e-4 5e-3 5e-2 0.5 --latent-dims 100 16 --seeds 0
 
 Each run trains the default recipe's first stage (the DB-VAE that `debias train` trains into RUN/latent/: centre
 reconstruction, SAM 0.05, weights kept after about 20,000 training images, smoothed over 50 neighbours) on the
-setting's cached data (`benchmarks/debiasing.py` renders it), with only ``beta`` and ``latent_dim`` changed, and stops
+setting's cached data (`benchmarks/debiasing.py` renders it), with only the grid's options (``beta``, ``latent_dim``, ...) changed, and stops
 once its weights are saved (``weights_only``). Then, over the training faces (labels read only to report):
 
 - ``active``: the active units, mean KL(q(z_d|x) || N(0, 1)) > 0.01 nats (``active_var``: Var_x mu_d > 0.01 instead);
@@ -46,9 +46,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import debiasing as bench  # noqa: E402
 
+from debias.data.manifest import ManifestDataset  # noqa: E402
 from debias.latent import active_units, attribute_encoding, encode_faces, latent_attribute_correlation  # noqa: E402
 from debias.models.run import load_run, read_sampling_weights  # noqa: E402
-from debias.data.manifest import ManifestDataset  # noqa: E402
 from debias.sampling import latent_weights  # noqa: E402
 from debias.train import fit, load_train_set, recipes  # noqa: E402
 
