@@ -970,7 +970,8 @@ def latent(
     out: Path = typer.Option(Path("latent-output"), "--out", "-o", help="Output folder for PNGs and CSVs."),
     seed: int = typer.Option(0, help="Seed for prior samples."),
 ) -> None:
-    """What a DB-VAE learned: traversals, prior samples, rare and common faces, latent-attribute correlations.
+    """What a DB-VAE learned: its active units, which labelled attributes it encodes, the sampling mass its weights
+    give each labelled group; traversals, prior samples, rare and common faces, latent-attribute correlations.
 
     Example:
 
@@ -980,10 +981,47 @@ def latent(
     from debias.latent import analyze, write_figures
 
     try:
-        paths = write_figures(analyze(run, data, random_state=seed), out)
+        a = analyze(run, data, random_state=seed)
+        paths = write_figures(a, out)
     except (ManifestError, ValueError, FileNotFoundError) as e:
         fail(str(e))
+    _print_latent(a)
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def _print_latent(a) -> None:
+    """The latent analysis's tables: active units, what the latent encodes, the sampling mass per labelled group."""
+    import pandas as pd
+    from rich.table import Table
+
+    from debias.latent import ACTIVE_KL
+
+    console.print(f"[bold]active units[/]: {int(a.units.active.sum())} of {len(a.units)} latent dimensions (mean KL of "
+                  f"q(z|x) from N(0, 1) over the training faces above {ACTIVE_KL:g} nats; per dimension in "
+                  "latent_units.csv)", highlight=False)
+    if not a.encoding.empty:
+        t = Table(title="which labelled attributes the latent encodes (Spearman rho over the training faces)",
+                  title_justify="left")
+        for c in ("attribute", "max |rho|", "dim", "active", "max |rho|, active dims", "dim"):
+            t.add_column(c, justify="left" if c == "attribute" else "right")
+
+        def num(x, fmt: str) -> str:
+            return "-" if pd.isna(x) else format(x, fmt)
+
+        for attr, r in a.encoding.iterrows():
+            t.add_row(attr, num(r.abs_rho, ".2f"), num(r.dim, "d"), "yes" if r.dim_active else "no",
+                      num(r.abs_rho_active, ".2f"), num(r.dim_of_active, "d"))
+        console.print(t)
+    if not a.shares.empty:
+        t = Table(title="sampling mass per labelled group (labels read for this table only; sampling never sees "
+                  "them)", title_justify="left")
+        for c in ("attribute", "group", "uniform", "debiased", "debiased / uniform"):
+            t.add_column(c, justify="left" if c in ("attribute", "group") else "right")
+        for r in a.shares.itertuples():
+            t.add_row(r.attribute, r.group, f"{r.uniform:.1%}", f"{r.debiased:.1%}", f"{r.debiased / r.uniform:.2f}")
+        console.print(t)
+    for note in a.notes:
+        console.print(as_flags(note), highlight=False, markup=False)
 
 
 @app.command("demo")

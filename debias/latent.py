@@ -4,6 +4,9 @@
 - new faces decoded from prior samples z ~ N(0, I), and around training faces drawn by the weights (rare regions);
 - the most and least represented training faces by final sampling probability;
 - the correlation of every latent dimension with each known attribute;
+- its active units: the dimensions whose posterior q(z|x) departs from the prior N(0, I) (mean KL above
+  ``ACTIVE_KL`` nats over the faces), and which known attributes the strongest dimension, active or not,
+  tracks;
 - the sampling-mass share per subgroup, uniform against debiased.
 
 Functions here compute arrays and tables; :func:`write_figures` draws them.
@@ -19,10 +22,13 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from debias.data.manifest import ManifestDataset, read_manifest
+from debias.data.manifest import ManifestDataset, read_manifest, to_tensor
 from debias.generative.decoder import decoder_samples
 from debias.models.dbvae import DBVAE
 
+# a latent dimension is active when its posterior's mean KL from N(0, 1) over the faces exceeds this many nats: the
+# floor of Burda, Grosse & Salakhutdinov's (2016) activity statistic, applied to the KL the loss itself penalises
+ACTIVE_KL = 0.01
 NOT_A_DBVAE = ("{run} holds a {kind} model; latent analysis needs a DB-VAE (train with `method` dbvae or "
                "vae-uniform).")
 
@@ -53,6 +59,63 @@ def prior_samples(model: DBVAE, n: int = 32, *, random_state: int = 0) -> np.nda
     """Faces decoded from z ~ N(0, I), shape (n, H, W, 3)."""
     g = torch.Generator().manual_seed(random_state)
     return _to_uint8(model.decode(torch.randn(n, model.latent_dim, generator=g)))
+
+
+@torch.no_grad()
+def encode_faces(model: DBVAE, images: np.ndarray, *, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The posterior q(z|x) of every image: (mu, logvar), each (N, k), logvar = log sigma^2 (eval mode)."""
+    model.eval()
+    mus, logvars = [], []
+    for s in range(0, len(images), batch_size):
+        _, mu, logvar = model.encode(to_tensor(images[s:s + batch_size]))  # (B, k) each
+        mus.append(mu.double().numpy())
+        logvars.append(logvar.double().numpy())
+    return np.concatenate(mus), np.concatenate(logvars)
+
+
+def active_units(mu: np.ndarray, logvar: np.ndarray, *, floor: float = ACTIVE_KL) -> pd.DataFrame:
+    """Per latent dimension: the mean over faces of KL(q(z_d|x) || N(0, 1)) in nats (``kl``), the variance over faces
+    of the posterior mean (``mu_var``, Burda et al.'s Cov_x E[z_d|x]) and whether ``kl`` exceeds ``floor``
+    (``active``).
+
+    Parameters
+    ----------
+    mu, logvar : (N, k) posterior means and log-variances of N faces.
+
+    Returns
+    -------
+    DataFrame indexed by ``latent_dim`` (k rows).
+    """
+    mu, logvar = np.asarray(mu, np.float64), np.asarray(logvar, np.float64)
+    kl = 0.5 * (np.exp(logvar) + mu ** 2 - 1.0 - logvar).mean(0)  # (k,)
+    return pd.DataFrame({"kl": kl, "mu_var": mu.var(0), "active": kl > floor},
+                        index=pd.Index(range(mu.shape[1]), name="latent_dim"))
+
+
+def attribute_encoding(correlation: pd.DataFrame, active: pd.Series) -> pd.DataFrame:
+    """Which known attributes the latent encodes: per attribute (rows), the strongest |Spearman rho| over all
+    dimensions (``abs_rho``), its dimension (``dim``) and whether that one is active (``dim_active``), and the same
+    over the active dimensions only (``abs_rho_active``, ``dim_of_active``; NaN when none is active).
+
+    Parameters
+    ----------
+    correlation : latent dimension x attribute, as :func:`latent_attribute_correlation` returns it.
+    active : bool per latent dimension (the ``active`` column of :func:`active_units`).
+    """
+    def strongest(r: pd.Series) -> tuple[float, float]:  # (|rho|, dim), NaN for no dimension
+        return (r.max(), r.idxmax()) if len(r) else (np.nan, np.nan)
+
+    is_active = active.reindex(correlation.index, fill_value=False).to_numpy(bool)
+    rows = []
+    for a in correlation.columns:
+        r = correlation[a].abs()
+        rho, dim = strongest(r.dropna())
+        rho_a, dim_a = strongest(r[is_active].dropna())
+        rows.append({"attribute": a, "abs_rho": rho, "dim": dim, "dim_active": bool(active.get(dim, False)),
+                     "abs_rho_active": rho_a, "dim_of_active": dim_a})
+    return pd.DataFrame(rows, columns=["attribute", "abs_rho", "dim", "dim_active", "abs_rho_active",
+                                       "dim_of_active"]).set_index("attribute").astype(
+        {"dim": "Int64", "dim_of_active": "Int64"})
 
 
 def latent_attribute_correlation(mu: np.ndarray, frame: pd.DataFrame,
@@ -99,12 +162,18 @@ class LatentAnalysis:
     common: np.ndarray  # least upweighted (most represented) training faces
     correlation: pd.DataFrame  # (k, attributes)
     shares: pd.DataFrame  # attribute, group, uniform, debiased
+    units: pd.DataFrame  # (k,) kl, mu_var, active: see active_units
+    encoding: pd.DataFrame  # (attributes,) the strongest dimension per attribute: see attribute_encoding
+    notes: list[str]  # the mass on rare labelled groups, and any the weights draw less often than uniform sampling
+    traversal_labels: list[str]  # per traversed dimension, the attributes it is the strongest dimension for
 
 
 def analyze(run: str | Path, data: str | Path, *, n_dims: int = 6, n_gallery: int = 16,
             random_state: int = 0) -> LatentAnalysis:
     """Run every analysis for a DB-VAE run folder and its training dataset."""
-    from debias.models.run import RunError, latent_run, load_run, predict_scores, read_sampling_weights
+    from debias.models.run import RunError, latent_run, load_run, read_sampling_weights
+    from debias.train.samplers import rare_group_note
+    from debias.train.trainset import DIAGNOSTIC_COLUMNS
 
     run = latent_run(run)  # a two-stage run's DB-VAE is its first stage
     model, arch = load_run(run)
@@ -116,36 +185,33 @@ def analyze(run: str | Path, data: str | Path, *, n_dims: int = 6, n_gallery: in
     # the faces the run trained on (all training faces, or its --max-train subset)
     images = ds.frame["image"].astype(str)
     is_face = (ds.frame["label"] == 1) & images.isin(weights.index)
-    faces, face_images = ds.frame[is_face], images[is_face].to_numpy()
+    faces, face_images = ds.frame[is_face].reset_index(drop=True), images[is_face].to_numpy()
     if len(faces) != len(weights):
         extra = weights.index[~weights.index.isin(face_images)]
         raise RunError(f"{f} holds weights for {len(weights)} faces, {len(extra)} of them not training faces of "
                        f"{data} (e.g. image {extra[0]}); was the run trained on it?")
-    pos = np.flatnonzero(is_face.to_numpy())
-    imgs = ds.images_uint8(pos)
-    _, mu = predict_scores(model, lambda pos: imgs[pos], len(imgs), torch.device("cpu"), with_latent=True)
-    dims = list(np.argsort(mu.std(0))[::-1][:n_dims])
+    imgs = ds.images_uint8(np.flatnonzero(is_face.to_numpy()))
+    mu, logvar = encode_faces(model, imgs)
+    units = active_units(mu, logvar)
+    correlation = latent_attribute_correlation(mu, faces)
+    encoding = attribute_encoding(correlation, units.active)
+    # traverse the strongest dimension of each attribute, then the widest-spread others
+    labels = encoding.reset_index().dropna(subset="dim").groupby("dim", sort=False).attribute.agg(", ".join)
+    dims = [int(d) for d in labels.index] + [int(d) for d in np.argsort(mu.std(0))[::-1] if d not in labels.index]
+    dims = dims[:max(n_dims, len(labels))]
     w = weights.loc[face_images].to_numpy()
     w = w / w.sum()
     order = np.argsort(w)
-    logvar = _logvars(model, imgs)
+    notes: list[str] = []
+    rare_group_note(w, faces, notes.append)
     return LatentAnalysis(
-        traversal_dims=[int(d) for d in dims], traversals=traversals(model, mu, dims), prior=prior_samples(
+        traversal_dims=dims, traversals=traversals(model, mu, dims), prior=prior_samples(
             model, 32, random_state=random_state),
-        rare_samples=decoder_samples(model, mu, logvar, w, 32, random_state=random_state)[0],
-        rare=imgs[order[::-1][:n_gallery]], common=imgs[order[:n_gallery]],
-        correlation=latent_attribute_correlation(mu, faces.reset_index(drop=True)),
-        shares=mass_shares(w, faces, ("skin_group", "pose", "gender")))
-
-
-@torch.no_grad()
-def _logvars(model: DBVAE, imgs: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """(N, k) latent log-variances of (N, H, W, 3) uint8 images."""
-    from debias.data.manifest import to_tensor
-
-    model.eval()
-    return np.concatenate([model.encode(to_tensor(imgs[s:s + batch_size]))[2].float().numpy()
-                           for s in range(0, len(imgs), batch_size)])
+        rare_samples=decoder_samples(model, mu.astype(np.float32), logvar.astype(np.float32), w, 32,
+                                     random_state=random_state)[0],
+        rare=imgs[order[::-1][:n_gallery]], common=imgs[order[:n_gallery]], correlation=correlation,
+        shares=mass_shares(w, faces, DIAGNOSTIC_COLUMNS), units=units, encoding=encoding, notes=notes,
+        traversal_labels=[labels.get(d, "") for d in dims])
 
 
 def write_figures(a: LatentAnalysis, out: str | Path) -> dict[str, Path]:
@@ -176,9 +242,10 @@ def write_figures(a: LatentAnalysis, out: str | Path) -> dict[str, Path]:
     fig, ax = plt.subplots(figsize=(S * 0.8 + 1.5, D * 0.8 + 0.6))
     ax.imshow(grid(a.traversals.reshape(-1, *a.traversals.shape[2:]), S))
     h = a.traversals.shape[2] + 2
-    ax.set_yticks([i * h + h / 2 for i in range(D)], [f"z{d}" for d in a.traversal_dims])
+    ax.set_yticks([i * h + h / 2 for i in range(D)],
+                  [f"z{d} ({t})" if t else f"z{d}" for d, t in zip(a.traversal_dims, a.traversal_labels)])
     ax.set_xticks([0, (S - 1) * h + h / 2], ["-2.5 sd", "+2.5 sd"])
-    ax.set_title("latent traversals (dimensions with the largest spread)")
+    ax.set_title("latent traversals (the strongest dimension of each attribute, then the widest-spread ones)")
     save("traversals", fig)
     for name, imgs, title in (("prior_samples", a.prior, "new faces decoded from z ~ N(0, I)"),
                               ("rare_region_samples", a.rare_samples,
@@ -197,6 +264,8 @@ def write_figures(a: LatentAnalysis, out: str | Path) -> dict[str, Path]:
         ax.set_title("Spearman correlation: latent dimension x attribute (20 most correlated dims)")
         save("latent_correlation", fig)
         a.correlation.to_csv(out / "latent_correlation.csv", float_format="%.4f")
+        a.encoding.to_csv(out / "latent_attributes.csv", float_format="%.4f")
+    a.units.to_csv(out / "latent_units.csv", float_format="%.6g")
     if not a.shares.empty:
         long = a.shares.melt(id_vars=["attribute", "group"], value_vars=["uniform", "debiased"], var_name="sampling",
                              value_name="share")

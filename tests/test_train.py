@@ -171,14 +171,30 @@ def test_latent_cli_on_a_dbvae_run(tiny_synth, tmp_path):
     fit(tiny_synth, TrainConfig(method="dbvae", recipe="paper", **FAST), tmp_path / "run")
     r = CliRunner().invoke(app, ["latent", str(tmp_path / "run"), str(tiny_synth), "--out", str(tmp_path / "lat")])
     assert r.exit_code == 0, r.output
-    for f in ("traversals.png", "prior_samples.png", "rare_region_samples.png", "rare_faces.png", "common_faces.png", "latent_correlation.csv",
-              "mass_shares.csv"):
+    for f in ("traversals.png", "prior_samples.png", "rare_region_samples.png", "rare_faces.png", "common_faces.png",
+              "latent_correlation.csv", "mass_shares.csv", "latent_units.csv", "latent_attributes.csv"):
         assert (tmp_path / "lat" / f).exists(), f
     shares = pd.read_csv(tmp_path / "lat" / "mass_shares.csv")
     w = pd.read_csv(tmp_path / "run" / "sampling_weights.csv")
     darker = shares[(shares.attribute == "skin_group") & (shares.group == "darker")].iloc[0]
     assert darker.debiased == pytest.approx(w[w.skin_group == "darker"].p.sum(), abs=1e-4)
     assert darker.uniform == pytest.approx((w.skin_group == "darker").mean(), abs=1e-4)
+    # the console shows the three tables: active units, what the latent encodes, the mass per labelled group
+    out = "".join(r.output.split())  # rich wraps long lines anywhere
+    units = pd.read_csv(tmp_path / "lat" / "latent_units.csv")
+    assert f"activeunits:{(units.kl > 0.01).sum()}of8latentdimensions" in out
+    attrs = pd.read_csv(tmp_path / "lat" / "latent_attributes.csv")
+    assert "whichlabelledattributesthelatentencodes" in out and "samplingmassperlabelledgroup" in out
+    for a in attrs.itertuples():
+        assert f"│{a.attribute}│{a.abs_rho:.2f}│{a.dim}│" in out, a
+    assert f"│skin_group│darker│{darker.uniform:.1%}│{darker.debiased:.1%}│" in out
+    # the note naming a rare labelled group the weights draw less often than uniform sampling: halve its faces' weights
+    three_quarter = (w.pose == "three-quarter").to_numpy()
+    assert 0 < three_quarter.mean() < 0.1
+    w.assign(p=np.where(three_quarter, 0.5, 1.0)).to_csv(tmp_path / "run" / "sampling_weights.csv", index=False)
+    r = CliRunner().invoke(app, ["latent", str(tmp_path / "run"), str(tiny_synth), "--out", str(tmp_path / "lat")])
+    assert r.exit_code == 0 and "note:thelatentweightsgivepose=three-quarterlessthanitsshare" in "".join(
+        r.output.split()), r.output
     fit(tiny_synth, TrainConfig(method="standard", **FAST), tmp_path / "std")
     r = CliRunner().invoke(app, ["latent", str(tmp_path / "std"), str(tiny_synth), "--out", str(tmp_path / "l2")])
     assert r.exit_code == 2 and "needs a DB-VAE" in " ".join(r.output.split())
