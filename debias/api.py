@@ -312,7 +312,7 @@ class Audit:
         from debias.audit.discover import DiscoverConfig
         from debias.discovery import discover_in_audit
 
-        cfg = DiscoverConfig(k=k, seed=random_state)
+        cfg = DiscoverConfig(k=k, seed=random_state, min_n=self.config.min_n)
         self.result.discovery = discover_in_audit(self.predictions, self.result.summary["thresholds"], self.data,
                                                   cfg, latent_run=latent_run, device=device, progress=progress)
         return self.result.discovery.slices

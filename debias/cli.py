@@ -700,7 +700,7 @@ def audit(
     if predictions is not None and not predictions.is_file():
         fail(f"predictions file {predictions} does not exist (or is not a file); give the CSV's path.")
     by = _resolve_by(by, data, predictions)
-    discovery = _discovery(data, discover, latent_run, seed, iou, shard, device)
+    discovery = _discovery(data, discover, latent_run, seed, iou, shard, device, min_n)
     if iou is not None:
         _box_audit(data, model, out, by=_csv(by), iou=iou, fppi=fppi, split=split, device=device, n_boot=n_boot,
                    seed=seed, thumbnails=thumbnails)
@@ -761,24 +761,32 @@ def _audit_recipe(ctx: typer.Context, recipe: Path, values: dict) -> tuple:
     return tuple(v[k] for k in RECIPE_KEYS)
 
 
-def _discovery(data: Path, k: int, latent_run: Optional[Path], seed: int, iou, shard: str, device: str):
+def _discovery(data: Path, k: int, latent_run, seed: int, iou, shard: str, device: str, min_n: int):
     """--discover checked before anything is scored; None when off, else ``discover(result, progress)`` for
     run_audit."""
+    from debias.audit.discover import DiscoverConfig
+
+    latent_run = Path(latent_run) if latent_run not in (None, "") else None  # a recipe gives a string
     if not k:
         if latent_run is not None:
-            fail("--latent-run is the latent of slice discovery; give --discover K with it.")
+            fail("--latent-run is the latent of slice discovery, which --discover 0 leaves off; give --discover K "
+                 "(K slices, 2 to 50) with it.")
         return None
+    try:
+        cfg = DiscoverConfig(k=k, seed=seed, min_n=min_n)
+    except ValueError as e:
+        fail(str(e))
     if iou is not None or shard != "0/1":
         fail("--discover works on whole crop audits: leave out " + ("--iou" if iou is not None else "--shard") + ".")
+    if latent_run is not None and not latent_run.is_dir():
+        fail(f"--latent-run {latent_run} is no folder; give the folder of a DB-VAE run (it holds model.pt).")
     if latent_run is not None and not (latent_run / "model.pt").exists() and not (latent_run / "latent").is_dir():
         fail(f"--latent-run {latent_run} holds no trained run (no model.pt); give the folder of a DB-VAE run.")
-    from debias.audit.discover import DiscoverConfig
-    from debias.discovery import check_fittable, discover_in_audit
+    from debias.discovery import check_fittable, discover_in_audit, training_source
 
     try:
-        cfg = DiscoverConfig(k=k, seed=seed)
-        if latent_run is None and (data / "manifest.csv").exists():
-            check_fittable(data)
+        if (data / "manifest.csv").exists():
+            training_source(data, latent_run) if latent_run is not None else check_fittable(data)
     except ValueError as e:
         fail(str(e))
 

@@ -30,6 +30,13 @@ NOT_WRITABLE = ("cannot cache a fitted latent in {cache} ({err}); train one your
 
 NO_TRAIN = ("{data} has no training images to fit a latent on; give a DB-VAE run of the faces the model was trained "
             "on with --latent-run RUN (`debias train DATA --method vae-uniform --out RUN` trains one).")
+NO_TRAIN_FACES = ("{data} has no training faces to measure rarity among, nor has {where}; give the dataset the latent "
+                  "was trained on, or a latent run whose training data is still at the path its config.json records.")
+
+
+def _train_faces(data: str | Path) -> np.ndarray:
+    m = read_manifest(data, check_files=False)
+    return np.flatnonzero(((m["split"] == "train") & (m["label"] == 1)).to_numpy())
 
 
 def check_fittable(data: str | Path) -> int:
@@ -39,6 +46,26 @@ def check_fittable(data: str | Path) -> int:
     if n_train == 0:
         raise DebiasError(NO_TRAIN.format(data=data))
     return n_train
+
+
+def training_source(data: str | Path, latent_run: str | Path | None = None) -> Path:
+    """The dataset whose training faces rarity is measured among: ``data`` when it has training faces; else, with a
+    latent run, the dataset that run was trained on (its config.json's ``data``). Raises DebiasError when neither has."""
+    if len(_train_faces(data)) >= 2:
+        return Path(data)
+    if latent_run is None:
+        raise DebiasError(NO_TRAIN.format(data=data))
+    from debias.models.run import latent_run as stage
+
+    cfg = Path(stage(latent_run)) / "config.json"
+    try:
+        recorded = json.loads(cfg.read_text()).get("data")
+    except (OSError, ValueError):
+        recorded = None
+    if recorded and (Path(recorded) / "manifest.csv").exists() and len(_train_faces(recorded)) >= 2:
+        return Path(recorded)
+    where = f"the dataset {cfg} names ({recorded})" if recorded else f"{latent_run}, whose config.json names none"
+    raise DebiasError(NO_TRAIN_FACES.format(data=data, where=where))
 
 
 def fitted_latent(data: str | Path, *, seed: int = 0, device: str = "auto", progress: Callable | None = None,
@@ -95,16 +122,15 @@ def discover_in_audit(pred: pd.DataFrame, thresholds: dict, data: str | Path | N
         raise DebiasError(NO_DATA if data is None else NO_IMAGES.format(data=data))
     run = Path(latent_run) if latent_run is not None else fitted_latent(data, seed=cfg.seed, device=device,
                                                                        progress=progress, log=log)
-    m = read_manifest(data, check_files=False)
-    train_rows = np.flatnonzero(((m["split"] == "train") & (m["label"] == 1)).to_numpy())
+    train_data = training_source(data, run)
+    train_rows = _train_faces(train_data)
     faces = pred[(pred["y_true"] == 1) & pred["y_score"].notna()].reset_index(drop=True)
-    if len(train_rows) < 2 or faces.empty:
-        raise DebiasError(f"slice discovery needs training faces in {data} and audited faces with scores; found "
-                          f"{len(train_rows)} and {len(faces)}.")
+    if faces.empty:
+        raise DebiasError(f"slice discovery needs audited faces with scores, and the audit of {data} has none.")
     face_rows = faces["row"].astype(int).to_numpy()
     unique, inverse = np.unique(face_rows, return_inverse=True)
     with torch.no_grad():
-        z_train = encode_rows(run, data, train_rows, device=device)
+        z_train = encode_rows(run, train_data, train_rows, device=device)
         z = encode_rows(run, data, unique, device=device)[inverse]
     space = LatentSpace(z_train, n_dims=cfg.n_dims)
     return discover(faces, z, space, thresholds, cfg, source=_source(run, latent_run is None, len(train_rows)))
@@ -121,4 +147,4 @@ def _source(run: Path, fitted: bool, n_train: int) -> str:
     return f"a DB-VAE fitted on the {n_train:,} training faces" + (f" for {epochs} epochs" if epochs else "")
 
 
-__all__ = ["check_fittable", "discover_in_audit", "encode_rows", "fitted_latent"]
+__all__ = ["training_source", "check_fittable", "discover_in_audit", "encode_rows", "fitted_latent"]

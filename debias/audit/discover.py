@@ -37,6 +37,7 @@ class DiscoverConfig:
     n_neighbors: int = 10  # the k of the k-nearest-neighbour density behind the rarity score
     miss_weight: float = 2.0  # weight of the miss indicator beside the whitened latent coordinates (0: not error-aware)
     seed: int = 0  # mixture initialisation
+    min_n: int = 30  # slices with fewer faces are never named the worst (the audit's "too few to judge")
 
     def __post_init__(self) -> None:
         from debias.errors import DebiasError
@@ -57,6 +58,7 @@ class Discovery:
     faces: pd.DataFrame  # row, model, slice, rarity: one per audited face
     auc: dict = field(default_factory=dict)  # model -> AUC of rarity against a miss (0.5: rarity says nothing)
     source: str = ""  # which latent the faces were placed in
+    config: DiscoverConfig = field(default_factory=DiscoverConfig)  # what was asked (k, min_n, ...)
 
 
 def knn_radius(reference: np.ndarray, query: np.ndarray, k: int, *, exclude_self: bool = False) -> np.ndarray:
@@ -175,7 +177,7 @@ def discover(faces: pd.DataFrame, z: np.ndarray, space: LatentSpace, thresholds:
     first = ["model", "slice", "n", "detected", "detection_rate", "ci_low", "ci_high", "rarity", "description"]
     s = pd.concat(slices, ignore_index=True)
     return Discovery(s[first + [c for c in s.columns if c not in first]],
-                     pd.concat(deciles, ignore_index=True), pd.concat(per_face, ignore_index=True), auc, source)
+                     pd.concat(deciles, ignore_index=True), pd.concat(per_face, ignore_index=True), auc, source, cfg)
 
 
 def _deciles(hit: pd.Series, rarity: np.ndarray) -> pd.DataFrame:

@@ -88,20 +88,38 @@ def verdicts(paired: pd.DataFrame, lead: tuple[str, str] | None = None) -> list[
 __all__ = ["pct", "headline", "verdicts"]
 
 
+def _faces(n: int) -> str:
+    return f"{n} face" + ("" if n == 1 else "s")
+
+
+def _worst_slice(m: str, s: pd.DataFrame, cfg) -> str:
+    """The sentence on a model's worst slice among those with at least ``cfg.min_n`` faces."""
+    overall = s["detected"].sum() / s["n"].sum()
+    fewer = f" ({cfg.k} asked; the other components were empty)" if len(s) < cfg.k else ""
+    judged = s[s["n"] >= cfg.min_n]
+    if judged.empty:
+        return (f"{m}: every one of its {len(s)} slices{fewer} has fewer than {cfg.min_n} faces: too few to name a "
+                f"worst one.")
+    if judged["detection_rate"].max() - judged["detection_rate"].min() < 1e-12:
+        return (f"{m}: every slice with at least {cfg.min_n} faces is detected at {pct(overall, '%')}: no slice "
+                f"stands out.")
+    w = judged.iloc[0]
+    made_of = f"; where labelled, it holds {w['description']}" if w["description"] else ""
+    return (f"{m}: slice {w['slice']} of {len(s)}{fewer} ({_faces(int(w['n']))}) is detected least: "
+            f"{pct(w['detection_rate'], '%')} (95% CI {pct(w['ci_low'])} to {pct(w['ci_high'])}) against "
+            f"{pct(overall, '%')} over all audited faces; its faces are on average rarer than {w['rarity']:.0%} of the "
+            f"training faces{made_of}.")
+
+
 def slice_sentences(discovery) -> list[str]:
-    """Per model: its worst discovered slice, and its detection rate among the rarest and the most typical faces.
+    """Per model: its worst discovered slice (among slices with enough faces), and its detection rate among the
+    rarest and the most typical faces.
 
     ``discovery`` is a :class:`~debias.audit.discover.Discovery`.
     """
     lines = []
     for m, s in discovery.slices.groupby("model", sort=False):
-        w = s.iloc[0]  # slice 1, the worst
-        overall = s["detected"].sum() / s["n"].sum()
-        made_of = f"; where labelled, it holds {w['description']}" if w["description"] else ""
-        lines.append(f"{m}: slice {w['slice']} of {len(s)} ({w['n']} faces) is detected least: "
-                     f"{pct(w['detection_rate'], '%')} (95% CI {pct(w['ci_low'])} to {pct(w['ci_high'])}) against "
-                     f"{pct(overall, '%')} over all audited faces; its faces are on average rarer than "
-                     f"{w['rarity']:.0%} of the training faces{made_of}.")
+        lines.append(_worst_slice(m, s, discovery.config))
         r = discovery.rarity[discovery.rarity["model"] == m]
         auc = discovery.auc.get(m, float("nan"))
         if len(r) >= 2:

@@ -99,3 +99,32 @@ def test_error_aware_slices_separate_misses_from_hits_of_the_same_look():
 def test_a_number_of_slices_out_of_range_is_refused(k):
     with pytest.raises(DebiasError, match="number of slices from 2 to 50"):
         DiscoverConfig(k=k)
+
+
+def _discovery_of(slices: pd.DataFrame, **cfg):
+    from debias.audit.discover import Discovery
+
+    rarity = pd.DataFrame({"model": "m", "decile": [1, 2], "detection_rate": [0.9, 0.1]})
+    return Discovery(slices.assign(model="m"), rarity, pd.DataFrame(), {"m": 0.8}, "", DiscoverConfig(**cfg))
+
+
+def _slices(n, rate):
+    n, rate = np.asarray(n), np.asarray(rate, float)
+    return pd.DataFrame({"slice": np.arange(1, len(n) + 1), "n": n, "detected": np.round(n * rate).astype(int),
+                         "detection_rate": rate, "ci_low": 0.0, "ci_high": 1.0, "rarity": 0.5, "description": ""})
+
+
+def test_the_worst_slice_named_has_at_least_min_n_faces():
+    from debias.report.text import slice_sentences
+
+    lines = slice_sentences(_discovery_of(_slices([1, 40, 60], [0.0, 0.25, 0.9]), k=3, min_n=30))
+    assert lines[0].startswith("m: slice 2 of 3 (40 faces) is detected least: 25.0%")
+    lines = slice_sentences(_discovery_of(_slices([1, 4], [0.0, 1.0]), k=8, min_n=30))
+    assert "fewer than 30 faces: too few to name a worst one" in lines[0] and "(8 asked" in lines[0]
+
+
+def test_no_slice_is_named_when_every_slice_has_the_same_outcome():
+    from debias.report.text import slice_sentences
+
+    lines = slice_sentences(_discovery_of(_slices([40, 50], [1.0, 1.0]), k=2, min_n=30))
+    assert "no slice stands out" in lines[0] and "detected least" not in lines[0]
