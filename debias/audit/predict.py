@@ -31,6 +31,9 @@ NON_FINITE = ("model {spec} returned {k} non-finite score(s) (NaN or infinite) o
               "model so that every image gets a finite score (0, or a low logit, where it finds no face).")
 
 
+NOT_ATTRIBUTES = ("image", "label", "split", "path", "generated")  # what a face is, not whom it shows
+
+
 def resolve_by(columns: Sequence[str], by: Sequence[str] | None = None, *, where: str = "the manifest",
                computed: Sequence[str] = COVARIATES) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The attribute columns to audit by, checked against ``columns`` before any image is scored.
@@ -40,12 +43,16 @@ def resolve_by(columns: Sequence[str], by: Sequence[str] | None = None, *, where
     are. ``by`` None: the default ``DEFAULT_BY`` columns that are present; a KeyError if none is.
     Returns (by, left_out): the defaults left out, for a note.
     """
+    columns = [c for c in columns if c not in NOT_ATTRIBUTES]
     have = set(columns) | set(computed)
     if by is None:
         kept = tuple(c for c in DEFAULT_BY if c in have)
         if not kept:
+            there = f"columns there: {', '.join(columns)}" if columns else "it has no column besides image, label and split"
             raise KeyError(f"{where} has none of the default attribute columns {', '.join(DEFAULT_BY)}; name the "
-                           f"ones to audit by with `by` (columns there: {', '.join(columns)}).")
+                           f"ones to audit by with `by` ({there}). The audit reports by at least one column; slice "
+                           f"discovery (`discover`) reads none, but an unlabelled set needs one column to group by, such "
+                           f"as the site or camera of each image.")
         return kept, tuple(c for c in DEFAULT_BY if c not in have)
     missing = [c for c in by if c not in have]
     if missing:
@@ -385,6 +392,7 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
                          "and score (or prediction) and one row per image.",
                          "predictions file {path} is not UTF-8 text (line {line}: {reason}); save it as UTF-8.",
                          PredictionsError)
+    refuse_generated(p, f"predictions file {path}")
     if "image" not in p.columns:
         raise PredictionsError(f"predictions file {path} has no 'image' column (columns: {', '.join(p.columns)}).")
     if "score" in p.columns:
