@@ -125,9 +125,12 @@ def rare_group_note(p: np.ndarray, faces: pd.DataFrame, log: Log) -> None:
     rare = {g: n for g, n in natural.items() if n < RARE_SHARE and not g.endswith("=nan")}
     if not rare:
         return
+    if np.ptp(p) <= 1e-6 * np.max(p):  # uniform (vae-uniform, or tempered flat by the ESS floor): nothing to read
+        log("the latent weights are uniform: every face is drawn equally often, so they favour no group")
+        return
     log("latent weights' mass on the rare labelled groups, beside their share of the training faces (labels read for "
         "this note only): " + ", ".join(f"{g} {mass[g]:.1%} ({n:.1%})" for g, n in rare.items()))
-    below = [g for g, n in rare.items() if mass[g] < n]
+    below = [g for g, n in rare.items() if mass[g] < n * (1 - 1e-3)]
     if below:
         them = "it" if len(below) == 1 else "them"
         log(f"note: the latent weights give {' and '.join(below)} less than {'its' if len(below) == 1 else 'their'} "
