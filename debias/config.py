@@ -297,6 +297,9 @@ class GenerateConfig:
             raise ValueError("`generator`='decoder' decodes from a DB-VAE's latent: give the DB-VAE run folder as "
                              "`latent_run` (a default `debias train` run folder holds one in latent/).")
         _positive(self, "n", "epochs", "width", "nz", "pool", "k")
+        if self.n <= self.k:
+            raise ValueError(f"`n`={self.n}: the quality measures compare each face with its {self.k} nearest "
+                             f"neighbours; generate at least {self.k + 1} faces.")
         if self.batch_size < 2:
             raise ValueError(f"`batch_size`={self.batch_size} must be at least 2 (BatchNorm needs two images).")
         if not (math.isfinite(self.lr) and self.lr > 0):

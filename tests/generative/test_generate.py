@@ -103,6 +103,7 @@ def test_an_audit_never_scores_a_generated_face(gen, tiny_synth, tmp_path):
     (["--generator", "gan"], "--generator='gan' is not one of dcgan, decoder"),
     (["--generator", "decoder"], "give the DB-VAE run folder as --latent-run"),
     (["--n", "0"], "--n=0 must be at least 1"),
+    (["--n", "5"], "generate at least 6 faces"),
 ])
 def test_bad_generate_options_exit_2_naming_the_flag(tiny_synth, tmp_path, args, says):
     r = CliRunner().invoke(app, ["generate", str(tiny_synth), "--out", str(tmp_path / "g"), *args])
