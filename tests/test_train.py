@@ -726,7 +726,8 @@ def test_swa_saves_the_mean_of_the_epochs_weights_with_fresh_batchnorm_statistic
     """--swa-from 1 over 3 epochs: the saved weights are the mean, computed here, of the weights after epochs 2 and 3
     of the same run without averaging (averaging never changes training: runs of 2 and 3 epochs give them); the
     BatchNorm statistics are recomputed, so they are neither run's; a run cut in epoch 3 and resumed saves the same."""
-    fast = {**FAST, "method": method}
+    # dbvae: the DB-VAE network itself (the default recipe's averaged network is its stage-2 classifier, as standard)
+    fast = {**FAST, "method": method, **({"recipe": "paper"} if method == "dbvae" else {})}
     two, three = (_state(_fit_to(tiny_synth, TrainConfig(**{**fast, "epochs": e}), tmp_path / f"e{e}")) for e in (2, 3))
     cfg = TrainConfig(**{**fast, "epochs": 3, "swa_from": 1})
     swa = _state(_fit_to(tiny_synth, cfg, tmp_path / "swa"))
