@@ -103,7 +103,8 @@ def check_out_dir(out: str | Path, *, what: str, marker: str, overwrite: bool) -
     return out
 
 
-DATASET_FILES = ("manifest.csv", "images.npy", "config.json", "import_report.csv")
+DATASET_FILES = ("manifest.csv", "images.npy", "config.json", "import_report.csv", "covariates.npz", "quality.json",
+                 "gallery.png")  # every file a dataset writer (synth, import, generate) or the audit cache leaves
 
 
 def prepare_dataset_dir(out: str | Path, *, overwrite: bool) -> Path:

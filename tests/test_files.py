@@ -19,3 +19,12 @@ def test_a_refused_writer_leaves_the_holders_lock_in_place(tmp_path):
     assert not (tmp_path / ".lock").exists()  # the holder removes its own lock
     with exclusive(tmp_path, "training run"):  # and the folder can be locked again
         pass
+
+
+def test_overwriting_a_dataset_removes_every_file_it_wrote_the_covariate_cache_too(tmp_path):
+    from debias.files import prepare_dataset_dir
+
+    for f in ("manifest.csv", "images.npy", "config.json", "covariates.npz", "quality.json", "notes.txt"):
+        (tmp_path / f).write_text("old")
+    prepare_dataset_dir(tmp_path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # a file no dataset writes is left alone
