@@ -497,7 +497,8 @@ def backfill_cells(a) -> None:
                     jobs.append({**job, **_how(a)})
     print(f"{len(jobs)} runs to retrain for their cells", flush=True)
 
-    def keep_if_reproduced(progress: str, job: dict, row: dict, cells: pd.DataFrame) -> None:
+    def keep_if_reproduced(progress: str, job: dict, row: dict) -> None:
+        cells = row.pop("_cells")
         rec = recorded[_key(job)]
         same = reproduces(row, rec)
         print(f"{progress} {job['setting']} {job['method']} seed {job['seed']}: " + ", ".join(
@@ -551,7 +552,7 @@ def plan(a) -> list[dict]:
 
 
 def _each_finished(futures: dict[Future, dict], record) -> None:
-    """Hand each run to ``record(progress, job, row, cells)`` the moment it finishes, whichever finishes first (in
+    """Hand each run to ``record(progress, job, row)`` the moment it finishes, whichever finishes first (in
     submission order, a finished run waited for every run submitted before it, and a killed benchmark lost it). A
     failed run is reported and skipped: it must not stop the others."""
     for i, fut in enumerate(as_completed(futures), 1):
@@ -562,11 +563,12 @@ def _each_finished(futures: dict[Future, dict], record) -> None:
             print(f"{progress} FAILED {job['setting']} {job['method']} seed {job['seed']}: {type(e).__name__}: {e}",
                   flush=True)
             continue
-        record(progress, job, row, row.pop("_cells"))
+        record(progress, job, row)
 
 
-def _record_run(progress: str, job: dict, row: dict, cells: pd.DataFrame) -> None:
-    """Append a finished run's row to RUNS and its cells to CELLS, and say so."""
+def _record_run(progress: str, job: dict, row: dict) -> None:
+    """Append a finished run's row to RUNS and its cells (``row['_cells']``) to CELLS, and say so."""
+    cells = row.pop("_cells")
     _append(row)
     _append_cells(row, cells)
     print(f"{progress} {row['setting']} {row['method']} seed {row['seed']} ({row['epochs']} ep, "

@@ -26,7 +26,7 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -160,19 +160,15 @@ def run(a) -> None:
     todo = [j for j in plan(a) if tuple(str(j[k]) for k in KEY) not in seen]
     print(f"{len(todo)} runs to do, {len(plan(a)) - len(todo)} already in {RUNS.name}", flush=True)
     with ProcessPoolExecutor(a.workers) as ex:
-        futures = {ex.submit(_one, j): j for j in todo}
-        for i, fut in enumerate(as_completed(futures), 1):
-            job = futures[fut]
-            try:
-                row = fut.result()
-            except Exception as e:  # noqa: BLE001 - one failed run must not stop the others
-                print(f"[{i}/{len(todo)}] FAILED {job['method']} seed {job['seed']}: {type(e).__name__}: {e}",
-                      flush=True)
-                continue
-            _append(row)
-            print(f"[{i}/{len(todo)}] {row['method']} seed {row['seed']} ({row['seconds']:.0f}s): acc "
-                  f"{row['accuracy']:.4f} skin gap {row['skin_gap']:.4f} worst {row['worst_group_rate']:.4f} darker "
-                  f"train {row['train_rate_darker']:.4f}", flush=True)
+        bench._each_finished({ex.submit(_one, j): j for j in todo}, _record_run)
+
+
+def _record_run(progress: str, job: dict, row: dict) -> None:
+    """Append a finished run's row to RUNS and say so."""
+    _append(row)
+    print(f"{progress} {row['method']} seed {row['seed']} ({row['seconds']:.0f}s): acc {row['accuracy']:.4f} skin gap "
+          f"{row['skin_gap']:.4f} worst {row['worst_group_rate']:.4f} darker train {row['train_rate_darker']:.4f}",
+          flush=True)
 
 
 def summary_tables(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
