@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from debias.data.manifest import ManifestDataset, read_manifest, to_tensor
+from debias.data.manifest import ManifestDataset, read_manifest
 from debias.generative.decoder import decoder_samples
 from debias.models.dbvae import DBVAE
 
@@ -61,16 +61,13 @@ def prior_samples(model: DBVAE, n: int = 32, *, random_state: int = 0) -> np.nda
     return _to_uint8(model.decode(torch.randn(n, model.latent_dim, generator=g)))
 
 
-@torch.no_grad()
 def encode_faces(model: DBVAE, images: np.ndarray, *, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """The posterior q(z|x) of every image: (mu, logvar), each (N, k), logvar = log sigma^2 (eval mode)."""
-    model.eval()
-    mus, logvars = [], []
-    for s in range(0, len(images), batch_size):
-        _, mu, logvar = model.encode(to_tensor(images[s:s + batch_size]))  # (B, k) each
-        mus.append(mu.double().numpy())
-        logvars.append(logvar.double().numpy())
-    return np.concatenate(mus), np.concatenate(logvars)
+    """The posterior q(z|x) of every image: (mu, logvar), each (N, k), logvar = log sigma^2 (eval mode), in float64
+    for the KL and correlation statistics (:func:`~debias.models.run.encode_posterior`, widened exactly)."""
+    from debias.models.run import encode_posterior
+
+    mu, logvar = encode_posterior(model, images, batch_size=batch_size)
+    return mu.astype(np.float64), logvar.astype(np.float64)
 
 
 def active_units(mu: np.ndarray, logvar: np.ndarray, *, floor: float = ACTIVE_KL) -> pd.DataFrame:

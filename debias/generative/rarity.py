@@ -29,21 +29,11 @@ class LatentModel:
     combine: str = "product"
     temperature: float = 0.0
 
-    @torch.no_grad()
     def encode(self, images: np.ndarray, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """(mu, logvar), each (N, k), of (N, H, W, 3) uint8 images."""
-        from debias.data.manifest import to_tensor
+        from debias.models.run import encode_posterior
 
-        self.model.eval()
-        device = next(self.model.parameters()).device
-        mus, logvars = [], []
-        for s in range(0, len(images), batch_size):
-            _, mu, logvar = self.model.encode(to_tensor(images[s:s + batch_size]).to(device))
-            mus.append(mu.float().cpu().numpy())
-            logvars.append(logvar.float().cpu().numpy())
-        k = self.model.latent_dim
-        return (np.concatenate(mus) if mus else np.zeros((0, k)), np.concatenate(logvars) if logvars else
-                np.zeros((0, k)))
+        return encode_posterior(self.model, images, batch_size=batch_size)
 
     def log_rarity(self, mu_train: np.ndarray, mu: np.ndarray) -> np.ndarray:
         """(M,) log-weights of the latent means ``mu`` under the histograms of the training faces' ``mu_train``:

@@ -146,6 +146,22 @@ def predict_scores(model: nn.Module, images: Callable, n: int, device: torch.dev
     return torch.cat(scores).numpy(), mu_all
 
 
+@torch.no_grad()
+def encode_posterior(model: DBVAE, images: np.ndarray, *, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The DB-VAE's posterior q(z|x) of (N, H, W, 3) uint8 images: (mu, logvar), each (N, k) float32, logvar = log
+    sigma^2 (eval mode, on the model's device)."""
+    from debias.data.manifest import to_tensor
+
+    model.eval()
+    device = next(model.parameters()).device
+    mus, logvars = [np.zeros((0, model.latent_dim), np.float32)], [np.zeros((0, model.latent_dim), np.float32)]
+    for s in range(0, len(images), batch_size):
+        _, mu, logvar = model.encode(to_tensor(images[s:s + batch_size]).to(device))  # (B, k) each
+        mus.append(mu.float().cpu().numpy())
+        logvars.append(logvar.float().cpu().numpy())
+    return np.concatenate(mus), np.concatenate(logvars)
+
+
 @contextlib.contextmanager
 def distributed(device: str = "auto") -> Iterator[tuple[int, int, str]]:
     """The ``torchrun`` process group for the duration of the block; yields ``(rank, world, device)``.
@@ -172,5 +188,5 @@ def distributed(device: str = "auto") -> Iterator[tuple[int, int, str]]:
         dist.destroy_process_group()
 
 
-__all__ = ["RunError", "resolve_device", "model_from_arch", "load_run", "load_weights", "read_sampling_weights",
+__all__ = ["encode_posterior", "RunError", "resolve_device", "model_from_arch", "load_run", "load_weights", "read_sampling_weights",
            "predict_scores", "distributed"]
