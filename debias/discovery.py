@@ -48,11 +48,13 @@ def check_fittable(data: str | Path) -> int:
     return n_train
 
 
-def training_source(data: str | Path, latent_run: str | Path | None = None) -> Path:
-    """The dataset whose training faces rarity is measured among: ``data`` when it has training faces; else, with a
-    latent run, the dataset that run was trained on (its config.json's ``data``). Raises DebiasError when neither has."""
-    if len(_train_faces(data)) >= 2:
-        return Path(data)
+def training_source(data: str | Path, latent_run: str | Path | None = None) -> tuple[Path, np.ndarray]:
+    """The dataset whose training faces rarity is measured among, and their manifest rows: ``data`` when it has
+    training faces; else, with a latent run, the dataset that run was trained on (its config.json's ``data``). Raises
+    DebiasError when neither has."""
+    rows = _train_faces(data)
+    if len(rows) >= 2:
+        return Path(data), rows
     if latent_run is None:
         raise DebiasError(NO_TRAIN.format(data=data))
     from debias.models.run import latent_run as stage
@@ -62,8 +64,9 @@ def training_source(data: str | Path, latent_run: str | Path | None = None) -> P
         recorded = json.loads(cfg.read_text()).get("data")
     except (OSError, ValueError):
         recorded = None
-    if recorded and (Path(recorded) / "manifest.csv").exists() and len(_train_faces(recorded)) >= 2:
-        return Path(recorded)
+    rows = _train_faces(recorded) if recorded and (Path(recorded) / "manifest.csv").exists() else []
+    if len(rows) >= 2:
+        return Path(recorded), rows
     where = f"the dataset {cfg} names ({recorded})" if recorded else f"{latent_run}, whose config.json names none"
     raise DebiasError(NO_TRAIN_FACES.format(data=data, where=where))
 
@@ -122,8 +125,7 @@ def discover_in_audit(pred: pd.DataFrame, thresholds: dict, data: str | Path | N
         raise DebiasError(NO_DATA if data is None else NO_IMAGES.format(data=data))
     run = Path(latent_run) if latent_run is not None else fitted_latent(data, seed=cfg.seed, device=device,
                                                                        progress=progress, log=log)
-    train_data = training_source(data, run)
-    train_rows = _train_faces(train_data)
+    train_data, train_rows = training_source(data, run)
     faces = pred[(pred["y_true"] == 1) & pred["y_score"].notna()].reset_index(drop=True)
     if faces.empty:
         raise DebiasError(f"slice discovery needs audited faces with scores, and the audit of {data} has none.")
