@@ -52,17 +52,19 @@ def _env() -> Environment:
     return Environment(loader=PackageLoader("debias.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
 
 
+def _thumbs(rows: pd.DataFrame, images: Callable) -> list[dict]:
+    """A thumbnail (base64 PNG and caption) of each prediction row whose image can be read."""
+    return [{"b64": plots.image_to_base64(im), "caption": f"{r['image']} score {r['y_score']:.2f}"}
+            for _, r in rows.iterrows() if (im := images(int(r["row"]))) is not None]
+
+
 def _gallery(pred: pd.DataFrame, model: str, col: str, threshold: float, images: Callable, per_group: int = 8):
     out = []
     d = pred[(pred["model"] == model) & (pred["y_true"] == 1) & pred["y_score"].notna()]
     for g, dg in d.groupby(col):
         missed = dg[dg["y_score"] < threshold].nsmallest(per_group, "y_score")
-        thumbs = []
-        for _, r in missed.iterrows():
-            im = images(int(r["row"]))
-            if im is not None:
-                thumbs.append({"b64": plots.image_to_base64(im), "caption": f"{r['image']} score {r['y_score']:.2f}"})
-        out.append({"group": str(g), "n_missed": int((dg["y_score"] < threshold).sum()), "n": len(dg), "thumbs": thumbs})
+        out.append({"group": str(g), "n_missed": int((dg["y_score"] < threshold).sum()), "n": len(dg),
+                    "thumbs": _thumbs(missed, images)})
     return out
 
 
@@ -103,10 +105,8 @@ def _discovery(result, images: Callable | None, thumbnails: bool, per_slice: int
             faces = pred[(pred["model"] == m) & (pred["slice"] == s["slice"])]
             faces = faces.assign(missed=faces["y_score"] < thresholds.get(m, 0.5)).sort_values(
                 ["missed", "y_score"], ascending=[False, True]).head(per_slice)
-            thumbs = [{"b64": plots.image_to_base64(im), "caption": f"{r['image']} score {r['y_score']:.2f}"}
-                      for _, r in faces.iterrows() if (im := images(int(r["row"]))) is not None]
             galleries.append({"title": f"{m}, slice {s['slice']}: {pct(s['detection_rate'], '%')} detected of "
-                              f"{s['n']}", "thumbs": thumbs})
+                              f"{s['n']}", "thumbs": _thumbs(faces, images)})
     rows = [{"model": r["model"], "slice": r["slice"], "n": r["n"], "dr": pct(r["detection_rate"]),
              "ci": f"{pct(r['ci_low'])} to {pct(r['ci_high'])}", "rarity": f"{r['rarity']:.2f}",
              "made_of": r["description"] or "-"} for _, r in d.slices.iterrows()]
