@@ -174,6 +174,9 @@ SMOOTH50 = dict(method="dbvae", recipe="paper", rec_region="center", min_ess=0.1
 METHODS = {
     # what `debias train DATA --out RUN` trains, with no other option (the two-stage recipe, resolved for the data)
     "default": dict(),
+    # the same command with the first stage's KL weight at 0.5 (`--beta 0.5`): its collapsed latent's weights gave
+    # profile faces 2.4-8.0% of the mass on `pose` (benchmarks/latent_factors.py), the candidate for pose without labels
+    "default beta0.5": dict(beta=0.5),
     "standard": dict(method="standard"),
     "standard no-aug": dict(method="standard", augment=False),
     "vae-uniform": dict(method="vae-uniform"),
