@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -936,6 +937,19 @@ def test_a_resumed_default_run_keeps_its_first_stage_and_finishes_the_second(tin
     fit(tiny_synth, cfg, tmp_path / "full")
     a, b = load_run(tmp_path / "cut")[0].state_dict(), load_run(tmp_path / "full")[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_a_default_run_started_at_a_relative_path_resumes_from_its_absolute_one(tiny_synth, tmp_path, monkeypatch):
+    """The classifier stage recorded `weights_from` as the latent folder's path as typed ("cut/latent"), so resuming
+    the same run by its absolute path (or from another directory) was refused as a changed option."""
+    cfg = TrainConfig(**{**TWO_STAGE_FAST, "epochs": 3})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_synth, cfg, "cut", progress=_killer(8 + 8 + 3))
+    monkeypatch.chdir(tmp_path.parent)
+    fit(tiny_synth, cfg, tmp_path / "cut", resume=True)
+    conf = json.loads((tmp_path / "cut" / "config.json").read_text())
+    assert conf["stages"]["classifier"]["weights_from"] == str((tmp_path / "cut" / "latent").resolve())
 
 
 def test_a_set_too_small_to_resample_says_so_and_samples_uniformly(tiny_synth, tmp_path):

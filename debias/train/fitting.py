@@ -63,7 +63,7 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
     out, data, log = Path(out), Path(data), log or (lambda msg: None)
     _check_precision(cfg, resolve_device(cfg.device), log)  # before anything is written
     ts = load_train_set(data, cfg)
-    resolved = recipes.resolve(cfg, n_faces=len(ts.face_pos))
+    resolved = _absolute_paths(recipes.resolve(cfg, n_faces=len(ts.face_pos)))
     if rank != 0:
         return _train_stages(data, resolved, out, ts, resume=resume, rank=rank, world=world, progress=progress,
                              log=log)
@@ -83,6 +83,13 @@ def fit(data: str | Path, cfg: TrainConfig, out: str | Path, *, resume: bool = F
                 shutil.rmtree(out / recipes.LATENT_DIR)
         return _train_stages(data, resolved, out, ts, resume=resume, rank=rank, world=world, progress=progress,
                              log=log)
+
+
+def _absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with its folder options as absolute paths: config.json then names the same folders wherever the run is
+    resumed from."""
+    return dataclasses.replace(cfg, **{k: str(Path(v).resolve()) for k in ("weights_from", "extra")
+                                       if (v := getattr(cfg, k))})
 
 
 def _train_stages(data: Path, cfg: TrainConfig, out: Path, ts: TrainSet, *, resume: bool, rank: int, world: int,
