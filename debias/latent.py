@@ -25,6 +25,7 @@ from scipy.stats import spearmanr
 from debias.data.manifest import ManifestDataset, read_manifest
 from debias.generative.decoder import decoder_samples
 from debias.models.dbvae import DBVAE
+from debias.sampling import mass_by_group
 
 # a latent dimension is active when its posterior's mean KL from N(0, 1) over the faces exceeds this many nats: the
 # floor of Burda, Grosse & Salakhutdinov's (2016) activity statistic, applied to the KL the loss itself penalises
@@ -137,16 +138,10 @@ def latent_attribute_correlation(mu: np.ndarray, frame: pd.DataFrame,
 
 def mass_shares(p: np.ndarray, frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """Share of sampling mass per subgroup, uniform against the given probabilities."""
-    rows = []
-    for c in columns:
-        if c not in frame:
-            continue
-        g = frame[c].astype(str).to_numpy()
-        uni = pd.Series(1.0 / len(p), index=g).groupby(level=0).sum()
-        deb = pd.Series(p, index=g).groupby(level=0).sum()
-        for k in uni.index:
-            rows.append({"attribute": c, "group": k, "uniform": uni[k], "debiased": deb[k]})
-    return pd.DataFrame(rows)
+    uniform = mass_by_group(np.full(len(p), 1.0 / len(p)), frame, columns)
+    debiased = mass_by_group(p, frame, columns)
+    return pd.DataFrame([{"attribute": key.split("=", 1)[0], "group": key.split("=", 1)[1], "uniform": share,
+                          "debiased": debiased[key]} for key, share in uniform.items()])
 
 
 @dataclass
