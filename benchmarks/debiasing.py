@@ -142,7 +142,11 @@ VARIANTS = {"skin-aug+": ("skin", dict(aug_rotate=15.0, aug_scale=0.2)),
 # reading then: every method fits all the darker training faces and what is left is generalisation from too few
 # distinct ones. With 3x as many distinct darker faces Group DRO closes 60% [32, 84] over 10 seeds (83% [58, 104] on
 # seeds 0-4; benchmarks/RESULTS.md). A diagnosis of the benchmark, not a setting to choose methods on.
-COMPOSITIONS = {"skin-cos-darker6": ("skin-cos", dict(darker_share=0.06))}
+# skin-fair, b-skin-fair: every method trained on the setting's balanced composition (darker and medium a third of
+# the faces each), where `standard` is fair by construction (its runs are those of `intrinsic`): the check that a
+# label-free recipe does no harm where there is no gap to close. Their data is the `intrinsic` runs' (same cache).
+COMPOSITIONS = {"skin-cos-darker6": ("skin-cos", dict(darker_share=0.06)),
+                "skin-fair": ("skin", INTRINSIC["skin"]), "b-skin-fair": ("b-skin", INTRINSIC["b-skin"])}
 
 
 def _variant(setting: str) -> tuple[str, dict]:
@@ -157,7 +161,7 @@ def _composition(setting: str, intrinsic: bool) -> tuple[dict, str]:
     balanced composition for ``intrinsic``, with a composition variant's shares on top (and in its tag, so that it
     never shares a cache folder with data of another composition)."""
     base = _base(setting)
-    if intrinsic:
+    if intrinsic or (setting in COMPOSITIONS and {**SETTINGS[base], **COMPOSITIONS[setting][1]} == INTRINSIC[base]):
         return INTRINSIC[base], f"{base}-balanced"
     extra = COMPOSITIONS[setting][1] if setting in COMPOSITIONS else {}
     return {**SETTINGS[base], **extra}, "-".join([base, *(f"{k}{v:g}" for k, v in extra.items())])
