@@ -166,7 +166,7 @@ class TrainConfig:
     # a dataset folder of generated faces (``debias generate``) whose faces replace a share `extra_share` of the faces
     # of every batch, drawn uniformly from it; with method='standard' or the two-stage recipe's classifier. '' = off
     extra: str = ""
-    extra_share: float = 0.0  # share of each batch's faces taken from `extra` (rounded per batch), in [0, 1)
+    extra_share: float = 0.0  # share of each batch's faces taken from `extra` (on average: rounded at random per batch), in [0, 1)
 
     def __post_init__(self) -> None:
         if isinstance(self.balance_by, str):  # balance_by="pose" names one column, not four letters

@@ -292,7 +292,8 @@ class BatchPlan:
 class MixedBatches:
     """``batches`` of training positions with a share of each batch's faces replaced by extra (generated) faces.
 
-    In every batch, round(share * its faces) of its face positions, chosen at random, are replaced by positions
+    In every batch, share * its faces of its face positions (rounded up or down at random, in proportion, so that the
+    share holds on average even where it is under one face a batch), chosen at random, are replaced by positions
     ``n_real`` .. ``n_real + n_extra - 1`` of extra faces drawn uniformly (without repeats within a batch while there
     are enough). Non-faces and the batch size stay as they were. The draw is a function of (seed, epoch) only.
     """
@@ -312,7 +313,8 @@ class MixedBatches:
         rng = np.random.default_rng([self.seed, self.epoch, 13])  # afresh: two passes give the same batches
         for pos in self.batches:
             faces = np.flatnonzero(self.is_face[pos])
-            k = int(round(self.share * len(faces)))
+            want = self.share * len(faces)
+            k = int(want) + int(rng.random() < want - int(want))
             if k:
                 pos = np.array(pos, copy=True)
                 which = rng.choice(faces, k, replace=False)
