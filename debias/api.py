@@ -299,14 +299,16 @@ class Audit:
 
         Faces are placed in a generative latent of the training faces: the DB-VAE of ``latent_run``, or by
         default one fitted on the training faces of the audited dataset on first use (cached in
-        ``DATA/.debias/``). Slices are error-aware mixture components; rarity is the share of training faces
+        ``DATA/.debias/``). Slices are regions of the latent found by an error-aware mixture on a random half of
+        each model's faces, numbered worst first on that half and measured on the other; rarity is the share of training faces
         in denser latent neighbourhoods (1: rarer than every training face). :meth:`save` then writes
         slices.csv, rarity.csv and the report's "Discovered slices".
 
         Returns
         -------
-        slices : one row per (model, slice), worst first: n, detected, detection_rate, ci_low, ci_high, mean
-            rarity, a description of the labelled levels it over-represents, and the share of each level.
+        slices : one row per (model, slice), worst first: n (faces), fit_rate (on the fitting half), then on its
+            held-out faces n_held_out, detected, detection_rate, ci_low, ci_high; mean rarity, a description of the
+            labelled levels it over-represents, and the share of each level.
             ``audit.result.discovery`` holds the rarity deciles, per-face results and AUCs too.
         """
         from debias.audit.discover import DiscoverConfig

@@ -105,9 +105,11 @@ def _discovery(result, images: Callable | None, thumbnails: bool, per_slice: int
             faces = pred[(pred["model"] == m) & (pred["slice"] == s["slice"])]
             faces = faces.assign(missed=faces["y_score"] < thresholds.get(m, 0.5)).sort_values(
                 ["missed", "y_score"], ascending=[False, True]).head(per_slice)
-            galleries.append({"title": f"{m}, slice {s['slice']}: {pct(s['detection_rate'], '%')} detected of "
-                              f"{s['n']}", "thumbs": _thumbs(faces, images)})
-    rows = [{"model": r["model"], "slice": r["slice"], "n": r["n"], "dr": pct(r["detection_rate"]),
+            galleries.append({"title": f"{m}, slice {s['slice']}: {pct(s['detection_rate'], '%')} of its "
+                              f"{s['n_held_out']} held-out faces detected ({s['n']} faces)",
+                              "thumbs": _thumbs(faces, images)})
+    rows = [{"model": r["model"], "slice": r["slice"], "n": r["n"], "n_held_out": r["n_held_out"],
+             "fit": pct(r["fit_rate"]), "dr": pct(r["detection_rate"]),
              "ci": f"{pct(r['ci_low'])} to {pct(r['ci_high'])}", "rarity": f"{r['rarity']:.2f}",
              "made_of": r["description"] or "-"} for _, r in d.slices.iterrows()]
     return {"source": d.source, "sentences": slice_sentences(d), "rows": rows, "figs": figs, "galleries": galleries}

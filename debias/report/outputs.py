@@ -148,6 +148,7 @@ def _with_decision(result: AuditResult) -> pd.DataFrame:
     if result.discovery is not None:  # every audited face's slice and rarity; other rows left empty
         p = p.merge(result.discovery.faces, on=["row", "model"], how="left", validate="many_to_one")
         p["slice"] = p["slice"].astype("Int64")
+        p["held_out"] = p["held_out"].astype("boolean")
     return p
 
 

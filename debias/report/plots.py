@@ -175,7 +175,8 @@ def covariates(pred: pd.DataFrame, col: str, names: Sequence[str] = ("width", "b
 
 
 def slice_bars(slices: pd.DataFrame, model: str, ax=None):
-    """Detection rate of each discovered slice of ``model`` (worst first), with its Wilson interval and size."""
+    """Detection rate of each discovered slice of ``model`` (worst first) on its held-out faces, with its Wilson
+    interval and their number."""
     d = slices[slices["model"] == model]
     _, ax = _figure(ax, max(4.5, 0.55 * len(d) + 1.5), 3.2)
     x = np.arange(len(d))
@@ -183,13 +184,13 @@ def slice_bars(slices: pd.DataFrame, model: str, ax=None):
     err = np.vstack([v - d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float) - v])
     colors = _plt()[0].get_cmap("magma")(0.15 + 0.7 * d["rarity"].to_numpy(float))
     ax.bar(x, v, 0.7, color=colors, yerr=np.clip(err, 0, None), capsize=3)
-    for xi, n, top, rate in zip(x, d["n"], d["ci_high"], v):  # inside a tall bar, above a short one
+    for xi, n, top, rate in zip(x, d["n_held_out"], np.nan_to_num(d["ci_high"].to_numpy(float)), np.nan_to_num(v)):
         ax.text(xi, 0.03 if rate > 0.5 else top + 0.02, f"n={n}", rotation=90, fontsize=7, ha="center", va="bottom",
-                color="white" if rate > 0.5 else "black")
+                color="white" if rate > 0.5 else "black")  # inside a tall bar, above a short one
     ax.set_xticks(x, [str(s) for s in d["slice"]])
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("slice (worst first; darker bar: rarer faces on average)")
-    ax.set_ylabel("detection rate")
+    ax.set_ylabel("detection rate, held-out faces")
     ax.set_title(f"{short(model)}: discovered slices (95% Wilson CI)")
     return ax.figure
 

@@ -93,22 +93,22 @@ def _faces(n: int) -> str:
 
 
 def _worst_slice(m: str, s: pd.DataFrame, cfg) -> str:
-    """The sentence on a model's worst slice among those with at least ``cfg.min_n`` faces."""
-    overall = s["detected"].sum() / s["n"].sum()
+    """The sentence on a model's worst slice among those with at least ``cfg.min_n`` held-out faces."""
+    overall = s["detected"].sum() / s["n_held_out"].sum()
     fewer = f" ({cfg.k} asked; the other components were empty)" if len(s) < cfg.k else ""
-    judged = s[s["n"] >= cfg.min_n]
+    judged = s[s["n_held_out"] >= cfg.min_n]
     if judged.empty:
-        return (f"{m}: every one of its {len(s)} slices{fewer} has fewer than {cfg.min_n} faces: too few to name a "
-                f"worst one.")
-    if judged["detection_rate"].max() - judged["detection_rate"].min() < 1e-12:
-        return (f"{m}: every slice with at least {cfg.min_n} faces is detected at {pct(overall, '%')}: no slice "
-                f"stands out.")
+        return (f"{m}: every one of its {len(s)} slices{fewer} has fewer than {cfg.min_n} held-out faces: too few to "
+                f"name a worst one.")
+    if judged["fit_rate"].max() - judged["fit_rate"].min() < 1e-12:
+        return (f"{m}: every slice with at least {cfg.min_n} held-out faces was found at the same detection rate: no "
+                f"slice stands out.")
     w = judged.iloc[0]
     made_of = f"; where labelled, it holds {w['description']}" if w["description"] else ""
-    return (f"{m}: slice {w['slice']} of {len(s)}{fewer} ({_faces(int(w['n']))}) is detected least: "
-            f"{pct(w['detection_rate'], '%')} (95% CI {pct(w['ci_low'])} to {pct(w['ci_high'])}) against "
-            f"{pct(overall, '%')} over all audited faces; its faces are on average rarer than {w['rarity']:.0%} of the "
-            f"training faces{made_of}.")
+    return (f"{m}: slice {w['slice']} of {len(s)}{fewer} ({_faces(int(w['n']))}) is the worst found: "
+            f"{pct(w['detection_rate'], '%')} of its {int(w['n_held_out'])} held-out faces detected (95% CI "
+            f"{pct(w['ci_low'])} to {pct(w['ci_high'])}) against {pct(overall, '%')} of all held-out faces; its faces "
+            f"are on average rarer than {w['rarity']:.0%} of the training faces{made_of}.")
 
 
 def slice_sentences(discovery) -> list[str]:

@@ -47,7 +47,7 @@ def test_the_audit_without_discover_is_unchanged_by_it(audits):
     for name in ("metrics.csv", "disparities.csv", "model_card.json"):
         assert (plain / name).read_bytes() == (found / name).read_bytes(), name
     p, f = pd.read_csv(plain / "predictions.csv"), pd.read_csv(found / "predictions.csv")
-    assert list(f.columns) == [*p.columns, "slice", "rarity"]
+    assert list(f.columns) == [*p.columns, "slice", "rarity", "held_out"]
     pd.testing.assert_frame_equal(p, f[p.columns])
     assert not (plain / "slices.csv").exists() and "Discovered slices" not in (plain / "report.html").read_text()
     assert "discovery" not in json.loads((plain / "summary.json").read_text())
@@ -61,17 +61,22 @@ def test_discover_writes_slices_rarity_and_a_report_section(audits, tiny_synth):
     assert faces["slice"].notna().all() and pred.loc[pred["y_true"] == 0, "slice"].isna().all()
     assert faces["rarity"].between(0, 1).all()
     # each slice's numbers recomputed from predictions.csv by hand
-    by_hand = faces.groupby("slice").agg(n=("y_pred", "size"), detected=("y_pred", "sum"),
-                                         rarity=("rarity", "mean"))
+    by_hand = faces.groupby("slice").agg(n=("y_pred", "size"), rarity=("rarity", "mean"))
+    held_out = faces["held_out"].astype(bool)  # empty on the non-faces, so read back as objects
+    held = faces[held_out].groupby("slice").agg(n_held_out=("y_pred", "size"), detected=("y_pred", "sum"))
+    fit = faces[~held_out].groupby("slice")["y_pred"].mean()
     s = slices.set_index("slice")
     assert list(s.index) == sorted(by_hand.index) and len(s) <= 4
     np.testing.assert_array_equal(s["n"], by_hand.loc[s.index, "n"])
-    np.testing.assert_array_equal(s["detected"], by_hand.loc[s.index, "detected"])
+    held = held.reindex(s.index, fill_value=0)
+    np.testing.assert_array_equal(s["n_held_out"], held["n_held_out"])
+    np.testing.assert_array_equal(s["detected"], held["detected"])
     np.testing.assert_allclose(s["rarity"], by_hand.loc[s.index, "rarity"], atol=1e-4)
-    assert s["detection_rate"].is_monotonic_increasing  # worst first
+    np.testing.assert_allclose(s["fit_rate"], fit.reindex(s.index), atol=1e-4)
+    assert s["fit_rate"].dropna().is_monotonic_increasing  # worst first, as found on the fitting half
     html = (out / "report.html").read_text()
     assert "Discovered slices" in html and "detection by rarity" in html
-    assert re.search(r"slice \d+ of \d+ \(\d+ faces?\) is detected least|too few to name|no slice stands out", html)
+    assert re.search(r"slice \d+ of \d+ \(\d+ faces?\) is the worst found|too few to name|no slice stands out", html)
     summary = json.loads((out / "summary.json").read_text())["discovery"]
     assert "slices.csv" in json.loads((out / "summary.json").read_text())["outputs"]
     assert summary["findings"][0][:40] in " ".join(output.split())
