@@ -16,9 +16,7 @@ import torch
 from debias.audit.discover import DiscoverConfig, Discovery, LatentSpace, discover
 from debias.data.manifest import ManifestDataset, read_manifest
 from debias.errors import DebiasError
-from debias.files import sha256_file
-
-CACHE = ".debias"  # folder beside manifest.csv that holds the fitted latent, one subfolder per manifest version
+from debias.files import DATASET_CACHE as CACHE  # beside manifest.csv: the fitted latent, one per data version
 IMAGES_SEEN = 20_000  # training images the fitted latent sees, whatever the size of the set
 NO_IMAGES = ("slice discovery reads the audited images, and {data} is no dataset folder with manifest.csv; audit "
              "the dataset the predictions are for (debias audit DATA --predictions FILE, or Audit.from_models(DATA, ...)).")
@@ -71,16 +69,29 @@ def training_source(data: str | Path, latent_run: str | Path | None = None) -> t
     raise DebiasError(NO_TRAIN_FACES.format(data=data, where=where))
 
 
+def data_version(data: str | Path) -> str:
+    """12 hex digits that change when the manifest or the packed images of ``data`` change (the images by size and
+    modification time: a re-rendered set can keep its manifest byte for byte)."""
+    import hashlib
+
+    h = hashlib.sha256((Path(data) / "manifest.csv").read_bytes())
+    packed = Path(data) / "images.npy"
+    if packed.exists():
+        st = packed.stat()
+        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:12]
+
+
 def fitted_latent(data: str | Path, *, seed: int = 0, device: str = "auto", progress: Callable | None = None,
                   log: Callable[[str], None] = lambda s: None) -> Path:
     """The run folder of a DB-VAE fitted (``vae-uniform``) on the training faces of ``data``, trained on first use
-    and cached in ``data/.debias/latent-<manifest sha256>-<seed>``. Returns the run folder."""
+    and cached in ``data/.debias/latent-<data version>-<seed>`` (:func:`data_version`). Returns the run folder."""
     from debias.config import TrainConfig
     from debias.train import fit
     from debias.train.trainset import TrainingError
 
     data = Path(data)
-    cache = data / CACHE / f"latent-{sha256_file(data / 'manifest.csv')[:12]}-{seed}"
+    cache = data / CACHE / f"latent-{data_version(data)}-{seed}"
     if (cache / "model.pt").exists():
         return cache
     n_train = check_fittable(data)
@@ -149,4 +160,4 @@ def _source(run: Path, fitted: bool, n_train: int) -> str:
     return f"a DB-VAE fitted on the {n_train:,} training faces" + (f" for {epochs} epochs" if epochs else "")
 
 
-__all__ = ["training_source", "check_fittable", "discover_in_audit", "encode_rows", "fitted_latent"]
+__all__ = ["training_source", "check_fittable", "data_version", "discover_in_audit", "encode_rows", "fitted_latent"]

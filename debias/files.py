@@ -105,6 +105,7 @@ def check_out_dir(out: str | Path, *, what: str, marker: str, overwrite: bool) -
 
 DATASET_FILES = ("manifest.csv", "images.npy", "config.json", "import_report.csv", "covariates.npz", "quality.json",
                  "gallery.png")  # every file a dataset writer (synth, import, generate) or the audit cache leaves
+DATASET_CACHE = ".debias"  # the folder of what is computed from a dataset and kept beside it (a fitted latent)
 
 
 def prepare_dataset_dir(out: str | Path, *, overwrite: bool) -> Path:
@@ -113,6 +114,8 @@ def prepare_dataset_dir(out: str | Path, *, overwrite: bool) -> Path:
     out = check_out_dir(out, what="dataset", marker="manifest.csv", overwrite=overwrite)
     for f in DATASET_FILES:
         (out / f).unlink(missing_ok=True)
+    if (out / DATASET_CACHE).is_dir():  # computed from the old images: never to be read beside new ones
+        shutil.rmtree(out / DATASET_CACHE)
     return out
 
 

@@ -213,3 +213,31 @@ def test_a_predictions_file_with_generated_rows_is_refused(tiny_synth, audits, t
     r = runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), *FAST,
                             "--out", str(tmp_path / "a")])
     assert r.exit_code == 2 and "generated face" in " ".join(r.output.split()) and "line 6" in r.output
+
+
+def test_the_cached_latent_is_not_reused_for_new_images_under_the_same_manifest(tiny_synth, tmp_path):
+    """A re-rendered set can keep its manifest byte for byte (the synth manifest holds no pixel statistics): keyed by
+    the manifest alone, the latent fitted on the old images was reused for the new ones."""
+    import shutil
+
+    import numpy as np
+
+    from debias.discovery import data_version
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_synth, data)
+    before = data_version(data)
+    images = np.load(data / "images.npy")
+    np.save(data / "images.npy", 255 - images)  # other pixels, the same shape and manifest
+    assert data_version(data) != before
+    assert data_version(data) == data_version(data)
+
+
+def test_overwriting_a_dataset_removes_what_was_computed_from_the_old_one(tmp_path):
+    from debias.files import prepare_dataset_dir
+
+    data = tmp_path / "d"
+    (data / ".debias" / "latent-x-0").mkdir(parents=True)
+    (data / "manifest.csv").write_text("image,label,split\n")
+    prepare_dataset_dir(data, overwrite=True)
+    assert not (data / ".debias").exists() and not (data / "manifest.csv").exists()
