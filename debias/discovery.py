@@ -146,13 +146,14 @@ def discover_in_audit(pred: pd.DataFrame, thresholds: dict, data: str | Path | N
         z_train = encode_rows(run, train_data, train_rows, device=device)
         z = encode_rows(run, data, unique, device=device)[inverse]
     space = LatentSpace(z_train, n_dims=cfg.n_dims)
-    return discover(faces, z, space, thresholds, cfg, source=_source(run, latent_run is None, len(train_rows)))
+    return discover(faces, z, space, thresholds, cfg,
+                    source=_source(run, latent_run is None, len(train_rows), train_data))
 
 
-def _source(run: Path, fitted: bool, n_train: int) -> str:
-    """Where the latent came from, as the report and the console say it."""
+def _source(run: Path, fitted: bool, n_train: int, train_data: Path) -> str:
+    """Where the latent came from and which faces rarity is measured among, as the report and the console say it."""
     if not fitted:
-        return f"the DB-VAE of {run}, rarity among the {n_train:,} training faces"
+        return f"the DB-VAE of {run}, rarity among the {n_train:,} training faces of {train_data}"
     try:
         epochs = json.loads((Path(run) / "config.json").read_text()).get("epochs")
     except (OSError, ValueError):

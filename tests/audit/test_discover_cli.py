@@ -81,6 +81,7 @@ def test_discover_writes_slices_rarity_and_a_report_section(audits, tiny_synth):
     assert "slices.csv" in json.loads((out / "summary.json").read_text())["outputs"]
     assert summary["findings"][0][:40] in " ".join(output.split())
     assert len(pd.read_csv(out / "rarity.csv")) == 10
+    assert summary["latent"].endswith(f"training faces of {tiny_synth}")  # which faces rarity is measured among
 
 
 def test_discover_on_a_predictions_file_with_the_fitted_default_latent(tiny_synth, tmp_path, monkeypatch, audits):
