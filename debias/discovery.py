@@ -114,15 +114,17 @@ def encode_rows(run: str | Path, data: str | Path, rows: np.ndarray, *, split: s
     """Encoder means (len(rows), latent) of manifest rows ``rows`` of ``data`` under the DB-VAE of ``run``."""
     from debias.latent import NOT_A_DBVAE
     from debias.models.dbvae import DBVAE
-    from debias.models.run import latent_run, load_run, predict_scores, resolve_device
+    from debias.models.run import check_input_side, latent_run, load_run, predict_scores, resolve_device
 
     run = latent_run(run)
     dev = resolve_device(device)
     model, arch = load_run(run, dev)
     if not isinstance(model, DBVAE):
         raise DebiasError(NOT_A_DBVAE.format(run=run, kind=arch["kind"]))
-    ds = ManifestDataset(data, "all", size=64)
+    ds = ManifestDataset(data, "all", size=arch["size"])  # image files are resized to it; packed ones must match
     pos = np.asarray(rows, int)
+    if len(pos):
+        check_input_side(ds.images_uint8(pos[:1]).shape[1], arch, run, data)
     _, mu = predict_scores(model, lambda p: ds.images_uint8(pos[p]), len(pos), dev, with_latent=True)
     return mu
 

@@ -163,7 +163,8 @@ class LatentAnalysis:
 def analyze(run: str | Path, data: str | Path, *, n_dims: int = 6, n_gallery: int = 16,
             random_state: int = 0) -> LatentAnalysis:
     """Run every analysis for a DB-VAE run folder and its training dataset."""
-    from debias.models.run import RunError, latent_run, load_run, read_sampling_weights
+    from debias.models.run import (RunError, check_input_side, check_trained_on, latent_run, load_run,
+                                   read_sampling_weights)
     from debias.train.samplers import rare_group_note
     from debias.train.trainset import DIAGNOSTIC_COLUMNS
 
@@ -172,8 +173,9 @@ def analyze(run: str | Path, data: str | Path, *, n_dims: int = 6, n_gallery: in
     if not isinstance(model, DBVAE):
         raise ValueError(NOT_A_DBVAE.format(run=run, kind=arch["kind"]))
     f, weights = read_sampling_weights(run)  # the checks training applies to `weights_from`
+    check_trained_on(run, data)
     m = read_manifest(data)
-    ds = ManifestDataset(data, "train", frame=m)
+    ds = ManifestDataset(data, "train", frame=m, size=arch["size"])
     # the faces the run trained on (all training faces, or its --max-train subset)
     images = ds.frame["image"].astype(str)
     is_face = (ds.frame["label"] == 1) & images.isin(weights.index)
@@ -183,6 +185,7 @@ def analyze(run: str | Path, data: str | Path, *, n_dims: int = 6, n_gallery: in
         raise RunError(f"{f} holds weights for {len(weights)} faces, {len(extra)} of them not training faces of "
                        f"{data} (e.g. image {extra[0]}); was the run trained on it?")
     imgs = ds.images_uint8(np.flatnonzero(is_face.to_numpy()))
+    check_input_side(imgs.shape[1], arch, run, data)
     mu, logvar = encode_faces(model, imgs)
     units = active_units(mu, logvar)
     correlation = latent_attribute_correlation(mu, faces)

@@ -74,6 +74,10 @@ def generate(data: str | Path, cfg: GenerateConfig, out: str | Path, *, overwrit
     faces = _real_faces(data, cfg)
     latent = load_latent(cfg.latent_run, device) if cfg.latent_run else None
     _check_sizes(faces, cfg, latent, data)
+    if cfg.generator == "decoder":  # it draws around the faces the run's saved weights name
+        from debias.models.run import check_trained_on
+
+        check_trained_on(latent.path, data)
     prepare_dataset_dir(out, overwrite=overwrite)
     with exclusive(out, "dataset"):
         t0 = time.perf_counter()

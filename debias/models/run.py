@@ -6,6 +6,7 @@ the trainer.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 from typing import Callable, Iterator
@@ -93,6 +94,26 @@ def load_weights(path: Path, device) -> dict:
     if not isinstance(blob, dict):
         raise RunError(f"{path} is not a debias run or checkpoint; it will not be loaded.")
     return blob
+
+
+def check_trained_on(run: str | Path, data: str | Path) -> None:
+    """RunError when ``run``'s config.json records a dataset that still exists and is not ``data``. A run's saved
+    per-face results (its sampling weights) name faces by image id, which in a packed set is a row number that any
+    other packed set has too, so they would match another set's faces without complaint."""
+    try:
+        recorded = json.loads((Path(run) / "config.json").read_text()).get("data")
+    except (OSError, ValueError):
+        return
+    if recorded and Path(recorded).exists() and Path(recorded).resolve() != Path(data).resolve():
+        raise RunError(f"{run} was trained on {recorded}, not {data}: its sampling weights name the faces of that "
+                       f"dataset. Give {recorded}, or a run trained on {data}.")
+
+
+def check_input_side(side: int, arch: dict, run: str | Path, data: str | Path) -> None:
+    """RunError when the images of ``data`` (``side`` pixels square) are not the size the model of ``run`` reads."""
+    if side != arch["size"]:
+        raise RunError(f"{run} reads {arch['size']} x {arch['size']} images and {data} holds {side} x {side}; give a "
+                       f"run trained at this size, or pack the dataset at --size {arch['size']} (`debias data pack`).")
 
 
 def read_sampling_weights(path: str | Path) -> tuple[Path, pd.Series]:

@@ -242,3 +242,31 @@ def test_overwriting_a_dataset_removes_what_was_computed_from_the_old_one(tmp_pa
     (data / "manifest.csv").write_text("image,label,split\n")
     prepare_dataset_dir(data, overwrite=True)
     assert not (data / ".debias").exists() and not (data / "manifest.csv").exists()
+
+
+def test_a_latent_run_of_another_image_size_is_refused_with_what_to_do(tiny_synth, latent, tmp_path):
+    """A packed 32-pixel set under a 64-pixel DB-VAE gave the convolutional encoder's shape error (or, with a
+    ResNet, latents of the wrong images without complaint)."""
+    import shutil
+
+    small = tmp_path / "small"
+    small.mkdir()
+    shutil.copy(tiny_synth / "manifest.csv", small / "manifest.csv")
+    np.save(small / "images.npy", np.load(tiny_synth / "images.npy")[:, ::2, ::2])
+    r = runner.invoke(app, ["audit", str(small), "-m", FAKE, *FAST, "--out", str(tmp_path / "a"), "--discover", "3",
+                            "--latent-run", str(latent)])
+    assert r.exit_code == 2, r.output
+    text = " ".join(r.output.split())
+    assert "reads 64 x 64 images" in text and "holds 32 x 32" in text and "--size 64" in text
+
+
+def test_the_latent_analysis_refuses_a_dataset_the_run_was_not_trained_on(tiny_synth, latent, tmp_path):
+    """Its sampling weights name faces by image id, a row number in any packed set: given a copy of the data, the
+    weights of one set were read as those of the other's faces."""
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_synth, other)
+    r = runner.invoke(app, ["latent", str(latent), str(other), "--out", str(tmp_path / "lat")])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and f"was trained on {tiny_synth}, not {other}" in text, r.output
