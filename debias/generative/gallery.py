@@ -45,3 +45,50 @@ def write_gallery(images: np.ndarray, log_rarity: np.ndarray | None, path: str |
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+GENERATORS = {"dcgan": "a DCGAN", "decoder": "a DB-VAE's decoder"}
+
+
+def trained_with(run: str | Path) -> tuple[Path, float] | None:
+    """(the folder of generated faces, their share of each batch's faces) that the run in ``run`` trained its
+    classifier with (``debias train --extra``), read from its config.json; None for a run without them."""
+    import json
+
+    try:
+        cfg = json.loads((Path(run) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    cfg = cfg.get("stages", {}).get("classifier", cfg)  # the two-stage recipe's classifier holds them
+    return (Path(cfg["extra"]), float(cfg.get("extra_share", 0.0))) if cfg.get("extra") else None
+
+
+def generated_section(model: str, gen: Path, share: float) -> dict:
+    """The report section on the generated faces a model trained with: what made them, their quality against
+    held-out real faces (quality.json) and their gallery (gallery.png), as an audit report's extra section."""
+    import base64
+    import json
+
+    def read(name):
+        try:
+            return json.loads((gen / name).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    made, q = read("config.json"), read("quality.json")
+    drawn = {"uniform": "uniformly"}.get(made.get("drawn", "uniform"), made.get("drawn"))
+    text = (f"{model} was trained with {share:.0%} of each batch's faces generated: the {made.get('n', '?')} faces in "
+            f"{gen}, which {GENERATORS.get(made.get('generator'), 'a generator')} drew {drawn}.")
+    if q:
+        text += (f" Against {q.get('n_real')} held-out real faces, on the {q.get('embedding')}: precision "
+                 f"{q['precision']:.2f}, recall {q['recall']:.2f}, density {q['density']:.2f}, coverage "
+                 f"{q['coverage']:.2f} (Naeem et al. 2020; real faces score about 1 on each), and a linear probe tells "
+                 f"generated from real with AUC {q['probe_auc']:.2f} (0.5: it cannot).")
+        if "rare_share" in q:
+            text += (f" {q['rare_share']:.0%} of them are rarer in the latent than 90% of the training faces "
+                     f"({q['rare_share_train']:.0%} of the training faces are).")
+    figs = [(f"faces generated for {model}", base64.b64encode((gen / "gallery.png").read_bytes()).decode("ascii"))
+            ] if (gen / "gallery.png").is_file() else []
+    if not figs:
+        text += f" {gen / 'gallery.png'} is missing, so no faces are shown."
+    return {"title": f"Generated training faces: {model}", "text": text, "figs": figs, "wide": True}

@@ -99,6 +99,7 @@ def write_outputs(result: AuditResult, out: str | Path, cfg: AuditConfig, *, dat
             **({"discovery": discovery_summary(result.discovery)} if result.discovery is not None else {}),
         }
         put("model_card.json", lambda t: t.write_text(json.dumps(model_cards(result, data), indent=1) + "\n"))
+        extra_sections = [*extra_sections, *_generated_sections(model_files or {})]
         html = render_report(result, cfg, title=title, images=images, extra_sections=extra_sections, summary=summary,
                              lead=lead)
         put("report.html", lambda t: t.write_text(html, encoding="utf-8"))
@@ -137,6 +138,20 @@ def model_cards(result: AuditResult, data: str | Path | None = None) -> dict:
                                          if data else []},
                       "quantitative_analysis": {"performance_metrics": metrics}})
     return {"schema": "Model Card Toolkit quantitative analysis (model_card.proto fields)", "model_cards": cards}
+
+
+def _generated_sections(model_files: dict) -> list[dict]:
+    """A report section per audited run (``run:`` spec) that trained with generated faces: what they were, their
+    quality and their gallery."""
+    from debias.generative.gallery import generated_section, trained_with
+
+    sections = []
+    for spec in model_files:
+        kind, _, rest = str(spec).partition(":")
+        found = trained_with(rest) if kind == "run" else None
+        if found is not None:
+            sections.append(generated_section(Path(rest).name, *found))
+    return sections
 
 
 def _with_decision(result: AuditResult) -> pd.DataFrame:

@@ -210,3 +210,24 @@ def test_the_python_api_generates_and_names_unknown_options(tiny_synth, tmp_path
         debias.generate(tiny_synth, out=tmp_path / "h", colour=True)
     with pytest.raises(DebiasError, match="`n`=0 must be at least 1"):
         debias.generate(tiny_synth, out=tmp_path / "h", n=0)
+
+
+def test_the_audit_report_shows_the_generated_faces_a_run_trained_with(tiny_synth, gen, tmp_path):
+    import base64
+    import re
+
+    fit(tiny_synth, TrainConfig(method="standard", extra=str(gen), extra_share=0.25, **FAST), tmp_path / "std-gen")
+    fit(tiny_synth, TrainConfig(method="standard", **FAST), tmp_path / "std")
+    r = CliRunner().invoke(app, ["audit", str(tiny_synth), "-m", f"run:{tmp_path / 'std-gen'}", "-m",
+                                 f"run:{tmp_path / 'std'}", "--by", "skin_group", "--n-boot", "20", "--min-n", "5",
+                                 "--no-thumbnails", "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "a" / "report.html").read_text()
+    q = json.loads((gen / "quality.json").read_text())
+    assert html.count("<h2>Generated training faces") == 1  # the run without generated faces gets none
+    section = html[html.index("<h2>Generated training faces: std-gen"):]
+    assert f"std-gen was trained with 25% of each batch&#39;s faces generated: the 40 faces in {gen}" in section
+    assert f"precision {q['precision']:.2f}, recall {q['recall']:.2f}" in section
+    assert f"AUC {q['probe_auc']:.2f}" in section
+    shown = re.search(r'src="data:image/png;base64,([^"]+)"', section).group(1)
+    assert base64.b64decode(shown) == (gen / "gallery.png").read_bytes()  # the gallery, as generate drew it
