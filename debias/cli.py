@@ -665,8 +665,8 @@ def audit(
                                         "and detector specs (opencv:, skimage:, dlib:hog, mtcnn, sliding:RUN)."),
     fppi: float = typer.Option(0.1, help="Box-level audit: operating point, in false positives per image."),
     scores: str = typer.Option("auto", help="What torchscript/onnx/python models and --predictions scores are: "
-                               "prob, logit, or auto (probabilities if every value of the whole file or split lies in "
-                               "[0, 1], else logits)."),
+                               "prob, logit, or auto (per model: probabilities if every value lies in [0, 1], logits "
+                               "if fewer than 95% do, refused as ambiguous in between)."),
     discover: int = typer.Option(0, "--discover", metavar="K", help="Also cut the audited faces into K slices "
                                  "without group labels, in a generative latent of the training faces, and score each "
                                  "face's rarity among them: slices.csv, rarity.csv and a report section. 0: off."),

@@ -53,19 +53,30 @@ NOT_PROB = ("{what} declared as probabilities (`scores` prob) holds values outsi
             "use `scores` logit if these are logits.")
 
 
+AMBIGUOUS = 0.95  # `auto` refuses outputs with at least this share in [0, 1] and the rest outside: which are they?
+AMBIGUOUS_SCORES = ("{what}: {n} of its {total} scores lie outside [0, 1] (first {value:g}) and the others inside: "
+                    "probabilities with stray values, or logits? Read as logits, every score would be at least "
+                    "0.5. Fix the stray values, or say which they are with `scores` prob or logit (--scores).")
+
+
 def to_probability(raw: np.ndarray, scores: str, what: str = "the model's output") -> tuple[np.ndarray, str]:
     """Map one model's raw outputs over a *whole* split to probabilities. Returns (probs, kind used).
 
     ``scores`` is ``prob`` (kept, must lie in [0, 1]), ``logit`` (sigmoid) or ``auto``: probabilities
-    when every finite value lies in [0, 1], else logits. The decision is made once for all outputs,
-    never per batch, so a score never depends on which images it was batched with.
+    when every finite value lies in [0, 1], logits when fewer than :data:`AMBIGUOUS` of them do, and a
+    DebiasError in between (a few stray values among probabilities). The decision is made once for all
+    outputs, never per batch, so a score never depends on which images it was batched with.
     """
     if scores not in SCORES:
         raise DebiasError(f"scores={scores!r} is not one of {', '.join(SCORES)}.")
     raw = np.asarray(raw, dtype=np.float64)
     finite = raw[np.isfinite(raw)]
     if scores == "auto":
-        scores = "prob" if np.all((finite >= 0) & (finite <= 1)) else "logit"
+        inside = (finite >= 0) & (finite <= 1)
+        if not inside.all() and inside.mean() >= AMBIGUOUS:
+            raise DebiasError(AMBIGUOUS_SCORES.format(what=what, n=int((~inside).sum()), total=len(finite),
+                                                      value=float(finite[~inside][0])))
+        scores = "prob" if inside.all() else "logit"
     if scores == "prob":
         bad = (finite < 0) | (finite > 1)
         if bad.any():

@@ -359,6 +359,26 @@ def _join_manifest(p: pd.DataFrame, path, root, split: str, allow_missing: bool)
     return p, unscored
 
 
+def _model_column(p: pd.DataFrame, path, model: str | None) -> pd.DataFrame:
+    """``p`` with a ``model`` column of names as text: ``model`` (or the file's stem) when the file has none."""
+    if "model" not in p.columns:
+        return p.assign(model=model or Path(path).stem)
+    empty = p["model"].isna().to_numpy() | (p["model"].astype(str).str.strip() == "").to_numpy()
+    if empty.any():
+        raise PredictionsError(f"predictions file {path}: the model name is empty on line(s) {_lines(empty)}; name "
+                               f"the model on every row, or drop the column for a file of one model.")
+    names = p["model"].map(_name)
+    if model is not None and set(names) != {str(model)}:
+        raise PredictionsError(f"predictions file {path}: `model`={model!r} was given, but its model column names "
+                               f"{', '.join(dict.fromkeys(names))}; leave out `model`, or drop the column.")
+    return p.assign(model=names)
+
+
+def _name(x) -> str:
+    """A model name as text: 1 and 1.0 (a column pandas read as numbers) are both "1"."""
+    return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
+
+
 def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: str = "test",
                          model: str | None = None, scores: str = "auto",
                          allow_missing: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -367,7 +387,7 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
     The CSV needs ``image`` and ``score`` (or ``prediction``, 0/1); ``model`` and ``y_true`` (or
     ``label``) are optional. Attributes come from the CSV or, when ``root`` is given, from that
     dataset's manifest, joined on ``image``. ``scores`` says whether ``score`` holds probabilities
-    (``prob``), logits (``logit``) or either (``auto``: decided once over the whole file).
+    (``prob``), logits (``logit``) or either (``auto``: decided over all of each model's scores).
 
     Raises
     ------
@@ -395,6 +415,12 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
     refuse_generated(p, f"predictions file {path}")
     if "image" not in p.columns:
         raise PredictionsError(f"predictions file {path} has no 'image' column (columns: {', '.join(p.columns)}).")
+    given = [c for c in ("score", "prediction", "y_score") if c in p.columns]
+    if len(given) > 1:
+        raise PredictionsError(f"predictions file {path} has the columns {', '.join(given)}: give one score per "
+                               f"row, in a 'score' column (or 0/1 decisions in a 'prediction' column).")
+    if "native_threshold" in p.columns:
+        p = p.drop(columns="native_threshold")  # a column of the audit's own output: the decisions come from here
     if "score" in p.columns:
         p = p.rename(columns={"score": "y_score"})
     elif "prediction" in p.columns:
@@ -403,7 +429,8 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
     else:
         raise PredictionsError(f"predictions file {path} needs a 'score' or 'prediction' column "
                                f"(columns: {', '.join(p.columns)}).")
-    raw = pd.to_numeric(p["y_score"], errors="coerce").to_numpy(dtype=np.float64)
+    p = _model_column(p, path, model)
+    raw = pd.to_numeric(p["y_score"], errors="coerce").to_numpy(dtype=np.float64, copy=True)
     bad = ~np.isfinite(raw)
     if bad.any():
         first = p["y_score"].iloc[int(np.flatnonzero(bad)[0])]
@@ -414,18 +441,15 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
     if "native_threshold" in p.columns and not np.isin(raw, (0, 1)).all():
         raise PredictionsError(f"predictions file {path}: 'prediction' must be 0 or 1 (line(s) "
                                f"{_lines(~np.isin(raw, (0, 1)))}); give continuous scores as a 'score' column.")
-    try:
-        p["y_score"], kind = to_probability(raw, scores, what=f"predictions file {path}")
-    except ValueError as e:
-        raise PredictionsError(str(e)) from None
+    kind = {}  # each model's scores read as probabilities or logits on their own
+    for m, idx in p.groupby("model", sort=False).indices.items():
+        try:
+            raw[idx], kind[m] = to_probability(raw[idx], scores, what=f"predictions file {path}, model {m!r}")
+        except ValueError as e:
+            raise PredictionsError(str(e)) from None
+    p["y_score"] = raw
     if "label" in p.columns and "y_true" not in p.columns:
         p = p.rename(columns={"label": "y_true"})
-    if "model" not in p.columns:
-        p["model"] = model or Path(path).stem
-    elif model is not None and set(p["model"].astype(str)) != {str(model)}:
-        raise PredictionsError(f"predictions file {path}: `model`={model!r} was given, but its model column names "
-                               f"{', '.join(map(str, dict.fromkeys(p['model'])))}; leave out `model`, or drop the "
-                               f"column.")
     p["image"] = p["image"].astype(str)
     check_one_row_per_image(p, f"predictions file {path}")
     check_spellings(p.drop(columns=["model"]), f"predictions file {path}")
@@ -441,5 +465,5 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
     p["y_true"] = y.astype(int)
     if "row" not in p.columns:  # no dataset to take the manifest's rows from: pair the models by image id
         p["row"] = pair_rows(p, f"predictions file {path}")
-    p.attrs["scores"] = kind  # prob or logit, as read or as inferred from the whole file
+    p.attrs["scores"] = kind  # model -> prob or logit, as read or as inferred from all of that model's scores
     return p, unscored[["row", "image", "reason"]]

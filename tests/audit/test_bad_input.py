@@ -127,7 +127,7 @@ def test_scores_outside_0_1_are_logits_for_the_whole_file_or_an_error_when_decla
     logits = preds.assign(score=np.log(preds.score.clip(1e-6, 1 - 1e-6) / (1 - preds.score.clip(1e-6, 1 - 1e-6))))
     logits.to_csv(tmp_path / "p.csv", index=False)
     p, _ = predictions_from_csv(tmp_path / "p.csv", tiny_synth)
-    assert p.attrs["scores"] == "logit"
+    assert p.attrs["scores"] == {"p": "logit"}
     expected = 1 / (1 + np.exp(-logits.score.to_numpy()))
     assert np.allclose(p.set_index("image").loc[logits.image.astype(str), "y_score"], expected)
     with pytest.raises(PredictionsError, match="outside \\[0, 1\\]"):
@@ -138,6 +138,63 @@ def test_scores_outside_0_1_are_logits_for_the_whole_file_or_an_error_when_decla
     assert r.exit_code == 0
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert all(0 <= t <= 1 for t in s["thresholds"].values())
+
+
+@pytest.mark.parametrize("stray", [1.0001, -1e-6])
+def test_probabilities_with_one_stray_value_are_refused_not_read_as_logits(tiny_synth, tmp_path, preds, stray):
+    """One score of 1.0001 (or -1e-6) among probabilities turned the whole file into logits: every score went
+    through the sigmoid, so every face and non-face scored at least 0.5 and the audit reported no gap at all."""
+    preds.assign(score=preds.score.where(preds.index != 7, stray)).to_csv(tmp_path / "p.csv", index=False)
+    with pytest.raises(PredictionsError, match=r"1 of its \d+ scores lie outside \[0, 1\] .*\(--scores\)"):
+        predictions_from_csv(tmp_path / "p.csv", tiny_synth)
+    r = runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), *FAST,
+                            "--out", str(tmp_path / "o")])
+    _err(r, "p.csv", "probabilities with stray values")
+    p, _ = predictions_from_csv(tmp_path / "p.csv", tiny_synth, scores="logit")  # said, it is read as asked
+    assert p.attrs["scores"] == {"p": "logit"}
+
+
+def test_each_model_of_a_predictions_file_is_read_as_probabilities_or_logits_on_its_own(tiny_synth, tmp_path, preds):
+    """A file of two models, one giving logits and one probabilities, was decided once: the probabilities went
+    through the sigmoid too, squeezed into [0.5, 0.73], and the audit said that model had no gap."""
+    logit = np.log(preds.score.clip(1e-6, 1 - 1e-6) / (1 - preds.score.clip(1e-6, 1 - 1e-6)))
+    both = pd.concat([preds.assign(model="probs"), preds.assign(model="logits", score=logit)])
+    both.to_csv(tmp_path / "p.csv", index=False)
+    p, _ = predictions_from_csv(tmp_path / "p.csv", tiny_synth)
+    assert p.attrs["scores"] == {"probs": "prob", "logits": "logit"}
+    a = p[p.model == "probs"].set_index("image")["y_score"]
+    b = p[p.model == "logits"].set_index("image")["y_score"]
+    np.testing.assert_allclose(a, preds.set_index(preds.image.astype(str)).loc[a.index, "score"])
+    np.testing.assert_allclose(a, b.loc[a.index], atol=1e-5)  # the same model, read back the same
+
+
+@pytest.mark.parametrize("names", [[1, 2], [1.0, 2.0], [True, False]])
+def test_model_names_that_look_like_numbers_are_names(tiny_synth, tmp_path, preds, names):
+    """A model column of 1 and 2 (read by pandas as numbers) crashed the report's headline with an IndexError."""
+    both = pd.concat([preds.assign(model=names[0]), preds.assign(model=names[1])])
+    both.to_csv(tmp_path / "p.csv", index=False)
+    r = _ok(runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), *FAST,
+                                "--out", str(tmp_path / "o")]))
+    got = set(pd.read_csv(tmp_path / "o" / "predictions.csv", dtype={"model": str})["model"])
+    assert got == {str(n) if not isinstance(n, float) else str(int(n)) for n in names}, (got, r.output)
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda p: p.assign(y_score=p.score), "has the columns score, y_score: give one score per row"),
+    (lambda p: p.assign(model=["a"] * (len(p) - 1) + [np.nan]), "the model name is empty on line(s) "),
+])
+def test_ambiguous_score_and_model_columns_are_refused_by_line(tiny_synth, tmp_path, preds, edit, match):
+    edit(preds).to_csv(tmp_path / "p.csv", index=False)
+    with pytest.raises(PredictionsError, match=match.replace("(", r"\(").replace(")", r"\)")):
+        predictions_from_csv(tmp_path / "p.csv", tiny_synth)
+
+
+def test_a_native_threshold_column_beside_scores_is_not_taken_for_decisions(tiny_synth, tmp_path, preds):
+    """A file with a 'native_threshold' column (the audit's own output has one) was refused with "'prediction'
+    must be 0 or 1", though it had no prediction column."""
+    preds.assign(native_threshold=0.5).to_csv(tmp_path / "p.csv", index=False)
+    p, _ = predictions_from_csv(tmp_path / "p.csv", tiny_synth)
+    assert "native_threshold" not in p.columns or p["native_threshold"].isna().all()
 
 
 def test_empty_and_header_only_prediction_files(tiny_synth, tmp_path):
