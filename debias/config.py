@@ -365,6 +365,9 @@ class AuditConfig:
             raise TypeError(f"`by`={self.by!r} must be a list of attribute column names, e.g. ['skin_group'].")
         if not self.by or any(not c for c in self.by):
             raise ValueError(f"`by`={self.by!r} must name at least one attribute column, e.g. skin_group,gender.")
+        twice = [c for c in dict.fromkeys(self.by) if list(self.by).count(c) > 1]
+        if twice:
+            raise ValueError(f"`by` names {', '.join(twice)} more than once; name each attribute column once.")
         if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise ValueError(f"`threshold`={self.threshold} must be a probability in [0, 1] (scores are probabilities "
                              f"once logits are mapped through the sigmoid).")

@@ -240,6 +240,7 @@ def test_merge_refuses_missing_and_mixed_shards(tiny_synth, tmp_path):
     ("--n-boot", "0", "--n-boot=0"), ("--n-boot", "-5", "--n-boot=-5"), ("--batch-size", "0", "--batch-size=0"),
     ("--size", "0", "size=0"), ("--by", "", "by=()"), ("--fail-on", "gap>>1", "--fail-on 'gap>>1'"),
     ("--scores", "probability", "scores='probability'"),
+    ("--by", "skin_group,skin_group", "--by names skin_group more than once"),  # was an AttributeError traceback
 ])
 def test_bad_audit_options_fail_before_any_work(tiny_synth, tmp_path, opt, value, match):
     r = runner.invoke(app, ["audit", str(tiny_synth), "-m", FAKE, "--out", str(tmp_path / "o"), opt, value])
