@@ -103,6 +103,23 @@ def check_out_dir(out: str | Path, *, what: str, marker: str, overwrite: bool) -
     return out
 
 
+@contextlib.contextmanager
+def removed_on_failure(out: str | Path) -> Iterator[None]:
+    """On an exception, remove the folders on the way to ``out`` that did not exist before and are still empty:
+    a failed command leaves no empty output folder behind."""
+    out = Path(out).absolute()
+    made = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
+    try:
+        yield
+    except BaseException:
+        for p in made:
+            try:
+                p.rmdir()
+            except OSError:  # not empty (something was written), or already gone
+                break
+        raise
+
+
 DATASET_FILES = ("manifest.csv", "images.npy", "config.json", "import_report.csv", "covariates.npz", "quality.json",
                  "gallery.png")  # every file a dataset writer (synth, import, generate) or the audit cache leaves
 DATASET_CACHE = ".debias"  # the folder of what is computed from a dataset and kept beside it (a fitted latent)

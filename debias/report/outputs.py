@@ -18,7 +18,9 @@ import pandas as pd
 from debias.audit.engine import AuditResult, audit_table, concat_shards, score_models
 from debias.audit.metrics import TOO_FEW
 from debias.config import AuditConfig
-from debias.files import atomic_write, check_out_dir, exclusive, output_set, sha256_file, write_json
+from debias.errors import DebiasError
+from debias.files import (atomic_write, check_out_dir, exclusive, output_set, removed_on_failure, sha256_file,
+                          write_json)
 from debias.report.text import discovery_summary, headline
 
 
@@ -189,11 +191,23 @@ def run_audit(data: str | Path, models: Sequence[str], cfg: AuditConfig, out: st
     every rank scores its shard and rank 0 gathers the predictions, runs the statistics and writes;
     the other ranks return None.
     """
-    out = prepare_audit_dir(out)  # a file, or a folder that cannot be written, fails before anything is scored
-    # the folder stays locked from scoring to the last write; under torchrun rank 0 locks it only to write
-    with contextlib.nullcontext() if gather else exclusive(out, "audit"):
-        return _run_audit(data, models, cfg, out, predictions_csv, progress, torch_device, mean, std, title,
-                          extra_sections, lead, gather, allow_missing, discover)
+    _refuse_overwriting(predictions_csv, out)
+    with removed_on_failure(out):
+        out = prepare_audit_dir(out)  # a file, or a folder that cannot be written, fails before anything is scored
+        # the folder stays locked from scoring to the last write; under torchrun rank 0 locks it only to write
+        with contextlib.nullcontext() if gather else exclusive(out, "audit"):
+            return _run_audit(data, models, cfg, out, predictions_csv, progress, torch_device, mean, std, title,
+                              extra_sections, lead, gather, allow_missing, discover)
+
+
+def _refuse_overwriting(predictions_csv: str | Path | None, out: str | Path) -> None:
+    """A DebiasError when the predictions file is one of the files the audit writes into ``out``."""
+    if predictions_csv is None:
+        return
+    p = Path(predictions_csv).resolve()
+    if p.parent == Path(out).resolve() and p.name in AUDIT_OUTPUTS:
+        raise DebiasError(f"the predictions file {predictions_csv} is one the audit would write into `out` {out} "
+                          f"({p.name}); choose another `out`, or move the file.")
 
 
 def _run_audit(data, models, cfg, out, predictions_csv, progress, torch_device, mean, std, title, extra_sections,

@@ -778,3 +778,27 @@ def test_compare_pairs_faces_by_image_id_not_by_row_number(tiny_synth, tmp_path)
     both = compare_audits([tmp_path / "a", tmp_path / "b"])
     a, b = (both[both.model == m].set_index("row").sort_index() for m in ("a", "b"))
     assert (a.image == b.image).all() and np.allclose(a.y_score, b.y_score)  # the same face, the same score
+
+
+def test_an_audit_never_overwrites_its_own_predictions_file(tiny_synth, tmp_path, preds):
+    """`--predictions dd/predictions.csv --out dd` replaced the user's file with the audit's own output."""
+    (tmp_path / "dd").mkdir()
+    preds.to_csv(tmp_path / "dd" / "predictions.csv", index=False)
+    before = (tmp_path / "dd" / "predictions.csv").read_bytes()
+    r = runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "dd" / "predictions.csv"),
+                            *FAST, "--out", str(tmp_path / "dd")])
+    _err(r, "predictions.csv", "choose another --out")
+    assert (tmp_path / "dd" / "predictions.csv").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "dd").iterdir()) == ["predictions.csv"]
+
+
+def test_a_failed_audit_leaves_no_empty_output_folder(tiny_synth, tmp_path, preds):
+    preds.assign(score="x").to_csv(tmp_path / "p.csv", index=False)
+    r = runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), *FAST,
+                            "--out", str(tmp_path / "new" / "audit")])
+    _err(r, "p.csv")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()  # a folder that was there before stays
+    runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), *FAST,
+                        "--out", str(tmp_path / "kept")])
+    assert (tmp_path / "kept").is_dir()
