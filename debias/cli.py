@@ -709,11 +709,13 @@ def audit(
                         pad, thumbnails, shard, scores)
     _check_fail_on_syntax(fail_on)
     mean, std = _normalisation(mean, std)
+    from debias.files import removed_on_failure
     from debias.report.outputs import prepare_audit_dir
 
-    prepare_audit_dir(out)  # a file, or a folder that cannot be written, fails before anything is scored
-    result, world, gather = _scored_audit(data, model, cfg, out, predictions, device, mean, std, allow_missing,
-                                          discovery)
+    with removed_on_failure(out):  # a failed audit leaves no empty folder it made
+        prepare_audit_dir(out)  # a file, or a folder that cannot be written, fails before anything is scored
+        result, world, gather = _scored_audit(data, model, cfg, out, predictions, device, mean, std, allow_missing,
+                                              discovery)
     if result is None:  # a torchrun rank other than 0: its shard went to rank 0
         return
     if gather:
