@@ -43,6 +43,7 @@ def audit_table(pred: pd.DataFrame, cfg: AuditConfig, *, progress: Callable | No
     if missing:
         raise KeyError(f"attribute column(s) {', '.join(map(repr, missing))} not found; columns present: "
                        f"{', '.join(c for c in pred.columns if c not in ('y_score', 'native_threshold'))}.")
+    _check_levels(pred, by)
     audits = {}
     for m, d in pred.groupby("model", sort=False):
         audits[m] = audit_model(d, by, threshold=cfg.threshold, target_fpr=cfg.target_fpr, reference=cfg.reference,
@@ -56,6 +57,22 @@ def audit_table(pred: pd.DataFrame, cfg: AuditConfig, *, progress: Callable | No
     disp = pd.concat([a.disparities for a in audits.values()], ignore_index=True)
     return AuditResult(pred, metrics, disp, paired, summary, by=tuple(by),
                        estimated=tuple(c for c in by if c.endswith("_est")))
+
+
+MAX_LEVELS = 20  # levels an attribute column may have among the audited faces
+
+
+def _check_levels(pred: pd.DataFrame, by: Sequence[str]) -> None:
+    """A DebiasError for a ``by`` column with more than :data:`MAX_LEVELS` levels among the faces: its groups (and
+    their intersections) would hold a face or two each, where a stratified bootstrap cannot vary and its intervals
+    shrink to a point."""
+    faces = pred[pred["y_true"] == 1] if "y_true" in pred.columns else pred
+    for c in by:
+        n = faces[c].nunique(dropna=True)
+        if n > MAX_LEVELS:
+            raise DebiasError(f"attribute column {c!r} has {n} levels among the audited faces; an audit compares a "
+                              f"few groups (at most {MAX_LEVELS} levels a column), each with enough faces to judge. Bin "
+                              f"it into a few groups (e.g. with pandas.cut) or leave it out of `by`.")
 
 
 FAIL_ON_SYNTAX = "`fail_on` {expr!r} is not understood; use for example 'detection_rate_gap>0.05' or 'max_min_gap>0.1'."

@@ -802,3 +802,16 @@ def test_a_failed_audit_leaves_no_empty_output_folder(tiny_synth, tmp_path, pred
     runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), *FAST,
                         "--out", str(tmp_path / "kept")])
     assert (tmp_path / "kept").is_dir()
+
+
+def test_a_grouping_column_of_many_levels_is_refused_not_given_intervals_of_zero_width(tiny_synth, tmp_path, preds):
+    """Audited by skin_group and a yaw column of many values, every finest cell held a face or two; the stratified
+    bootstrap resampled each cell from itself and the gap's interval shrank to a point (58.3 to 58.3), failing the
+    gate on noise."""
+    m = pd.read_csv(tiny_synth / "manifest.csv")
+    with_yaw = preds.merge(m[["image", "yaw"]], on="image") if "yaw" in m.columns else preds.assign(
+        yaw=np.arange(len(preds)) % 40)
+    with_yaw.to_csv(tmp_path / "p.csv", index=False)
+    r = runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), "--by",
+                            "skin_group,yaw", "--n-boot", "50", "--no-thumbnails", "--out", str(tmp_path / "o")])
+    _err(r, "'yaw' has", "levels among the audited faces", "Bin it")
