@@ -54,7 +54,8 @@ def headline(result) -> list[str]:
                 f"{r['model']} {verb} the {r['grouping']} gap from {pct(r['baseline_value'])} to "
                 f"{pct(r['model_value'])} points compared with {r['baseline']} (difference "
                 f"{100 * r['difference']:+.1f}, 95% CI {100 * r['ci_low']:+.1f} to {100 * r['ci_high']:+.1f}): "
-                + ("beyond noise." if beyond else "within noise."))
+                + ("beyond noise" if beyond else "within noise")
+                + (_levelled_down(paired, r) if r["difference"] < 0 else "") + ".")
     return lines
 
 
@@ -81,8 +82,21 @@ def verdicts(paired: pd.DataFrame, lead: tuple[str, str] | None = None) -> list[
         # one decimal, as the headline: whole points printed an interval that excludes 0 as "-5 to -0"
         out.append(f"{r['model']} {verb} the {r['grouping']} gap compared with {r['baseline']}: "
                    f"{100 * r['model_value']:.1f} vs {100 * r['baseline_value']:.1f} points (difference {d:+.1f}, "
-                   f"95% CI {lo:+.1f} to {hi:+.1f}).")
+                   f"95% CI {lo:+.1f} to {hi:+.1f})" + (_levelled_down(paired, r) if d < 0 else "") + ".")
     return out
+
+
+def _levelled_down(paired: pd.DataFrame, r) -> str:
+    """A clause for a narrower gap that came with fewer faces detected overall (McNemar p < 0.05): a gap closed by
+    failing the best-served group too is no gain."""
+    o = paired[(paired["statistic"] == "detection_rate") & (paired["model"] == r["model"])
+               & (paired["baseline"] == r["baseline"])]
+    if o.empty or not (o["difference"].iloc[0] < 0 and o["p_value"].iloc[0] < 0.05):
+        return ""
+    o = o.iloc[0]
+    return (f", but it detects fewer faces overall: {pct(o['model_value'], '%')} against "
+            f"{pct(o['baseline_value'], '%')} (McNemar p = {o['p_value']:.2g}); a gap narrowed by detecting fewer "
+            f"faces is no gain")
 
 
 __all__ = ["pct", "headline", "verdicts"]

@@ -425,6 +425,20 @@ def test_verdict_sentence_follows_the_interval():
     assert v[2].startswith("x did not measurably change the pose gap")
 
 
+def test_a_gap_narrowed_by_detecting_fewer_faces_says_so(tiny_synth, tmp_path, preds):
+    """A model that detects nothing has no gap: the verdict said it "narrowed the skin_group gap ... beyond
+    noise", with nothing on its detection rate falling from 50% to 0%."""
+    dead = preds.assign(score=0.0)
+    pd.concat([preds.assign(model="a"), dead.assign(model="b")]).to_csv(tmp_path / "p.csv", index=False)
+    r = _ok(runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), *FAST,
+                                "--threshold", "0.5", "--out", str(tmp_path / "o")]))
+    text = " ".join(r.output.split())
+    assert "b narrowed the skin_group gap" in text
+    assert "but it detects fewer faces overall: 0.0% against" in text and "is no gain" in text
+    html = (tmp_path / "o" / "report.html").read_text()
+    assert "but it detects fewer faces overall" in html
+
+
 def test_read_recipe_normalises_values_and_names_unknown_keys(tmp_path):
     from pathlib import Path
 
