@@ -854,14 +854,16 @@ def report_compare(
     dirs: List[Path] = typer.Argument(..., help="Audit folders (each with predictions.csv) of the same test set."),
     out: Path = typer.Option(Path("compare-output"), "--out", "-o", help="Output folder."),
     by: str = typer.Option("skin_group,pose,gender", help=BY_HELP),
-    target_fpr: float = typer.Option(0.01, help="Overall FPR for each model's shared threshold."),
-    threshold: Optional[float] = typer.Option(None, help="Fixed threshold instead of --target-fpr."),
+    target_fpr: Optional[float] = typer.Option(None, help="Choose each model's threshold again, for this overall "
+                                               "FPR; default: the threshold each audit used."),
+    threshold: Optional[float] = typer.Option(None, help="One fixed threshold for every model instead."),
     n_boot: int = typer.Option(1000, help="Bootstrap resamples."),
     min_n: int = typer.Option(30, help="Minimum faces per judged cell."),
     seed: int = typer.Option(0, help="Bootstrap seed."),
     fail_on: Optional[str] = typer.Option(None, help="Gate, as for `debias audit`."),
 ) -> None:
-    """Side-by-side report of several audits (for example before and after debiasing), with paired tests.
+    """Side-by-side report of several audits (for example before and after debiasing), with paired tests. Each
+    model keeps the threshold its audit used, unless --threshold or --target-fpr asks for another.
 
     Example:
 
@@ -870,12 +872,14 @@ def report_compare(
     from debias.audit.engine import audit_table, compare_audits
     from debias.report.outputs import prepare_audit_dir, write_outputs
 
-    cfg = _audit_config(by, "test", threshold, target_fpr, "largest", n_boot, min_n, seed, 256, "cpu", 64, 0.5, False)
+    cfg = _audit_config(by, "test", threshold, 0.01 if target_fpr is None else target_fpr, "largest", n_boot, min_n,
+                        seed, 256, "cpu", 64, 0.5, False)
     _check_fail_on_syntax(fail_on)
     try:
         pred = compare_audits(dirs)
         prepare_audit_dir(out)
-        result = audit_table(pred, cfg)
+        kept = pred.attrs["thresholds"] if threshold is None and target_fpr is None else None
+        result = audit_table(pred, cfg, thresholds=kept)
     except (KeyError, ValueError, FileNotFoundError) as e:
         fail(str(e).strip('"'))
     write_outputs(result, out, cfg, title="Face detection fairness: comparison")

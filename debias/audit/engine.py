@@ -36,8 +36,12 @@ class AuditResult:
     discovery: Discovery | None = None  # slices found without labels (``debias audit --discover K``)
 
 
-def audit_table(pred: pd.DataFrame, cfg: AuditConfig, *, progress: Callable | None = None) -> AuditResult:
-    """Statistics on a prediction table (from ``predict``, a CSV, merged shards or several audits)."""
+def audit_table(pred: pd.DataFrame, cfg: AuditConfig, *, progress: Callable | None = None,
+                thresholds: dict | None = None) -> AuditResult:
+    """Statistics on a prediction table (from ``predict``, a CSV, merged shards or several audits).
+
+    ``thresholds`` (model -> threshold) fixes a model's threshold instead of ``cfg``'s rule (a comparison keeps
+    each audit's own)."""
     by = list(cfg.by)
     missing = [c for c in by if c not in pred.columns]
     if missing:
@@ -46,7 +50,8 @@ def audit_table(pred: pd.DataFrame, cfg: AuditConfig, *, progress: Callable | No
     _check_levels(pred, by)
     audits = {}
     for m, d in pred.groupby("model", sort=False):
-        audits[m] = audit_model(d, by, threshold=cfg.threshold, target_fpr=cfg.target_fpr, reference=cfg.reference,
+        fixed = (thresholds or {}).get(str(m), cfg.threshold)
+        audits[m] = audit_model(d, by, threshold=fixed, target_fpr=cfg.target_fpr, reference=cfg.reference,
                                 n_boot=cfg.n_boot, min_n=cfg.min_n, random_state=cfg.seed, model=str(m))
         if progress:
             progress(1)
@@ -239,21 +244,25 @@ def audit_labels(dirs: Sequence[Path]) -> list[str]:
 
 
 def compare_audits(dirs: Sequence[str | Path]) -> pd.DataFrame:
-    """Stack several audits' predictions (model names made unique by folder) for a paired comparison.
+    """Stack several audits' predictions (model names made unique by folder) for a paired comparison; the
+    threshold each model's audit used is in ``attrs["thresholds"]``.
 
     Pairing is only meaningful on the same images: the audits must share the manifest (by hash, when
     their summary.json records it), the split, and the exact set of image ids.
     """
     dirs = [Path(d) for d in dirs]
     labels = audit_labels(dirs)
-    preds, seen, owner = [], [], {}
+    preds, seen, owner, thresholds = [], [], {}, {}
     for d, label in zip(dirs, labels):
         if not (d / "predictions.csv").exists():
             raise FileNotFoundError(f"{d} has no predictions.csv; is it a folder written by `debias audit`?")
         p = pd.read_csv(d / "predictions.csv", low_memory=False)
         s = check_set(d, "summary.json", ("predictions.csv",))
+        own = {str(k): float(v) for k, v in s.get("thresholds", {}).items()}
         if p["model"].nunique() == 1 and len(dirs) > 1:
+            own = {label: own[str(p["model"].iloc[0])]} if str(p["model"].iloc[0]) in own else {}
             p["model"] = label
+        thresholds.update(own)
         for m in dict.fromkeys(p["model"].astype(str)):
             if m in owner:
                 raise DebiasError(SAME_MODEL_NAME.format(model=m, a=owner[m], b=d))
@@ -277,7 +286,9 @@ def compare_audits(dirs: Sequence[str | Path]) -> pd.DataFrame:
         preds.append(p)
     # pair faces by image id, never by a row number that another audit may give another image
     row_of = dict(zip(preds[0]["image"].astype(str), preds[0]["row"]))
-    return pd.concat([p.assign(row=p["image"].astype(str).map(row_of)) for p in preds], ignore_index=True)
+    out = pd.concat([p.assign(row=p["image"].astype(str).map(row_of)) for p in preds], ignore_index=True)
+    out.attrs["thresholds"] = thresholds  # model -> the threshold its audit used
+    return out
 
 
 __all__ = ["AuditResult", "audit_table", "check_fail_on", "fail_on_judged", "parse_fail_on", "merge_predictions",

@@ -829,3 +829,21 @@ def test_a_grouping_column_of_many_levels_is_refused_not_given_intervals_of_zero
     r = runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), "--by",
                             "skin_group,yaw", "--n-boot", "50", "--no-thumbnails", "--out", str(tmp_path / "o")])
     _err(r, "'yaw' has", "levels among the audited faces", "Bin it")
+
+
+def test_compare_keeps_the_threshold_each_audit_used(tiny_synth, tmp_path, preds):
+    """An audit run at --threshold 0.5 reappeared in `report compare` at a threshold chosen again for a 1%
+    false-positive rate, with other detection rates and gaps than its own audit's."""
+    preds.to_csv(tmp_path / "p.csv", index=False)
+    for name, opt in (("a", ["--threshold", "0.5"]), ("b", [])):
+        _ok(runner.invoke(app, ["audit", str(tiny_synth), "--predictions", str(tmp_path / "p.csv"), *FAST, *opt,
+                                "--out", str(tmp_path / name)]))
+    own = {d: json.loads((tmp_path / d / "summary.json").read_text())["thresholds"] for d in ("a", "b")}
+    _ok(runner.invoke(app, ["report", "compare", str(tmp_path / "a"), str(tmp_path / "b"), *FAST[:6],
+                            "--out", str(tmp_path / "c")]))
+    got = json.loads((tmp_path / "c" / "summary.json").read_text())["thresholds"]
+    assert got == {"a": own["a"]["p"], "b": own["b"]["p"]} and own["a"]["p"] == 0.5 != own["b"]["p"]
+    _ok(runner.invoke(app, ["report", "compare", str(tmp_path / "a"), str(tmp_path / "b"), *FAST[:6],
+                            "--target-fpr", "0.01", "--out", str(tmp_path / "d")]))
+    again = json.loads((tmp_path / "d" / "summary.json").read_text())["thresholds"]
+    assert again["a"] == again["b"] == pytest.approx(own["b"]["p"], abs=1e-5)  # asked for: the same rule for both
