@@ -235,6 +235,15 @@ def test_a_csv_row_naming_a_file_name_shared_by_two_images_is_refused(tmp_path):
     assert not (tmp_path / "out" / "manifest.csv").exists()
 
 
+def test_a_csv_none_of_whose_rows_names_an_image_is_refused(tmp_path):
+    """Paths written in another case matched no image: the import went through, every group "(missing)", and the
+    audit ran on it with exit 0."""
+    faces = _two_ones(tmp_path)
+    _refused(_import(tmp_path, faces, {"path": ["lf/1.PNG", "lm/1.PNG"], "gender": ["female", "male"]}),
+             "none of its 2 rows names an image", "'lf/1.PNG'", "case")
+    assert not (tmp_path / "out" / "manifest.csv").exists()
+
+
 def test_two_csv_rows_for_one_image_are_refused(tmp_path):
     faces = _two_ones(tmp_path)
     _refused(_import(tmp_path, faces, {"path": ["LF/1.png", "LM/1.png", "./LF/1.png"], "gender": ["f", "m", "m"]}),

@@ -95,6 +95,10 @@ def _join_csv(df: pd.DataFrame, csv: Path, key: str, rename: dict[str, str], pro
         if i is None:
             problems.append({"item": str(image), "problem": "image has no row in the attribute CSV"})
     used = {i for i in row if i is not None}
+    if not used and len(attrs):
+        raise DebiasError(f"attribute CSV {csv}: none of its {len(attrs)} rows names an image found in the folders "
+                          f"(its first: {attrs[key].iloc[0]!r}; the images are named like {df['_key'].iloc[0]!r}). "
+                          f"Check the case and form of the paths in its {key!r} column.")
     problems += [{"item": str(attrs[key].iloc[i]), "problem": "CSV row has no image file"}
                  for i in range(len(attrs)) if i not in used]
     extra = attrs.drop(columns=[key]).reset_index(drop=True)
