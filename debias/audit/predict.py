@@ -415,6 +415,10 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
     refuse_generated(p, f"predictions file {path}")
     if "image" not in p.columns:
         raise PredictionsError(f"predictions file {path} has no 'image' column (columns: {', '.join(p.columns)}).")
+    blank = p["image"].isna().to_numpy()
+    if blank.any():  # pandas also reads every other id of that column as a float ("360.0"), not in the manifest
+        raise PredictionsError(f"predictions file {path}: the image id is empty on line(s) {_lines(blank)}; give "
+                               f"every row the manifest's image id, or drop the row.")
     given = [c for c in ("score", "prediction", "y_score") if c in p.columns]
     if len(given) > 1:
         raise PredictionsError(f"predictions file {path} has the columns {', '.join(given)}: give one score per "

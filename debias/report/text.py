@@ -49,10 +49,12 @@ def headline(result) -> list[str]:
     if len(paired):
         for _, r in paired[paired["statistic"] == "max_min_gap"].iterrows():
             beyond = r["ci_high"] < 0 or r["ci_low"] > 0
-            verb = "narrows" if r["difference"] < 0 else "widens"
+            verb = "narrows" if r["difference"] < 0 else "widens" if r["difference"] > 0 else "leaves"
             lines.append(
-                f"{r['model']} {verb} the {r['grouping']} gap from {pct(r['baseline_value'])} to "
-                f"{pct(r['model_value'])} points compared with {r['baseline']} (difference "
+                f"{r['model']} {verb} the {r['grouping']} gap " + (
+                    f"at {pct(r['model_value'])} points, as " if verb == "leaves" else
+                    f"from {pct(r['baseline_value'])} to {pct(r['model_value'])} points compared with ")
+                + f"{r['baseline']} (difference "
                 f"{100 * r['difference']:+.1f}, 95% CI {100 * r['ci_low']:+.1f} to {100 * r['ci_high']:+.1f}): "
                 + ("beyond noise" if beyond else "within noise")
                 + (_levelled_down(paired, r) if r["difference"] < 0 else "") + ".")

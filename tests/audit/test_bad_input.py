@@ -182,6 +182,8 @@ def test_model_names_that_look_like_numbers_are_names(tiny_synth, tmp_path, pred
 @pytest.mark.parametrize("edit,match", [
     (lambda p: p.assign(y_score=p.score), "has the columns score, y_score: give one score per row"),
     (lambda p: p.assign(model=["a"] * (len(p) - 1) + [np.nan]), "the model name is empty on line(s) "),
+    # every id was then read as a float, and the message named '360.0' as not in the split
+    (lambda p: p.assign(image=p.image.astype(object).where(p.index != 5, None)), "the image id is empty on line(s) 7"),
 ])
 def test_ambiguous_score_and_model_columns_are_refused_by_line(tiny_synth, tmp_path, preds, edit, match):
     edit(preds).to_csv(tmp_path / "p.csv", index=False)
@@ -847,3 +849,16 @@ def test_compare_keeps_the_threshold_each_audit_used(tiny_synth, tmp_path, preds
                             "--target-fpr", "0.01", "--out", str(tmp_path / "d")]))
     again = json.loads((tmp_path / "d" / "summary.json").read_text())["thresholds"]
     assert again["a"] == again["b"] == pytest.approx(own["b"]["p"], abs=1e-5)  # asked for: the same rule for both
+
+
+def test_a_comparison_of_equal_gaps_says_they_are_equal():
+    """It said "widens the pose gap from 16.7 to 16.7 points (difference +0.0)"."""
+    from types import SimpleNamespace
+
+    from debias.report.text import headline
+
+    paired = pd.DataFrame([dict(statistic="max_min_gap", model="b", baseline="a", grouping="pose",
+                                model_value=0.167, baseline_value=0.167, difference=0.0, ci_low=0.0, ci_high=0.0)])
+    lines = headline(SimpleNamespace(by=(), summary={}, disparities=pd.DataFrame(), paired=paired))
+    assert lines == ["b leaves the pose gap at 16.7 points, as a (difference +0.0, 95% CI +0.0 to +0.0): within noise."]
+
