@@ -123,10 +123,12 @@ def rare_group_note(p: np.ndarray, faces: pd.DataFrame, log: Log) -> None:
     natural = mass_by_group(np.full(len(p), 1.0 / len(p)), faces, DIAGNOSTIC_COLUMNS)
     mass = mass_by_group(p, faces, DIAGNOSTIC_COLUMNS)
     rare = {g: n for g, n in natural.items() if n < RARE_SHARE and not g.endswith("=nan")}
-    if not rare:
-        return
     if np.ptp(p) <= 1e-6 * np.max(p):  # uniform (vae-uniform, or tempered flat by the ESS floor): nothing to read
-        log("the latent weights are uniform: every face is drawn equally often, so they favour no group")
+        if rare:
+            log("the latent weights are uniform: every face is drawn equally often, so they favour no group")
+        return
+    _over_sampled_note({g: n for g, n in natural.items() if g not in rare and not g.endswith("=nan")}, mass, log)
+    if not rare:
         return
     log("latent weights' mass on the rare labelled groups, beside their share of the training faces (labels read for "
         "this note only): " + ", ".join(f"{g} {mass[g]:.1%} ({n:.1%})" for g, n in rare.items()))
@@ -137,6 +139,22 @@ def rare_group_note(p: np.ndarray, faces: pd.DataFrame, log: Log) -> None:
             f"share of the training faces, so resampling by them draws {them} less often than uniform sampling: the "
             f"latent does not find {them} rare. With labels, `method`='balanced' with `balance_by`=ATTRIBUTE upweights "
             f"{them}")
+
+
+OVER_SAMPLED = 1.5  # a group that is not rare and gets this many times its share of the mass is named
+
+
+def _over_sampled_note(common: dict, mass: dict, log: Log) -> None:
+    """A note naming labelled groups that are not rare yet get at least OVER_SAMPLED times their share of the mass:
+    the latent holds a group's faces rare for their spread, not their count, and on a set where that group is not
+    under-represented, resampling by such weights lowers accuracy for the others."""
+    over = [g for g, n in common.items() if mass[g] >= OVER_SAMPLED * n]
+    if over:
+        log("note: the latent weights give " + ", ".join(f"{g} {mass[g]:.0%} of the mass" for g in over)
+            + " though " + ("it holds" if len(over) == 1 else "they hold") + " "
+            + ", ".join(f"{common[g]:.0%}" for g in over) + " of the training faces. Where a group is not "
+            "under-represented, resampling toward it can lower accuracy for the others: audit this run against "
+            "`standard` (debias audit DATA -m run:STANDARD -m run:THIS)")
 
 
 def freeze_hook(cfg: TrainConfig, ts: TrainSet, st: State, epoch: int, n_batches: int, device: torch.device,
