@@ -359,6 +359,37 @@ def _join_manifest(p: pd.DataFrame, path, root, split: str, allow_missing: bool)
     return p, unscored
 
 
+def _score_column(p: pd.DataFrame, path) -> tuple[pd.DataFrame, np.ndarray]:
+    """``p`` with its one score column as ``y_score`` (0/1 ``prediction``s marked by ``native_threshold``), and those
+    scores as finite floats; PredictionsError, by line, for anything else."""
+    given = [c for c in ("score", "prediction", "y_score") if c in p.columns]
+    if len(given) > 1:
+        raise PredictionsError(f"predictions file {path} has the columns {', '.join(given)}: give one score per "
+                               f"row, in a 'score' column (or 0/1 decisions in a 'prediction' column).")
+    if "native_threshold" in p.columns:
+        p = p.drop(columns="native_threshold")  # a column of the audit's own output: the decisions come from here
+    if "score" in p.columns:
+        p = p.rename(columns={"score": "y_score"})
+    elif "prediction" in p.columns:
+        p = p.rename(columns={"prediction": "y_score"})
+        p["native_threshold"] = 0.5
+    else:
+        raise PredictionsError(f"predictions file {path} needs a 'score' or 'prediction' column "
+                               f"(columns: {', '.join(p.columns)}).")
+    raw = pd.to_numeric(p["y_score"], errors="coerce").to_numpy(dtype=np.float64, copy=True)
+    bad = ~np.isfinite(raw)
+    if bad.any():
+        first = p["y_score"].iloc[int(np.flatnonzero(bad)[0])]
+        shown = "empty" if pd.isna(first) else repr(first) if isinstance(first, str) else str(first)
+        raise PredictionsError(f"predictions file {path}: the score is missing, not a number or infinite on line(s) "
+                               f"{_lines(bad)} (first value: {shown}). "
+                               f"Every row needs a finite score; drop the rows of images the model did not score.")
+    if "native_threshold" in p.columns and not np.isin(raw, (0, 1)).all():
+        raise PredictionsError(f"predictions file {path}: 'prediction' must be 0 or 1 (line(s) "
+                               f"{_lines(~np.isin(raw, (0, 1)))}); give continuous scores as a 'score' column.")
+    return p, raw
+
+
 def _model_column(p: pd.DataFrame, path, model: str | None) -> pd.DataFrame:
     """``p`` with a ``model`` column of names as text: ``model`` (or the file's stem) when the file has none."""
     if "model" not in p.columns:
@@ -419,32 +450,8 @@ def predictions_from_csv(path: str | Path, root: str | Path | None, *, split: st
     if blank.any():  # pandas also reads every other id of that column as a float ("360.0"), not in the manifest
         raise PredictionsError(f"predictions file {path}: the image id is empty on line(s) {_lines(blank)}; give "
                                f"every row the manifest's image id, or drop the row.")
-    given = [c for c in ("score", "prediction", "y_score") if c in p.columns]
-    if len(given) > 1:
-        raise PredictionsError(f"predictions file {path} has the columns {', '.join(given)}: give one score per "
-                               f"row, in a 'score' column (or 0/1 decisions in a 'prediction' column).")
-    if "native_threshold" in p.columns:
-        p = p.drop(columns="native_threshold")  # a column of the audit's own output: the decisions come from here
-    if "score" in p.columns:
-        p = p.rename(columns={"score": "y_score"})
-    elif "prediction" in p.columns:
-        p = p.rename(columns={"prediction": "y_score"})
-        p["native_threshold"] = 0.5
-    else:
-        raise PredictionsError(f"predictions file {path} needs a 'score' or 'prediction' column "
-                               f"(columns: {', '.join(p.columns)}).")
+    p, raw = _score_column(p, path)
     p = _model_column(p, path, model)
-    raw = pd.to_numeric(p["y_score"], errors="coerce").to_numpy(dtype=np.float64, copy=True)
-    bad = ~np.isfinite(raw)
-    if bad.any():
-        first = p["y_score"].iloc[int(np.flatnonzero(bad)[0])]
-        shown = "empty" if pd.isna(first) else repr(first) if isinstance(first, str) else str(first)
-        raise PredictionsError(f"predictions file {path}: the score is missing, not a number or infinite on line(s) "
-                               f"{_lines(bad)} (first value: {shown}). "
-                               f"Every row needs a finite score; drop the rows of images the model did not score.")
-    if "native_threshold" in p.columns and not np.isin(raw, (0, 1)).all():
-        raise PredictionsError(f"predictions file {path}: 'prediction' must be 0 or 1 (line(s) "
-                               f"{_lines(~np.isin(raw, (0, 1)))}); give continuous scores as a 'score' column.")
     kind = {}  # each model's scores read as probabilities or logits on their own
     for m, idx in p.groupby("model", sort=False).indices.items():
         try:
