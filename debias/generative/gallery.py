@@ -1,5 +1,6 @@
 """The gallery of generated faces: one row per rarity band of their latent region (most common to rarest), or one
-block of faces when no latent run weighed them. Draws only; the faces and their rarity are computed elsewhere."""
+block of faces when no latent run weighed them; and the audit report's section on the generated faces a run trained
+with. Draws and words only; the faces, their rarity and their quality are computed elsewhere."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -79,7 +80,7 @@ def generated_section(model: str, gen: Path, share: float) -> dict:
     drawn = {"uniform": "uniformly"}.get(made.get("drawn", "uniform"), made.get("drawn"))
     text = (f"{model} was trained with {share:.0%} of each batch's faces generated: the {made.get('n', '?')} faces in "
             f"{gen}, which {GENERATORS.get(made.get('generator'), 'a generator')} drew {drawn}.")
-    if q:
+    if {"precision", "recall", "density", "coverage", "probe_auc"} <= set(q):
         text += (f" Against {q.get('n_real')} held-out real faces, on the {q.get('embedding')}: precision "
                  f"{q['precision']:.2f}, recall {q['recall']:.2f}, density {q['density']:.2f}, coverage "
                  f"{q['coverage']:.2f} (Naeem et al. 2020; real faces score about 1 on each), and a linear probe tells "
