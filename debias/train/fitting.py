@@ -116,7 +116,7 @@ def _train_stages(data: Path, cfg: TrainConfig, out: Path, ts: TrainSet, *, resu
         log(f"stage 1 of 2: kept the latent weights already in {latent}")
     if world > 1:  # every rank reads the weights rank 0 has just written
         torch.distributed.barrier()
-    second = recipes.classifier_stage(cfg, latent)
+    second = _absolute_paths(recipes.classifier_stage(cfg, latent))
     log("stage 2 of 2: a classifier trained with sharpness-aware minimisation draws its faces by those weights")
     record = {**record, "stages": {"latent": dataclasses.asdict(first), "classifier": dataclasses.asdict(second)}}
     return _fit_one(data, second, out, ts, record=record,

@@ -58,8 +58,7 @@ def latent_stage(cfg: TrainConfig, *, epoch_images: int) -> TrainConfig:
 
 def classifier_stage(cfg: TrainConfig, latent_run: Path) -> TrainConfig:
     """The second stage (``cfg`` resolved): a plain classifier drawing its faces by the weights in ``latent_run``."""
-    return dataclasses.replace(cfg, method="standard", weights_from=str(Path(latent_run).resolve()),
-                               freeze_after=0)
+    return dataclasses.replace(cfg, method="standard", weights_from=str(latent_run), freeze_after=0)
 
 
 __all__ = ["resolve", "latent_stage", "classifier_stage", "is_two_stage", "FREEZE_IMAGES", "MIN_EFFECTIVE_FACES",
