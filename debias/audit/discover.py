@@ -88,13 +88,16 @@ def knn_rarity(train: np.ndarray, query: np.ndarray, k: int = 10) -> np.ndarray:
     -------
     (m,) rarity in [0, 1]; higher is rarer (a lower k-NN density under the training faces).
     """
+    return _rarity_and_radius(train, query, k)[0]
+
+
+def _rarity_and_radius(train: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rarity, k-NN radius) of each query point: the radius behind the rarity ranks the faces that rarity ties at 1,
+    beyond every training face."""
     k = min(k, len(train) - 1)  # the same k for the training faces (themselves left out) and the queries
-    return _rarity(np.sort(knn_radius(train, train, k, exclude_self=True)), knn_radius(train, query, k))
-
-
-def _rarity(own: np.ndarray, radius: np.ndarray) -> np.ndarray:
-    """Share of the training faces' sorted k-NN radii ``own`` below each query ``radius``."""
-    return np.searchsorted(own, radius, side="left") / len(own)
+    own = np.sort(knn_radius(train, train, k, exclude_self=True))
+    radius = knn_radius(train, query, k)
+    return np.searchsorted(own, radius, side="left") / len(own), radius
 
 
 class LatentSpace:
@@ -187,9 +190,7 @@ def discover(faces: pd.DataFrame, z: np.ndarray, space: LatentSpace, thresholds:
     from sklearn.metrics import roc_auc_score
 
     coords = space.transform(z)
-    k = min(cfg.n_neighbors, len(space.train) - 1)
-    radius = knn_radius(space.train, coords, k)  # deciles rank by it: rarity ties at 1 beyond every training face
-    rarity = _rarity(np.sort(knn_radius(space.train, space.train, k, exclude_self=True)), radius)
+    rarity, radius = _rarity_and_radius(space.train, coords, cfg.n_neighbors)  # deciles rank by the radius
     slices, deciles, per_face, auc = [], [], [], {}
     for m, idx in faces.groupby("model", sort=False).indices.items():
         d = faces.iloc[idx]
