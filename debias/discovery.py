@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -109,9 +109,10 @@ def fitted_latent(data: str | Path, *, seed: int = 0, device: str = "auto", prog
     return cache
 
 
-def encode_rows(run: str | Path, data: str | Path, rows: np.ndarray, *, split: str = "all",
-                device: str = "cpu") -> np.ndarray:
-    """Encoder means (len(rows), latent) of manifest rows ``rows`` of ``data`` under the DB-VAE of ``run``."""
+def encode_rows(run: str | Path, parts: Sequence[tuple[str | Path, np.ndarray]], *,
+                device: str = "cpu") -> list[np.ndarray]:
+    """Encoder means (len(rows), latent) of the manifest rows of each ``(data, rows)`` in ``parts``, under the DB-VAE
+    of ``run`` (loaded once)."""
     from debias.latent import NOT_A_DBVAE
     from debias.models.dbvae import DBVAE
     from debias.models.run import check_input_side, latent_run, load_run, predict_scores, resolve_device
@@ -121,12 +122,14 @@ def encode_rows(run: str | Path, data: str | Path, rows: np.ndarray, *, split: s
     model, arch = load_run(run, dev)
     if not isinstance(model, DBVAE):
         raise DebiasError(NOT_A_DBVAE.format(run=run, kind=arch["kind"]))
-    ds = ManifestDataset(data, "all", size=arch["size"])  # image files are resized to it; packed ones must match
-    pos = np.asarray(rows, int)
-    if len(pos):
-        check_input_side(ds.images_uint8(pos[:1]).shape[1], arch, run, data)
-    _, mu = predict_scores(model, lambda p: ds.images_uint8(pos[p]), len(pos), dev, with_latent=True)
-    return mu
+    out = []
+    for data, rows in parts:
+        ds = ManifestDataset(data, "all", size=arch["size"])  # image files are resized to it; packed ones must match
+        pos = np.asarray(rows, int)
+        if len(pos):
+            check_input_side(ds.images_uint8(pos[:1]).shape[1], arch, run, data)
+        out.append(predict_scores(model, lambda p: ds.images_uint8(pos[p]), len(pos), dev, with_latent=True)[1])
+    return out
 
 
 def discover_in_audit(pred: pd.DataFrame, thresholds: dict, data: str | Path | None, cfg: DiscoverConfig, *,
@@ -145,8 +148,8 @@ def discover_in_audit(pred: pd.DataFrame, thresholds: dict, data: str | Path | N
     face_rows = faces["row"].astype(int).to_numpy()
     unique, inverse = np.unique(face_rows, return_inverse=True)
     with torch.no_grad():
-        z_train = encode_rows(run, train_data, train_rows, device=device)
-        z = encode_rows(run, data, unique, device=device)[inverse]
+        z_train, z = encode_rows(run, [(train_data, train_rows), (data, unique)], device=device)
+    z = z[inverse]
     space = LatentSpace(z_train, n_dims=cfg.n_dims)
     return discover(faces, z, space, thresholds, cfg,
                     source=_source(run, latent_run is None, len(train_rows), train_data))
