@@ -787,8 +787,10 @@ def _discovery(data: Path, k: int, latent_run, seed: int, iou, shard: str, devic
     from debias.discovery import check_fittable, discover_in_audit, training_source
 
     try:
-        if (data / "manifest.csv").exists():
-            training_source(data, latent_run) if latent_run is not None else check_fittable(data)
+        if (data / "manifest.csv").exists() and latent_run is not None:
+            training_source(data, latent_run)
+        elif (data / "manifest.csv").exists():
+            check_fittable(data)
     except ValueError as e:
         fail(str(e))
 
